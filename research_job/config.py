@@ -1,0 +1,276 @@
+"""Configuration: one frozen dataclass per step, loaded from a YAML/TOML file, env vars and CLI flags.
+
+Precedence (lowest to highest): dataclass defaults < config file < environment (``RESEARCH_JOB_<FIELD>``) <
+CLI flags. A config file has one optional top-level section of common keys and one section per step::
+
+    artifacts_root: artifacts
+    model: musicnn-msd
+    export_metadata:
+      database_url: sqlite:///catalogue.sqlite
+      table: tracks
+    pull_audio:
+      source: s3://my-bucket/catalogue
+
+Unknown keys are an error naming the key and the valid ones (a typo never silently falls back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from research_job.errors import ConfigError, unknown_choice
+from research_job.layout import ArtifactLayout
+from research_job.models.registry import DEFAULT_MODEL
+
+ENV_PREFIX = "RESEARCH_JOB_"
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Keys every step shares."""
+
+    artifacts_root: Path = Path("artifacts")
+    model: str = DEFAULT_MODEL
+    #: write a version folder somewhere else than ``<artifacts_root>/v1_model_<MODEL>`` (tests, comparisons)
+    version_dir: Path | None = None
+
+    @property
+    def layout(self) -> ArtifactLayout:
+        if self.version_dir is not None:
+            return ArtifactLayout(Path(self.version_dir))
+        return ArtifactLayout.for_model(self.artifacts_root, self.model)
+
+
+@dataclass(frozen=True)
+class ExportMetadataConfig:
+    """export-metadata: catalogue database (or CSV) -> metadata/tracks_metadata.csv."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    #: ``postgresql://user:pass@host/db`` or ``sqlite:///path.sqlite``; exclusive with ``csv_path``
+    database_url: str | None = None
+    table: str = "tracks"
+    #: a SELECT returning the seven columns; overrides ``table``
+    query: str | None = None
+    csv_path: Path | None = None
+    #: YAML/JSON mapping of composer spelling -> canonical name
+    composer_aliases: Path | None = None
+
+
+@dataclass(frozen=True)
+class PullAudioConfig:
+    """pull-audio: object store -> audio_cache/<album_id>/<track_id>.<ext>."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    #: ``s3://bucket/prefix`` or a local directory used as the object store
+    source: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    workers: int = 8
+    max_attempts: int = 5
+    #: first retry delay in seconds; doubles each attempt (with jitter)
+    backoff_sec: float = 0.5
+
+
+@dataclass(frozen=True)
+class StandardizeAudioConfig:
+    """standardize-audio: audio_cache -> audio_wav/<track_id>.wav, mono float32 at the model's sample rate."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    #: target sample rate; None = the model's (looked up in the registry without loading weights when possible)
+    sample_rate: int | None = None
+    #: keep at most this many seconds per track (None = whole track)
+    max_duration_sec: float | None = None
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """embed: standardised audio -> embeddings/embeddings.f32 + track_ids.json + embeddings_meta.json."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    device: str = "cpu"
+    batch_size: int = 8
+    #: checkpoint partial results every this many tracks (resume after interruption)
+    checkpoint_every: int = 16
+    #: also write segment embeddings (window, hop) in seconds; None = off
+    segment_window_sec: float | None = None
+    segment_hop_sec: float | None = None
+    #: corpus-level post-processing before L2 normalisation: none | center | standardize | pca_whiten
+    postprocess: str = "none"
+
+
+@dataclass(frozen=True)
+class BuildIndexConfig:
+    """build-index: embeddings -> index/faiss.index, faiss_hnsw.index, hnsw.index, index_meta.json."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    hnsw_m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 64
+    #: number of corpus vectors used as queries to measure ANN recall (all when N is smaller)
+    recall_queries: int = 2000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """evaluate: embeddings + metadata -> eval/eval_results.json, sample top-5 lists, a printed table."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    k: int = 5
+    bootstrap_resamples: int = 1000
+    n_samples: int = 10
+    seed: int = 0
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """validate: check a whole version folder."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    unit_norm_tol: float = 1e-4
+
+
+STEP_SECTIONS: dict[str, type] = {
+    "export_metadata": ExportMetadataConfig,
+    "pull_audio": PullAudioConfig,
+    "standardize_audio": StandardizeAudioConfig,
+    "embed": EmbedConfig,
+    "build_index": BuildIndexConfig,
+    "evaluate": EvaluateConfig,
+    "validate": ValidateConfig,
+}
+
+T = TypeVar("T")
+
+
+def load_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file; ``None`` -> empty.
+
+    Raises:
+        ConfigError: missing file, unknown extension, parse error, or unknown top-level section.
+    """
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file not found: {p}")
+    try:
+        if p.suffix in {".yaml", ".yml"}:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        elif p.suffix == ".toml":
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        else:
+            raise ConfigError(f"Config file {p} must end in .yaml, .yml or .toml, not {p.suffix!r}")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"Cannot parse config file {p}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {p} must hold a mapping, got {type(data).__name__}")
+    common_keys = {f.name for f in dataclasses.fields(CommonConfig)}
+    for key in data:
+        if key not in STEP_SECTIONS and key not in common_keys:
+            raise ConfigError(unknown_choice("config key", key, [*STEP_SECTIONS, *common_keys]))
+    return data
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Convert a file/env/CLI value to the field's declared type."""
+    if value is None:
+        return None
+    hint = annotation
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else hint
+    try:
+        if hint is Path:
+            return Path(value)
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            s = str(value).strip().lower()
+            if s in {"1", "true", "yes", "on"}:
+                return True
+            if s in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if hint in (int, float, str):
+            return hint(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"Bad value {value!r} for {name}: expected {getattr(hint, '__name__', hint)}") from e
+    return value
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "common"}
+
+
+def build_config(
+    cls: type[T],
+    *,
+    file_data: dict[str, Any] | None = None,
+    section: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: typing.Mapping[str, str] | None = None,
+) -> T:
+    """Build a step config from defaults, a config file section, env vars and CLI overrides.
+
+    Args:
+        cls: a step config class (e.g. :class:`EmbedConfig`).
+        file_data: what :func:`load_config_file` returned.
+        section: the file section of this step (default: looked up from ``STEP_SECTIONS``).
+        overrides: CLI values; ``None`` values are ignored (flag not given).
+        env: environment (default ``os.environ``); ``RESEARCH_JOB_<FIELD>`` in upper case.
+
+    Raises:
+        ConfigError: unknown key in the step's section, or a value of the wrong type.
+    """
+    file_data = file_data or {}
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if section is None:
+        section = next((s for s, c in STEP_SECTIONS.items() if c is cls), None)
+    step_fields = _fields(cls)
+    common_fields = {f.name: typing.get_type_hints(CommonConfig)[f.name] for f in dataclasses.fields(CommonConfig)}
+
+    def layered(name: str, annotation: Any, section_data: dict[str, Any]) -> tuple[bool, Any]:
+        value: Any = None
+        found = False
+        if name in section_data:
+            value, found = section_data[name], True
+        env_key = ENV_PREFIX + name.upper()
+        if env_key in env:
+            value, found = env[env_key], True
+        if name in overrides:
+            value, found = overrides[name], True
+        return found, _coerce(name, value, annotation) if found else None
+
+    step_data = file_data.get(section, {}) if section else {}
+    if not isinstance(step_data, dict):
+        raise ConfigError(f"Config section {section!r} must be a mapping")
+    for key in step_data:
+        if key not in step_fields and key not in common_fields:
+            raise ConfigError(unknown_choice(f"key in section {section!r}", key, [*step_fields, *common_fields]))
+    top = {k: v for k, v in file_data.items() if k in common_fields}
+    common_kwargs: dict[str, Any] = {}
+    for name, ann in common_fields.items():
+        found, value = layered(name, ann, {**top, **{k: v for k, v in step_data.items() if k in common_fields}})
+        if found:
+            common_kwargs[name] = value
+    kwargs: dict[str, Any] = {}
+    for name, ann in step_fields.items():
+        found, value = layered(name, ann, step_data)
+        if found:
+            kwargs[name] = value
+    return cls(common=CommonConfig(**common_kwargs), **kwargs)  # type: ignore[call-arg]
