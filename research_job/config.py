@@ -207,7 +207,9 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if hint in (int, float, str):
             return hint(value)
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"Bad value {value!r} for {name}: expected {getattr(hint, '__name__', hint)}") from e
+        raise ConfigError(
+            f"Bad value {value!r} for {name}: expected {getattr(hint, '__name__', hint)}"
+        ) from e
     return value
 
 
@@ -242,7 +244,9 @@ def build_config(
     if section is None:
         section = next((s for s, c in STEP_SECTIONS.items() if c is cls), None)
     step_fields = _fields(cls)
-    common_fields = {f.name: typing.get_type_hints(CommonConfig)[f.name] for f in dataclasses.fields(CommonConfig)}
+    common_fields = {
+        f.name: typing.get_type_hints(CommonConfig)[f.name] for f in dataclasses.fields(CommonConfig)
+    }
 
     def layered(name: str, annotation: Any, section_data: dict[str, Any]) -> tuple[bool, Any]:
         value: Any = None
@@ -261,11 +265,15 @@ def build_config(
         raise ConfigError(f"Config section {section!r} must be a mapping")
     for key in step_data:
         if key not in step_fields and key not in common_fields:
-            raise ConfigError(unknown_choice(f"key in section {section!r}", key, [*step_fields, *common_fields]))
+            raise ConfigError(
+                unknown_choice(f"key in section {section!r}", key, [*step_fields, *common_fields])
+            )
     top = {k: v for k, v in file_data.items() if k in common_fields}
     common_kwargs: dict[str, Any] = {}
     for name, ann in common_fields.items():
-        found, value = layered(name, ann, {**top, **{k: v for k, v in step_data.items() if k in common_fields}})
+        found, value = layered(
+            name, ann, {**top, **{k: v for k, v in step_data.items() if k in common_fields}}
+        )
         if found:
             common_kwargs[name] = value
     kwargs: dict[str, Any] = {}

@@ -18,7 +18,9 @@ from jsonschema import Draft202012Validator
 from research_job.errors import SchemaValidationError, unknown_choice
 from research_job.io.atomic import write_json
 
-SCHEMA_DIR = Path(os.environ.get("ARTIFACT_SCHEMA_DIR", Path(__file__).resolve().parent.parent / "artifact_schema"))
+SCHEMA_DIR = Path(
+    os.environ.get("ARTIFACT_SCHEMA_DIR", Path(__file__).resolve().parent.parent / "artifact_schema")
+)
 
 
 def schema_names() -> list[str]:
@@ -26,7 +28,7 @@ def schema_names() -> list[str]:
     return sorted(p.name[: -len(".schema.json")] for p in SCHEMA_DIR.glob("*.schema.json"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(name: str) -> dict[str, Any]:
     """Load the schema ``artifact_schema/<name>.schema.json``.
 
@@ -42,7 +44,7 @@ def load_schema(name: str) -> dict[str, Any]:
     return schema
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(load_schema(name), format_checker=jsonschema.FormatChecker())
 

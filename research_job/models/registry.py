@@ -30,23 +30,41 @@ class Entry:
 
 #: exact names
 MODELS: dict[str, Entry] = {
-    "musicnn-msd": Entry("research_job.models.musicnn:load", {"checkpoint": "MSD_musicnn"},
-                         "musicnn trained on the Million Song Dataset tags (default; weights from the musicnn wheel)"),
-    "musicnn-mtt": Entry("research_job.models.musicnn:load", {"checkpoint": "MTT_musicnn"},
-                         "musicnn trained on MagnaTagATune tags"),
-    "dsp-stats": Entry("research_job.models.dsp:load", {},
-                       "DSP baseline: MFCC, chroma and spectral statistics (no weights)"),
-    "random": Entry("research_job.models.random_encoder:load", {},
-                    "floor: a seeded random vector per track (content-independent)"),
-    "mert-v1-95m": Entry("research_job.models.hf:load_mert", {"model_id": "m-a-p/MERT-v1-95M"},
-                         "MERT-v1-95M via transformers (24 kHz, all-layer average)"),
-    "clap-music": Entry("research_job.models.hf:load_clap", {"model_id": "laion/larger_clap_music"},
-                        "LAION CLAP music via transformers (48 kHz, 10 s chunks)"),
+    "musicnn-msd": Entry(
+        "research_job.models.musicnn:load",
+        {"checkpoint": "MSD_musicnn"},
+        "musicnn trained on the Million Song Dataset tags (default; weights from the musicnn wheel)",
+    ),
+    "musicnn-mtt": Entry(
+        "research_job.models.musicnn:load",
+        {"checkpoint": "MTT_musicnn"},
+        "musicnn trained on MagnaTagATune tags",
+    ),
+    "dsp-stats": Entry(
+        "research_job.models.dsp:load", {}, "DSP baseline: MFCC, chroma and spectral statistics (no weights)"
+    ),
+    "random": Entry(
+        "research_job.models.random_encoder:load",
+        {},
+        "floor: a seeded random vector per track (content-independent)",
+    ),
+    "mert-v1-95m": Entry(
+        "research_job.models.hf:load_mert",
+        {"model_id": "m-a-p/MERT-v1-95M"},
+        "MERT-v1-95M via transformers (24 kHz, all-layer average)",
+    ),
+    "clap-music": Entry(
+        "research_job.models.hf:load_clap",
+        {"model_id": "laion/larger_clap_music"},
+        "LAION CLAP music via transformers (48 kHz, 10 s chunks)",
+    ),
 }
 
 #: prefixes: ``<prefix><rest>`` -> loader(rest, **kwargs)
 PREFIXES: dict[str, Entry] = {
-    "hf:": Entry("research_job.models.hf:load_auto", {}, "any transformers audio encoder: hf:<model id or local path>"),
+    "hf:": Entry(
+        "research_job.models.hf:load_auto", {}, "any transformers audio encoder: hf:<model id or local path>"
+    ),
 }
 
 DEFAULT_MODEL = "musicnn-msd"
@@ -86,7 +104,7 @@ def load_model(spec: str, **overrides: Any) -> Encoder:
         for prefix, entry in PREFIXES.items():
             if name.startswith(prefix) and len(name) > len(prefix):
                 kwargs = {**entry.kwargs, **opts, **overrides}
-                encoder = entry.resolve()(name[len(prefix):], **kwargs)
+                encoder = entry.resolve()(name[len(prefix) :], **kwargs)
                 break
         else:
             raise ModelError(unknown_choice("model", spec, known_models()))
