@@ -1,0 +1,108 @@
+# The single source of commands: README, CI and developers all use these targets.
+# `make help` lists them. Every pipeline step is one target calling one `research-job` command.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+RJ          := $(VENV)/bin/research-job
+CONFIG      ?= configs/demo.yaml
+MODEL       ?= musicnn-msd
+ARTIFACTS   ?= artifacts
+VERSION_DIR ?= $(ARTIFACTS)/v1_model_$(MODEL)
+DEMO_DIR    ?= .cache/demo_corpus
+DEMO_TRACKS ?= 128
+RENDERING   ?= ensemble
+MUSICNN_WEIGHTS_DIR ?= .cache/musicnn
+export MUSICNN_WEIGHTS_DIR
+STEP_ARGS   = --config $(CONFIG) --model $(MODEL)
+
+.PHONY: help install install-dev weights node-install demo demo-corpus run export-metadata pull-audio \
+        standardize-audio embed build-index evaluate validate publish compare-models serve \
+        test test-python test-node lint format bench bench-quick clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[demo,hf,dev]'
+	touch $@
+
+install: $(VENV)/.installed weights ## create .venv with the pinned CPU torch and every dependency, fetch model weights
+
+install-dev: install node-install ## install + the Node API's dependencies
+
+weights: $(VENV)/.installed ## fetch the musicnn checkpoints from the musicnn wheel on PyPI (no deps installed)
+	$(PY) scripts/fetch_musicnn_weights.py --dest $(MUSICNN_WEIGHTS_DIR)
+
+node-install: ## npm ci in node_api/
+	cd node_api && npm ci --no-audit --no-fund
+
+demo-corpus: $(VENV)/.installed ## render the demo catalogue (music21 scores -> audio in 5 codecs, SQLite, local object store)
+	$(PY) -m research_job.demo.build --out $(DEMO_DIR) --n-tracks $(DEMO_TRACKS) --rendering $(RENDERING)
+
+demo: install demo-corpus ## fresh machine -> installed, demo corpus rendered, whole pipeline run, evaluation table printed
+	$(RJ) run $(STEP_ARGS)
+	$(RJ) validate $(STEP_ARGS)
+
+run: ## all steps in order (uses CONFIG, MODEL)
+	$(RJ) run $(STEP_ARGS)
+
+export-metadata: ## catalogue database -> metadata/tracks_metadata.csv
+	$(RJ) export-metadata $(STEP_ARGS)
+
+pull-audio: ## object store -> audio_cache/<album_id>/<track_id>.<ext>
+	$(RJ) pull-audio $(STEP_ARGS)
+
+standardize-audio: ## decode to mono float32 at the model's rate -> audio_wav/
+	$(RJ) standardize-audio $(STEP_ARGS)
+
+embed: ## one L2-normalised embedding per track -> embeddings/
+	$(RJ) embed $(STEP_ARGS)
+
+build-index: ## FAISS flat + HNSW, hnswlib HNSW -> index/
+	$(RJ) build-index $(STEP_ARGS)
+
+evaluate: ## composer-retrieval proxy task -> eval/
+	$(RJ) evaluate $(STEP_ARGS)
+
+validate: ## check a whole version folder against the schemas and itself
+	$(RJ) validate $(STEP_ARGS)
+
+publish: ## upload the version folder to S3 (BUCKET=..., ENDPOINT_URL=... for S3-compatible stores)
+	$(RJ) publish $(STEP_ARGS) --bucket $(BUCKET) $(if $(ENDPOINT_URL),--endpoint-url $(ENDPOINT_URL),)
+
+compare-models: ## embed + evaluate several models on the same metadata -> comparison table
+	$(RJ) compare-models --config $(CONFIG)
+
+serve: ## serve the demo artifacts with the Node API on 127.0.0.1:8080
+	cd node_api && ARTIFACTS_DIR=$(abspath $(VERSION_DIR)) PORT=$${PORT:-8080} npm start
+
+test: test-python test-node ## the whole test suite (Python + Node)
+
+test-python: $(VENV)/.installed
+	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-node:
+	cd node_api && PYTHON=$(abspath $(PY)) ARTIFACT_SCHEMA_DIR=$(abspath artifact_schema) npm test
+
+lint: ## ruff + mypy + tsc
+	$(VENV)/bin/ruff check research_job tests bench scripts
+	$(VENV)/bin/ruff format --check research_job tests bench scripts
+
+format:
+	$(VENV)/bin/ruff check --fix research_job tests bench scripts
+	$(VENV)/bin/ruff format research_job tests bench scripts
+
+bench: ## full benchmarks (long: N up to 1M) -> bench/results/, docs/benchmarks.md
+	$(PY) -m bench.run --full
+
+bench-quick: ## a few minutes on 2 cores
+	$(PY) -m bench.run --quick
+
+clean: ## remove generated artifacts (keeps .venv and caches)
+	rm -rf $(ARTIFACTS)/v1_model_*
