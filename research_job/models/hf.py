@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,7 +257,14 @@ def _load(
     except ModelError:
         raise
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ImportError, ...
-        raise ModelError(f"Cannot load the {what} of {source.ref!r}: {type(exc).__name__}: {exc}") from exc
+        hint = ""
+        if "trust_remote_code" in str(exc):
+            hint = " (it ships its own modelling code: add trust_remote_code=1 to the spec if you trust it)"
+        elif source.hub_id is not None and source.folder is not None:
+            hint = f" (the cached copy in {source.folder} may be incomplete: download it again)"
+        raise ModelError(
+            f"Cannot load the {what} of {source.ref!r}{hint}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _weights_and_commit(
@@ -597,6 +605,7 @@ def _load_hidden_state_encoder(
     spec_hint: str,
     feature_extractor_cls: str,
 ) -> HiddenStateEncoder:
+    start = time.monotonic()
     common = _common(opts)
     layer = _layer_opt(opts.get("layer", default_layer))
     source = _resolve_source(ref, revision=common.revision, cache_dir=common.cache_dir, spec_hint=spec_hint)
@@ -604,8 +613,14 @@ def _load_hidden_state_encoder(
     import transformers
 
     fe_cls = getattr(transformers, feature_extractor_cls)
+    # always pass trust_remote_code to the Auto classes: left as None, transformers asks on stdin and waits
+    fe_kwargs = (
+        {**kwargs, "trust_remote_code": trust_remote_code}
+        if feature_extractor_cls.startswith("Auto")
+        else kwargs
+    )
     feature_extractor = _load(
-        "feature extractor", source, lambda r, kw: fe_cls.from_pretrained(r, **kw), kwargs
+        "feature extractor", source, lambda r, kw: fe_cls.from_pretrained(r, **kw), fe_kwargs
     )
     model = _load(
         "model",
@@ -624,6 +639,8 @@ def _load_hidden_state_encoder(
             f"layer={layer} out of range for {ref!r}: valid 0..{n_layers} (0 = embedding output), "
             f"-{n_layers + 1}..-1, 'all' or 'last'"
         )
+    log.info("loaded %s from %s in %.1f s (%s, %s)", backend, source.ref, time.monotonic() - start,
+             common.device, dtype_name(common.dtype))  # fmt: skip
     return HiddenStateEncoder(
         name=backend,
         model=_finish(model, common),
@@ -701,6 +718,7 @@ def load_clap(model_id: str = CLAP_ID, **opts: Any) -> ClapEncoder:
         ModelError: bad option, weights not available (offline, not cached), or a load failure.
     """
     _check_options("clap-music", opts, _COMMON_OPTIONS)
+    start = time.monotonic()
     common = _common(opts)
     ref = str(model_id)
     source = _resolve_source(
@@ -722,6 +740,8 @@ def load_clap(model_id: str = CLAP_ID, **opts: Any) -> ClapEncoder:
         raise ModelError(
             f"chunk_sec={common.chunk_sec} exceeds CLAP's input length of {max_sec} s; use <= {max_sec}"
         )
+    log.info("loaded clap-music from %s in %.1f s (%s, %s)", source.ref, time.monotonic() - start,
+             common.device, dtype_name(common.dtype))  # fmt: skip
     return ClapEncoder(
         name="clap-music",
         model=_finish(model, common),

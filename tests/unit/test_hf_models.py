@@ -237,6 +237,44 @@ def test_bad_options_and_bad_paths_are_model_errors(hubert_ckpt: Path, tmp_path:
         load_model(f"hf:{tmp_path / 'empty'}")
 
 
+def _tiny_other(kind: str, folder: Path) -> tuple[type, type]:
+    """Save a tiny Wav2Vec2 (stable layer norm variant) or AST checkpoint; return (model class, FE class)."""
+    torch.manual_seed(0)
+    small = dict(hidden_size=HIDDEN, num_hidden_layers=N_LAYERS, num_attention_heads=2, intermediate_size=32)
+    if kind == "wav2vec2":
+        config = transformers.Wav2Vec2Config(
+            **small, conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2, vocab_size=10, do_stable_layer_norm=True, feat_extract_norm="layer",
+        )  # fmt: skip
+        transformers.Wav2Vec2Model(config).save_pretrained(folder)
+        transformers.Wav2Vec2FeatureExtractor(sampling_rate=16_000, do_normalize=True).save_pretrained(folder)
+        return transformers.Wav2Vec2Model, transformers.Wav2Vec2FeatureExtractor
+    config = transformers.ASTConfig(
+        **small, patch_size=16, frequency_stride=10, time_stride=10, num_mel_bins=16, max_length=32
+    )
+    transformers.ASTModel(config).save_pretrained(folder)
+    transformers.ASTFeatureExtractor(sampling_rate=16_000, num_mel_bins=16, max_length=32).save_pretrained(
+        folder
+    )
+    return transformers.ASTModel, transformers.ASTFeatureExtractor
+
+
+@pytest.mark.parametrize("kind", ["wav2vec2", "ast"])
+def test_hf_other_architectures(kind: str, tmp_path: Path) -> None:
+    model_cls, fe_cls = _tiny_other(kind, tmp_path / kind)
+    enc = load_model(f"hf:{tmp_path / kind}?chunk_sec=0.25")  # AST's extractor takes 0.32 s (32 frames)
+    assert enc.dim == HIDDEN and enc.sample_rate == 16_000
+    chunk = 4000
+    wave = _wave(80, 2 * chunk)
+    halves = enc.embed([wave[:chunk], wave[chunk:]])
+    np.testing.assert_allclose(enc.embed([wave])[0], halves.mean(axis=0), rtol=1e-5, atol=1e-6)
+    model = model_cls.from_pretrained(tmp_path / kind).eval()
+    fe = fe_cls.from_pretrained(tmp_path / kind)
+    with torch.inference_mode():
+        hidden = model(**fe([wave[:chunk]], sampling_rate=16_000, return_tensors="pt")).last_hidden_state
+    np.testing.assert_allclose(halves[0], hidden[0].mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # mert-v1-95m: the real hub-id path, served from a local cache
 
@@ -258,6 +296,60 @@ def test_mert_loads_its_hub_id_from_the_local_cache(
     # model_id= points the named backend at a local folder, layer= picks one hidden state
     local = load_model(f"mert-v1-95m?model_id={hubert_ckpt}&layer=1&chunk_sec={CHUNK_SEC}")
     assert local.info()["layer"] == "1" and local.info()["params"]["revision"] is None
+
+
+_CUSTOM_CONFIG = """from transformers import HubertConfig
+
+
+class MERTConfig(HubertConfig):
+    model_type = "mert_model"
+"""
+_CUSTOM_MODEL = """from transformers import HubertModel
+
+from .configuration_MERT import MERTConfig
+
+
+class MERTModel(HubertModel):
+    config_class = MERTConfig
+"""
+
+
+def test_mert_runs_modelling_code_shipped_with_the_checkpoint(
+    hubert_ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint laid out like MERT's (config.json auto_map -> its own .py files) loads through the real
+    trust_remote_code path; the code here is a HuBERT subclass, so the result equals plain HuBERT's."""
+    import json
+    import sys
+
+    from transformers import dynamic_module_utils
+
+    folder = tmp_path / "mert_like"
+    shutil.copytree(hubert_ckpt, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(
+        model_type="mert_model", architectures=["MERTModel"],
+        auto_map={"AutoConfig": "configuration_MERT.MERTConfig", "AutoModel": "modeling_MERT.MERTModel"},
+    )  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "configuration_MERT.py").write_text(_CUSTOM_CONFIG)
+    (folder / "modeling_MERT.py").write_text(_CUSTOM_MODEL)
+    # keep the dynamic modules out of the user's cache and out of later tests' import state
+    monkeypatch.setattr(dynamic_module_utils, "HF_MODULES_CACHE", str(tmp_path / "modules"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = {k for k in sys.modules if k.startswith("transformers_modules")}
+    try:
+        with pytest.raises(ModelError, match="add trust_remote_code=1"):
+            load_model(f"hf:{folder}")  # no prompt on stdin: refused at once
+        mert = load_model(f"mert-v1-95m?model_id={folder}&chunk_sec={CHUNK_SEC}")
+        assert type(mert.model).__name__ == "MERTModel"
+        waves = [_wave(90, 2 * CHUNK + 50)]
+        plain = load_model(f"hf:{hubert_ckpt}?chunk_sec={CHUNK_SEC}&layer=all")
+        np.testing.assert_array_equal(mert.embed(waves), plain.embed(waves))
+        assert load_model(f"hf:{folder}?trust_remote_code=1").dim == HIDDEN
+    finally:
+        for key in [k for k in sys.modules if k.startswith("transformers_modules") and k not in before]:
+            del sys.modules[key]
 
 
 # ----------------------------------------------------------------------------------------------------------------
