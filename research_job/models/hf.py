@@ -341,10 +341,10 @@ class _ChunkedEncoder:
         self._cache_dir = cache_dir
         self._extra_params = dict(extra_params or {})
         self._weights: tuple[str | None, str | None] | None = None
-        forward = self._forward_callable()
-        params = inspect.signature(forward).parameters.values()
+        # feature-extractor outputs the forward does not take (e.g. an attention_mask) are left out
+        params = list(inspect.signature(self._forward_callable()).parameters.values())
         self._accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-        self._accepted = {p.name for p in inspect.signature(forward).parameters.values()}
+        self._accepted = {p.name for p in params}
 
     # -- subclass hooks ------------------------------------------------------------------------------------
     def _forward_callable(self) -> Callable[..., Any]:

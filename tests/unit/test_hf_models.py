@@ -12,6 +12,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,7 +238,7 @@ def test_bad_options_and_bad_paths_are_model_errors(hubert_ckpt: Path, tmp_path:
         load_model(f"hf:{tmp_path / 'empty'}")
 
 
-def _tiny_other(kind: str, folder: Path) -> tuple[type, type]:
+def _tiny_other(kind: str, folder: Path) -> tuple[Any, Any]:
     """Save a tiny Wav2Vec2 (stable layer norm variant) or AST checkpoint; return (model class, FE class)."""
     torch.manual_seed(0)
     small = dict(hidden_size=HIDDEN, num_hidden_layers=N_LAYERS, num_attention_heads=2, intermediate_size=32)
@@ -342,7 +343,7 @@ def test_mert_runs_modelling_code_shipped_with_the_checkpoint(
         with pytest.raises(ModelError, match="add trust_remote_code=1"):
             load_model(f"hf:{folder}")  # no prompt on stdin: refused at once
         mert = load_model(f"mert-v1-95m?model_id={folder}&chunk_sec={CHUNK_SEC}")
-        assert type(mert.model).__name__ == "MERTModel"
+        assert isinstance(mert, hf.HiddenStateEncoder) and type(mert.model).__name__ == "MERTModel"
         waves = [_wave(90, 2 * CHUNK + 50)]
         plain = load_model(f"hf:{hubert_ckpt}?chunk_sec={CHUNK_SEC}&layer=all")
         np.testing.assert_array_equal(mert.embed(waves), plain.embed(waves))
