@@ -8,6 +8,7 @@ paths are exercised with HF_HUB_OFFLINE and with an endpoint on a closed loopbac
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import time
@@ -149,6 +150,7 @@ def test_hf_local_checkpoint_through_registry(auto_enc: Encoder, hubert_ckpt: Pa
     )
     assert params["dtype"] == "float32" and params["device"] == "cpu"
     assert params["min_samples"] == 40  # conv kernels (10,3,3), strides (5,2,2): (((1-1)*2+3-1)*2+3-1)*5+10
+    json.loads(json.dumps(info))  # plain JSON types only (it goes into embeddings_meta.json)
 
 
 def test_embed_is_deterministic_and_batching_is_exact(auto_enc: Encoder, hubert_ckpt: Path) -> None:
@@ -238,6 +240,23 @@ def test_bad_options_and_bad_paths_are_model_errors(hubert_ckpt: Path, tmp_path:
         load_model(f"hf:{tmp_path / 'empty'}")
 
 
+def test_hub_revisions_and_incomplete_cache(hub_cache: Path, tmp_path: Path, hub_offline: None) -> None:
+    pinned = load_model(f"mert-v1-95m?cache_dir={hub_cache}&revision={FAKE_COMMIT}&chunk_sec={CHUNK_SEC}")
+    assert pinned.info()["params"]["revision"] == FAKE_COMMIT
+    with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
+        load_model(f"mert-v1-95m?cache_dir={hub_cache}&revision=v2")
+    # config cached but the weights never arrived: say so instead of a bare transformers error
+    repo = tmp_path / "models--m-a-p--MERT-v1-95M"
+    snapshot = repo / "snapshots" / FAKE_COMMIT
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy(hub_cache / "models--m-a-p--MERT-v1-95M" / "snapshots" / FAKE_COMMIT / name, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(FAKE_COMMIT)
+    with pytest.raises(ModelError, match="Cannot load the model of 'm-a-p/MERT-v1-95M' .*may be incomplete"):
+        load_model(f"mert-v1-95m?cache_dir={tmp_path}")
+
+
 def _tiny_other(kind: str, folder: Path) -> tuple[Any, Any]:
     """Save a tiny Wav2Vec2 (stable layer norm variant) or AST checkpoint; return (model class, FE class)."""
     torch.manual_seed(0)
@@ -320,7 +339,6 @@ def test_mert_runs_modelling_code_shipped_with_the_checkpoint(
 ) -> None:
     """A checkpoint laid out like MERT's (config.json auto_map -> its own .py files) loads through the real
     trust_remote_code path; the code here is a HuBERT subclass, so the result equals plain HuBERT's."""
-    import json
     import sys
 
     from transformers import dynamic_module_utils
