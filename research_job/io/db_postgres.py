@@ -33,7 +33,7 @@ class PostgresSource:
             raise ConfigError("Give exactly one of table or query")
         if query is None:
             assert table is not None
-            stmt: sql.Composable = sql.SQL("SELECT * FROM {}").format(
+            stmt: sql.SQL | sql.Composed = sql.SQL("SELECT * FROM {}").format(
                 sql.Identifier(*check_table_name(table).split("."))
             )
         else:

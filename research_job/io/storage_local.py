@@ -28,7 +28,7 @@ class LocalStore:
     """Objects are files under ``root``."""
 
     kind = "local"
-    endpoint_url = None
+    endpoint_url: str | None = None
 
     def __init__(self, root: Path) -> None:
         if not root.is_dir():

@@ -5,7 +5,7 @@
 
 ``FaultProxy`` is a tiny forwarding HTTP proxy in front of it: every request is forwarded unchanged to the
 upstream endpoint, except that the first ``n`` requests whose path ends with a configured suffix are answered
-with a 503 ``SlowDown`` S3 error instead. It counts requests per (method, path), so a test can assert that a
+with an S3 error instead (503 ``SlowDown`` by default, or 500 / 403). It counts requests per (method, path), so a test can assert that a
 rerun issued no GET. Both bind 127.0.0.1 only and are stopped by the test (context managers).
 """
 
@@ -60,10 +60,21 @@ class MotoS3:
             r.read()
 
 
-_SLOWDOWN = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-    b"<Message>Please reduce your request rate (injected by the test proxy).</Message></Error>"
-)
+_ERRORS = {
+    503: ("Service Unavailable", "SlowDown", "Please reduce your request rate"),
+    500: ("Internal Server Error", "InternalError", "We encountered an internal error"),
+    403: ("Forbidden", "AccessDenied", "Access Denied"),
+}
+
+
+def _error_body(status: int) -> bytes:
+    _, code, message = _ERRORS[status]
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>{message} (injected by the test proxy).</Message></Error>"
+    ).encode()
+
+
 _HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -76,14 +87,19 @@ _HOP_BY_HOP = {
 
 
 class FaultProxy:
-    """Forwarding HTTP proxy that fails the first N requests for chosen paths with 503 SlowDown.
+    """Forwarding HTTP proxy that fails the first N requests for chosen paths with an S3 error.
 
     Args:
         upstream: ``http://host:port`` of the real endpoint.
-        fail_first: ``{path suffix: n}``: the first ``n`` requests whose path ends with the suffix get a 503.
+        fail_first: ``{path suffix: n}``: the first ``n`` requests whose path ends with the suffix get an error.
+        status: the injected status: 503 (``SlowDown``, default), 500 (``InternalError``) or 403
+            (``AccessDenied``).
     """
 
-    def __init__(self, upstream: str, fail_first: dict[str, int] | None = None) -> None:
+    def __init__(self, upstream: str, fail_first: dict[str, int] | None = None, status: int = 503) -> None:
+        if status not in _ERRORS:
+            raise ValueError(f"status must be one of {sorted(_ERRORS)}, not {status}")
+        self.status = status
         self.upstream = urlsplit(upstream)
         self.remaining = dict(fail_first or {})
         self.requests: Counter[tuple[str, str]] = Counter()
@@ -108,12 +124,13 @@ class FaultProxy:
                         proxy.remaining[fail] -= 1
                         proxy.injected[fail] += 1
                 if fail is not None:
-                    self.send_response(503)
+                    body = _error_body(proxy.status)
+                    self.send_response(proxy.status, _ERRORS[proxy.status][0])
                     self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(_SLOWDOWN)))
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     if self.command != "HEAD":
-                        self.wfile.write(_SLOWDOWN)
+                        self.wfile.write(body)
                     return
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=30)
                 try:

@@ -142,6 +142,26 @@ def test_s3_transient_until_give_up(tmp_path: Path, moto_s3, aws_env) -> None:  
     assert not list(common.layout.audio_cache_dir.rglob("*.tmp"))
 
 
+@pytest.mark.parametrize(("status", "retried"), [(500, True), (403, False)])
+def test_s3_error_classes(tmp_path: Path, moto_s3, aws_env, status: int, retried: bool) -> None:  # type: ignore[no-untyped-def]
+    rows = tracks(2)
+    upload(moto_s3.client(), f"bucket-pull-status-{status}", rows)
+    common = setup_version(tmp_path, rows)
+    with FaultProxy(moto_s3.endpoint_url, fail_first={"/trk0.m4a": 1}, status=status) as proxy:
+        cfg = PullAudioConfig(
+            common=common,
+            source=f"s3://bucket-pull-status-{status}",
+            endpoint_url=proxy.endpoint_url,
+            max_attempts=4,
+            backoff_sec=0.01,
+        )
+        e = pull_audio.run(cfg)["tracks"][0]
+    if retried:  # 5xx: retried, then downloaded
+        assert e["status"] == "downloaded" and e["attempts"] == 2
+    else:  # 403: permanent, one attempt, reported as failed with the S3 error code
+        assert e["status"] == "failed" and e["attempts"] == 1 and "403 AccessDenied" in e["reason"]
+
+
 def test_s3_nothing_pulled_raises_after_report(tmp_path: Path, moto_s3, aws_env) -> None:  # type: ignore[no-untyped-def]
     rows = tracks(2)
     moto_s3.client().create_bucket(Bucket="bucket-pull-empty")
@@ -221,3 +241,23 @@ def test_bad_source(tmp_path: Path) -> None:
         pull_audio.run(PullAudioConfig(common=common, source="gs://bucket/x"))
     with pytest.raises(StorageError, match="not found"):
         pull_audio.run(PullAudioConfig(common=common, source=str(tmp_path / "nope")))
+
+
+def test_store_list_and_head(tmp_path: Path, moto_s3, aws_env) -> None:  # type: ignore[no-untyped-def]
+    from research_job.io.storage import ObjectNotFound, open_store
+
+    rows = tracks(3)
+    upload(moto_s3.client(), "bucket-list", rows)
+    s3 = open_store("s3://bucket-list/catalogue", endpoint_url=moto_s3.endpoint_url)
+    assert sorted(o.key for o in s3.list()) == sorted(r.audio_s3_key for r in rows)
+    assert [o.key for o in s3.list("alb1")] == ["catalogue/alb1/trk1.mp3"]
+    head = s3.head(s3.resolve_key("alb1/trk1.mp3"))  # key relative to the prefix
+    assert head.size == len(blob(1)) and head.etag_is_md5
+    with pytest.raises(ObjectNotFound):
+        s3.head("catalogue/nope.m4a")
+    root = tmp_path / "store"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.mp3").write_bytes(b"abc")
+    local = open_store(root)
+    assert [(o.key, o.size) for o in local.list()] == [("a/x.mp3", 3)]
+    assert local.head("a/x.mp3").sha256 == hashlib.sha256(b"abc").hexdigest()
