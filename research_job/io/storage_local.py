@@ -37,7 +37,9 @@ class LocalStore:
         self.url = str(root)
 
     def resolve_key(self, key: str) -> str:
-        """Keys are relative to the root; no prefix."""
+        """Keys are relative to the root; an ``s3://bucket/key`` URI maps to ``key`` (the root mirrors a bucket)."""
+        if key.lower().startswith("s3://"):
+            key = key[len("s3://") :].partition("/")[2]
         return join_key("", key)
 
     def _path(self, key: str) -> Path:

@@ -108,7 +108,16 @@ class S3Store:
         return cls(bucket, prefix, **kwargs)
 
     def resolve_key(self, key: str) -> str:
-        """``prefix/key`` unless the key already starts with the prefix."""
+        """``prefix/key`` unless the key already starts with the prefix; ``s3://<this bucket>/k`` -> ``k``.
+
+        Raises:
+            StorageError: an ``s3://`` key naming another bucket.
+        """
+        if key.lower().startswith("s3://"):
+            bucket, _, rest = key[len("s3://") :].partition("/")
+            if bucket != self.bucket or not rest:
+                raise StorageError(f"Object {key!r} is not in the store's bucket {self.bucket!r}")
+            return rest
         return join_key(self.prefix, key)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:

@@ -120,13 +120,12 @@ def pull_one(
 ) -> dict[str, Any]:
     """Pull one track into the cache; never raises for a per-track problem. Returns its report entry."""
     t0 = time.perf_counter()
-    key = store.resolve_key(row.audio_s3_key)
     dest = layout.cached_audio(row.album_id, row.track_id, row.audio_ext)
     tries = _Attempts(max_attempts, backoff_sec)
     entry: dict[str, Any] = {
         "track_id": row.track_id,
         "album_id": row.album_id,
-        "key": key,
+        "key": row.audio_s3_key,
         "path": None,
         "status": "failed",
         "reason": None,
@@ -137,6 +136,7 @@ def pull_one(
     }
     downloaded = False
     try:
+        key = entry["key"] = store.resolve_key(row.audio_s3_key)
         verified: str | None = None
         info: ObjectInfo | None = None
         if dest.is_file():

@@ -4,7 +4,8 @@ Every pulled file is decoded with :func:`research_job.io.audio.decode_audio` (Py
 resampling) and written as a float32 WAV atomically. A track that was not pulled, or whose file is corrupt,
 empty or decodes to no samples, is reported ``failed`` with the reason and skipped; the others go on. Silent
 audio is decoded as it is (the embed step decides what to do with it). A rerun reuses every WAV that is
-complete (parses, right sample rate, data chunk not truncated); ``.tmp`` leftovers are never read.
+complete (parses, right sample rate, data chunk not truncated) unless the last report was written with another
+``max_duration_sec``; ``.tmp`` leftovers are never read.
 
 The target sample rate is ``sample_rate`` from the config, else the model's: looked up in
 :data:`MODEL_SAMPLE_RATES` without loading weights, or, for other specs, by loading the model.
@@ -25,11 +26,11 @@ import numpy as np
 from tqdm import tqdm
 
 from research_job.config import StandardizeAudioConfig
-from research_job.errors import AudioDecodeError, ConfigError
+from research_job.errors import AudioDecodeError, ConfigError, SchemaValidationError
 from research_job.io.audio import decode_audio, probe_audio, read_wav, read_wav_header, write_wav
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
-from research_job.schema import write_artifact
+from research_job.schema import read_artifact, write_artifact
 from research_job.steps import code_version, utc_now
 
 log = logging.getLogger(__name__)
@@ -102,8 +103,19 @@ def load_track_audio(
     return x
 
 
+def _previous_max_duration_matches(layout: ArtifactLayout, max_duration_sec: float | None) -> bool:
+    """False when the last report was written with another ``max_duration_sec`` (its WAVs are cut differently)."""
+    if not layout.standardize_report.is_file():
+        return True
+    try:
+        previous = read_artifact(layout.standardize_report, "standardize_report")
+    except SchemaValidationError:
+        return False
+    return bool(previous["max_duration_sec"] == max_duration_sec)
+
+
 def _standardize_one(
-    layout: ArtifactLayout, row: TrackRow, sample_rate: int, max_duration_sec: float | None
+    layout: ArtifactLayout, row: TrackRow, sample_rate: int, max_duration_sec: float | None, allow_reuse: bool
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     src = cached_path(layout, row)
@@ -123,7 +135,7 @@ def _standardize_one(
             raise AudioDecodeError(
                 f"not pulled: {rel(src)} does not exist (see audio_cache/pull_report.json)"
             )
-        if wav_is_complete(wav, sample_rate):
+        if allow_reuse and wav_is_complete(wav, sample_rate):
             h = read_wav_header(wav)
             info = probe_audio(src)
             entry.update(reused=True, duration_sec=h.n_samples / sample_rate)
@@ -157,11 +169,14 @@ def run(cfg: StandardizeAudioConfig) -> dict[str, Any]:
     rows = read_tracks_csv(layout.tracks_csv)
     sample_rate, rate_from = resolve_sample_rate(cfg)
     log.info("standardize-audio: %d tracks -> mono float32 %d Hz (%s)", len(rows), sample_rate, rate_from)
+    allow_reuse = _previous_max_duration_matches(layout, cfg.max_duration_sec)
+    if not allow_reuse:
+        log.info("standardize-audio: max_duration_sec changed since the last run: re-decoding every track")
     t0 = time.perf_counter()
     entries: list[dict[str, Any] | None] = [None] * len(rows)
     with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
         futures = {
-            pool.submit(_standardize_one, layout, row, sample_rate, cfg.max_duration_sec): i
+            pool.submit(_standardize_one, layout, row, sample_rate, cfg.max_duration_sec, allow_reuse): i
             for i, row in enumerate(rows)
         }
         with tqdm(total=len(rows), desc="standardize-audio", unit="track", disable=None) as bar:

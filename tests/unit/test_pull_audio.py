@@ -251,6 +251,9 @@ def test_store_list_and_head(tmp_path: Path, moto_s3, aws_env) -> None:  # type:
     s3 = open_store("s3://bucket-list/catalogue", endpoint_url=moto_s3.endpoint_url)
     assert sorted(o.key for o in s3.list()) == sorted(r.audio_s3_key for r in rows)
     assert [o.key for o in s3.list("alb1")] == ["catalogue/alb1/trk1.mp3"]
+    assert s3.resolve_key("s3://bucket-list/catalogue/alb1/trk1.mp3") == "catalogue/alb1/trk1.mp3"
+    with pytest.raises(StorageError, match="not in the store's bucket 'bucket-list'"):
+        s3.resolve_key("s3://other-bucket/catalogue/alb1/trk1.mp3")
     head = s3.head(s3.resolve_key("alb1/trk1.mp3"))  # key relative to the prefix
     assert head.size == len(blob(1)) and head.etag_is_md5
     with pytest.raises(ObjectNotFound):
@@ -261,3 +264,4 @@ def test_store_list_and_head(tmp_path: Path, moto_s3, aws_env) -> None:  # type:
     local = open_store(root)
     assert [(o.key, o.size) for o in local.list()] == [("a/x.mp3", 3)]
     assert local.head("a/x.mp3").sha256 == hashlib.sha256(b"abc").hexdigest()
+    assert local.resolve_key("s3://any-bucket/a/x.mp3") == "a/x.mp3"  # a local mirror of a bucket

@@ -91,6 +91,17 @@ def test_rerun_reuses_complete_wavs_only(version: tuple[CommonConfig, list[Track
     # another sample rate: nothing is reused
     report = standardize_audio.run(StandardizeAudioConfig(common=common, sample_rate=16000))
     assert report["counts"]["reused"] == 0 and report["counts"]["ok"] == 5
+    # another max_duration_sec: nothing is reused, every wav is cut to the new length
+    report = standardize_audio.run(
+        StandardizeAudioConfig(common=common, sample_rate=16000, max_duration_sec=0.5)
+    )
+    assert report["counts"]["reused"] == 0 and all(
+        e["duration_sec"] == 0.5 for e in report["tracks"] if e["status"] == "ok"
+    )
+    report = standardize_audio.run(
+        StandardizeAudioConfig(common=common, sample_rate=16000, max_duration_sec=0.5)
+    )
+    assert report["counts"]["reused"] == 5
 
 
 def test_load_track_audio_prefers_wav_then_decodes(version: tuple[CommonConfig, list[TrackRow]]) -> None:
