@@ -1,7 +1,8 @@
 """S3 (or any S3-compatible endpoint) as the object store, with boto3.
 
 ``s3://bucket/prefix``; credentials and region come from the standard AWS chain (env vars, shared config
-and credentials files, ``AWS_PROFILE`` or the ``profile`` argument, instance/task roles). botocore's own
+and credentials files, ``AWS_PROFILE`` or the ``profile`` argument, instance/task roles); the endpoint from
+the ``endpoint_url`` argument or ``AWS_ENDPOINT_URL_S3`` (S3-compatible stores, addressed path-style). botocore's own
 retries are switched off: the pull step retries with its own exponential backoff and counts the attempts,
 so each error here is classified once (:class:`ObjectNotFound`, :class:`TransientStorageError` or
 :class:`StorageError`).
@@ -9,6 +10,7 @@ so each error here is classified once (:class:`ObjectNotFound`, :class:`Transien
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +82,13 @@ class S3Store:
         from botocore.config import Config
 
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.endpoint_url = endpoint_url
+        # botocore also reads the endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL: record what is used
+        self.endpoint_url = (
+            endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         session = boto3.session.Session(profile_name=profile, region_name=region)
         self._client: Any = session.client(
@@ -91,6 +99,8 @@ class S3Store:
                 connect_timeout=timeout_sec,
                 read_timeout=timeout_sec,
                 max_pool_connections=max_pool_connections,
+                # S3-compatible servers (MinIO, moto) are addressed by path: bucket.<host> rarely resolves
+                s3={"addressing_style": "path"} if self.endpoint_url else None,
             ),
         )
 

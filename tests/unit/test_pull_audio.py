@@ -162,6 +162,18 @@ def test_s3_error_classes(tmp_path: Path, moto_s3, aws_env, status: int, retried
         assert e["status"] == "failed" and e["attempts"] == 1 and "403 AccessDenied" in e["reason"]
 
 
+def test_s3_endpoint_from_environment(tmp_path: Path, moto_s3, aws_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    rows = tracks(2)
+    upload(moto_s3.client(), "bucket-pull-env", rows)
+    rows.append(TrackRow("other", "alb0", 9, "T", None, "s3://another-bucket/k.m4a", None, None, True))
+    common = setup_version(tmp_path, rows)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3.endpoint_url)
+    report = pull_audio.run(PullAudioConfig(common=common, source="s3://bucket-pull-env"))
+    assert report["source"]["endpoint_url"] == moto_s3.endpoint_url
+    assert [e["status"] for e in report["tracks"]] == ["downloaded", "downloaded", "failed"]
+    assert "not in the store's bucket" in report["tracks"][2]["reason"]
+
+
 def test_s3_nothing_pulled_raises_after_report(tmp_path: Path, moto_s3, aws_env) -> None:  # type: ignore[no-untyped-def]
     rows = tracks(2)
     moto_s3.client().create_bucket(Bucket="bucket-pull-empty")
