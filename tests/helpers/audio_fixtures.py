@@ -88,8 +88,7 @@ def write_corrupt(path: str | Path, n_bytes: int = 4096, seed: int = 1) -> Path:
     """Seeded random bytes (not a media file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a fixed non-media magic first so FFmpeg's probers cannot mistake the noise for an MPEG stream
-    path.write_bytes(b"NOTAUDIO" + np.random.default_rng(seed).bytes(n_bytes))
+    path.write_bytes(np.random.default_rng(seed).bytes(n_bytes))
     return path
 
 
