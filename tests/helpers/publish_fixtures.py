@@ -7,6 +7,7 @@ Both bind 127.0.0.1 (PostgreSQL: a Unix socket in a temp dir) and are stopped by
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -36,6 +37,7 @@ def moto_s3_server(timeout_sec: float = 20.0) -> Iterator[str]:
 
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
