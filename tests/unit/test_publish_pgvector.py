@@ -250,3 +250,22 @@ def test_database_password_is_never_shown() -> None:
     with pytest.raises(StorageError) as e:
         connect("postgresql://u:hunter2@127.0.0.1:1/x?connect_timeout=2")
     assert "hunter2" not in str(e.value) and "***" in str(e.value)
+
+
+def test_step_run_to_pgvector(tmp_path: Path, db: str, conn: Any) -> None:
+    from research_job.config import build_config
+    from research_job.errors import ConfigError
+    from research_job.publish_config import PublishConfig
+    from research_job.steps import publish
+
+    c = make_version(tmp_path, model="step-model", n=20, dim=4, indexes=("hnswlib",))
+    cfg = build_config(
+        PublishConfig,
+        section="publish",
+        env={"RESEARCH_JOB_DATABASE_URL": db},
+        overrides={"to": "pgvector", "version_dir": str(c.layout.version_dir), "hnsw_m": 8},
+    )
+    r = publish.run(cfg)
+    assert r["status"] == "published" and resolve_latest(conn, "v1_model_step-model") == r["version"]
+    with pytest.raises(ConfigError, match="needs --database-url"):
+        publish.run(build_config(PublishConfig, section="publish", overrides={"to": "pgvector"}, env={}))

@@ -270,3 +270,30 @@ def test_nothing_published_and_missing_bucket_are_named(tmp_path: Path, bucket: 
 
     with pytest.raises(StorageError, match="NoSuchBucket"):
         _publish(c.layout.version_dir, "no-such-bucket-x", endpoint)
+
+
+def test_step_run_from_config_layers(tmp_path: Path, bucket: str, endpoint: str) -> None:
+    from research_job.config import build_config
+    from research_job.errors import ConfigError
+    from research_job.publish_config import PublishConfig
+    from research_job.steps import publish
+
+    c = make_version(tmp_path / "art", n=10, dim=4)
+    cfg = build_config(
+        PublishConfig,
+        section="publish",
+        file_data={"publish": {"bucket": bucket, "endpoint_url": endpoint, "release": "from-file"}},
+        env={"RESEARCH_JOB_MULTIPART_THRESHOLD": "1"},
+        overrides={"version_dir": str(c.layout.version_dir)},
+    )
+    assert cfg.multipart_threshold == 1 and cfg.prefix == PREFIX and cfg.to == "s3"
+    r = publish.run(cfg)
+    assert (r["status"], r["release"], r["multipart_uploads"]) == ("published", "from-file", r["files"])
+    with pytest.raises(ConfigError, match=r"Unknown publish target 'gcs'. Known: pgvector, s3"):
+        publish.run(build_config(PublishConfig, section="publish", overrides={"to": "gcs"}, env={}))
+    with pytest.raises(ConfigError, match="needs a bucket"):
+        publish.run(
+            build_config(
+                PublishConfig, section="publish", overrides={"version_dir": str(c.layout.version_dir)}, env={}
+            )
+        )
