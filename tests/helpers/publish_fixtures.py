@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,13 +76,19 @@ def object_versions(client: Any, bucket: str, prefix: str = "") -> dict[str, int
 
 
 @contextlib.contextmanager
-def pg_server(tmpdir: str | os.PathLike[str]) -> Iterator[str]:
-    """Start a throw-away PostgreSQL (pgserver wheel, pgvector bundled) in ``tmpdir``; yield its URL."""
+def pg_server() -> Iterator[str]:
+    """Start a throw-away PostgreSQL (pgserver wheel, pgvector bundled); yield its URL; stop and delete it.
+
+    The data dir is a fresh ``mkdtemp`` directly under the system temp dir, not under pytest's ``tmp_path``:
+    run as root, pgserver starts postgres as user ``pgserver``, which cannot traverse pytest's 0700 folders.
+    """
     import pgserver
 
-    srv = pgserver.get_server(Path(tmpdir), cleanup_mode="delete")
+    data = Path(tempfile.mkdtemp(prefix="pgserver-publish-"))
+    srv = pgserver.get_server(data, cleanup_mode="delete")
     try:
         srv.psql("CREATE EXTENSION IF NOT EXISTS vector;")
         yield srv.get_uri()
     finally:
         srv.cleanup()
+        shutil.rmtree(data, ignore_errors=True)

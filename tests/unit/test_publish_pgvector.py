@@ -36,8 +36,8 @@ TIE_TOL = 1e-6  # pgvector accumulates cosine terms in float32; numpy in float64
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with pg_server(tmp_path_factory.mktemp("pg")) as url:
+def db() -> Iterator[str]:
+    with pg_server() as url:
         yield url
 
 
