@@ -300,8 +300,9 @@ def publish_s3(
             """Upload one file unless an identical object is there; verify; (path, uploaded, multipart)."""
             key = vprefix + entry["path"]
             local = root / entry["path"]
-            etag = etag_of(entry)
-            ok, _ = _object_matches(_head(s3, bucket, key), entry, etag)
+            # an object already there is matched on size + stored sha256 only: its ETag depends on the part
+            # size of the upload that made it, which may have used other transfer settings
+            ok, _ = _object_matches(_head(s3, bucket, key), entry, None)
             if ok:
                 return entry["path"], False, False
             if status == "unchanged":
@@ -317,7 +318,7 @@ def publish_s3(
                 },
                 Config=tcfg,
             )
-            ok, why = _object_matches(_head(s3, bucket, key), entry, etag)
+            ok, why = _object_matches(_head(s3, bucket, key), entry, etag_of(entry))
             if not ok:
                 raise StorageError(f"Uploaded s3://{bucket}/{key} does not verify: {why}")
             return entry["path"], True, entry["size_bytes"] >= multipart_threshold

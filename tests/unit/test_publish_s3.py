@@ -260,6 +260,11 @@ def test_threshold_one_byte_forces_multipart_on_small_files(
     head = client.head_object(Bucket=bucket, Key=r["version_prefix"] + "embeddings/track_ids.json")
     assert head["ETag"].strip('"').endswith("-1")
     _verify(bucket, endpoint, tmp_path / "cache")
+    # other transfer settings the second time: objects are matched on size + sha256, not on the ETag
+    before = object_versions(client, bucket)
+    r2 = _publish(c.layout.version_dir, bucket, endpoint)
+    assert (r2["status"], r2["uploaded"]) == ("unchanged", 0)
+    assert object_versions(client, bucket) == before
 
 
 def test_nothing_published_and_missing_bucket_are_named(tmp_path: Path, bucket: str, endpoint: str) -> None:
