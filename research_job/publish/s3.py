@@ -28,7 +28,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from research_job.errors import ArtifactError, ConfigError, StorageError
+from research_job.errors import ArtifactError, ConfigError, SchemaValidationError, StorageError
 from research_job.layout import LAYOUT_VERSION, model_dir_name
 from research_job.publish.manifest import (
     MANIFEST_NAME,
@@ -266,13 +266,19 @@ def publish_s3(
     try:
         old_raw = _get_bytes(s3, bucket, mkey)
         status = "published"
+        rewrite_manifest = True
         if old_raw is not None:
-            old = json.loads(old_raw)
-            validate("manifest", old, source=f"s3://{bucket}/{mkey}")
-            diffs = diff_manifests(old, manifest)
-            if not diffs and old["content_sha256"] == manifest["content_sha256"]:
+            old = _parse_manifest(old_raw, f"s3://{bucket}/{mkey}")
+            diffs = diff_manifests(old, manifest) if old is not None else ["manifest.json is unreadable"]
+            if old is not None and not diffs and old["content_sha256"] == manifest["content_sha256"]:
                 status = "unchanged"
-                manifest = old  # keep the published manifest (and its published_at) as is
+                # keep what the first publish recorded; rewrite only if the stored manifest was altered
+                manifest = {
+                    **manifest,
+                    "published_at": old["published_at"],
+                    "publisher_version": old["publisher_version"],
+                }
+                rewrite_manifest = manifest_bytes(manifest) != old_raw
             elif not force:
                 shown = ", ".join(diffs[:20]) + (f" (+{len(diffs) - 20} more)" if len(diffs) > 20 else "")
                 raise ArtifactError(
@@ -349,18 +355,26 @@ def publish_s3(
         t_upload = time.perf_counter() - t1
         report["upload_sec"] = round(t_upload, 3)
 
-        if status != "unchanged" or _head(s3, bucket, mkey) is None:
-            body = manifest_bytes(manifest)
+        if status == "unchanged" and (rewrite_manifest or report["uploaded"]):
+            status = report["status"] = "repaired"
+        written: bytes | None = None
+        if rewrite_manifest:
+            written = manifest_bytes(manifest)
             s3.put_object(
                 Bucket=bucket,
                 Key=mkey,
-                Body=body,
+                Body=written,
                 ContentType="application/json",
-                Metadata={SHA256_METADATA: hashlib.sha256(body).hexdigest()},
+                Metadata={SHA256_METADATA: hashlib.sha256(written).hexdigest()},
             )
-        body = _get_bytes(s3, bucket, mkey)
-        if body is None or json.loads(body)["content_sha256"] != manifest["content_sha256"]:
+        stored = _get_bytes(s3, bucket, mkey)
+        if (
+            stored is None
+            or (written is not None and stored != written)
+            or json.loads(stored)["content_sha256"] != manifest["content_sha256"]
+        ):
             raise StorageError(f"Manifest s3://{bucket}/{mkey} does not read back as written")
+        body = stored
         msha = hashlib.sha256(body).hexdigest()
         report["manifest_sha256"] = msha
 
@@ -425,6 +439,17 @@ def publish_s3(
         report["latest_moved"],
     )
     return report
+
+
+def _parse_manifest(raw: bytes, source: str) -> dict[str, Any] | None:
+    """A stored manifest, or None if it is not valid JSON or does not match the schema."""
+    try:
+        obj = json.loads(raw)
+        validate("manifest", obj, source=source)
+    except (json.JSONDecodeError, UnicodeDecodeError, SchemaValidationError) as e:
+        log.warning("existing manifest %s is unusable: %s", source, e)
+        return None
+    return dict(obj)
 
 
 def read_latest(client: Any, bucket: str, prefix: str, artifact_version: str) -> dict[str, Any] | None:

@@ -143,8 +143,8 @@ def test_tampered_object_is_refused_naming_the_file(
         _verify(bucket, endpoint, tmp_path / "cache3")
 
     # re-publishing repairs the broken objects (they no longer match the manifest) without a conflict
-    r2 = _publish(c.layout.version_dir, bucket, endpoint, force=True)
-    assert r2["uploaded"] >= 2
+    r2 = _publish(c.layout.version_dir, bucket, endpoint)
+    assert r2["status"] == "repaired" and r2["uploaded"] == 2
     _verify(bucket, endpoint, tmp_path / "cache4")
 
 
