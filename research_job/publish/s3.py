@@ -220,6 +220,7 @@ def publish_s3(
             ``force`` is off (the message names the differing files).
         StorageError: an S3 call failed or an uploaded object does not verify.
     """
+    from boto3.exceptions import Boto3Error
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -419,7 +420,7 @@ def publish_s3(
             "No AWS credentials found (standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
             "~/.aws/credentials, container or instance role)"
         ) from e
-    except (ClientError, BotoCoreError) as e:
+    except (ClientError, BotoCoreError, Boto3Error) as e:  # Boto3Error: S3UploadFailedError from upload_file
         raise StorageError(f"S3 publish to s3://{bucket}/{vprefix} failed: {_error_code(e)}: {e}") from e
 
     wall = time.perf_counter() - t0
