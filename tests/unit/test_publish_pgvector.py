@@ -269,3 +269,22 @@ def test_step_run_to_pgvector(tmp_path: Path, db: str, conn: Any) -> None:
     assert r["status"] == "published" and resolve_latest(conn, "v1_model_step-model") == r["version"]
     with pytest.raises(ConfigError, match="needs --database-url"):
         publish.run(build_config(PublishConfig, section="publish", overrides={"to": "pgvector"}, env={}))
+
+
+def test_documented_sql_is_the_sql_that_runs() -> None:
+    """docs/publishing.md is the Node API's contract: its query must be NEAREST_SQL word for word."""
+    import re
+
+    from research_job.publish.pgvector import ALBUM_FILTER, NEAREST_SQL
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/publishing.md").read_text()
+    block = doc[doc.index("SELECT row_id, track_id, album_id") : doc.index("LIMIT $3;") + len("LIMIT $3;")]
+
+    def norm(text: str) -> str:
+        text = re.sub(r"--[^\n]*", "", text).replace(";", "")
+        return " ".join(text.split())
+
+    code = NEAREST_SQL.replace("{album_filter}", ALBUM_FILTER)
+    for a, b in [("{table}", '"<table>"'), ("%(track_id)s", "$1"), ("%(candidates)s", "$2"), ("%(k)s", "$3")]:
+        code = code.replace(a, b)
+    assert norm(block) == norm(code)
