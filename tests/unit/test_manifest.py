@@ -31,7 +31,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory):
     # things that must never be published by default
     (v / "audio_cache/al0000").mkdir(parents=True)
     (v / "audio_cache/al0000/t00000.m4a").write_bytes(b"\x00" * 100)
-    (v / "audio_cache/pull_report.json").write_text("{}")
+    # a real (schema-valid) pull report: reports are published and validated like every JSON artifact
+    example = Path(__file__).parents[2] / "artifact_schema/examples/valid/pull_report.json"
+    (v / "audio_cache/pull_report.json").write_text(example.read_text())
     (v / "audio_wav").mkdir()
     (v / "audio_wav/t00000.wav").write_bytes(b"RIFF")
     (v / "embeddings/partial").mkdir()
