@@ -19,12 +19,25 @@ from research_job.models import musicnn_weights  # noqa: E402
 
 
 @click.command()
-@click.option("--dest", type=click.Path(file_okay=False), default=None,
-              help="target folder (default: $MUSICNN_WEIGHTS_DIR or <repo>/.cache/musicnn)")
-@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Choice(musicnn_weights.CHECKPOINTS),
-              help="checkpoint(s) to unpack (default: all four)")
-@click.option("--wheel", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="use an already downloaded musicnn-0.1.0 wheel instead of pip download")
+@click.option(
+    "--dest",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="target folder (default: $MUSICNN_WEIGHTS_DIR or <repo>/.cache/musicnn)",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    type=click.Choice(musicnn_weights.CHECKPOINTS),
+    help="checkpoint(s) to unpack (default: all four)",
+)
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="use an already downloaded musicnn-0.1.0 wheel instead of pip download",
+)
 def main(dest: str | None, checkpoints: tuple[str, ...], wheel: str | None) -> None:
     """Download the musicnn wheel (no dependencies) and unpack its checkpoints."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -78,8 +78,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def extract_wheel(wheel: str | os.PathLike[str], dest: str | os.PathLike[str],
-                  checkpoints: tuple[str, ...] = CHECKPOINTS) -> list[Path]:
+def extract_wheel(
+    wheel: str | os.PathLike[str], dest: str | os.PathLike[str], checkpoints: tuple[str, ...] = CHECKPOINTS
+) -> list[Path]:
     """Unzip the checkpoint folders of a musicnn wheel into ``dest/<checkpoint>/`` (each folder atomically).
 
     Raises:
@@ -120,14 +121,19 @@ def extract_wheel(wheel: str | os.PathLike[str], dest: str | os.PathLike[str],
                 _, files = checkpoint_files(ckpt, dest)
                 got = sha256_files(files)
                 if got != KNOWN_SHA256[ckpt]:
-                    raise ModelError(f"{final}: checkpoint sha256 {got} differs from the known {KNOWN_SHA256[ckpt]}")
+                    raise ModelError(
+                        f"{final}: checkpoint sha256 {got} differs from the known {KNOWN_SHA256[ckpt]}"
+                    )
             log.info("unpacked %s -> %s", ckpt, final)
             out.append(final)
     return out
 
 
-def fetch(dest: str | os.PathLike[str] | None = None, checkpoints: tuple[str, ...] = CHECKPOINTS,
-          wheel: str | os.PathLike[str] | None = None) -> list[Path]:
+def fetch(
+    dest: str | os.PathLike[str] | None = None,
+    checkpoints: tuple[str, ...] = CHECKPOINTS,
+    wheel: str | os.PathLike[str] | None = None,
+) -> list[Path]:
     """Download the musicnn wheel with ``pip download --no-deps`` (unless ``wheel`` is given) and unpack its
     checkpoints into ``dest`` (default :func:`weights_dir`). Returns the checkpoint folders.
 
@@ -138,12 +144,24 @@ def fetch(dest: str | os.PathLike[str] | None = None, checkpoints: tuple[str, ..
     if wheel is not None:
         return extract_wheel(wheel, target, checkpoints)
     with tempfile.TemporaryDirectory(prefix="musicnn-wheel-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-               "-d", tmp, WHEEL_REQUIREMENT]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+            WHEEL_REQUIREMENT,
+        ]
         log.info("running %s", " ".join(cmd))
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise ModelError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            raise ModelError(
+                f"`{' '.join(cmd)}` failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            )
         found = sorted(Path(tmp).glob("musicnn-*.whl"))
         if not found:
             raise ModelError(f"pip download produced no musicnn wheel in {tmp}: {os.listdir(tmp)}")

@@ -40,9 +40,23 @@ _DTYPES: dict[int, str] = {
     22: "<u4",  # DT_UINT32
     23: "<u8",  # DT_UINT64
 }
-_DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
-                8: "complex64", 9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 19: "float16",
-                22: "uint32", 23: "uint64"}
+_DTYPE_NAMES = {
+    1: "float32",
+    2: "float64",
+    3: "int32",
+    4: "uint8",
+    5: "int16",
+    6: "int8",
+    7: "string",
+    8: "complex64",
+    9: "int64",
+    10: "bool",
+    14: "bfloat16",
+    17: "uint16",
+    19: "float16",
+    22: "uint32",
+    23: "uint64",
+}
 
 
 class CheckpointError(ModelError):
@@ -87,7 +101,11 @@ def _zeros_operator(n: int) -> np.ndarray:
 
 def crc32c(data: bytes | memoryview | np.ndarray) -> int:
     """CRC32C (Castagnoli) of ``data``, vectorised: many lanes in numpy, combined by GF(2) linear algebra."""
-    buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    buf = (
+        np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+        if not isinstance(data, np.ndarray)
+        else data
+    )
     buf = buf.reshape(-1).view(np.uint8)
     n = buf.size
     lane_len = 64
@@ -233,14 +251,18 @@ def _parse_entry(name: str, buf: bytes, path: str) -> TensorEntry:
 def _read_block(data: bytes, offset: int, size: int, path: str) -> bytes:
     end = offset + size + _BLOCK_TRAILER_LEN
     if offset < 0 or end > len(data):
-        raise CheckpointError(f"{path}: block at {offset}+{size} runs past the end of the file ({len(data)} bytes)")
+        raise CheckpointError(
+            f"{path}: block at {offset}+{size} runs past the end of the file ({len(data)} bytes)"
+        )
     contents = data[offset : offset + size]
     ctype = data[offset + size]
     (stored,) = struct.unpack_from("<I", data, offset + size + 1)
     if crc32c(data[offset : offset + size + 1]) != unmask_crc(stored):
         raise CheckpointError(f"{path}: block at offset {offset} fails its CRC32C check (file corrupted)")
     if ctype != 0:
-        raise CheckpointError(f"{path}: block at offset {offset} uses compression type {ctype}; only 0 (none)")
+        raise CheckpointError(
+            f"{path}: block at offset {offset} uses compression type {ctype}; only 0 (none)"
+        )
     return contents
 
 
@@ -289,14 +311,18 @@ class TensorBundle:
             with open(self.index_path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            raise CheckpointError(f"Cannot read checkpoint index {self.index_path!r}: {exc.strerror}") from exc
+            raise CheckpointError(
+                f"Cannot read checkpoint index {self.index_path!r}: {exc.strerror}"
+            ) from exc
         path = self.index_path
         if len(data) < _FOOTER_LEN:
             raise CheckpointError(f"{path}: {len(data)} bytes, too short for an SSTable footer (truncated?)")
         footer = data[-_FOOTER_LEN:]
         (magic,) = struct.unpack_from("<Q", footer, _FOOTER_LEN - 8)
         if magic != _TABLE_MAGIC:
-            raise CheckpointError(f"{path}: bad table magic {magic:#x} (not a TensorFlow checkpoint index, or truncated)")
+            raise CheckpointError(
+                f"{path}: bad table magic {magic:#x} (not a TensorFlow checkpoint index, or truncated)"
+            )
         _, _, pos = _block_handle(footer, 0, path)  # metaindex block: unused
         index_off, index_size, _ = _block_handle(footer, pos, path)
         index_block = _read_block(data, index_off, index_size, path)
@@ -318,7 +344,9 @@ class TensorBundle:
                 self.entries[name] = _parse_entry(name, value, path)
         if self.big_endian:
             raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
-        self.data_paths = [f"{self.prefix}.data-{i:05d}-of-{self.num_shards:05d}" for i in range(self.num_shards)]
+        self.data_paths = [
+            f"{self.prefix}.data-{i:05d}-of-{self.num_shards:05d}" for i in range(self.num_shards)
+        ]
         self._shards: dict[int, bytes] = {}
 
     def names(self) -> list[str]:
@@ -328,7 +356,9 @@ class TensorBundle:
     def _shard(self, shard_id: int) -> bytes:
         if shard_id not in self._shards:
             if not 0 <= shard_id < self.num_shards:
-                raise CheckpointError(f"{self.index_path}: shard {shard_id} out of range (num_shards={self.num_shards})")
+                raise CheckpointError(
+                    f"{self.index_path}: shard {shard_id} out of range (num_shards={self.num_shards})"
+                )
             p = self.data_paths[shard_id]
             try:
                 with open(p, "rb") as f:
