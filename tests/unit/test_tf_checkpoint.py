@@ -104,7 +104,9 @@ def test_corrupted_data_byte_fails_crc(ckpt_copy: Path) -> None:
     data.write_bytes(bytes(raw))
     bundle = TensorBundle(str(ckpt_copy) + "/")
     bundle.read("conv2d/kernel")  # other tensors still read
-    with pytest.raises(CheckpointError, match=r"\.data-00000-of-00001: tensor 'dense/kernel' fails its CRC32C"):
+    with pytest.raises(
+        CheckpointError, match=r"\.data-00000-of-00001: tensor 'dense/kernel' fails its CRC32C"
+    ):
         bundle.read("dense/kernel")
 
 
