@@ -65,7 +65,7 @@ DEFAULT_LAYER = "penultimate"
 
 
 # ---------------------------------------------------------------------------------------------------- frontend
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney's auditory-toolbox mel scale (librosa ``htk=False``): linear below 1 kHz, log above."""
     f = np.asarray(f, dtype=np.float64)
     f_sp = 200.0 / 3
@@ -78,7 +78,7 @@ def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     )
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+def _mel_to_hz(m: np.ndarray | float) -> np.ndarray:
     m = np.asarray(m, dtype=np.float64)
     f_sp = 200.0 / 3
     min_log_hz = 1000.0
@@ -103,6 +103,9 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_ME
 
 class LogMel(nn.Module):
     """Waveform [B, samples] at 16 kHz -> log-mel [B, frames, 96], float32 (musicnn's input representation)."""
+
+    window: torch.Tensor
+    mel: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -142,6 +145,9 @@ def patches(logmel: np.ndarray) -> np.ndarray:
 class _BatchNorm(nn.Module):
     """Inference-mode batch norm over the channel axis ``dim`` with TF's parameters (gamma, beta, moving stats)."""
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, n: int, dim: int = 1):
         super().__init__()
         self.dim = dim
@@ -169,6 +175,8 @@ class _FreqMaxBlock(nn.Module):
     point) one max over the small reduced tensor replaces three passes over the large conv output.
     """
 
+    sign: torch.Tensor
+
     def __init__(self, out_channels: int, kernel: tuple[int, int]):
         super().__init__()
         self.conv = nn.Conv2d(1, out_channels, kernel)
@@ -182,6 +190,7 @@ class _FreqMaxBlock(nn.Module):
         self.sign.copy_(sign)
         weight = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
         self.conv.weight.copy_(weight * sign.view(-1, 1, 1, 1))
+        assert self.conv.bias is not None
         self.conv.bias.copy_(torch.from_numpy(bias) * sign)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -285,7 +294,8 @@ class MusicnnNet(nn.Module):
                 raise ModelError(f"{bundle.index_path}: {name} has shape {arr.shape}, expected {shape}")
             return arr
 
-        def bn(module: _BatchNorm, scope: str) -> None:
+        def bn(module: nn.Module, scope: str) -> None:
+            assert isinstance(module, _BatchNorm)
             module.set_tf(*bn_params(scope, module.scale.numel()))
 
         def bn_params(scope: str, n: int) -> tuple[np.ndarray, ...]:
@@ -295,7 +305,8 @@ class MusicnnNet(nn.Module):
             o, i, kh, kw = block.conv.weight.shape
             block.load(t(f"{scope}/kernel", (kh, kw, i, o)), t(f"{scope}/bias", (o,)), bn_params(bn_scope, o))
 
-        def conv1d(module: _TimeConv, scope: str) -> None:
+        def conv1d(module: nn.Module, scope: str) -> None:
+            assert isinstance(module, _TimeConv)
             i, o = module.weight.shape
             module.load(
                 t(f"{scope}/kernel", (module.kernel, i // module.kernel, 1, o)), t(f"{scope}/bias", (o,))
@@ -398,6 +409,7 @@ class MusicnnEncoder:
                 "sample_rate": SAMPLE_RATE,
                 "n_fft": N_FFT,
                 "hop_length": HOP,
+                "stft_pad_mode": "reflect",
                 "n_mels": N_MELS,
                 "patch_frames": PATCH_FRAMES,
                 "patch_hop_frames": PATCH_FRAMES,
