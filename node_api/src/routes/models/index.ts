@@ -39,6 +39,8 @@ const modelsResponse = {
       additionalProperties: false,
       properties: {
         name: { type: 'string' },
+        type: { type: 'string' },
+        space: { type: 'string' },
         library_version: { type: 'string' },
         file: { type: 'string' },
         M: { type: 'integer' },
@@ -94,6 +96,8 @@ const models: FastifyPluginAsync = async (app) => {
           s.backend.kind === 'hnsw' && s.hnswEntry
             ? {
                 name: s.hnswEntry.name,
+                type: s.hnswEntry.type,
+                space: s.hnswEntry.space,
                 library_version: s.hnswEntry.library_version,
                 file: s.hnswEntry.file,
                 M: d.M as number,
