@@ -68,6 +68,8 @@ describe('loading the tiny fixture', () => {
     assert.equal(s.tracks.find((t) => t.composer_missing)?.composer, null);
     assert.ok(s.tracks.some((t) => t.composer_raw === 'Beethoven, Ludwig "van"'));
     assert.ok(Object.isFrozen(s));
+    assert.equal(s.exact.kernel, 'wasm-simd');
+    assert.equal((await load(TINY, { simdKernel: false })).exact.kernel, 'js');
   });
 
   it('serves exactly when VECTOR_BACKEND=exact, or when there is no index', async () => {

@@ -100,6 +100,7 @@ describe('GET /health and /models', () => {
     assert.equal(body.created_at, meta.created_at);
     assert.equal(body.embeddings_sha256, meta.files.embeddings_sha256);
     assert.equal(body.backend, 'hnsw');
+    assert.equal(body.exact_kernel, 'wasm-simd');
     assert.equal(body.index.type, 'hnswlib.Index');
     assert.equal(body.index.space, 'ip');
     assert.equal(body.index.M, 8);

@@ -3,9 +3,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { exactTopK } from '../src/lib/exact.js';
+import { ExactBackend } from '../src/lib/backends/exact.js';
+import { dotRow, exactTopK, topKFromScores } from '../src/lib/exact.js';
 import { queryMetrics } from '../src/lib/metrics.js';
 import { mulberry32, sampleRows } from '../src/lib/random.js';
+import { SimdScorer } from '../src/lib/simd.js';
 import { bruteForce } from './helpers.js';
 
 function randomEmb(n: number, dim: number, seed: number): Float32Array {
@@ -96,5 +98,28 @@ describe('sampleRows', () => {
     assert.equal(new Set(a).size, 50);
     assert.deepEqual(a, [...a].sort((x, y) => x - y));
     assert.deepEqual(sampleRows(5, 50, 0), [0, 1, 2, 3, 4]);
+  });
+});
+
+describe('SimdScorer (WebAssembly SIMD exact scan)', () => {
+  it('gives scores bit-identical to dotRow, and the same top-k as the JS scan', () => {
+    const n = 257;
+    const dim = 24;
+    const emb = randomEmb(n, dim, 9);
+    const scorer = SimdScorer.create(emb, dim, n);
+    assert.ok(scorer, 'WebAssembly SIMD is available on Node 20');
+    assert.deepEqual(scorer.embeddings, emb);
+    for (const qRow of [0, 5, 256]) {
+      const q = Float64Array.from(emb.subarray(qRow * dim, (qRow + 1) * dim));
+      const scores = scorer.scoreAll(q);
+      for (let r = 0; r < n; r++) assert.equal(scores[r], dotRow(emb, dim, r, q), `row ${r}`);
+      const ex = new Set([qRow]);
+      assert.deepEqual(topKFromScores(scorer.scoreAll(q), 10, ex), exactTopK(emb, dim, n, q, 10, ex));
+      assert.deepEqual(new ExactBackend(scorer.embeddings, dim, n, scorer).searchSync(q, 7, ex), exactTopK(emb, dim, n, q, 7, ex));
+    }
+  });
+
+  it('declines dims that are not a multiple of 4 (the JS loop runs)', () => {
+    assert.equal(SimdScorer.create(randomEmb(10, 13, 1), 13, 10), null);
   });
 });

@@ -163,3 +163,15 @@ export function exactTopK(
   }
   return heap.sorted();
 }
+
+/** Top-k of precomputed scores (one per row), skipping excluded rows; same rule and heap as `exactTopK`. */
+export function topKFromScores(scores: Float64Array, k: number, exclude: RowExclusion = NO_EXCLUSION): Hit[] {
+  if (k <= 0) return [];
+  const heap = new TopK(k);
+  const check = exclude.size > 0;
+  for (let row = 0; row < scores.length; row++) {
+    const s = scores[row]!;
+    if (heap.accepts(s, row) && !(check && exclude.has(row))) heap.push(s, row);
+  }
+  return heap.sorted();
+}

@@ -17,6 +17,7 @@ import { ArtifactError } from './errors.js';
 import { readHnswHeader } from './hnswHeader.js';
 import { ARTIFACT_FILES as F, type ArtifactFile } from './layout.js';
 import { sampleRows } from './random.js';
+import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
 import type { ArtifactSource } from './source.js';
@@ -34,6 +35,8 @@ export interface LoadOptions {
   recallSeed: number;
   /** tolerance on |‖row‖ - 1| (embeddings_meta.normalization is "l2") */
   normTolerance: number;
+  /** run full exact scans on the WebAssembly SIMD kernel when possible */
+  simdKernel: boolean;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -45,6 +48,7 @@ export const DEFAULT_LOAD_OPTIONS: LoadOptions = {
   recallTarget: 0.99,
   recallSeed: 0,
   normTolerance: 1e-3,
+  simdKernel: true,
 };
 
 function sha256(buf: Buffer): string {
@@ -128,7 +132,10 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   if (meta.files.embeddings_sha256 !== embSha) {
     throw new ArtifactError(F.embeddingsF32, `sha256 is ${embSha} but ${F.embeddingsMeta} records ${meta.files.embeddings_sha256}`);
   }
-  const emb = toFloat32(embBytes);
+  const fileEmb = toFloat32(embBytes);
+  // with the SIMD kernel the rows live in wasm memory; every reader uses that one copy
+  const simd = opts.simdKernel ? SimdScorer.create(fileEmb, dim, n) : null;
+  const emb = simd ? simd.embeddings : fileEmb;
   for (let row = 0; row < n; row++) {
     let ss = 0;
     for (let d = 0; d < dim; d++) {
@@ -140,7 +147,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
       throw new ArtifactError(F.embeddingsF32, `row ${row} (track ${ids.track_ids[row]}) has L2 norm ${Math.sqrt(ss)}, but ${F.embeddingsMeta} says normalization "l2"`);
     }
   }
-  phase('embeddings', { count: n, dim });
+  phase('embeddings', { count: n, dim, exact_kernel: simd ? 'wasm-simd' : 'js' });
 
   // --- metadata
   const csvRows = parseTracksCsv(await source.read(F.tracksCsv), schemas);
@@ -186,7 +193,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     }
     hnswEntry = indexMeta.indexes.find((e) => e.name === 'hnswlib') ?? null;
   }
-  const exact = new ExactBackend(emb, dim, n);
+  const exact = new ExactBackend(emb, dim, n, simd);
   let backend: VectorBackend = exact;
   let recall: RecallReport | null = null;
   const hnswWanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnswIndex)));

@@ -34,6 +34,7 @@ const modelsResponse = {
     created_at: { type: 'string' },
     embeddings_sha256: { type: 'string' },
     backend: { type: 'string', enum: ['exact', 'hnsw'] },
+    exact_kernel: { type: 'string', enum: ['wasm-simd', 'js'], description: 'kernel of full exact scans' },
     index: {
       type: ['object', 'null'],
       additionalProperties: false,
@@ -92,6 +93,7 @@ const models: FastifyPluginAsync = async (app) => {
         created_at: m.created_at,
         embeddings_sha256: s.embeddingsSha256,
         backend: s.backend.kind,
+        exact_kernel: s.exact.kernel,
         index:
           s.backend.kind === 'hnsw' && s.hnswEntry
             ? {
