@@ -83,6 +83,26 @@ describe('loading the tiny fixture', () => {
   });
 });
 
+describe('optional eval results', () => {
+  it('loads without eval/eval_results.json and answers /eval/summary with a 404 saying why', async () => {
+    const dir = copyFixture();
+    rmSync(p(dir, 'eval'), { recursive: true });
+    const app = await appFor(dir, { RECALL_SAMPLE: '5' });
+    try {
+      const r = await app.inject('/eval/summary');
+      assert.equal(r.statusCode, 404);
+      assert.deepEqual(r.json(), {
+        error: 'Not Found',
+        message: "No eval/eval_results.json in v1_model_fixture-enc; run the research job's evaluate step",
+        statusCode: 404,
+      });
+      assert.equal((await app.inject('/health')).statusCode, 200);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('refuses to start', () => {
   it('on a schema failure', async () => {
     const dir = copyFixture();
