@@ -378,7 +378,8 @@ def run(
                 pending.append((row.track_id, wav))
         if len(pending) >= cfg.batch_size:
             flush_batch()
-        if len(c_ids) + len(c_fail) >= cfg.checkpoint_every and not pending:
+        if len(c_ids) + len(c_fail) + len(pending) >= cfg.checkpoint_every:
+            flush_batch()
             commit()
     flush_batch()
     commit()
