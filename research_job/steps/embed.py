@@ -285,7 +285,8 @@ def run(
     if encoder is None:
         from research_job.models.registry import load_model
 
-        encoder = load_model(cfg.common.model)
+        # only a non-default device is passed on: weight-less backends take no options
+        encoder = load_model(cfg.common.model, **({"device": cfg.device} if cfg.device != "cpu" else {}))
     spec = _spec(encoder)
     part = layout.embed_checkpoint_dir
     done, failures, prev, n_chunk = _load_checkpoints(part, spec)

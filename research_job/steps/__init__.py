@@ -1,1 +1,0 @@
-"""Pipeline steps: each module has ``run(cfg) -> dict`` and never imports the CLI."""
