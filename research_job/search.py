@@ -19,7 +19,7 @@ every candidate inside the band, so the result always equals brute force.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,20 +53,36 @@ def error_bound(dim: int, query_norms: np.ndarray, max_corpus_norm: float) -> np
     return dim * _U2 * np.asarray(query_norms, dtype=np.float64) * float(max_corpus_norm) + 1e-30
 
 
-def self_rows(corpus_ids: Sequence[str], query_ids: Sequence[str]) -> list[np.ndarray]:
-    """For each query id, the corpus rows holding that track id (usually one; none for an outside query)."""
-    where: dict[str, list[int]] = {}
-    for i, t in enumerate(corpus_ids):
-        where.setdefault(t, []).append(i)
-    return [np.asarray(where.get(t, []), dtype=np.int64) for t in query_ids]
-
-
 @dataclass
 class TopK:
     """Top-k result: ``rows`` int64 [Q, k] (-1 where fewer than k candidates), ``scores`` float64 [Q, k]."""
 
     rows: np.ndarray
     scores: np.ndarray
+
+
+class Shortlister:
+    """Float32 BLAS top-m over a corpus: FAISS ``IndexFlatIP`` (multi-threaded matmul + heap selection)."""
+
+    def __init__(self, corpus: np.ndarray) -> None:
+        import faiss
+
+        self.corpus = np.ascontiguousarray(corpus, dtype=np.float32)
+        self.index = faiss.IndexFlatIP(self.corpus.shape[1])
+        if self.corpus.shape[0]:
+            self.index.add(self.corpus)
+
+    def search(self, queries: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 scores [Q, m] descending, int64 rows [Q, m]; -1 / -inf where the corpus is smaller)."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if m == 0 or q.shape[0] == 0:
+            return np.zeros((q.shape[0], m), np.float32), np.zeros((q.shape[0], m), np.int64)
+        d, i = self.index.search(q, m)
+        return d, i.astype(np.int64)
+
+
+ExcludeFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``excluded(query_rows [B], cand_rows [B, m]) -> bool [B, m]``: pairs that are not candidates."""
 
 
 def _rescore_sort(
@@ -78,57 +94,79 @@ def _rescore_sort(
     return cand[order], s[order]
 
 
-def topk_from_scores32(
-    s32: np.ndarray,
-    queries: np.ndarray,
+def full_row_scores(q: np.ndarray, corpus: np.ndarray, qrow: int, excluded: ExcludeFn | None) -> np.ndarray:
+    """Float32 BLAS scores of one query against every row, excluded rows set to -inf."""
+    s = corpus @ np.asarray(q, dtype=np.float32)
+    if excluded is not None:
+        n = corpus.shape[0]
+        mask = excluded(np.array([qrow]), np.arange(n)[None, :])[0]
+        s[mask] = -np.inf
+    return s
+
+
+def topk_from_shortlist(
+    qb: np.ndarray,
+    qrows: np.ndarray,
     corpus: np.ndarray,
+    d32: np.ndarray,
+    i32: np.ndarray,
     k: int,
     bounds: np.ndarray,
-    margin: int = DEFAULT_MARGIN,
-) -> TopK:
-    """Exact top-k from a float32 score block whose excluded entries are already ``-inf``.
+    excluded: ExcludeFn | None,
+) -> tuple[TopK, np.ndarray]:
+    """Exact top-k of a query batch from its float32 shortlist (see the module docstring for the proof).
 
     Args:
-        s32: float32 [B, N] BLAS scores of ``queries`` against ``corpus`` (excluded pairs set to -inf).
-        queries: the B query vectors; corpus: the N corpus vectors.
-        k: neighbours wanted; bounds: per-query error bound (:func:`error_bound`).
+        qb: query vectors [B, D]; qrows: their corpus rows (-1 for outside queries), passed to ``excluded``.
+        d32, i32: the shortlist (descending float32 scores and rows, [B, m]).
+        k: neighbours; bounds: per-query error bound; excluded: pairs that are not candidates.
+
+    Returns:
+        (the top-k, bool [B] ``valid`` mask of the shortlist entries that are candidates).
     """
-    b, n = s32.shape
+    b, m = i32.shape
+    n = corpus.shape[0]
+    valid = i32 >= 0
+    if excluded is not None and m:
+        valid &= ~excluded(qrows, np.maximum(i32, 0))
+    vals = np.where(valid, d32.astype(np.float64), -np.inf)
+    svals = -np.sort(-vals, axis=1)
+    cnt = valid.sum(axis=1)
+    kk = np.minimum(k, cnt)
+    kth = np.where(kk > 0, svals[np.arange(b), np.maximum(kk - 1, 0)], -np.inf)
+    last = d32[:, m - 1].astype(np.float64) if m else np.full(b, -np.inf)
+    last = np.where(i32[:, m - 1] >= 0, last, -np.inf) if m else last
+    tol = 2.0 * bounds
+    complete = (m >= n) | ((cnt >= k) & (last < kth - tol))
     rows = np.full((b, k), -1, dtype=np.int64)
     scores = np.full((b, k), -np.inf, dtype=np.float64)
-    if n == 0 or b == 0:
-        return TopK(rows, scores)
-    m = min(n, k + margin)
-    part = np.argpartition(-s32, m - 1, axis=1)[:, :m] if m < n else np.tile(np.arange(n), (b, 1))
-    vals = np.take_along_axis(s32, part, axis=1).astype(np.float64)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    part = np.take_along_axis(part, order, axis=1)
-    vals = np.take_along_axis(vals, order, axis=1)
-    kk = min(k, m)
-    kth = vals[:, kk - 1]
-    tol = 2.0 * bounds
-    # complete when the shortlist reaches below the band, or holds every candidate
-    complete = (m == n) | (vals[:, m - 1] < kth - tol) | ~np.isfinite(kth)
-    flat_q = np.repeat(np.arange(b), m)
-    valid = np.isfinite(vals).ravel()
-    s_ex = np.full(b * m, -np.inf)
-    qi, ci = flat_q[valid], part.ravel()[valid]
-    s_ex[valid] = pair_scores(queries[qi], corpus[ci])
-    s_ex = s_ex.reshape(b, m)
-    cand = part
-    for i in range(b):
-        if not complete[i]:
-            band = np.nonzero(s32[i] >= kth[i] - tol[i])[0]
-            band = band[np.isfinite(s32[i, band])]
-            r, s = _rescore_sort(queries[i], corpus, band, k)
-        else:
-            fin = np.isfinite(s_ex[i])
-            c_i, s_i = cand[i][fin], s_ex[i][fin]
-            oo = np.lexsort((c_i, -s_i))[:k]
-            r, s = c_i[oo], s_i[oo]
+    # complete rows: re-score the band [kth - tol, inf) of the shortlist, all queries at once
+    band = valid & complete[:, None] & (vals >= (kth - tol)[:, None])
+    bq, bj = np.nonzero(band)
+    br = i32[bq, bj]
+    ex = pair_scores(qb[bq], corpus[br])
+    o = np.lexsort((br, -ex, bq))
+    bq, br, ex = bq[o], br[o], ex[o]
+    if bq.size:
+        starts = np.r_[0, np.nonzero(bq[1:] != bq[:-1])[0] + 1]
+        pos = np.arange(bq.size) - np.repeat(starts, np.diff(np.r_[starts, bq.size]))
+        take = pos < k
+        rows[bq[take], pos[take]] = br[take]
+        scores[bq[take], pos[take]] = ex[take]
+    for i in np.nonzero(~complete)[0]:
+        s = full_row_scores(qb[i], corpus, int(qrows[i]), excluded)
+        fin = np.isfinite(s)
+        nf = int(fin.sum())
+        if nf == 0:
+            continue
+        kk_i = min(k, nf)
+        kth_i = float(np.partition(s[fin], nf - kk_i)[nf - kk_i])
+        lo = np.nextafter(np.float32(kth_i - tol[i]), np.float32(-np.inf))
+        cand = np.nonzero(fin & (s >= lo))[0]
+        r, sc = _rescore_sort(qb[i], corpus, cand, k)
         rows[i, : r.size] = r
-        scores[i, : s.size] = s
-    return TopK(rows, scores)
+        scores[i, : sc.size] = sc
+    return TopK(rows, scores), valid
 
 
 def search(
@@ -138,35 +176,49 @@ def search(
     query_ids: Sequence[str] | None,
     k: int,
     *,
-    batch_size: int = 256,
+    batch_size: int = 4096,
     margin: int = DEFAULT_MARGIN,
+    shortlister: Shortlister | None = None,
 ) -> TopK:
     """Exact top-k of each query over ``corpus`` (reference ranking, self excluded by track id).
 
     Args:
-        corpus: float32 [N, D]; corpus_ids: N track ids (row i is corpus_ids[i]).
-        queries: float32 [Q, D]; query_ids: Q track ids whose corpus rows are excluded (None: nothing excluded).
+        corpus: float32 [N, D]; corpus_ids: N unique track ids (row i is corpus_ids[i]).
+        queries: float32 [Q, D]; query_ids: Q track ids excluded from their own results (None: nothing excluded).
         k: neighbours per query.
 
     Returns:
         :class:`TopK` with corpus rows and float64 scores; rows are -1 where fewer than k candidates exist.
+
+    Raises:
+        ValueError: shapes disagree or corpus ids are not unique.
     """
     corpus = np.ascontiguousarray(corpus, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if queries.ndim != 2 or corpus.ndim != 2 or queries.shape[1] != corpus.shape[1]:
         raise ValueError(f"shape mismatch: queries {queries.shape} vs corpus {corpus.shape}")
-    excl = self_rows(corpus_ids, query_ids) if query_ids is not None else None
-    cnorm = float(np.linalg.norm(corpus, axis=1).max()) if corpus.shape[0] else 0.0
+    where = {t: i for i, t in enumerate(corpus_ids)}
+    if len(where) != len(corpus_ids):
+        raise ValueError("corpus track ids are not unique")
+    # ids are unique, so excluding the query's track id is excluding the one row that holds it (if any)
+    qself = np.array([where.get(t, -1) for t in query_ids], dtype=np.int64) if query_ids is not None else None
+
+    def excluded(qrows: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        return cand == qrows[:, None]
+
+    sl = shortlister or Shortlister(corpus)
+    n = corpus.shape[0]
+    m = min(n, k + margin + 1)
+    cnorm = float(np.linalg.norm(corpus, axis=1).max()) if n else 0.0
     qnorm = np.linalg.norm(queries.astype(np.float64), axis=1)
     out_rows, out_scores = [], []
     for start in range(0, queries.shape[0], batch_size):
         qb = queries[start : start + batch_size]
-        s32 = qb @ corpus.T
-        if excl is not None:
-            for i in range(qb.shape[0]):
-                s32[i, excl[start + i]] = -np.inf
-        res = topk_from_scores32(
-            s32, qb, corpus, k, error_bound(corpus.shape[1], qnorm[start : start + batch_size], cnorm), margin
+        qrows = qself[start : start + batch_size] if qself is not None else np.full(qb.shape[0], -1, np.int64)
+        d32, i32 = sl.search(qb, m)
+        bounds = error_bound(corpus.shape[1], qnorm[start : start + batch_size], cnorm)
+        res, _ = topk_from_shortlist(
+            qb, qrows, corpus, d32, i32, k, bounds, excluded if qself is not None else None
         )
         out_rows.append(res.rows)
         out_scores.append(res.scores)

@@ -26,15 +26,12 @@ from research_job import schema
 from research_job.config import EvaluateConfig
 from research_job.errors import ArtifactError, ConfigError
 from research_job.io.atomic import write_text
-from research_job.search import error_bound, pair_scores, self_rows, topk_from_scores32
+from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
 from research_job.steps._tracks import read_tracks
 from research_job.steps.embed import artifact_version, load_embeddings, now_iso
 from research_job.version import code_version
 
 LOG = logging.getLogger(__name__)
-
-#: cap of one float32 score block (elements); bounds memory at large N
-MAX_BLOCK = 1 << 26
 
 
 @dataclass
@@ -46,6 +43,8 @@ class Variant:
     n_relevant: np.ndarray  # int64 [N] other relevant candidates
     n_candidates: np.ndarray  # int64 [N]
     first_rank: np.ndarray  # float64 [N] rank of the first relevant candidate (inf if none)
+    best_score: np.ndarray  # float64 [N] exact score of the best relevant candidate (-inf if none)
+    best_row: np.ndarray  # int64 [N] its row (-1 if none)
 
 
 def _groups(labels: np.ndarray) -> list[np.ndarray]:
@@ -58,65 +57,68 @@ def _groups(labels: np.ndarray) -> list[np.ndarray]:
     return [order[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
-def _pairs(qlabels: np.ndarray, groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(query index, corpus row) for every row in the group of each query (label < 0: none)."""
-    qs, cs = [], []
-    for i, c in enumerate(qlabels):
-        if c >= 0:
-            g = groups[c]
-            qs.append(np.full(g.size, i, dtype=np.int64))
-            cs.append(g)
-    if not qs:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(qs), np.concatenate(cs)
+def _best_relevant(
+    x: np.ndarray, labels: np.ndarray, albums: np.ndarray, bound: np.ndarray, drop_album: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per track: number of other relevant candidates, exact score and row of the best one (score desc, row asc).
 
-
-def _first_ranks(
-    s32: np.ndarray, qb: np.ndarray, x: np.ndarray, bound: np.ndarray, pq: np.ndarray, pc: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Number of relevant candidates and 1-based rank of the best one in the exact full ranking.
-
-    ``pq, pc`` are the same-composer pairs; pairs whose score is -inf (excluded) are ignored.
+    Computed composer by composer (one small float32 block per composer, then float64 re-scoring of the pairs
+    within the error band of each row's float32 maximum).
     """
-    b = s32.shape[0]
-    vals = s32[pq, pc].astype(np.float64)
-    fin = np.isfinite(vals)
-    pq, pc, vals = pq[fin], pc[fin], vals[fin]
-    n_rel = np.bincount(pq, minlength=b).astype(np.int64)
-    rank = np.full(b, np.inf)
-    if pq.size == 0:
-        return n_rel, rank
-    maxv = np.full(b, -np.inf)
-    np.maximum.at(maxv, pq, vals)
-    near = vals >= maxv[pq] - 2.0 * bound[pq]
-    bq, bc = pq[near], pc[near]
-    ex = pair_scores(qb[bq], x[bc])
-    o = np.lexsort((bc, -ex, bq))
-    bq, bc, ex = bq[o], bc[o], ex[o]
-    first = np.ones(bq.size, dtype=bool)
-    first[1:] = bq[1:] != bq[:-1]
-    has = n_rel > 0
-    s_r = np.full(b, np.inf)
-    r = np.full(b, -1, dtype=np.int64)
-    s_r[bq[first]] = ex[first]
-    r[bq[first]] = bc[first]
-    hi = np.where(has, s_r + bound, np.inf)
-    lo = np.where(has, s_r - bound, np.inf)
-    # float32 thresholds rounded outwards, so "above" implies exact > s_r and "below lo" implies exact < s_r
+    n = x.shape[0]
+    n_rel = np.zeros(n, np.int64)
+    s_r = np.full(n, -np.inf)
+    r = np.full(n, -1, np.int64)
+    for g in _groups(labels):
+        if g.size < 2:
+            continue
+        xg = x[g]
+        # small blocks: einsum's C loop; BLAS thread wake-ups cost more than the product on a busy machine
+        blk = np.einsum("id,jd->ij", xg, xg) if g.size <= 512 else xg @ xg.T
+        excl = np.eye(g.size, dtype=bool)
+        if drop_album:
+            excl |= albums[g][:, None] == albums[g][None, :]
+        blk[excl] = -np.inf
+        n_rel[g] = (~excl).sum(axis=1)
+        mx = blk.max(axis=1).astype(np.float64)
+        has = np.isfinite(mx)
+        lo = np.nextafter((mx - 2.0 * bound[g]).astype(np.float32), np.float32(-np.inf))
+        near = (blk >= lo[:, None]) & ~excl & has[:, None]
+        qi, cj = np.nonzero(near)
+        ex = pair_scores(x[g[qi]], x[g[cj]])
+        o = np.lexsort((g[cj], -ex, qi))
+        qi, cj, ex = qi[o], cj[o], ex[o]
+        first = np.r_[True, qi[1:] != qi[:-1]] if qi.size else np.zeros(0, bool)
+        s_r[g[qi[first]]] = ex[first]
+        r[g[qi[first]]] = g[cj[first]]
+    return n_rel, s_r, r
+
+
+def _count_ahead(
+    qb: np.ndarray,
+    x: np.ndarray,
+    s32: np.ndarray,
+    rows: np.ndarray,
+    s_r: np.ndarray,
+    r: np.ndarray,
+    bound: np.ndarray,
+) -> np.ndarray:
+    """How many candidates rank ahead of the best relevant (exact score > s_r, or equal and lower row).
+
+    ``s32`` [B, m] float32 scores of candidates ``rows`` [B, m] (excluded / padding already -inf); the scores
+    cover every candidate that could rank ahead (checked by the caller).
+    """
+    hi = s_r + bound
+    lo = s_r - bound
     hi32 = np.nextafter(hi.astype(np.float32), np.float32(np.inf))
     lo32 = np.nextafter(lo.astype(np.float32), np.float32(-np.inf))
     above = s32 > hi32[:, None]
-    count_hi = above.sum(axis=1)
-    band = s32 >= lo32[:, None]
-    band &= ~above
-    bq2, bc2 = np.nonzero(band)
-    keep = bc2 != r[bq2]
-    bq2, bc2 = bq2[keep], bc2[keep]
-    ex2 = pair_scores(qb[bq2], x[bc2])
-    ahead = (ex2 > s_r[bq2]) | ((ex2 == s_r[bq2]) & (bc2 < r[bq2]))
-    count_band = np.bincount(bq2[ahead], minlength=b)
-    rank[has] = 1.0 + count_hi[has] + count_band[has]
-    return n_rel, rank
+    band = (s32 >= lo32[:, None]) & ~above & (rows != r[:, None])
+    bq, bj = np.nonzero(band)
+    bc = rows[bq, bj]
+    ex = pair_scores(qb[bq], x[bc])
+    ahead = (ex > s_r[bq]) | ((ex == s_r[bq]) & (bc < r[bq]))
+    return above.sum(axis=1) + np.bincount(bq[ahead], minlength=s32.shape[0])
 
 
 def rank_all(
@@ -127,11 +129,12 @@ def rank_all(
     k: int,
     *,
     batch_size: int = 1024,
+    margin: int = DEFAULT_MARGIN,
 ) -> tuple[Variant, Variant]:
     """Exact top-k and first-relevant ranks of every track as a query, for both candidate policies.
 
     Args:
-        vectors: float32 [N, D]; track_ids: N ids; labels: int [N] composer label (-1 = missing);
+        vectors: float32 [N, D]; track_ids: N unique ids; labels: int [N] composer label (-1 = missing);
         albums: int [N] album label; k: cutoff.
 
     Returns:
@@ -139,43 +142,63 @@ def rank_all(
     """
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, d = x.shape
-    self_r = self_rows(track_ids, track_ids)
-    comp_groups = _groups(labels)
-    album_groups = _groups(albums)
+    if len(set(track_ids)) != n:
+        raise ArtifactError("track ids of the embeddings are not unique")
+    # ids are unique: excluding the query's track id is excluding its own row
+    album_sizes = np.bincount(albums) if n else np.zeros(1, np.int64)
+    m = min(n, k + margin + int(album_sizes.max()) + 1)
+    sl = Shortlister(x)
     cnorm = float(np.linalg.norm(x, axis=1).max()) if n else 0.0
-    qnorm = np.linalg.norm(x.astype(np.float64), axis=1)
-    bs = max(1, min(batch_size, MAX_BLOCK // max(n, 1)))
-    out = {
-        v: Variant(
+    bound = error_bound(d, np.linalg.norm(x.astype(np.float64), axis=1), cnorm)
+    excl_fns = {
+        "all": lambda q, c: c == q[:, None],
+        "album": lambda q, c: albums[c] == albums[q][:, None],  # includes the query itself
+    }
+    out: dict[str, Variant] = {}
+    for name in excl_fns:
+        n_rel, s_r, r = _best_relevant(x, labels, albums, bound, name == "album")
+        n_excl = np.ones(n, np.int64) if name == "all" else album_sizes[albums]
+        out[name] = Variant(
             np.full((n, k), -1, np.int64),
             np.full((n, k), -np.inf),
-            np.zeros(n, np.int64),
-            np.zeros(n, np.int64),
+            n_rel,
+            n - n_excl,
             np.full(n, np.inf),
+            s_r,
+            r,
         )
-        for v in ("all", "album")
-    }
+    bs = max(1, min(batch_size, 4096))
     for s in range(0, n, bs):
         e = min(n, s + bs)
+        qrows = np.arange(s, e)
         qb = x[s:e]
-        s32 = qb @ x.T
-        bound = error_bound(d, qnorm[s:e], cnorm)
-        excluded = np.zeros(e - s, np.int64)
-        for i in range(e - s):
-            s32[i, self_r[s + i]] = -np.inf
-            excluded[i] = self_r[s + i].size
-        pq, pc = _pairs(labels[s:e], comp_groups)
-        for name in ("all", "album"):
-            if name == "album":
-                for i in range(e - s):
-                    g = album_groups[albums[s + i]]
-                    excluded[i] += int(np.isfinite(s32[i, g]).sum())
-                    s32[i, g] = -np.inf
-            res = topk_from_scores32(s32, qb, x, k, bound)
+        d32, i32 = sl.search(qb, m)
+        last = (
+            np.where(i32[:, -1] >= 0, d32[:, -1].astype(np.float64), -np.inf)
+            if m
+            else np.full(e - s, -np.inf)
+        )
+        for name, fn in excl_fns.items():
             v = out[name]
+            res, valid = topk_from_shortlist(qb, qrows, x, d32, i32, k, bound[s:e], fn)
             v.rows[s:e], v.scores[s:e] = res.rows, res.scores
-            v.n_candidates[s:e] = n - excluded
-            v.n_relevant[s:e], v.first_rank[s:e] = _first_ranks(s32, qb, x, bound, pq, pc)
+            s_r, r = v.best_score[s:e], v.best_row[s:e]
+            has = (labels[s:e] >= 0) & (r >= 0)
+            # the shortlist covers the best relevant when everything outside it is certainly below s_r
+            covered = has & ((m >= n) | (last < s_r - bound[s:e]))
+            ranks = np.full(e - s, np.inf)
+            if covered.any():
+                c = np.nonzero(covered)[0]
+                s32 = np.where(valid[c], d32[c], -np.inf).astype(np.float32)
+                ranks[c] = 1.0 + _count_ahead(qb[c], x, s32, i32[c], s_r[c], r[c], bound[s:e][c])
+            rest = np.nonzero(has & ~covered)[0]
+            for f0 in range(0, rest.size, 256):
+                c = rest[f0 : f0 + 256]
+                full = qb[c] @ x.T
+                cand = np.broadcast_to(np.arange(n), full.shape)
+                full[fn(qrows[c], cand)] = -np.inf
+                ranks[c] = 1.0 + _count_ahead(qb[c], x, full, cand, s_r[c], r[c], bound[s:e][c])
+            v.first_rank[s:e] = ranks
     return out["all"], out["album"]
 
 
