@@ -8,13 +8,15 @@ Definition (the Node API implements the same):
 * self-exclusion: a query never retrieves its own track, matched by ``track_id`` (not by row position), so two
   identical vectors of two different tracks still retrieve each other.
 
-For large N a float32 BLAS product shortlists candidates and only the shortlist is re-scored in float64. The
-shortlist is provably complete: the float32 dot product of length D differs from the exact one by at most
-``bound = D * 2**-23 * |q| * max_j |c_j|`` (twice the textbook ``D * u`` bound, u = 2**-24), so any candidate
-whose float32 score is below ``kth_float32 - 2 * bound`` cannot be in the exact top-k. We take the top
-``k + margin`` (``margin`` = 16 by default) by float32 score; when the ``(k + margin)``-th float32 score is still
-within ``2 * bound`` of the k-th (many near-ties, e.g. duplicate vectors) that query falls back to re-scoring
-every candidate inside the band, so the result always equals brute force.
+Computing every score in float64 is too slow for large N, so a float32 BLAS search (FAISS ``IndexFlatIP``:
+matmul + heap selection, multi-threaded) shortlists the top ``m = k + margin + (excluded rows)`` candidates
+(``margin`` = 16 by default) and only the shortlist is re-scored in float64. The result is provably the exact
+ranking: the float32 dot product of length D differs from the exact one by at most
+``bound = D * 2**-23 * |q| * max_j |c_j|`` (twice the textbook ``D * u`` bound, u = 2**-24), so a candidate whose
+float32 score is below ``kth_float32 - 2 * bound`` cannot be in the exact top-k. When the shortlist's last
+float32 score is not below that line (many near-ties, e.g. duplicate vectors), that query falls back to one full
+float32 row and re-scores every candidate inside the band. Either way the result equals brute force
+(:func:`brute_force`, tested on random data, duplicates and ties).
 """
 
 from __future__ import annotations
