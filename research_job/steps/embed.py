@@ -395,7 +395,7 @@ def run(
     if cfg.postprocess != "none":
         params = fit_postprocess(raw, cfg.postprocess)
         with atomic_open(layout.embeddings_dir / POSTPROCESS_FILE, "wb") as f:
-            np.savez(f, **params)
+            np.savez(f, **params)  # type: ignore[arg-type]
         pp_meta = {
             "type": cfg.postprocess,
             "file": POSTPROCESS_FILE,
