@@ -30,8 +30,8 @@ from research_job.config import EmbedConfig
 from research_job.errors import ArtifactError, AudioDecodeError, ConfigError, ResearchJobError, unknown_choice
 from research_job.io.atomic import atomic_open, write_bytes, write_json
 from research_job.layout import LAYOUT_VERSION, ArtifactLayout, model_dir_name
+from research_job.metadata import read_tracks_csv
 from research_job.models.base import Encoder, sha256_file
-from research_job.steps._tracks import read_tracks
 from research_job.version import code_version
 
 LOG = logging.getLogger(__name__)
@@ -312,7 +312,7 @@ def run(
         raise ConfigError("segment embeddings are not implemented; leave segment_window_sec unset")
     layout = cfg.common.layout
     t_start = time.perf_counter()
-    rows = read_tracks(layout.tracks_csv)
+    rows = read_tracks_csv(layout.tracks_csv)
     if not rows:
         raise ArtifactError(f"{layout.tracks_csv} has no tracks")
     if encoder is None:

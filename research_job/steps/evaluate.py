@@ -26,8 +26,8 @@ from research_job import schema
 from research_job.config import EvaluateConfig
 from research_job.errors import ArtifactError, ConfigError
 from research_job.io.atomic import write_text
+from research_job.metadata import read_tracks_csv
 from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
-from research_job.steps._tracks import read_tracks
 from research_job.steps.embed import artifact_version, load_embeddings, now_iso
 from research_job.version import code_version
 
@@ -242,7 +242,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     layout = cfg.common.layout
     t_total = time.perf_counter()
     vectors, ids, emb_meta = load_embeddings(layout)
-    rows_by_id = {r.track_id: r for r in read_tracks(layout.tracks_csv)}
+    rows_by_id = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
     missing = [t for t in ids if t not in rows_by_id]
     if missing:
         raise ArtifactError(

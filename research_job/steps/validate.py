@@ -8,7 +8,6 @@ each index loads with the right ntotal / dim, and the eval results refer to the 
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections import Counter
@@ -22,8 +21,8 @@ from research_job.config import ValidateConfig
 from research_job.errors import ArtifactError, ResearchJobError
 from research_job.index import BACKENDS
 from research_job.layout import ArtifactLayout
+from research_job.metadata import read_tracks_csv
 from research_job.models.base import sha256_file
-from research_job.steps._tracks import COLUMNS, parse_row
 
 LOG = logging.getLogger(__name__)
 
@@ -42,27 +41,13 @@ def _read_json(path: Path, name: str, problems: list[str]) -> Any:
 
 
 def _check_csv(layout: ArtifactLayout, problems: list[str]) -> set[str] | None:
-    path = layout.tracks_csv
-    if not path.is_file():
-        problems.append(f"{path}: missing")
+    """Track ids of the metadata CSV (every row schema-checked), or None when it cannot be read."""
+    try:
+        rows = read_tracks_csv(layout.tracks_csv)
+    except ResearchJobError as e:
+        problems.append(str(e))
         return None
-    ids: set[str] = set()
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != COLUMNS:
-            problems.append(f"{path}: header {reader.fieldnames}, expected {COLUMNS}")
-        for line, raw in enumerate(reader, start=2):
-            row = parse_row(raw)
-            try:
-                schema.validate("tracks_metadata_row", row, source=f"{path}:{line}")
-            except ResearchJobError as e:
-                problems.append(str(e))
-            tid = row["track_id"]
-            if tid in ids:
-                problems.append(f"{path}:{line}: duplicate track_id {tid!r}")
-            if tid is not None:
-                ids.add(tid)
-    return ids
+    return {r.track_id for r in rows}
 
 
 def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:

@@ -115,7 +115,7 @@ CASES: list[tuple[Callable[[ArtifactLayout], None], str, str]] = [
     (_bad_checksum, "faiss_hnsw.index", "sha256 differs"),
     (_schema_failure, "eval_results.json", "overall/metrics.*not valid"),
     (_nan_row, "embeddings.f32", "NaN/inf"),
-    (_bad_csv_row, "tracks_metadata.csv:3", "tracks_metadata_row"),
+    (_bad_csv_row, "tracks_metadata.csv", "line 3: composer_missing .*maybe"),
     (_index_wrong_size, "hnsw.index", "holds 3 vectors, expected 10"),
     (_eval_other_embeddings, "eval_results.json", "embeddings_sha256"),
 ]
