@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import logging
 import typing
 from collections.abc import Callable
@@ -117,6 +118,7 @@ EXAMPLES = {
     "build_index": "research-job build-index --model dsp-stats --hnsw-m 16 --ef-search 64",
     "evaluate": "research-job evaluate --model dsp-stats --k 5 --bootstrap-resamples 1000",
     "validate": "research-job validate --model dsp-stats --version-dir artifacts/v1_model_dsp-stats",
+    "publish": "research-job publish --model musicnn-msd --bucket my-artifacts --endpoint-url http://127.0.0.1:9000",
 }
 
 SUMMARIES = {
@@ -127,6 +129,7 @@ SUMMARIES = {
     "build_index": "Build the FAISS exact, FAISS HNSW and hnswlib cosine indexes and measure ANN recall.",
     "evaluate": "Composer-retrieval evaluation with exact search; writes eval/ and prints a table.",
     "validate": "Check a whole version folder (schemas, sizes, ids, norms, checksums); exit 2 on any problem.",
+    "publish": "Publish a version folder to S3 (manifest last, then the latest pointer) or to PostgreSQL + pgvector.",
 }
 
 
@@ -147,6 +150,8 @@ def _make_step_command(section: str) -> click.Command:
             click.echo(module.format_table(result))
         elif section == "validate":
             click.echo(f"OK: {result['version_dir']} is valid")
+        elif section == "publish":
+            click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
 
     help_text = f"{SUMMARIES[section]}\n\n\b\nExample:\n  {EXAMPLES[section]}"
     func = _apply([CONFIG_OPTION, *_field_options(CommonConfig), *_field_options(cls)], callback)

@@ -1,6 +1,6 @@
 """publish: an artifact version folder -> S3 (default) or PostgreSQL + pgvector.
 
-``research-job publish`` builds a :class:`~research_job.publish_config.PublishConfig` and calls :func:`run`.
+``research-job publish`` builds a :class:`~research_job.config.PublishConfig` and calls :func:`run`.
 See docs/publishing.md for the S3 layout, the verification algorithm and the pgvector schema and query.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from research_job.config import PUBLISH_TARGETS, PublishConfig
 from research_job.errors import ConfigError, unknown_choice
-from research_job.publish_config import PUBLISH_TARGETS, PublishConfig
 
 
 def run(cfg: PublishConfig) -> dict[str, Any]:

@@ -253,9 +253,8 @@ def test_database_password_is_never_shown() -> None:
 
 
 def test_step_run_to_pgvector(tmp_path: Path, db: str, conn: Any) -> None:
-    from research_job.config import build_config
+    from research_job.config import PublishConfig, build_config
     from research_job.errors import ConfigError
-    from research_job.publish_config import PublishConfig
     from research_job.steps import publish
 
     c = make_version(tmp_path, model="step-model", n=20, dim=4, indexes=("hnswlib",))
