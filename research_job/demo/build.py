@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from research_job.demo import DemoCorpusError, RenderError
 from research_job.demo.corpus import ALIASES_PATH, Work, composer_strings, corpus_root, select_works
 from research_job.demo.encode import CODEC_ORDER, encode_audio
@@ -46,13 +48,14 @@ from research_job.io.atomic import write_bytes, write_json
 
 log = logging.getLogger(__name__)
 
+AAC_FRAME = 1024
 DEFAULT_N_TRACKS = 128
 DEFAULT_CLIP_SEC = 30.0
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_KEY_PREFIX = "audio"
 DEFAULT_WORK_TIMEOUT_SEC = 180.0
 #: Bump when the rendering changes so that old cache entries are not reused.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 TRACK_COLUMNS: tuple[str, ...] = (
     "track_id",
     "album_id",
@@ -113,20 +116,13 @@ def _hash(*parts: object) -> str:
 
 
 def assign_codecs(works: Sequence[Work]) -> list[str]:
-    """The file extension of each work: :data:`CODEC_ORDER` in rotation *within each composer*.
+    """The file extension of each work: :data:`CODEC_ORDER` in rotation over the (composer-sorted) works.
 
-    Rotating per composer (starting at a different codec for each) keeps every composer's codec mix balanced,
-    so the codec cannot become a proxy for the composer.
+    Every codec appears once there are 5 tracks, and since a composer's tracks are contiguous in the sorted
+    order, each composer gets a balanced mix (counts differ by at most one), so the codec cannot become a
+    proxy for the composer.
     """
-    seen: Counter[str] = Counter()
-    start: dict[str, int] = {}
-    out = []
-    for w in works:
-        if w.composer_key not in start:
-            start[w.composer_key] = len(start)
-        out.append(CODEC_ORDER[(start[w.composer_key] + seen[w.composer_key]) % len(CODEC_ORDER)])
-        seen[w.composer_key] += 1
-    return out
+    return [CODEC_ORDER[i % len(CODEC_ORDER)] for i in range(len(works))]
 
 
 def _convert(
@@ -148,6 +144,8 @@ def _convert(
     mono = render_waveform(
         pm, synth=synth, sample_rate=sample_rate, clip_sec=clip_sec, work=work_name, timeout_s=timeout_s
     )
+    # whole AAC frames: padded with silence here, every codec decodes to exactly the catalogued length
+    mono = np.pad(mono, (0, -mono.size % AAC_FRAME))
     data = encode_audio(mono, sample_rate, job.ext)
     write_bytes(job.audio_path, data)
     meta = {
