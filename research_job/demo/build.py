@@ -54,7 +54,8 @@ DEFAULT_CLIP_SEC = 30.0
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_KEY_PREFIX = "audio"
 DEFAULT_WORK_TIMEOUT_SEC = 180.0
-#: Bump when the rendering changes so that old cache entries are not reused.
+#: Bump when score -> MIDI changes (invalidates cache/midi) or MIDI -> encoded audio changes (cache/audio).
+MIDI_CACHE_VERSION = "1"
 CACHE_VERSION = "2"
 TRACK_COLUMNS: tuple[str, ...] = (
     "track_id",
@@ -344,8 +345,8 @@ def build_demo_corpus(
 
     jobs = []
     for w, ext in zip(works, exts, strict=True):
-        midi_key = _hash(CACHE_VERSION, w.corpus_path, music21.__version__, max_clip_sec)
-        audio_key = _hash(midi_key, rendering, synth_id, sample_rate, ext, max_clip_sec)
+        midi_key = _hash(MIDI_CACHE_VERSION, w.corpus_path, music21.__version__, max_clip_sec)
+        audio_key = _hash(CACHE_VERSION, midi_key, rendering, synth_id, sample_rate, ext, max_clip_sec)
         base = cache / "audio" / f"{w.track_id}-{audio_key}"
         jobs.append(
             _Job(
