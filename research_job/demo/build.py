@@ -163,7 +163,7 @@ def _convert(
     return meta
 
 
-def _child(conn: multiprocessing.connection.Connection, job: _Job, kwargs: dict) -> None:
+def _child(conn: Any, job: _Job, kwargs: dict) -> None:
     # Own process group, so that a timeout kills FluidSynth along with this worker.
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
@@ -177,7 +177,7 @@ def _child(conn: multiprocessing.connection.Connection, job: _Job, kwargs: dict)
         conn.close()
 
 
-def _kill_group(proc: multiprocessing.Process) -> None:
+def _kill_group(proc: Any) -> None:
     if proc.pid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -195,10 +195,10 @@ def run_jobs(
     """
     ctx = multiprocessing.get_context("fork")
     pending = list(jobs)
-    running: dict[multiprocessing.connection.Connection, tuple[multiprocessing.Process, _Job, float]] = {}
+    # connection -> (worker process, job, start time); typed loosely, the fork context's classes differ by OS
+    running: dict[Any, tuple[Any, _Job, float]] = {}
     results: dict[str, dict] = {}
     failures: dict[str, str] = {}
-    done = 0
     bar = None
     if progress and jobs:
         from tqdm import tqdm
@@ -215,20 +215,21 @@ def run_jobs(
                 running[parent] = (proc, job, time.monotonic())
             now = time.monotonic()
             nearest = min(start + work_timeout_s for _, _, start in running.values())
-            ready = multiprocessing.connection.wait(list(running), timeout=max(0.0, min(nearest - now, 1.0)))
-            for conn in ready:
-                proc, job, _ = running.pop(conn)  # type: ignore[index]
+            ready: list[Any] = multiprocessing.connection.wait(
+                list(running), timeout=max(0.0, min(nearest - now, 1.0))
+            )
+            for conn in ready:  # the Connection objects of `running`
+                proc, job, _ = running.pop(conn)
                 try:
-                    status, payload = conn.recv()  # type: ignore[union-attr]
+                    status, payload = conn.recv()
                 except EOFError:
                     status, payload = "error", "worker process died without a result"
-                conn.close()  # type: ignore[union-attr]
+                conn.close()
                 proc.join()
                 if status == "ok":
                     results[job.work.track_id] = payload
                 else:
                     failures[job.work.track_id] = payload
-                done += 1
                 if bar is not None:
                     bar.update(1)
             now = time.monotonic()
@@ -342,6 +343,7 @@ def build_demo_corpus(
     works = select_works(n_tracks, seed=seed, composers=composers)
     exts = assign_codecs(works)
     import music21
+    import pretty_midi  # noqa: F401 - imported before the workers fork, so that each inherits it
 
     jobs = []
     for w, ext in zip(works, exts, strict=True):

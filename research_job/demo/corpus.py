@@ -405,7 +405,8 @@ def _trecento(root: Path, volume: str) -> list[tuple[int, str, str]]:
 
 def _ciconia(root: Path) -> list[Album]:
     # PMFC volume 24 is Ciconia's works: mass movements (Gloria/Credo) and motets.
-    mass, motets = [], []
+    mass: list[tuple[str, str, str]] = []
+    motets: list[tuple[str, str, str]] = []
     for n, title, path in _trecento(root, "24"):
         (mass if re.match(r"(Gloria|Credo)", title) else motets).append(
             (f"ciconia-pmfc24-{n:02d}", re.sub(r"\s*Ciconia\s*\d*$", "", title), path)

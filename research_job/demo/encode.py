@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def encode_audio(mono: np.ndarray, sample_rate: int, ext: str) -> bytes:
     layout = "mono" if spec.channels == 1 else "stereo"
     buf = io.BytesIO()
     with av.open(buf, mode="w", format=spec.container) as container:
-        stream = container.add_stream(spec.codec, rate=sample_rate, layout=layout)
+        stream: Any = container.add_stream(spec.codec, rate=sample_rate, layout=layout)
         cc = stream.codec_context
         cc.format = spec.sample_format
         if spec.bit_rate:

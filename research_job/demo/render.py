@@ -99,7 +99,7 @@ def score_to_midi(
     from music21.midi.translate import music21ObjectToMidiFile
 
     try:
-        score = converter.parse(str(score_path))
+        score: Any = converter.parse(str(score_path))
         if isinstance(score, stream.Opus):
             score = score.mergeScores()
         attempts = [score]
@@ -168,9 +168,9 @@ def clean_midi(
                 notes.append(n)
         inst.notes = notes
         # control changes / bends after the clip would only lengthen the file
-        inst.control_changes = [c for c in inst.control_changes if shift <= c.time < shift + clip_sec]
+        inst.control_changes = [c for c in inst.control_changes if c.time < shift + clip_sec]
         for c in inst.control_changes:
-            c.time -= shift
+            c.time = max(0.0, c.time - shift)  # settings made before the first note still apply at 0
         inst.pitch_bends = []
         inst.is_drum = False
         if rendering == "piano":
