@@ -56,7 +56,7 @@ DEFAULT_KEY_PREFIX = "audio"
 DEFAULT_WORK_TIMEOUT_SEC = 180.0
 #: Bump when score -> MIDI changes (invalidates cache/midi) or MIDI -> encoded audio changes (cache/audio).
 MIDI_CACHE_VERSION = "1"
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 TRACK_COLUMNS: tuple[str, ...] = (
     "track_id",
     "album_id",
