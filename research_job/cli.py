@@ -138,7 +138,7 @@ def _make_step_command(section: str) -> click.Command:
         file_data = _load(config_file)
         module = _step_module(section)
         try:
-            cfg = build_config(cls, file_data=file_data, section=section, overrides=kwargs)
+            cfg: Any = build_config(cls, file_data=file_data, section=section, overrides=kwargs)
             with phase(name, LOG):
                 result = module.run(cfg)
         except ResearchJobError as e:

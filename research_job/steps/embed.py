@@ -236,6 +236,39 @@ def _write_chunk(
 # ---------------------------------------------------------------- the step
 
 
+def _reusable(
+    layout: ArtifactLayout, encoder: Encoder, cfg: EmbedConfig, rows: Sequence[Any]
+) -> dict[str, Any] | None:
+    """The existing ``embeddings_meta.json`` when the final files are complete, verified and made by this model
+    with this post-processing from exactly these tracks; else None (embed again)."""
+    try:
+        meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
+        ids = schema.read_artifact(layout.track_ids_json, "track_ids")["track_ids"]
+    except (OSError, ResearchJobError):
+        return None
+    info = encoder.info()
+    same_model = meta["model"]["name"] == encoder.name and meta["model"]["version"] == str(
+        info.get("version")
+    )
+    same_model = same_model and meta["model"]["params"] == json.loads(json.dumps(info.get("params", {})))
+    same_model = same_model and meta["model"]["weights_sha256"] == info.get("weights_sha256")
+    accounted = set(ids) | {f["track_id"] for f in meta["failures"]}
+    if (
+        not same_model
+        or meta["postprocess"]["type"] != cfg.postprocess
+        or accounted != {r.track_id for r in rows}
+    ):
+        return None
+    if (
+        not layout.embeddings_f32.is_file()
+        or sha256_file(layout.embeddings_f32) != meta["files"]["embeddings_sha256"]
+    ):
+        return None
+    if sha256_file(layout.track_ids_json) != meta["files"]["track_ids_sha256"]:
+        return None
+    return dict(meta)
+
+
 def _reason(e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     return msg if isinstance(e, ResearchJobError) else f"{type(e).__name__}: {msg}"
@@ -288,6 +321,12 @@ def run(
         # only a non-default device is passed on: weight-less backends take no options
         encoder = load_model(cfg.common.model, **({"device": cfg.device} if cfg.device != "cpu" else {}))
     spec = _spec(encoder)
+    reused = _reusable(layout, encoder, cfg, rows)
+    if reused is not None:
+        LOG.info(
+            "Embeddings in %s are complete for this model and metadata: reusing them", layout.embeddings_dir
+        )
+        return reused
     part = layout.embed_checkpoint_dir
     done, failures, prev, n_chunk = _load_checkpoints(part, spec)
     finished = set(done) | {f["track_id"] for f in failures}
@@ -395,7 +434,7 @@ def run(
     if cfg.postprocess != "none":
         params = fit_postprocess(raw, cfg.postprocess)
         with atomic_open(layout.embeddings_dir / POSTPROCESS_FILE, "wb") as f:
-            np.savez(f, **params)
+            np.savez(f, **params)  # type: ignore[arg-type]
         pp_meta = {
             "type": cfg.postprocess,
             "file": POSTPROCESS_FILE,

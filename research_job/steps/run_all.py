@@ -42,7 +42,7 @@ def build_configs(
     file_data: Mapping[str, Any], overrides: Mapping[str, Any], env: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """One config per step: each gets the common overrides plus the overrides naming one of its own fields."""
-    configs = {}
+    configs: dict[str, Any] = {}
     for section in ORDER:
         own = step_fields(section) | common_fields()
         configs[section] = build_config(

@@ -172,3 +172,20 @@ def test_meta_is_schema_valid_and_json_sorted(tmp_path: Path) -> None:
     meta = schema.read_artifact(common.layout.embeddings_meta, "embeddings_meta")
     assert meta["artifact_version"] == "v1_model_test"
     assert json.loads(common.layout.track_ids_json.read_text())["count"] == 4
+
+
+def test_complete_output_is_reused_and_a_change_re_embeds(tmp_path: Path) -> None:
+    common = make_corpus(tmp_path, SR, n=5)
+    embed.run(_cfg(common), encoder=FakeEncoder())
+    first = common.layout.embeddings_meta.read_bytes()
+    enc = FakeEncoder()
+    embed.run(_cfg(common), encoder=enc)
+    assert enc.calls == [] and common.layout.embeddings_meta.read_bytes() == first
+    enc2 = FakeEncoder("2")  # another model version: embed again
+    embed.run(_cfg(common), encoder=enc2)
+    assert len(enc2.calls) == 5
+    # a corrupted output file is not reused
+    common.layout.embeddings_f32.write_bytes(b"\0" * 8)
+    enc3 = FakeEncoder("2")
+    embed.run(_cfg(common), encoder=enc3)
+    assert len(enc3.calls) == 5
