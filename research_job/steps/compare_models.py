@@ -66,6 +66,9 @@ class CompareModelsConfig:
     isolate: bool = True
     #: give up on an entry after this many seconds (child processes only; None = no limit)
     entry_timeout_sec: float | None = None
+    #: keep an entry's complete embeddings from an earlier run (embed reuses them); off = delete its
+    #: embeddings/ and eval/ first so time and memory are measured afresh
+    reuse_embeddings: bool = False
 
 
 @dataclass(frozen=True)
@@ -256,6 +259,14 @@ def _run_in_process(
     return error, int(peak)
 
 
+def _created_at(layout: ArtifactLayout) -> str | None:
+    """``created_at`` of the entry's embeddings (to tell whether embed reused them), None when absent."""
+    try:
+        return str(json.loads(layout.embeddings_meta.read_text(encoding="utf-8"))["created_at"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _metric_block(ev: dict[str, Any], block: str) -> dict[str, Any] | None:
     b = ev[block]
     if b["metrics"] is None:
@@ -297,6 +308,7 @@ def _row(
         "embed_sec": None,
         "evaluate_sec": None,
         "wall_sec": round(wall, 3),
+        "embeddings_reused": False,
     }
     if error:
         return row
@@ -388,8 +400,12 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
         dest = ArtifactLayout(out_dir / entry.folder)
         LOG.info("compare-models: %s -> %s", entry.label, dest.version_dir)
         t0 = time.perf_counter()
+        before = _created_at(dest)
         try:
             prepare_entry_dir(source, dest)
+            if not cfg.reuse_embeddings:
+                for old in (dest.embeddings_dir, dest.eval_dir):
+                    shutil.rmtree(old, ignore_errors=True)
             if cfg.isolate:
                 error, peak = _run_isolated(entry, dest, params, cfg.entry_timeout_sec)
             else:
@@ -398,7 +414,9 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
             error, peak = _error_text(e), None
         if error:
             LOG.warning("compare-models: %s failed: %s", entry.label, error)
-        rows.append(_row(entry, dest, out_dir, error, peak, time.perf_counter() - t0))
+        row = _row(entry, dest, out_dir, error, peak, time.perf_counter() - t0)
+        row["embeddings_reused"] = bool(not error and before is not None and before == _created_at(dest))
+        rows.append(row)
     rows = order_rows(rows)
     result = {
         "schema_version": "1.0",
@@ -410,6 +428,7 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
         "bootstrap_resamples": cfg.bootstrap_resamples,
         "seed": cfg.seed,
         "device": cfg.device,
+        "reuse_embeddings": cfg.reuse_embeddings,
         "peak_memory_method": PEAK_CHILD if cfg.isolate else PEAK_TRACEMALLOC,
         "n_entries": len(rows),
         "n_failed": sum(r["status"] != "ok" for r in rows),

@@ -130,6 +130,16 @@ def test_cli_writes_the_table_and_missing_source_is_exit_2(source: CommonConfig,
     assert "| rank | model |" in res.output
     doc = json.loads((out / "comparison.json").read_text())
     assert [r["status"] for r in doc["rows"]] == ["ok", "ok"]
+    assert [r["embeddings_reused"] for r in doc["rows"]] == [False, False]
+    # a rerun measures afresh unless asked to reuse the complete embeddings
+    again = runner.invoke(
+        cli,
+        [*args, "--entries", "random", "--no-isolate", "--reuse-embeddings", "--bootstrap-resamples", "50"],
+    )
+    assert again.exit_code == 0, again.output
+    doc2 = json.loads((out / "comparison.json").read_text())
+    assert [r["embeddings_reused"] for r in doc2["rows"]] == [True, True]
+    assert [r["metrics"] for r in doc2["rows"]] == [r["metrics"] for r in doc["rows"]]
     missing = runner.invoke(
         cli,
         ["compare-models", "--version-dir", str(tmp_path / "nope"), "--out-dir", str(out), "--no-isolate"],
