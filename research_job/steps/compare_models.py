@@ -240,7 +240,7 @@ def _run_in_process(
     import sys
     import tracemalloc
 
-    torch = sys.modules.get("torch")
+    torch: Any = sys.modules.get("torch")
     cuda = torch is not None and torch.cuda.is_available() and params["device"].startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats()

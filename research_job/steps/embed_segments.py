@@ -227,12 +227,12 @@ def run(cfg: EmbedSegmentsConfig, *, encoder: Encoder | None = None) -> dict[str
         vectors = l2_normalize(raw)
         pp = {"type": "none", "sha256": None}
     keep = np.all(np.isfinite(vectors), axis=1)
-    for tid, s, e in [t for t, k in zip(table, keep, strict=True) if not k]:
+    for tid, t0, t1 in [t for t, k in zip(table, keep, strict=True) if not k]:
         skipped.append(
             {
                 "track_id": tid,
-                "start_sec": round(s, 6),
-                "end_sec": round(e, 6),
+                "start_sec": round(t0, 6),
+                "end_sec": round(t1, 6),
                 "reason": "near-zero vector after postprocess",
             }
         )
@@ -244,12 +244,12 @@ def run(cfg: EmbedSegmentsConfig, *, encoder: Encoder | None = None) -> dict[str
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
-    for i, (tid, s, e) in enumerate(table):
-        w.writerow([i, tid, f"{s:.6f}", f"{e:.6f}"])
+    for i, (tid, t0, t1) in enumerate(table):
+        w.writerow([i, tid, f"{t0:.6f}", f"{t1:.6f}"])
     csv_bytes = buf.getvalue().encode("utf-8")
     info = encoder.info()
     wall = time.perf_counter() - t_start
-    meta = {
+    meta: dict[str, Any] = {
         "schema_version": "1.0",
         "artifact_version": artifact_version(layout, encoder.name),
         "model": {
