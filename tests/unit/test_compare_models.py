@@ -41,6 +41,17 @@ def test_parse_entries_adds_floors_and_checks_values() -> None:
         parse_entries("#center")
 
 
+def test_entries_from_a_config_file(tmp_path: Path) -> None:
+    import research_job.cli  # noqa: F401 - registers the compare_models config section
+    from research_job.config import build_config, load_config_file
+
+    f = tmp_path / "job.yaml"
+    f.write_text("compare_models:\n  entries: [musicnn-mtt, 'dsp-stats#center']\n  k: 3\n")
+    cfg = build_config(CompareModelsConfig, file_data=load_config_file(f), section="compare_models", env={})
+    assert cfg.k == 3
+    assert [e.label for e in parse_entries(cfg.entries)] == ["musicnn-mtt", "dsp-stats#center", "random"]
+
+
 def _check_table(result: dict, out: Path) -> None:
     schema.validate("model_comparison", result)
     assert schema.read_artifact(out / "comparison.json", "model_comparison") == result

@@ -120,6 +120,10 @@ def test_segments_follow_the_track_embeddings(seg_corpus: CommonConfig, tmp_path
         run(EmbedSegmentsConfig(common=common), encoder=NanOnShort("7"))
     with pytest.raises(ConfigError, match="hop_sec 3.0 > window_sec 2.0"):
         run(EmbedSegmentsConfig(common=common, window_sec=2.0, hop_sec=3.0))
+    # the whole-folder validator still accepts the embeddings after the pointer update
+    from research_job.steps.validate import check
+
+    assert [p for p in check(layout, 1e-4) if "embeddings" in p] == []
     # atomic writes: no temp files left behind
     assert not [p for p in layout.embeddings_dir.iterdir() if p.name.endswith(".tmp")]
     assert paths(layout)["csv"].read_text().splitlines()[0] == "segment_row,track_id,start_sec,end_sec"
