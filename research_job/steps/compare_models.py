@@ -384,6 +384,12 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir.resolve() == source.version_dir.resolve():
         raise ConfigError(f"out_dir {out_dir} must differ from the source version folder")
+    for entry in entries:
+        if (out_dir / entry.folder).resolve() == source.version_dir.resolve():
+            raise ConfigError(
+                f"Entry {entry.label!r} would be written into the source folder {source.version_dir}; "
+                "choose another out_dir (e.g. <artifacts_root>/comparison)"
+            )
     params = {
         "k": cfg.k,
         "bootstrap_resamples": cfg.bootstrap_resamples,
@@ -410,7 +416,7 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
                 error, peak = _run_isolated(entry, dest, params, cfg.entry_timeout_sec)
             else:
                 error, peak = _run_in_process(entry, dest, params)
-        except ResearchJobError as e:
+        except (ResearchJobError, OSError) as e:
             error, peak = _error_text(e), None
         if error:
             LOG.warning("compare-models: %s failed: %s", entry.label, error)

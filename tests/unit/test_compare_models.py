@@ -156,5 +156,20 @@ def test_cli_writes_the_table_and_missing_source_is_exit_2(source: CommonConfig,
         ["compare-models", "--version-dir", str(tmp_path / "nope"), "--out-dir", str(out), "--no-isolate"],
     )
     assert missing.exit_code == 2 and "tracks_metadata.csv" in missing.output
+    # out_dir = the source's parent and an entry named like the source folder: refused, nothing touched
+    clash = runner.invoke(
+        cli,
+        [
+            "compare-models",
+            "--version-dir",
+            str(source.version_dir),
+            "--out-dir",
+            str(source.version_dir.parent),
+            "--entries",
+            "source",
+            "--no-isolate",
+        ],
+    )
+    assert clash.exit_code == 2 and "would be written into the source folder" in clash.output
     bad = runner.invoke(cli, [*args, "--entries", "random#zca", "--no-isolate"])
     assert bad.exit_code == 2 and "'zca'" in bad.output
