@@ -7,6 +7,9 @@ tracks with their metadata and cosine score. Search is exact (:func:`research_jo
 
 A query that *is* one of the corpus tracks returns that track first with a score of about 1.0: that is the
 right answer for query-by-audio. ``exclude_track_id`` removes one track id from the results.
+
+``by_segment`` searches the segment embeddings of embed-segments instead (exact): a track scores the best of its
+segments, and each result names that best segment's start and end (useful for an excerpt as the query).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class FindSimilarConfig:
     exclude_track_id: str | None = None
     #: exact | hnswlib
     index: str = "exact"
+    #: search the segment embeddings (embed-segments); a track scores its best segment
+    by_segment: bool = False
     #: print JSON instead of a table
     json: bool = False
 
@@ -88,6 +93,40 @@ def _hnswlib(
     return hits[:k]
 
 
+def _by_segment(
+    layout: ArtifactLayout, meta: dict[str, Any], q: np.ndarray, k: int, exclude: str | None
+) -> tuple[list[tuple[str, float]], dict[str, dict[str, Any]]]:
+    """Exact scores of every segment; best segment per track; top-k tracks (ties: first segment row)."""
+    from research_job.query import check_same_model, recorded_model
+    from research_job.steps.embed_segments import load_segments
+
+    seg, rows, smeta = load_segments(layout)
+    seg_model = {key: smeta["model"].get(key) for key in ("name", "version", "weights_sha256", "layer")}
+    check_same_model(recorded_model(meta), seg_model, layout.embeddings_dir / "segments_meta.json")
+    if smeta["postprocess"]["type"] != meta["postprocess"]["type"] or (
+        smeta["postprocess"]["sha256"] != meta["postprocess"]["sha256"]
+    ):
+        raise ArtifactError(
+            f"Segments in {layout.embeddings_dir} were post-processed with {smeta['postprocess']}, the track "
+            f"embeddings with {meta['postprocess']['type']!r}: run embed-segments again"
+        )
+    q64 = q[0].astype(np.float64)
+    scores = np.concatenate(
+        [seg[i : i + 65536].astype(np.float64) @ q64 for i in range(0, seg.shape[0], 65536)]
+    )
+    best: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        tid = r["track_id"]
+        if tid != exclude and (tid not in best or scores[i] > scores[best[tid]]):
+            best[tid] = i
+    order = sorted(best.items(), key=lambda kv: (-scores[kv[1]], kv[1]))[:k]
+    segs = {
+        tid: {"segment_row": i, "start_sec": rows[i]["start_sec"], "end_sec": rows[i]["end_sec"]}
+        for tid, i in order
+    }
+    return [(tid, float(scores[i])) for tid, i in order], segs
+
+
 def find_similar(
     query: str | Path,
     layout: ArtifactLayout,
@@ -96,6 +135,7 @@ def find_similar(
     model: str | None = None,
     exclude_track_id: str | None = None,
     index: str = "exact",
+    by_segment: bool = False,
     encoder: Encoder | None = None,
 ) -> dict[str, Any]:
     """Embed ``query`` like the corpus of ``layout`` and return its ``k`` nearest tracks.
@@ -106,7 +146,8 @@ def find_similar(
         k: number of results.
         model: the model spec the caller expects; refused when it is not the recorded one.
         exclude_track_id: a track id left out of the results.
-        index: ``exact`` or ``hnswlib``.
+        index: ``exact`` or ``hnswlib`` (track search only).
+        by_segment: search the segment embeddings; each result then also names its best ``segment``.
         encoder: an already loaded encoder (tests); checked against the record like a loaded one.
 
     Returns:
@@ -130,32 +171,37 @@ def find_similar(
     t1 = time.perf_counter()
     q = embed_query_file(query, qe)
     t2 = time.perf_counter()
-    if index == "exact":
-        hits = _exact(vectors, ids, q, k, exclude_track_id)
+    segments: dict[str, dict[str, Any]] = {}
+    if by_segment:
+        if index != "exact":
+            raise ConfigError("Segment search is exact only; leave index at 'exact' with by_segment")
+        hits, segments = _by_segment(layout, meta, q, k, exclude_track_id)
+    elif index == "exact":
+        hits = [(ids[r], s) for r, s in _exact(vectors, ids, q, k, exclude_track_id)]
     else:
-        hits = _hnswlib(layout, vectors, ids, q, k, exclude_track_id)
+        hits = [(ids[r], s) for r, s in _hnswlib(layout, vectors, ids, q, k, exclude_track_id)]
     t3 = time.perf_counter()
     results = []
-    for rank, (row, score) in enumerate(hits, start=1):
-        tid = ids[row]
+    for rank, (tid, score) in enumerate(hits, start=1):
         r = rows.get(tid)
-        results.append(
-            {
-                "rank": rank,
-                "track_id": tid,
-                "title": r.title if r is not None else "",
-                "composer": r.composer if r is not None else None,
-                "album_id": r.album_id if r is not None else None,
-                "score": round(score, 6),
-            }
-        )
+        hit: dict[str, Any] = {
+            "rank": rank,
+            "track_id": tid,
+            "title": r.title if r is not None else "",
+            "composer": r.composer if r is not None else None,
+            "album_id": r.album_id if r is not None else None,
+            "score": round(score, 6),
+        }
+        if by_segment:
+            hit["segment"] = segments[tid]
+        results.append(hit)
     return {
         "query": str(query),
         "artifact_version": layout.version_dir.name,
         "model": meta["model"]["name"],
         "postprocess": meta["postprocess"]["type"],
         "k": k,
-        "index": index,
+        "index": "segments" if by_segment else index,
         "excluded_track_id": exclude_track_id,
         "results": results,
         "timings": {
@@ -180,9 +226,11 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'rank':>4}  {'score':>7}  {'title':<32}  {'composer':<24}  {'album':<16}  track_id",
     ]
     for h in result["results"]:
+        seg = h.get("segment")
+        where = f"  [{seg['start_sec']:.1f}-{seg['end_sec']:.1f} s]" if seg else ""
         out.append(
             f"{h['rank']:>4}  {h['score']:>7.4f}  {cell(h['title'] or h['track_id'], 32):<32}  "
-            f"{cell(h['composer'], 24):<24}  {cell(h['album_id'], 16):<16}  {h['track_id']}"
+            f"{cell(h['composer'], 24):<24}  {cell(h['album_id'], 16):<16}  {h['track_id']}{where}"
         )
     t = result["timings"]
     out.append(
@@ -203,4 +251,5 @@ def run(cfg: FindSimilarConfig, *, model: str | None = None) -> dict[str, Any]:
         model=model,
         exclude_track_id=cfg.exclude_track_id,
         index=cfg.index,
+        by_segment=cfg.by_segment,
     )

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from research_job.cli import cli
 from research_job.config import CommonConfig, EmbedConfig
-from research_job.errors import AudioDecodeError, ConfigError, ModelError
+from research_job.errors import ArtifactError, AudioDecodeError, ConfigError, ModelError
 from research_job.layout import ArtifactLayout
 from research_job.models import registry
 from research_job.query import embed_query_file, load_query_encoder
@@ -122,6 +122,34 @@ def test_fake_encoder_with_recorded_postprocess(tmp_path: Path, monkeypatch: pyt
     assert res["results"][0]["track_id"] == "t03" and res["postprocess"] == "standardize"
     with pytest.raises(ModelError, match=r"version: artifacts '1' vs loaded '2'"):
         find_similar(q, common.layout, encoder=registry.load_model("fake-stats?version=2"))
+    with pytest.raises(ArtifactError, match="run embed-segments first"):
+        find_similar(q, common.layout, by_segment=True)
+
+
+def test_search_by_segment_finds_the_excerpt(corpus: tuple[ArtifactLayout, Path], tmp_path: Path) -> None:
+    from research_job.steps.embed_segments import EmbedSegmentsConfig
+    from research_job.steps.embed_segments import run as embed_segments
+
+    layout, _ = corpus
+    embed_segments(
+        EmbedSegmentsConfig(
+            common=CommonConfig(model="dsp-stats", version_dir=layout.version_dir),
+            window_sec=1.0,
+            hop_sec=0.5,
+        )
+    )
+    # a 1 s excerpt (0.5 s .. 1.5 s) of track t04, as FLAC
+    x = signal(4)[int(0.5 * SOURCE_RATE) : int(1.5 * SOURCE_RATE)]
+    q = write_audio(tmp_path / "excerpt.flac", x, SOURCE_RATE, "flac")
+    res = find_similar(q, layout, k=3, by_segment=True)
+    top = res["results"][0]
+    assert res["index"] == "segments" and top["track_id"] == "t04"
+    assert top["segment"]["start_sec"] == pytest.approx(0.5, abs=1e-3)
+    assert top["segment"]["end_sec"] == pytest.approx(1.5, abs=1e-3)
+    assert top["score"] > 0.99 and len({h["track_id"] for h in res["results"]}) == 3
+    assert "[0.5-1.5 s]" in format_table(res)
+    other = find_similar(q, layout, k=3, by_segment=True, exclude_track_id="t04")["results"]
+    assert "t04" not in [h["track_id"] for h in other]
 
 
 def test_cli_table_and_json(corpus: tuple[ArtifactLayout, Path]) -> None:
