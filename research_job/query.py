@@ -3,8 +3,9 @@
 The recorded facts in ``embeddings/embeddings_meta.json`` decide everything: the model spec is loaded from the
 registry and its ``info()`` (name, version, weights_sha256, layer) must equal the recorded one; the query is
 decoded (any codec the pipeline decodes) at the recorded sample rate and cut at the ``max_duration_sec`` the
-standardise step used (when recorded); the recorded corpus post-processing and the L2 norm are applied with
-:func:`research_job.steps.embed.apply_postprocess`. A mismatch is refused, never silently searched.
+standardise step used (when the corpus was embedded from those WAVs); the recorded corpus post-processing and
+the L2 norm are applied with :func:`research_job.steps.embed.apply_postprocess`. A mismatch is refused, never
+silently searched.
 """
 
 from __future__ import annotations
@@ -67,12 +68,16 @@ def check_same_model(recorded: dict[str, Any], loaded: dict[str, Any], where: Pa
         )
 
 
-def _recorded_max_duration(layout: ArtifactLayout) -> float | None:
+def _recorded_max_duration(layout: ArtifactLayout, sample_rate: int) -> float | None:
+    """The cut standardize-audio applied, when the corpus was embedded from its WAVs (same sample rate);
+    embed decodes the pulled files in full otherwise."""
     if not layout.standardize_report.is_file():
         return None
     report = schema.read_artifact(layout.standardize_report, "standardize_report")
     value = report.get("max_duration_sec")
-    return None if value is None else float(value)
+    if value is None or int(report.get("sample_rate", 0)) != int(sample_rate):
+        return None
+    return float(value)
 
 
 def load_query_encoder(
@@ -107,7 +112,7 @@ def load_query_encoder(
             f"Loaded {spec!r} has sample rate {encoder.sample_rate} and dim {encoder.dim}; "
             f"{layout.embeddings_meta} records {meta['sample_rate']} and {meta['dim']}"
         )
-    return QueryEncoder(encoder, layout, meta, _recorded_max_duration(layout))
+    return QueryEncoder(encoder, layout, meta, _recorded_max_duration(layout, int(meta["sample_rate"])))
 
 
 def load_query_audio(path: str | os.PathLike[str], qe: QueryEncoder) -> np.ndarray:

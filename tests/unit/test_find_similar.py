@@ -152,6 +152,20 @@ def test_search_by_segment_finds_the_excerpt(corpus: tuple[ArtifactLayout, Path]
     assert "t04" not in [h["track_id"] for h in other]
 
 
+def test_query_is_cut_like_the_standardised_corpus(tmp_path: Path) -> None:
+    from research_job.config import StandardizeAudioConfig
+    from research_job.steps import standardize_audio
+
+    common = make_audio_corpus(tmp_path, 6, codec="wav", seconds=3.0)
+    standardize_audio.run(StandardizeAudioConfig(common=common, max_duration_sec=1.0, workers=1))
+    embed.run(EmbedConfig(common=common))
+    q = write_audio(tmp_path / "q.flac", signal(2, 3.0), SOURCE_RATE, "flac")
+    qe = load_query_encoder(common.layout)
+    assert qe.max_duration_sec == 1.0
+    top = find_similar(q, common.layout, k=1, model="dsp-stats")["results"][0]
+    assert top["track_id"] == "t02" and top["score"] == pytest.approx(1.0, abs=1e-3)
+
+
 def test_cli_table_and_json(corpus: tuple[ArtifactLayout, Path]) -> None:
     layout, qdir = corpus
     runner = CliRunner()
