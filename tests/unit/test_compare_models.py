@@ -92,7 +92,7 @@ def test_in_process_with_a_failing_entry(source: CommonConfig, tmp_path: Path) -
             isolate=False,
         )
     )
-    print(f"compare-models in-process, 3 entries + 1 failing, 9 tracks: {time.perf_counter() - t0:.2f}s")
+    print(f"compare-models in-process, 3 entries (1 failing), 9 tracks: {time.perf_counter() - t0:.2f}s")
     _check_table(result, out)
     assert result["peak_memory_method"] == "tracemalloc"
     assert [r["label"] for r in result["rows"]][-1] == "no-such-model"
