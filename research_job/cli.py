@@ -226,6 +226,75 @@ def models_cmd() -> None:
         click.echo(f"{prefix + '<id>':<14}{entry.description}")
 
 
+# ---------------------------------------------------------------- compare-models, find-similar, embed-segments
+# Their config dataclasses live in their step modules; registering them as config-file sections lets a config
+# file carry a ``compare_models:`` / ``find_similar:`` / ``embed_segments:`` section like the other steps.
+
+EXTRA_STEPS = {
+    # section: (module, config class, summary, example)
+    "embed_segments": (
+        "research_job.steps.embed_segments",
+        "EmbedSegmentsConfig",
+        "Embed overlapping windows of every track: embeddings/segments.f32, segments.csv, segments_meta.json.",
+        "research-job embed-segments --model dsp-stats --window-sec 30 --hop-sec 15",
+    ),
+    "compare_models": (
+        "research_job.steps.compare_models",
+        "CompareModelsConfig",
+        "Embed + evaluate several models on one exported corpus; writes comparison.json and comparison.md.",
+        "research-job compare-models --version-dir artifacts/v1_model_dsp-stats "
+        "--entries 'musicnn-msd,musicnn-msd#pca_whiten,dsp-stats,random' --out-dir artifacts/comparison",
+    ),
+    "find_similar": (
+        "research_job.steps.find_similar",
+        "FindSimilarConfig",
+        "Query by audio: the tracks most similar to one audio file, embedded like the corpus was.",
+        "research-job find-similar --query my_track.wav --artifacts artifacts/v1_model_dsp-stats --k 10",
+    ),
+}
+
+
+def _make_extra_command(section: str) -> click.Command:
+    module_name, cls_name, summary, example = EXTRA_STEPS[section]
+    module = importlib.import_module(module_name)
+    cls = getattr(module, cls_name)
+    STEP_SECTIONS.setdefault(section, cls)
+    name = section.replace("_", "-")
+
+    def callback(config_file: Path | None, **kwargs: Any) -> None:
+        import json
+        import os
+
+        file_data = _load(config_file)
+        try:
+            cfg = build_config(cls, file_data=file_data, section=section, overrides=kwargs)
+            if section == "find_similar":
+                # the model the user named explicitly (flag, env or file), checked against the artifacts
+                asked = kwargs.get("model") or os.environ.get("RESEARCH_JOB_MODEL") or file_data.get("model")
+                result = module.run(cfg, model=asked)
+            else:
+                with phase(name, LOG):
+                    result = module.run(cfg)
+        except ResearchJobError as e:
+            raise StepError(str(e)) from e
+        if section == "find_similar":
+            click.echo(json.dumps(result, indent=2) if cfg.json else module.format_table(result))
+        elif section == "compare_models":
+            click.echo(module.format_table(result))
+        else:
+            click.echo(module.format_summary(result))
+
+    help_text = f"{summary}\n\n\b\nExample:\n  {example}"
+    func = _apply([CONFIG_OPTION, *_field_options(CommonConfig), *_field_options(cls)], callback)
+    return click.Command(
+        name, callback=func, params=getattr(func, "__click_params__", [])[::-1], help=help_text
+    )
+
+
+for _section in EXTRA_STEPS:
+    cli.add_command(_make_extra_command(_section))
+
+
 def main() -> None:
     """Console-script entry point ``research-job``."""
     cli(prog_name="research-job")
