@@ -397,9 +397,9 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "device": cfg.device,
     }
-    from research_job.steps._tracks import read_tracks
+    from research_job.metadata import read_tracks_csv
 
-    n_tracks = len(read_tracks(source.tracks_csv))
+    n_tracks = len(read_tracks_csv(source.tracks_csv))
     t_start = time.perf_counter()
     rows = []
     for entry in entries:

@@ -32,8 +32,8 @@ from research_job.config import CommonConfig
 from research_job.errors import ArtifactError, ConfigError, ResearchJobError
 from research_job.io.atomic import write_bytes
 from research_job.layout import ArtifactLayout
+from research_job.metadata import read_tracks_csv
 from research_job.models.base import Encoder, sha256_file
-from research_job.steps._tracks import read_tracks
 
 LOG = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def run(cfg: EmbedSegmentsConfig, *, encoder: Encoder | None = None) -> dict[str
         raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
     layout = cfg.common.layout
     t_start = time.perf_counter()
-    rows = read_tracks(layout.tracks_csv)
+    rows = read_tracks_csv(layout.tracks_csv)
     if not rows:
         raise ArtifactError(f"{layout.tracks_csv} has no tracks")
     if encoder is None:

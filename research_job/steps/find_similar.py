@@ -25,9 +25,9 @@ from research_job import schema
 from research_job.config import CommonConfig
 from research_job.errors import ArtifactError, ConfigError, unknown_choice
 from research_job.layout import ArtifactLayout
+from research_job.metadata import read_tracks_csv
 from research_job.models.base import Encoder
 from research_job.query import embed_query_file, load_query_encoder
-from research_job.steps._tracks import read_tracks
 
 INDEXES = ("exact", "hnswlib")
 
@@ -167,7 +167,7 @@ def find_similar(
     t0 = time.perf_counter()
     vectors, ids, meta = load_embeddings(layout)
     qe = load_query_encoder(layout, model=model, encoder=encoder)
-    rows = {r.track_id: r for r in read_tracks(layout.tracks_csv)}
+    rows = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
     t1 = time.perf_counter()
     q = embed_query_file(query, qe)
     t2 = time.perf_counter()

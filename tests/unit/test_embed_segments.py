@@ -12,9 +12,9 @@ from research_job import schema
 from research_job.cli import cli
 from research_job.config import CommonConfig, EmbedConfig
 from research_job.errors import ConfigError, ModelError
+from research_job.metadata import read_tracks_csv
 from research_job.models.dsp import DspStatsEncoder
 from research_job.steps import embed
-from research_job.steps._tracks import read_tracks
 from research_job.steps.embed_segments import EmbedSegmentsConfig, load_segments, paths, run, segment_bounds
 from research_job.steps.standardize_audio import load_track_audio
 from tests.unit._audio_corpus import FakeEncoder, make_audio_corpus
@@ -64,7 +64,7 @@ def test_segments_without_track_embeddings(seg_corpus: CommonConfig) -> None:
     assert meta["postprocess"] == {"type": "none", "sha256": None}
     # row i is the model's embedding of the sliced audio, L2-normalised
     enc = DspStatsEncoder()
-    tracks = {r.track_id: r for r in read_tracks(layout.tracks_csv)}
+    tracks = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
     for i in (0, 3, 4, len(rows) - 1):
         r = rows[i]
         wav = load_track_audio(layout, tracks[r["track_id"]], enc.sample_rate)
