@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import os
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,14 @@ from typing import Any
 import click
 
 from research_job import __version__
-from research_job.config import STEP_SECTIONS, CommonConfig, build_config, load_config_file
+from research_job.config import (
+    EXTRA_SECTIONS,
+    STEP_SECTIONS,
+    CommonConfig,
+    build_config,
+    config_class,
+    load_config_file,
+)
 from research_job.errors import ResearchJobError
 from research_job.logging_setup import phase, setup_logging
 
@@ -119,6 +127,10 @@ EXAMPLES = {
     "evaluate": "research-job evaluate --model dsp-stats --k 5 --bootstrap-resamples 1000",
     "validate": "research-job validate --model dsp-stats --version-dir artifacts/v1_model_dsp-stats",
     "publish": "research-job publish --model musicnn-msd --bucket my-artifacts --endpoint-url http://127.0.0.1:9000",
+    "embed_segments": "research-job embed-segments --model dsp-stats --window-sec 30 --hop-sec 15",
+    "compare_models": "research-job compare-models --version-dir artifacts/v1_model_dsp-stats "
+    "--entries 'musicnn-msd,musicnn-msd#pca_whiten,dsp-stats,random' --out-dir artifacts/comparison",
+    "find_similar": "research-job find-similar --query my_track.wav --artifacts artifacts/v1_model_dsp-stats --k 10",
 }
 
 SUMMARIES = {
@@ -130,11 +142,29 @@ SUMMARIES = {
     "evaluate": "Composer-retrieval evaluation with exact search; writes eval/ and prints a table.",
     "validate": "Check a whole version folder (schemas, sizes, ids, norms, checksums); exit 2 on any problem.",
     "publish": "Publish a version folder to S3 (manifest last, then the latest pointer) or to PostgreSQL + pgvector.",
+    "embed_segments": "Embed overlapping windows of every track: embeddings/segments.f32, segments.csv, segments_meta.json.",
+    "compare_models": "Embed + evaluate several models on one exported corpus; writes comparison.json and comparison.md.",
+    "find_similar": "Query by audio: the tracks most similar to one audio file, embedded like the corpus was.",
 }
 
 
+def _show(section: str, module: Any, cfg: Any, result: Any) -> str | None:
+    """What a command prints after its step ran (None: nothing; the logs said it)."""
+    if section in ("evaluate", "compare_models"):
+        return str(module.format_table(result))
+    if section == "validate":
+        return f"OK: {result['version_dir']} is valid"
+    if section == "publish":
+        return json.dumps(result, indent=2, sort_keys=True, default=str)
+    if section == "embed_segments":
+        return str(module.format_summary(result))
+    if section == "find_similar":
+        return json.dumps(result, indent=2) if cfg.json else str(module.format_table(result))
+    return None
+
+
 def _make_step_command(section: str) -> click.Command:
-    cls = STEP_SECTIONS[section]
+    cls = config_class(section)
     name = section.replace("_", "-")
 
     def callback(config_file: Path | None, **kwargs: Any) -> None:
@@ -142,16 +172,18 @@ def _make_step_command(section: str) -> click.Command:
         module = _step_module(section)
         try:
             cfg: Any = build_config(cls, file_data=file_data, section=section, overrides=kwargs)
-            with phase(name, LOG):
-                result = module.run(cfg)
+            if section == "find_similar":
+                # the model the user named explicitly (flag, env or file) is checked against the artifacts
+                asked = kwargs.get("model") or os.environ.get("RESEARCH_JOB_MODEL") or file_data.get("model")
+                result = module.run(cfg, model=asked)
+            else:
+                with phase(name, LOG):
+                    result = module.run(cfg)
         except ResearchJobError as e:
             raise StepError(str(e)) from e
-        if section == "evaluate":
-            click.echo(module.format_table(result))
-        elif section == "validate":
-            click.echo(f"OK: {result['version_dir']} is valid")
-        elif section == "publish":
-            click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+        text = _show(section, module, cfg, result)
+        if text is not None:
+            click.echo(text)
 
     help_text = f"{SUMMARIES[section]}\n\n\b\nExample:\n  {EXAMPLES[section]}"
     func = _apply([CONFIG_OPTION, *_field_options(CommonConfig), *_field_options(cls)], callback)
@@ -160,7 +192,7 @@ def _make_step_command(section: str) -> click.Command:
     )
 
 
-for _section in STEP_SECTIONS:
+for _section in [*STEP_SECTIONS, *EXTRA_SECTIONS]:
     cli.add_command(_make_step_command(_section))
 
 
@@ -224,75 +256,6 @@ def models_cmd() -> None:
         click.echo(f"{name:<14}{entry.description}{mark}")
     for prefix, entry in PREFIXES.items():
         click.echo(f"{prefix + '<id>':<14}{entry.description}")
-
-
-# ---------------------------------------------------------------- compare-models, find-similar, embed-segments
-# Their config dataclasses live in their step modules; registering them as config-file sections lets a config
-# file carry a ``compare_models:`` / ``find_similar:`` / ``embed_segments:`` section like the other steps.
-
-EXTRA_STEPS = {
-    # section: (module, config class, summary, example)
-    "embed_segments": (
-        "research_job.steps.embed_segments",
-        "EmbedSegmentsConfig",
-        "Embed overlapping windows of every track: embeddings/segments.f32, segments.csv, segments_meta.json.",
-        "research-job embed-segments --model dsp-stats --window-sec 30 --hop-sec 15",
-    ),
-    "compare_models": (
-        "research_job.steps.compare_models",
-        "CompareModelsConfig",
-        "Embed + evaluate several models on one exported corpus; writes comparison.json and comparison.md.",
-        "research-job compare-models --version-dir artifacts/v1_model_dsp-stats "
-        "--entries 'musicnn-msd,musicnn-msd#pca_whiten,dsp-stats,random' --out-dir artifacts/comparison",
-    ),
-    "find_similar": (
-        "research_job.steps.find_similar",
-        "FindSimilarConfig",
-        "Query by audio: the tracks most similar to one audio file, embedded like the corpus was.",
-        "research-job find-similar --query my_track.wav --artifacts artifacts/v1_model_dsp-stats --k 10",
-    ),
-}
-
-
-def _make_extra_command(section: str) -> click.Command:
-    module_name, cls_name, summary, example = EXTRA_STEPS[section]
-    module = importlib.import_module(module_name)
-    cls = getattr(module, cls_name)
-    STEP_SECTIONS.setdefault(section, cls)
-    name = section.replace("_", "-")
-
-    def callback(config_file: Path | None, **kwargs: Any) -> None:
-        import json
-        import os
-
-        file_data = _load(config_file)
-        try:
-            cfg = build_config(cls, file_data=file_data, section=section, overrides=kwargs)
-            if section == "find_similar":
-                # the model the user named explicitly (flag, env or file), checked against the artifacts
-                asked = kwargs.get("model") or os.environ.get("RESEARCH_JOB_MODEL") or file_data.get("model")
-                result = module.run(cfg, model=asked)
-            else:
-                with phase(name, LOG):
-                    result = module.run(cfg)
-        except ResearchJobError as e:
-            raise StepError(str(e)) from e
-        if section == "find_similar":
-            click.echo(json.dumps(result, indent=2) if cfg.json else module.format_table(result))
-        elif section == "compare_models":
-            click.echo(module.format_table(result))
-        else:
-            click.echo(module.format_summary(result))
-
-    help_text = f"{summary}\n\n\b\nExample:\n  {example}"
-    func = _apply([CONFIG_OPTION, *_field_options(CommonConfig), *_field_options(cls)], callback)
-    return click.Command(
-        name, callback=func, params=getattr(func, "__click_params__", [])[::-1], help=help_text
-    )
-
-
-for _section in EXTRA_STEPS:
-    cli.add_command(_make_extra_command(_section))
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ Unknown keys are an error naming the key and the valid ones (a typo never silent
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import tomllib
 import types
@@ -196,6 +197,28 @@ STEP_SECTIONS: dict[str, type] = {
     "publish": PublishConfig,
 }
 
+#: commands whose config class lives in their own step module ("module:Class", imported only when used)
+EXTRA_SECTIONS: dict[str, str] = {
+    "embed_segments": "research_job.steps.embed_segments:EmbedSegmentsConfig",
+    "compare_models": "research_job.steps.compare_models:CompareModelsConfig",
+    "find_similar": "research_job.steps.find_similar:FindSimilarConfig",
+}
+
+
+def config_class(section: str) -> type:
+    """The config dataclass of a config-file section / command.
+
+    Raises:
+        ConfigError: unknown section, listing the known ones.
+    """
+    if section in STEP_SECTIONS:
+        return STEP_SECTIONS[section]
+    if section in EXTRA_SECTIONS:
+        module, name = EXTRA_SECTIONS[section].split(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    raise ConfigError(unknown_choice("step", section, [*STEP_SECTIONS, *EXTRA_SECTIONS]))
+
+
 T = TypeVar("T")
 
 
@@ -223,8 +246,10 @@ def load_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
         raise ConfigError(f"Config file {p} must hold a mapping, got {type(data).__name__}")
     common_keys = {f.name for f in dataclasses.fields(CommonConfig)}
     for key in data:
-        if key not in STEP_SECTIONS and key not in common_keys:
-            raise ConfigError(unknown_choice("config key", key, [*STEP_SECTIONS, *common_keys]))
+        if key not in STEP_SECTIONS and key not in EXTRA_SECTIONS and key not in common_keys:
+            raise ConfigError(
+                unknown_choice("config key", key, [*STEP_SECTIONS, *EXTRA_SECTIONS, *common_keys])
+            )
     return data
 
 
