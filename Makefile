@@ -21,7 +21,7 @@ STEP_ARGS   = --config $(CONFIG) --model $(MODEL)
 
 .PHONY: help install install-dev weights node-install demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate validate publish compare-models serve \
-        demo-deps embed-segments find-similar \
+        demo-deps demo-piano embed-segments find-similar \
         test test-python test-node lint format bench bench-quick clean
 
 help: ## list the targets
@@ -56,6 +56,10 @@ demo-corpus: $(VENV)/.installed demo-deps ## render the demo catalogue (music21 
 demo: install demo-corpus ## fresh machine -> installed, demo corpus rendered, whole pipeline run, evaluation table printed
 	$(RJ) run $(STEP_ARGS)
 	$(RJ) validate $(STEP_ARGS)
+
+demo-piano: install demo-deps ## the single-instrument control: same scores rendered on one piano, same pipeline
+	$(PY) -m research_job.demo.build --out $(DEMO_DIR)_piano --n-tracks $(DEMO_TRACKS) --rendering piano
+	$(RJ) run --config configs/demo_piano.yaml --model $(MODEL)
 
 run: ## all steps in order (uses CONFIG, MODEL)
 	$(RJ) run $(STEP_ARGS)
