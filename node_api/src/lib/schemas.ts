@@ -18,6 +18,8 @@ export const SCHEMA_NAMES = [
   'embeddings_meta',
   'eval_results',
   'index_meta',
+  'latest_pointer',
+  'manifest',
   'sample_topk',
   'track_ids',
   'tracks_metadata_row',
