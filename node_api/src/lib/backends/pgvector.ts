@@ -3,8 +3,9 @@
  * --to pgvector` writes (`vector_versions` + one `track_vectors_<slug>_<hash>` table per version, HNSW
  * `vector_cosine_ops`). Track queries run the SQL of docs/publishing.md (Python `nearest_pgvector`): self
  * excluded by track_id, cosine distance ascending, ties by ascending row_id, k + 32 ANN candidates, and an
- * exact rerun (`enable_indexscan = off`) when the index leaves fewer than k rows. `hnsw.ef_search` is set
- * once per pooled connection (k <= 100 <= ef_search), so a query is one round trip. Scores are pgvector's
+ * exact rerun (`enable_indexscan = off`) when the index leaves fewer than k rows. `hnsw.ef_search` is a
+ * start-up option of every pooled connection, so a query is one round trip; only when k > ef_search does a
+ * query run in a rolled-back transaction with `SET LOCAL hnsw.ef_search = k` (Python's max(ef_search, k)). Scores are pgvector's
  * (`1 - distance`, accumulated in float32 by pgvector). Metadata and the embeddings still come from the
  * artifacts; `open` checks that the version's N, dim and row -> track_id agree with them.
  */
@@ -50,10 +51,8 @@ export function redactUrl(url: string): string {
 
 /** A connection pool whose sessions use `hnsw.ef_search = efSearch`. */
 export function makePool(databaseUrl: string, efSearch: number, max = 10): pg.Pool {
-  const pool = new pg.Pool({ connectionString: databaseUrl, max });
-  pool.on('connect', (client) => {
-    client.query(`SET hnsw.ef_search = ${Math.trunc(efSearch)}`).catch(() => {});
-  });
+  // a session setting given at connection start-up: every pooled session searches with this ef
+  const pool = new pg.Pool({ connectionString: databaseUrl, max, options: `-c hnsw.ef_search=${Math.trunc(efSearch)}` });
   // an idle client's error (server restart) must not crash the process; the next query reports it
   pool.on('error', () => {});
   return pool;
@@ -133,6 +132,10 @@ export class PgvectorBackend implements VectorBackend {
     if (o.contentSha256 !== null && row.content_sha256 !== o.contentSha256) {
       throw new ArtifactError(name, `content_sha256 ${row.content_sha256} differs from the loaded release's manifest ${o.contentSha256} (different content)`);
     }
+    const ef = (await q<{ ef: string | null }>("SELECT current_setting('hnsw.ef_search', true) AS ef")).rows[0]?.ef;
+    if (ef !== String(o.efSearch)) {
+      throw new StorageError(`${where}: sessions report hnsw.ef_search = ${ef ?? 'unset'}, expected ${o.efSearch} (the connection start-up option was not applied)`);
+    }
     const quoted = pg.escapeIdentifier(row.table_name);
     const ids = await q<{ row_id: number; track_id: string }>(`SELECT row_id, track_id FROM ${quoted} ORDER BY row_id`);
     if (ids.rows.length !== o.trackIds.length) throw new ArtifactError(name, `table ${row.table_name} holds ${ids.rows.length} rows, expected ${o.trackIds.length}`);
@@ -144,13 +147,14 @@ export class PgvectorBackend implements VectorBackend {
     return new PgvectorBackend(o.pool, row.version, row.table_name, quoted, o.trackIds.length, o.efSearch, row, where);
   }
 
-  private async run(text: string, values: unknown[], exact: boolean): Promise<pg.QueryResultRow[]> {
+  /** Run `text`: on the session's ef_search, with a larger `ef` (SET LOCAL), or as an exact scan. */
+  private async run(text: string, values: unknown[], mode: 'ann' | 'exact', ef = 0): Promise<pg.QueryResultRow[]> {
     try {
-      if (!exact) return (await this.pool.query(text, values)).rows;
+      if (mode === 'ann' && ef <= this.efSearch) return (await this.pool.query(text, values)).rows;
       const client = await this.pool.connect();
       try {
         await client.query('BEGIN');
-        await client.query('SET LOCAL enable_indexscan = off');
+        await client.query(mode === 'exact' ? 'SET LOCAL enable_indexscan = off' : `SET LOCAL hnsw.ef_search = ${Math.trunc(ef)}`);
         return (await client.query(text, values)).rows;
       } finally {
         await client.query('ROLLBACK').catch(() => {});
@@ -168,10 +172,10 @@ export class PgvectorBackend implements VectorBackend {
   async searchTrack(trackId: string, k: number, excludeSameAlbum: boolean): Promise<Hit[]> {
     const sql = NEAREST_SQL(this.quoted, excludeSameAlbum);
     const values = [trackId, k + CANDIDATE_MARGIN, k];
-    let rows = await this.run(sql, values, false);
+    let rows = await this.run(sql, values, 'ann', k);
     if (rows.length < k || rows.some((r) => r.distance === null)) {
       this.exactReruns++;
-      rows = await this.run(sql, values, true);
+      rows = await this.run(sql, values, 'exact');
     }
     return rows.map((r) => ({ row: r.row_id as number, score: 1 - Number(r.distance) }));
   }
@@ -183,10 +187,11 @@ export class PgvectorBackend implements VectorBackend {
     const literal = `[${Array.from(query, (v) => Math.fround(v)).join(',')}]`;
     const pick = (rows: pg.QueryResultRow[]): Hit[] =>
       rows.filter((r) => !exclude.has(r.row_id as number)).slice(0, k).map((r) => ({ row: r.row_id as number, score: 1 - Number(r.distance) }));
-    let hits = pick(await this.run(VECTOR_SQL(this.quoted), [literal, k + exclude.size + CANDIDATE_MARGIN], false));
+    const limit = k + exclude.size + CANDIDATE_MARGIN;
+    let hits = pick(await this.run(VECTOR_SQL(this.quoted), [literal, limit], 'ann', k + exclude.size));
     if (hits.length < want) {
       this.exactReruns++;
-      hits = pick(await this.run(VECTOR_SQL(this.quoted), [literal, k + exclude.size], true));
+      hits = pick(await this.run(VECTOR_SQL(this.quoted), [literal, k + exclude.size], 'exact'));
     }
     return hits;
   }
@@ -197,6 +202,7 @@ export class PgvectorBackend implements VectorBackend {
       version: this.version,
       table: this.table,
       ef_search: this.efSearch,
+      exact_reruns: this.exactReruns,
       m: this.info.hnsw_m,
       ef_construction: this.info.hnsw_ef_construction,
       content_sha256: this.info.content_sha256,

@@ -44,6 +44,7 @@ const modelsResponse = {
         version: { type: 'string' },
         table: { type: 'string' },
         ef_search: { type: 'integer' },
+        exact_reruns: { type: 'integer', description: 'queries rerun as exact scans since load (filters left < k ANN rows)' },
         m: { type: 'integer' },
         ef_construction: { type: 'integer' },
         content_sha256: { type: 'string' },
