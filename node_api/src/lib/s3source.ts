@@ -127,11 +127,13 @@ export function latestKey(loc: S3Location): string {
 
 /**
  * An S3 client from the standard AWS configuration (region, credentials chain). `AWS_ENDPOINT_URL_S3` or
- * `AWS_ENDPOINT_URL` select an S3-compatible store, with path-style addressing.
+ * `AWS_ENDPOINT_URL` select an S3-compatible store, with path-style addressing. Connecting times out after
+ * 10 s, an idle socket after 60 s.
  */
 export function makeS3Client(env: NodeJS.ProcessEnv = process.env): S3Client {
   const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
-  const cfg: S3ClientConfig = {};
+  // bounded waits: a hung store must not hold a reload (and with it every later reload) forever
+  const cfg: S3ClientConfig = { requestHandler: { connectionTimeout: 10_000, requestTimeout: 60_000 } };
   if (endpoint) {
     cfg.endpoint = endpoint;
     cfg.forcePathStyle = true;

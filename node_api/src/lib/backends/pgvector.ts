@@ -52,7 +52,13 @@ export function redactUrl(url: string): string {
 /** A connection pool whose sessions use `hnsw.ef_search = efSearch`. */
 export function makePool(databaseUrl: string, efSearch: number, max = 10): pg.Pool {
   // a session setting given at connection start-up: every pooled session searches with this ef
-  const pool = new pg.Pool({ connectionString: databaseUrl, max, options: `-c hnsw.ef_search=${Math.trunc(efSearch)}` });
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    options: `-c hnsw.ef_search=${Math.trunc(efSearch)}`,
+    connectionTimeoutMillis: 10_000,
+    statement_timeout: 30_000,
+  });
   // an idle client's error (server restart) must not crash the process; the next query reports it
   pool.on('error', () => {});
   return pool;
