@@ -1,30 +1,38 @@
 /**
  * Build the Fastify application: plugins (config, artifact store, OpenAPI), the one error handler, request
  * validators, and the routes (one folder per resource). `buildApp` is what the server and the tests use.
+ * The artifacts come through a `SourceProvider` (local folder or verified S3 release); reloads (POST
+ * /models/reload, RELOAD_POLL_SEC) go through the same provider. VECTOR_BACKEND=pgvector shares one pool.
  */
 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
+import type { S3Client } from '@aws-sdk/client-s3';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 
+import { makePool, redactUrl } from './lib/backends/pgvector.js';
 import { HttpError } from './lib/errors.js';
 import type { LoadOptions } from './lib/loader.js';
+import { providerFor, type SourceProvider } from './lib/provider.js';
 import { SchemaRegistry } from './lib/schemas.js';
-import { LocalDirSource, type ArtifactSource } from './lib/source.js';
-import artifactStore, { ArtifactStore } from './plugins/artifactStore.js';
+import type { ArtifactSource } from './lib/source.js';
+import artifactStore, { ArtifactStore, type ReloadResult } from './plugins/artifactStore.js';
 import env, { type AppConfig } from './plugins/env.js';
 import evalRoutes from './routes/eval/index.js';
 import health from './routes/health/index.js';
 import models from './routes/models/index.js';
+import reloadRoute from './routes/models/reload.js';
 import { errorBody } from './routes/schemas.js';
 import search from './routes/search/index.js';
 import tracks from './routes/tracks/index.js';
 
 export interface BuildOptions {
   config: AppConfig;
-  /** where artifacts are read from; defaults to the local folder config.artifactsDir */
+  /** a fixed source to read (tests); default: the provider for config.artifactsUri */
   source?: ArtifactSource;
+  /** S3 client to use (tests); default: from the standard AWS configuration */
+  s3Client?: S3Client;
   /** wait for the artifacts before returning (tests); false: load in the background (server: /health is 503 meanwhile) */
   waitForLoad?: boolean;
   logger?: FastifyServerOptions['logger'];
@@ -34,11 +42,16 @@ export interface BuildOptions {
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
   413: 'Payload Too Large',
+  409: 'Conflict',
   415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity',
   500: 'Internal Server Error',
+  502: 'Bad Gateway',
   503: 'Service Unavailable',
 };
 
@@ -115,8 +128,15 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(search);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  const source = opts.source ?? new LocalDirSource(config.artifactsDir);
+  const fixed = opts.source;
+  const provider: SourceProvider = fixed
+    ? { description: fixed.description, follows: false, peek: async () => null, open: async () => ({ source: fixed, key: null }) }
+    : providerFor(config.artifactsUri, config.artifactCacheDir, schemas, opts.s3Client);
+  const pool = config.vectorBackend === 'pgvector' && config.databaseUrl ? makePool(config.databaseUrl, config.pgvectorEfSearch) : null;
   const loadOptions: Partial<LoadOptions> = {
+    ...(pool && config.databaseUrl
+      ? { pgvector: { pool, databaseUrl: config.databaseUrl, version: config.pgvectorVersion, efSearch: config.pgvectorEfSearch } }
+      : {}),
     backend: config.vectorBackend,
     hnswEf: config.hnswEf,
     hnswEfMax: config.hnswEfMax,
@@ -125,13 +145,43 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     log: (msg, fields) => app.log.info(fields ?? {}, msg),
     ...opts.loadOptions,
   };
-  app.log.info({ source: source.description }, 'loading artifacts');
-  const loading = store.load(source, schemas, loadOptions).then((state) => {
-    app.log.info({ artifact_version: state.artifactVersion, count: state.count, dim: state.dim, backend: state.backend.kind, load_sec: state.loadSec }, 'artifacts loaded');
+  const reload = async (): Promise<ReloadResult> => {
+    const res = await store.reload(provider, schemas, loadOptions);
+    app.log.info({ ...res }, `reload: ${res.status}`);
+    return res;
+  };
+  app.decorate('reloadArtifacts', reload);
+  await app.register(reloadRoute);
+  if (pool) {
+    app.log.info({ database: redactUrl(config.databaseUrl!) }, 'pgvector backend');
+    app.addHook('onClose', async () => {
+      await pool.end();
+    });
+  }
+  let poll: NodeJS.Timeout | null = null;
+  if (config.reloadPollSec > 0 && provider.follows) {
+    poll = setInterval(() => {
+      if (store.status !== 'ready' || store.reloading) return;
+      reload().catch((err: unknown) => app.log.error({ err }, 'reload poll failed; the previous version keeps serving'));
+    }, config.reloadPollSec * 1000);
+    poll.unref();
+  }
+  app.addHook('onClose', async () => {
+    if (poll) clearInterval(poll);
+  });
+
+  app.log.info({ source: provider.description }, 'loading artifacts');
+  const loading = store.loadFrom(provider, schemas, loadOptions).then((state) => {
+    app.log.info({ artifact_version: state.artifactVersion, release: state.release, count: state.count, dim: state.dim, backend: state.backend.kind, load_sec: state.loadSec }, 'artifacts loaded');
     return state;
   });
   if (opts.waitForLoad ?? true) {
-    await loading;
+    try {
+      await loading;
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
   } else {
     // the caller watches app.store (see server.ts); keep the rejection from going unhandled here
     loading.catch(() => {});

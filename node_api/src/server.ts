@@ -5,7 +5,7 @@
  */
 
 import { buildApp, loadingOf } from './app.js';
-import { ArtifactError, ConfigError } from './lib/errors.js';
+import { ArtifactError, ConfigError, StorageError } from './lib/errors.js';
 import { loadConfig } from './plugins/env.js';
 
 async function main(): Promise<void> {
@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   try {
     await loadingOf(app);
   } catch (err) {
-    const msg = err instanceof ArtifactError || err instanceof ConfigError ? err.message : String(err);
+    const msg = err instanceof ArtifactError || err instanceof ConfigError || err instanceof StorageError ? err.message : String(err);
     app.log.fatal({ err }, 'artifacts cannot be served');
     process.stderr.write(`node_api: refusing to start: ${msg}\n`);
     await app.close();

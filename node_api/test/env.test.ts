@@ -28,11 +28,39 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads the S3, reload and pgvector variables', () => {
+    const c = loadConfig({
+      ARTIFACTS_URI: 's3://bucket/vector-artifacts/latest/v1_model_m.json',
+      ARTIFACT_CACHE_DIR: '/var/cache/artifacts',
+      RELOAD_TOKEN: '0123456789abcdef',
+      RELOAD_POLL_SEC: '60',
+      VECTOR_BACKEND: 'pgvector',
+      DATABASE_URL: 'postgresql://app@db:5432/catalogue',
+      PGVECTOR_VERSION: 'v1_model_m/20261122T040000Z',
+      PGVECTOR_EF_SEARCH: '200',
+    });
+    assert.deepEqual(
+      [c.artifactsUri, c.artifactCacheDir, c.reloadToken, c.reloadPollSec, c.vectorBackend, c.databaseUrl, c.pgvectorVersion, c.pgvectorEfSearch],
+      ['s3://bucket/vector-artifacts/latest/v1_model_m.json', '/var/cache/artifacts', '0123456789abcdef', 60, 'pgvector', 'postgresql://app@db:5432/catalogue', 'v1_model_m/20261122T040000Z', 200],
+    );
+    const d = loadConfig({ ARTIFACTS_URI: TINY });
+    assert.deepEqual([d.artifactsUri, d.reloadToken, d.reloadPollSec, d.databaseUrl, d.pgvectorVersion, d.pgvectorEfSearch], [TINY, null, 0, null, null, 100]);
+  });
+
   const bad: Array<[Record<string, string>, RegExp]> = [
-    [{ ARTIFACTS_DIR: '' }, /ARTIFACTS_DIR is not set: expected an artifact version folder/],
+    [{ ARTIFACTS_DIR: '' }, /ARTIFACTS_URI \(or ARTIFACTS_DIR\) is not set: expected a local artifact version folder .* or s3:\/\//],
+    [{ ...base, ARTIFACTS_URI: TINY }, /set only one of ARTIFACTS_URI .* and ARTIFACTS_DIR/],
+    [{ ARTIFACTS_URI: 's3://bucket/v1_model_m' }, /ARTIFACTS_URI='s3:\/\/bucket\/v1_model_m' is invalid: .*expected s3:\/\/<bucket>/],
+    [{ ARTIFACTS_URI: '/nonexistent/v1_model_x' }, /ARTIFACTS_URI='\/nonexistent\/v1_model_x' is not a directory/],
+    [{ ...base, VECTOR_BACKEND: 'pgvector' }, /DATABASE_URL is not set: VECTOR_BACKEND=pgvector needs postgresql:\/\//],
+    [{ ...base, PGVECTOR_VERSION: 'latest' }, /PGVECTOR_VERSION='latest' is invalid: expected <artifact_version>\/<release>/],
+    [{ ...base, RELOAD_TOKEN: 'short' }, /RELOAD_TOKEN is invalid: expected at least 16 characters/],
+    [{ ...base, RELOAD_POLL_SEC: '30' }, /RELOAD_POLL_SEC='30' needs ARTIFACTS_URI to name a latest pointer/],
+    [{ ARTIFACTS_URI: 's3://b/p/v1_model_m/r1', RELOAD_POLL_SEC: '30' }, /RELOAD_POLL_SEC='30' needs ARTIFACTS_URI to name a latest pointer/],
+    [{ ...base, PGVECTOR_EF_SEARCH: '0' }, /PGVECTOR_EF_SEARCH='0' is invalid: expected an integer from 1 to 1000/],
     [{ ARTIFACTS_DIR: '/nonexistent/v1_model_x' }, /ARTIFACTS_DIR='\/nonexistent\/v1_model_x' is not a directory/],
     [{ ...base, ARTIFACT_SCHEMA_DIR: '/nonexistent' }, /ARTIFACT_SCHEMA_DIR='\/nonexistent' is not a directory/],
-    [{ ...base, VECTOR_BACKEND: 'faiss' }, /VECTOR_BACKEND='faiss' is invalid: expected one of exact, hnsw/],
+    [{ ...base, VECTOR_BACKEND: 'faiss' }, /VECTOR_BACKEND='faiss' is invalid: expected one of exact, hnsw, pgvector/],
     [{ ...base, LOG_LEVEL: 'loud' }, /LOG_LEVEL='loud' is invalid: expected one of fatal, error, warn, info, debug, trace, silent/],
     [{ ...base, PORT: 'http' }, /PORT='http' is invalid: expected an integer from 0 to 65535/],
     [{ ...base, PORT: '70000' }, /PORT='70000' is invalid/],

@@ -21,6 +21,11 @@ export class ArtifactError extends Error {
   }
 }
 
+/** An S3 / database call failed (network, permissions, missing bucket); the message names the location. */
+export class StorageError extends Error {
+  override name = 'StorageError';
+}
+
 /** A client error with an HTTP status code and a reason safe to show to the caller. */
 export class HttpError extends Error {
   override name = 'HttpError';

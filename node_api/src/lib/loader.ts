@@ -11,6 +11,7 @@ import { endianness } from 'node:os';
 
 import { ExactBackend } from './backends/exact.js';
 import { HnswBackend } from './backends/hnsw.js';
+import { PgvectorBackend } from './backends/pgvector.js';
 import type { VectorBackend } from './backends/types.js';
 import { parseTracksCsv } from './csv.js';
 import { ArtifactError } from './errors.js';
@@ -24,7 +25,16 @@ import type { ArtifactSource } from './source.js';
 import type { LoadedState, RecallReport } from './state.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackIdsFile, TrackRow } from './types.js';
 
-export type BackendChoice = 'auto' | 'exact' | 'hnsw';
+export type BackendChoice = 'auto' | 'exact' | 'hnsw' | 'pgvector';
+
+/** Where the pgvector backend reads (VECTOR_BACKEND=pgvector). */
+export interface PgvectorOptions {
+  pool: import('pg').Pool;
+  databaseUrl: string;
+  /** `<artifact_version>/<release>`; null: the model's latest */
+  version: string | null;
+  efSearch: number;
+}
 
 export interface LoadOptions {
   backend: BackendChoice;
@@ -37,6 +47,8 @@ export interface LoadOptions {
   normTolerance: number;
   /** run full exact scans on the WebAssembly SIMD kernel when possible */
   simdKernel: boolean;
+  /** required with backend 'pgvector' */
+  pgvector?: PgvectorOptions;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -248,6 +260,21 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     backend = hnsw;
   }
 
+  if (opts.backend === 'pgvector') {
+    if (!opts.pgvector) throw new ArtifactError('DATABASE_URL', 'VECTOR_BACKEND=pgvector needs DATABASE_URL');
+    const pgb = await PgvectorBackend.open({
+      ...opts.pgvector,
+      artifactVersion: meta.artifact_version,
+      trackIds: ids.track_ids,
+      dim,
+      contentSha256: source.release?.contentSha256 ?? null,
+    });
+    phase('pgvector', pgb.describe());
+    recall = await measurePgvectorRecall(pgb, exact, emb, dim, n, ids.track_ids, opts.recallSample, opts.recallSeed);
+    phase('recall', { ...recall });
+    backend = pgb;
+  }
+
   // --- evaluation
   let evalResults: EvalResults | null = null;
   if (await source.exists(F.evalResults)) {
@@ -265,6 +292,8 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   return Object.freeze({
     artifactVersion: meta.artifact_version,
     source: source.description,
+    release: source.release?.release ?? null,
+    contentSha256: source.release?.contentSha256 ?? null,
     loadedAt: new Date().toISOString(),
     loadSec: (performance.now() - t0) / 1000,
     dim,
@@ -285,4 +314,52 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     backend,
     recall,
   });
+}
+
+/**
+ * Recall@5 / @10 of the pgvector path against exact search on a seeded sample of tracks (self excluded): the
+ * fraction of the exact top-k track rows that pgvector also returns.
+ */
+async function measurePgvectorRecall(
+  pgb: PgvectorBackend,
+  exact: ExactBackend,
+  emb: Float32Array,
+  dim: number,
+  n: number,
+  trackIds: readonly string[],
+  sampleSize: number,
+  seed: number,
+): Promise<RecallReport | null> {
+  if (sampleSize <= 0 || n < 2) return null;
+  const t0 = performance.now();
+  const rows = sampleRows(n, Math.min(sampleSize, n), seed);
+  let hit5 = 0;
+  let hit10 = 0;
+  let tot5 = 0;
+  let tot10 = 0;
+  for (const row of rows) {
+    const q = new Float64Array(dim);
+    for (let d = 0; d < dim; d++) q[d] = emb[row * dim + d]!;
+    const truth = exact.searchSync(q, 10, { has: (r) => r === row, size: 1 }).map((h) => h.row);
+    const got = new Set((await pgb.searchTrack(trackIds[row]!, 10, false)).map((h) => h.row));
+    truth.forEach((r, i) => {
+      if (i < 5) {
+        tot5++;
+        if (got.has(r)) hit5++;
+      }
+      tot10++;
+      if (got.has(r)) hit10++;
+    });
+  }
+  const info = pgb.describe();
+  return {
+    sample_size: rows.length,
+    seed,
+    target_recall_at_5: 0,
+    ef: info.ef_search as number,
+    ef_tried: [info.ef_search as number],
+    recall_at_5: tot5 ? hit5 / tot5 : 1,
+    recall_at_10: tot10 ? hit10 / tot10 : 1,
+    measure_sec: (performance.now() - t0) / 1000,
+  };
 }

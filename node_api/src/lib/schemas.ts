@@ -17,8 +17,13 @@ const addFormats = createRequire(import.meta.url)('ajv-formats') as (ajv: Ajv202
 export const SCHEMA_NAMES = [
   'embeddings_meta',
   'eval_results',
+  'export_report',
   'index_meta',
+  'latest_pointer',
+  'manifest',
+  'pull_report',
   'sample_topk',
+  'standardize_report',
   'track_ids',
   'tracks_metadata_row',
 ] as const;

@@ -69,6 +69,10 @@ export async function nearestToRow(
     const rows = composerRowsOrThrow(state, opts.composer);
     return { method: 'exact (composer subset)', hits: toTrackHits(state, state.exact.searchSync(q, k, exclude, rows)) };
   }
+  if (state.backend.searchTrack) {
+    const hits = await state.backend.searchTrack(state.trackIds[row]!, k, opts.excludeSameAlbum);
+    return { method: state.backend.kind, hits: toTrackHits(state, hits) };
+  }
   return { method: state.backend.kind, hits: toTrackHits(state, await state.backend.search(q, k, exclude)) };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Where artifacts come from. `ArtifactSource` is the small interface the loader reads through; `LocalDirSource`
- * reads a version folder on disk. An S3 source later implements the same three methods (and `localPath`
- * downloads the object to a temporary file, since the hnswlib addon reads only from a path).
+ * reads a version folder on disk. The S3 source (`s3source.ts`) downloads and verifies a release into a
+ * local cache folder first and then reads it as a local folder.
  */
 
 import { constants } from 'node:fs';
@@ -15,6 +15,8 @@ import type { ArtifactFile } from './layout.js';
 export interface ArtifactSource {
   /** Human-readable location, for logs and error messages. */
   readonly description: string;
+  /** The S3 release this source holds (verified against its manifest), absent for a plain local folder. */
+  readonly release?: { release: string; contentSha256: string };
   /** Whole file contents; raises ArtifactError naming the file when it is missing or unreadable. */
   read(file: ArtifactFile): Promise<Buffer>;
   /** Whether the file exists (optional artifacts such as the HNSW index). */

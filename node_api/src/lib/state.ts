@@ -23,6 +23,9 @@ export interface RecallReport {
 export interface LoadedState {
   readonly artifactVersion: string;
   readonly source: string;
+  /** the S3 release loaded (null for a local folder) and its manifest content digest */
+  readonly release: string | null;
+  readonly contentSha256: string | null;
   readonly loadedAt: string;
   readonly loadSec: number;
   readonly dim: number;

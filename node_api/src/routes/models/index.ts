@@ -13,6 +13,8 @@ const modelsResponse = {
   properties: {
     artifact_version: { type: 'string' },
     source: { type: 'string' },
+    release: { type: ['string', 'null'], description: 'S3 release served (null for a local folder)' },
+    content_sha256: { type: ['string', 'null'], description: "the release manifest's content digest" },
     loaded_at: { type: 'string' },
     load_sec: { type: 'number' },
     model: {
@@ -33,7 +35,21 @@ const modelsResponse = {
     postprocess: { type: 'string', description: 'transform a POST /search vector must already have had' },
     created_at: { type: 'string' },
     embeddings_sha256: { type: 'string' },
-    backend: { type: 'string', enum: ['exact', 'hnsw'] },
+    backend: { type: 'string', enum: ['exact', 'hnsw', 'pgvector'] },
+    pgvector: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      properties: {
+        type: { type: 'string' },
+        version: { type: 'string' },
+        table: { type: 'string' },
+        ef_search: { type: 'integer' },
+        exact_reruns: { type: 'integer', description: 'queries rerun as exact scans since load (filters left < k ANN rows)' },
+        m: { type: 'integer' },
+        ef_construction: { type: 'integer' },
+        content_sha256: { type: 'string' },
+      },
+    },
     exact_kernel: { type: 'string', enum: ['wasm-simd', 'js'], description: 'kernel of full exact scans' },
     index: {
       type: ['object', 'null'],
@@ -56,7 +72,7 @@ const modelsResponse = {
     recall: {
       type: ['object', 'null'],
       additionalProperties: false,
-      description: 'recall of the served HNSW path against exact search, measured at start-up (self excluded)',
+      description: 'recall of the served ANN path (HNSW or pgvector) against exact search, measured at load (self excluded)',
       properties: {
         sample_size: { type: 'integer' },
         seed: { type: 'integer' },
@@ -83,6 +99,8 @@ const models: FastifyPluginAsync = async (app) => {
       return {
         artifact_version: s.artifactVersion,
         source: s.source,
+        release: s.release,
+        content_sha256: s.contentSha256,
         loaded_at: s.loadedAt,
         load_sec: s.loadSec,
         model: { name: m.model.name, version: m.model.version, weights_sha256: m.model.weights_sha256, pooling: m.pooling, layer: m.model.layer },
@@ -94,6 +112,7 @@ const models: FastifyPluginAsync = async (app) => {
         embeddings_sha256: s.embeddingsSha256,
         backend: s.backend.kind,
         exact_kernel: s.exact.kernel,
+        pgvector: s.backend.kind === 'pgvector' ? d : null,
         index:
           s.backend.kind === 'hnsw' && s.hnswEntry
             ? {
