@@ -65,7 +65,7 @@ describe('exactTopK', () => {
 describe('queryMetrics', () => {
   it('matches hand-worked values', () => {
     // relevant at ranks 2 and 3, 4 relevant candidates, k = 5
-    const m = queryMetrics([false, true, true, false, false], 4, 5);
+    const m = queryMetrics([false, true, true, false, false], 4, 5, 2);
     assert.equal(m.precision_at_k, 0.4);
     assert.equal(m.hit_rate_at_k, 1);
     assert.equal(m.mrr, 0.5);
@@ -75,18 +75,19 @@ describe('queryMetrics', () => {
   });
 
   it('caps the ideal DCG at k and at the number of relevant candidates', () => {
-    assert.equal(queryMetrics([true, false, false], 1, 3).ndcg_at_k, 1);
-    assert.equal(queryMetrics([true, true], 10, 2).ndcg_at_k, 1);
-    const none = queryMetrics([false, false], 3, 2);
-    assert.deepEqual(none, { precision_at_k: 0, hit_rate_at_k: 0, ndcg_at_k: 0, mrr: 0 });
+    assert.equal(queryMetrics([true, false, false], 1, 3, 1).ndcg_at_k, 1);
+    assert.equal(queryMetrics([true, true], 10, 2, 1).ndcg_at_k, 1);
+    // no relevant hit in the top 2; the first relevant candidate is 4th in the full ranking
+    const none = queryMetrics([false, false], 3, 2, 4);
+    assert.deepEqual(none, { precision_at_k: 0, hit_rate_at_k: 0, ndcg_at_k: 0, mrr: 0.25 });
   });
 
   it('divides precision by k even when fewer hits exist', () => {
-    assert.equal(queryMetrics([true], 1, 5).precision_at_k, 0.2);
+    assert.equal(queryMetrics([true], 1, 5, 1).precision_at_k, 0.2);
   });
 
   it('refuses a query without relevant candidates', () => {
-    assert.throws(() => queryMetrics([false], 0, 5), /nRelevant must be > 0/);
+    assert.throws(() => queryMetrics([false], 0, 5, 1), /nRelevant must be > 0/);
   });
 });
 

@@ -6,7 +6,8 @@ then row ascending). The real Node server (``node_api/dist/src/server.js``) is s
 exact backend and then with the HNSW backend, and for every track:
 
 - ``GET /tracks/:id/nearest?k=5`` returns Python's exact top-5 ids (self excluded by id), scores to 1e-5;
-- ``GET /tracks/:id/composer-eval?k=5`` metrics averaged over the scored queries equal ``eval_results.json``.
+- ``GET /tracks/:id/composer-eval?k=5`` metrics (P@5, HitRate@5, NDCG@5 and the full-ranking MRR) averaged
+  over the scored queries equal ``eval_results.json``.
 """
 
 from __future__ import annotations
@@ -193,6 +194,6 @@ def test_composer_eval_averages_equal_eval_results(server: NodeServer, version: 
     assert (
         reasons.get("no_other_track_by_composer", 0) == results["query_policy"]["n_excluded_no_other_track"]
     )
-    for name in ("precision_at_k", "hit_rate_at_k", "ndcg_at_k"):
+    for name in ("precision_at_k", "hit_rate_at_k", "ndcg_at_k", "mrr"):
         mean = float(np.mean([m[name] for m in per_query]))
         assert mean == pytest.approx(overall["metrics"][name], abs=1e-9), name

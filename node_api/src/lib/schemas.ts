@@ -14,6 +14,7 @@ import { ArtifactError, ConfigError } from './errors.js';
 // ajv-formats is CommonJS whose module.exports is the plugin function; require it as such.
 const addFormats = createRequire(import.meta.url)('ajv-formats') as (ajv: Ajv2020) => Ajv2020;
 
+/** The schemas the server itself loads artifacts with: start-up refuses a schema folder that lacks one. */
 export const SCHEMA_NAMES = [
   'embeddings_meta',
   'eval_results',
@@ -28,6 +29,7 @@ export const SCHEMA_NAMES = [
   'tracks_metadata_row',
 ] as const;
 export type SchemaName = (typeof SCHEMA_NAMES)[number];
+const SUFFIX = '.schema.json';
 
 /** Render ajv errors as one short line: `/overall/k must be >= 1; ...`. */
 export function formatAjvErrors(errors: ErrorObject[] | null | undefined): string {
@@ -51,11 +53,11 @@ export function formatAjvErrors(errors: ErrorObject[] | null | undefined): strin
 
 /** Compiled validators for every artifact schema in one directory. */
 export class SchemaRegistry {
-  private readonly validators = new Map<SchemaName, ValidateFunction>();
-  private readonly raw = new Map<SchemaName, Record<string, unknown>>();
+  private readonly validators = new Map<string, ValidateFunction>();
+  private readonly raw = new Map<string, Record<string, unknown>>();
 
   /**
-   * Read and compile every `<name>.schema.json` of `dir`.
+   * Read and compile every `<name>.schema.json` of `dir` (the server's own, SCHEMA_NAMES, must all be there).
    * @throws ConfigError when the directory or an expected schema is missing or does not compile.
    */
   constructor(readonly dir: string) {
@@ -68,24 +70,34 @@ export class SchemaRegistry {
     const ajv = new Ajv2020({ allErrors: true, strict: false });
     addFormats(ajv);
     for (const name of SCHEMA_NAMES) {
-      const file = `${name}.schema.json`;
-      if (!files.includes(file)) {
-        throw new ConfigError(`ARTIFACT_SCHEMA_DIR '${dir}' lacks ${file} (expected: ${SCHEMA_NAMES.join(', ')})`);
+      if (!files.includes(name + SUFFIX)) {
+        throw new ConfigError(`ARTIFACT_SCHEMA_DIR '${dir}' lacks ${name}${SUFFIX} (expected: ${SCHEMA_NAMES.join(', ')})`);
       }
+    }
+    for (const file of files.filter((f) => f.endsWith(SUFFIX)).sort()) {
+      const name = file.slice(0, -SUFFIX.length);
       const schema = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
       this.raw.set(name, schema);
       this.validators.set(name, ajv.compile(schema));
     }
   }
 
+  /** Names of every compiled schema (the folder's `*.schema.json`). */
+  names(): string[] {
+    return [...this.raw.keys()];
+  }
+
   /** The parsed schema document (for example to reuse as a response schema). */
-  schema(name: SchemaName): Record<string, unknown> {
-    return this.raw.get(name)!;
+  schema(name: string): Record<string, unknown> {
+    const schema = this.raw.get(name);
+    if (!schema) throw new ConfigError(`unknown schema '${name}' (known: ${this.names().join(', ')})`);
+    return schema;
   }
 
   /** Whether `obj` matches schema `name`; returns the error line or null. */
-  check(name: SchemaName, obj: unknown): string | null {
-    const v = this.validators.get(name)!;
+  check(name: string, obj: unknown): string | null {
+    const v = this.validators.get(name);
+    if (!v) throw new ConfigError(`unknown schema '${name}' (known: ${this.names().join(', ')})`);
     return v(obj) ? null : formatAjvErrors(v.errors);
   }
 
@@ -93,7 +105,7 @@ export class SchemaRegistry {
    * Validate `obj` against schema `name`.
    * @throws ArtifactError naming `file` and the schema violations.
    */
-  validate<T>(name: SchemaName, obj: unknown, file: string): T {
+  validate<T>(name: string, obj: unknown, file: string): T {
     const problem = this.check(name, obj);
     if (problem !== null) throw new ArtifactError(file, `does not match ${name}.schema.json: ${problem}`);
     return obj as T;

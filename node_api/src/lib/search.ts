@@ -5,7 +5,7 @@
  */
 
 import { HttpError } from './errors.js';
-import type { Hit, RowExclusion } from './exact.js';
+import { dotRow, type Hit, type RowExclusion } from './exact.js';
 import { queryMetrics, type QueryMetrics } from './metrics.js';
 import { queryExclusion, rowVector, type LoadedState } from './state.js';
 import type { TrackRow } from './types.js';
@@ -84,6 +84,31 @@ export interface ComposerEvalResult {
 }
 
 /**
+ * 1-based rank, in the full exact ranking (score descending, ties by ascending row; excluded rows aside), of the
+ * best-ranked track by `composer`: 1 + the candidates that outrank it. One extra pass over the embeddings.
+ */
+function firstRelevantRank(state: LoadedState, row: number, composer: string, exclude: RowExclusion): number {
+  const q = rowVector(state, row);
+  let bestScore = -Infinity;
+  let bestRow = -1;
+  for (const r of state.composerRows.get(composer)!) {
+    if (exclude.has(r)) continue;
+    const s = dotRow(state.embeddings, state.dim, r, q);
+    if (s > bestScore || (s === bestScore && r < bestRow)) {
+      bestScore = s;
+      bestRow = r;
+    }
+  }
+  let ahead = 0;
+  for (let r = 0; r < state.count; r++) {
+    if (exclude.has(r)) continue;
+    const s = dotRow(state.embeddings, state.dim, r, q);
+    if (s > bestScore || (s === bestScore && r < bestRow)) ahead++;
+  }
+  return ahead + 1;
+}
+
+/**
  * Composer-retrieval evaluation of one query track, defined as in eval_results.schema.json: exact search, self
  * excluded by track id (and the query's album when `excludeSameAlbum`), relevant iff same standardised composer.
  */
@@ -99,7 +124,7 @@ export function composerEval(state: LoadedState, row: number, k: number, exclude
   return {
     hits: tracked,
     n_relevant_candidates: nRel,
-    metrics: queryMetrics(tracked.map((h) => h.relevant), nRel, k),
+    metrics: queryMetrics(tracked.map((h) => h.relevant), nRel, k, firstRelevantRank(state, row, composer, exclude)),
     reason: null,
   };
 }

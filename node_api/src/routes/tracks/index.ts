@@ -65,7 +65,7 @@ const metricsSchema = {
     precision_at_k: { type: 'number' },
     hit_rate_at_k: { type: 'number' },
     ndcg_at_k: { type: 'number' },
-    mrr: { type: 'number', description: 'reciprocal rank of the first relevant hit within the top k (0 if none)' },
+    mrr: { type: 'number', description: '1 / rank of the first relevant track in the full ranking (the MRR term, as in eval_results.json)' },
   },
 } as const;
 
