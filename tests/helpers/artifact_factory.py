@@ -19,20 +19,9 @@ import numpy as np
 
 from research_job.io.atomic import write_bytes, write_text
 from research_job.layout import ArtifactLayout
+from research_job.metadata import CSV_COLUMNS
 from research_job.publish.manifest import sha256_file
 from research_job.schema import SCHEMA_DIR, write_artifact
-
-CSV_COLUMNS = [
-    "track_id",
-    "album_id",
-    "track_no",
-    "title",
-    "composer",
-    "audio_s3_key",
-    "duration_sec",
-    "composer_raw",
-    "composer_missing",
-]
 
 
 @dataclass(frozen=True)

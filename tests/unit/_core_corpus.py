@@ -12,18 +12,7 @@ import soundfile as sf
 
 from research_job.config import CommonConfig
 from research_job.layout import ArtifactLayout
-
-COLUMNS = [
-    "track_id",
-    "album_id",
-    "track_no",
-    "title",
-    "composer",
-    "audio_s3_key",
-    "duration_sec",
-    "composer_raw",
-    "composer_missing",
-]
+from research_job.metadata import CSV_COLUMNS as COLUMNS
 
 
 def write_csv(layout: ArtifactLayout, rows: Sequence[dict[str, Any]]) -> None:
