@@ -52,11 +52,17 @@ def render_clips(out_dir: Path, n: int, clip_sec: float, seed: int = 0) -> list[
     import av
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    codecs = [("flac", "flac", "s16"), ("mp3", "libmp3lame", "fltp"), ("ogg", "libvorbis", "fltp"), ("m4a", "aac", "fltp")]
+    # (ext, codec, sample format, options): FFmpeg's native Vorbis encoder is experimental (no libvorbis in wheels)
+    codecs = [
+        ("flac", "flac", "s16", {}),
+        ("mp3", "libmp3lame", "s16p", {}),
+        ("ogg", "vorbis", "fltp", {"strict": "experimental"}),
+        ("m4a", "aac", "fltp", {}),
+    ]
     sr = 22050
     paths = []
     for i in range(n):
-        ext, codec, fmt = codecs[i % len(codecs)]
+        ext, codec, fmt, opts = codecs[i % len(codecs)]
         path = out_dir / f"clip{i:03d}_{int(clip_sec)}s.{ext}"
         paths.append(path)
         if path.is_file():
@@ -69,24 +75,22 @@ def render_clips(out_dir: Path, n: int, clip_sec: float, seed: int = 0) -> list[
             dur = int(sr * rng.uniform(0.15, 0.6))
             f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
             tt = np.arange(min(dur, t_total - pos)) / sr
-            env = np.exp(-3.0 * tt)
-            note = sum((0.5**h) * np.sin(2 * np.pi * f0 * (h + 1) * tt) for h in range(5)) * env
+            note = sum((0.5**h) * np.sin(2 * np.pi * f0 * (h + 1) * tt) for h in range(5)) * np.exp(-3.0 * tt)
             pan = rng.uniform(0.2, 0.8)
             wave[0, pos : pos + len(tt)] += 0.3 * pan * note
             wave[1, pos : pos + len(tt)] += 0.3 * (1 - pan) * note
             pos += int(dur * rng.uniform(0.5, 1.0))
+        wave = np.clip(wave, -1, 1)
+        if fmt.startswith("s16"):
+            wave = np.round(wave * 32767).astype(np.int16)
         tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-        with av.open(str(tmp), "w") as container:
-            stream = container.add_stream(codec, rate=sr)
-            stream.layout = "stereo"
-            data = (np.clip(wave, -1, 1) * 32767).astype(np.int16) if fmt == "s16" else wave
-            frame_len = 1024
-            for s in range(0, t_total, frame_len):
-                chunk = data[:, s : s + frame_len]
-                if fmt == "s16":
-                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk.T.reshape(1, -1)), format="s16", layout="stereo")
-                else:
-                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="stereo")
+        with av.open(str(tmp), "w", format="ipod" if ext == "m4a" else None) as container:
+            stream = container.add_stream(codec, rate=sr, layout="stereo", options=opts)
+            stream.codec_context.format = fmt
+            for s in range(0, t_total, 1024):
+                chunk = wave[:, s : s + 1024]
+                arr = chunk if fmt.endswith("p") else chunk.T.reshape(1, -1)
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt, layout="stereo")
                 frame.sample_rate = sr
                 for packet in stream.encode(frame):
                     container.mux(packet)
@@ -241,7 +245,11 @@ def run(mode: str) -> dict[str, Any]:
         _summarise(r)
         result["configs"].append(r)
     # ratios against the decode reference at the same sample rate
-    refs = {c["sample_rate"]: c for c in result["configs"] if c["config"].startswith("decode@") and "x_realtime" in c}
+    refs = {
+        c["sample_rate"]: c
+        for c in result["configs"]
+        if c["config"].startswith("decode@") and "x_realtime" in c
+    }
     for c in result["configs"]:
         ref = refs.get(c.get("sample_rate"))
         if ref and "x_realtime" in c:
@@ -250,7 +258,9 @@ def run(mode: str) -> dict[str, Any]:
     if default and "x_realtime" in default:
         x = default["x_realtime"]["median"]
         result["target_met"] = bool(x >= TARGET_X_REALTIME)
-        result["target_status"] = f"{DEFAULT_MODEL}: {x:.1f}x real time (median), target {TARGET_X_REALTIME:g}x"
+        result["target_status"] = (
+            f"{DEFAULT_MODEL}: {x:.1f}x real time (median), target {TARGET_X_REALTIME:g}x"
+        )
     else:
         result["target_met"] = None
         result["target_status"] = f"{DEFAULT_MODEL} not measured"
@@ -289,7 +299,9 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for c in result["configs"]:
         if "x_realtime" not in c:
-            lines.append(f"| {c['config']} | | {c.get('status')}: {c.get('reason') or c.get('error', '')[-300:]} |")
+            lines.append(
+                f"| {c['config']} | | {c.get('status')}: {c.get('reason') or c.get('error', '')[-300:]} |"
+            )
             continue
         x = c["x_realtime"]
         mp = c.get("x_realtime_model_only_part", {}).get("median")
