@@ -149,6 +149,7 @@ def child_extract(params: dict[str, Any], out: Path) -> None:
         res["load_sec"] = time.perf_counter() - t0
         res["dim"] = int(model.dim)
         sr = int(model.sample_rate)
+        res.update(_compute_bound(model, sr))
     res["sample_rate"] = sr
     res["rss_after_load"] = rss_bytes()
     files = params["files"]
@@ -174,6 +175,34 @@ def child_extract(params: dict[str, Any], out: Path) -> None:
         log(f"  extract {params.get('model') or 'decode'}@{sr} pass {p}: {audio / wall:.1f}x real time")
     res["peak_rss"] = peak_rss_bytes()
     dump_partial(out, res)
+
+
+def _compute_bound(model: Any, sr: int) -> dict[str, Any]:
+    """Torch FLOPs per second of audio of ``model`` and this process's sgemm GFLOP/s -> a compute ceiling.
+
+    FLOPs are counted by ``torch.utils.flop_counter`` on 30 s of seeded noise (torch ops only: a numpy model
+    counts 0 and gets no ceiling). Ceiling x real time = sgemm FLOP/s / model FLOPs per audio second: the speed
+    the model could reach if every FLOP ran at dense-matmul speed on this machine, now.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    wave = (np.random.default_rng(0).standard_normal(sr * 30) * 0.1).astype(np.float32)
+    with FlopCounterMode(display=False) as fc:
+        model.embed([wave])
+    flops = fc.get_total_flops() / 30.0
+    a = torch.randn(2048, 2048)
+    a @ a
+    t = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ a
+        t.append(time.perf_counter() - t0)
+    gflops = summarize([2 * 2048**3 / x / 1e9 for x in t])
+    out: dict[str, Any] = {"model_flops_per_audio_sec": flops, "sgemm_gflops": gflops}
+    if flops > 0:
+        out["compute_bound_x_realtime"] = gflops["median"] * 1e9 / flops
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- driver
@@ -282,6 +311,10 @@ def _model_rate(name: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- output
+def _f(v: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if v is None else f"{v * scale:.{digits}f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The Markdown section of ``docs/benchmarks.md`` for one extraction result."""
     lines = [f"### Extraction ({result['mode']}, {result['created_at']})", ""]
@@ -291,11 +324,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"Input: {result.get('input')}. Target: {result['target']} -> **{result.get('target_status')}**. "
         "x real time = seconds of audio per second of wall time, median and p95 over passes; the decode row at "
         "the model's rate is the reference (the ceiling of the model step). Each row is its own child process "
-        "(peak RSS not mixed). tracks/h at 240 s = throughput for 4-minute tracks.",
+        "(peak RSS not mixed). tracks/h at 240 s = throughput for 4-minute tracks. Compute ceiling = this "
+        "process's dense sgemm GFLOP/s / the model's GFLOP per audio second (torch FLOP counter): the most x "
+        "real time the model could reach on this machine at matmul efficiency, measured in the same child.",
         "",
         "| config | rate Hz | x real time p50 | p95 | min | of decode ceiling | decode part x | model part x | "
-        "tracks/h (these files) | tracks/h at 240 s | model load s | peak RSS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "tracks/h (these files) | tracks/h at 240 s | model load s | peak RSS | model GFLOP per audio s | "
+        "sgemm GFLOP/s | compute ceiling x |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in result["configs"]:
         if "x_realtime" not in c:
@@ -311,7 +347,9 @@ def markdown(result: dict[str, Any]) -> str:
             f"{'-' if frac is None else f'{frac:.2f}'} | {c['x_realtime_decode_only_part']['median']:.1f} | "
             f"{'-' if mp is None else f'{mp:.1f}'} | {c['tracks_per_hour']['median']:,.0f} | "
             f"{c['tracks_per_hour_at_240s']['median']:,.0f} | "
-            f"{c.get('load_sec', 0):.2f} | {(c.get('peak_rss') or 0) / 2**20:.0f} MiB |"
+            f"{c.get('load_sec', 0):.2f} | {(c.get('peak_rss') or 0) / 2**20:.0f} MiB | "
+            f"{_f(c.get('model_flops_per_audio_sec'), 1e-9, 3)} | {_f(c.get('sgemm_gflops', {}).get('median'))} | "
+            f"{_f(c.get('compute_bound_x_realtime'))} |"
         )
     lines.append("")
     return "\n".join(lines)
