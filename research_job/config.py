@@ -78,6 +78,10 @@ class PullAudioConfig:
     max_attempts: int = 5
     #: first retry delay in seconds; doubles each attempt (with jitter)
     backoff_sec: float = 0.5
+    #: AWS profile for S3 (None = the standard credential chain: env, shared files, instance/task role)
+    aws_profile: str | None = None
+    #: connect/read timeout of each S3 request, seconds
+    timeout_sec: float = 60.0
 
 
 @dataclass(frozen=True)
