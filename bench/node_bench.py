@@ -84,7 +84,7 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 class Server:
     """One Node API process on a free loopback port; a context manager that always stops it."""
 
-    def __init__(self, artifacts: Path, backend: str, log_path: Path) -> None:
+    def __init__(self, artifacts: Path, backend: str, log_path: Path, log_level: str = "warn") -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -96,7 +96,7 @@ class Server:
                 "HOST": "127.0.0.1",
             }
         )
-        env.setdefault("LOG_LEVEL", "warn")
+        env["LOG_LEVEL"] = log_level
         self.env_used = {k: env[k] for k in ("VECTOR_BACKEND", "LOG_LEVEL")}
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.t_spawn = time.perf_counter()
@@ -139,6 +139,19 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _startup_phases(log_path: Path) -> list[dict[str, Any]]:
+    """The loader's ``phase`` lines (name, ms and what it reports) from an info-level server log."""
+    out = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "phase" in rec:
+            out.append({k: v for k, v in rec.items() if k not in ("level", "time", "pid", "hostname", "msg")})
+    return out
 
 
 def _load(url: str, path: str, duration: int, connections: int, ids_file: Path | None) -> dict[str, Any]:
@@ -249,6 +262,11 @@ def run(mode: str) -> dict[str, Any]:
                 entry["hnsw_note"] = "hnsw index not generated at this N (build time on 2 cores): exact only"
             log(f"node: server N={n} backend={backend}")
             try:
+                # start-up profile: a first launch at log level info, whose loader logs each phase with its time
+                info_log = work / f"server_{n}_{backend}_startup.log"
+                with Server(vdir, backend, info_log, log_level="info") as srv:
+                    entry["startup_sec_info_launch"] = srv.wait_ready(cfg["startup_limit_s"])
+                entry["startup_phases"] = _startup_phases(info_log)
                 with Server(vdir, backend, work / f"server_{n}_{backend}.log") as srv:
                     entry["server_env"] = srv.env_used
                     entry["startup_sec"] = srv.wait_ready(cfg["startup_limit_s"])
@@ -346,5 +364,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"{r['served_recall']['recall_at_5']:.4f} | {r['search_ms_1conn_minus_health']:.3f} | "
             f"{'-' if ref is None else f'{ref:.3f}'} | {'-' if ratio is None else f'{ratio:.2f}'} |"
         )
+    phases = [r for r in result["runs"] if r.get("startup_phases")]
+    if phases:
+        lines += ["", "Start-up phases (from a separate launch at log level info, ms):", ""]
+        for r in phases:
+            desc = ", ".join(
+                f"{p['phase']} {p.get('ms')}"
+                + (f" (ef {p['ef']}, sample {p.get('sample_size')})" if "ef" in p else "")
+                for p in r["startup_phases"]
+            )
+            lines.append(f"- N={r['n']:,} {r['backend']}: {desc}")
     lines.append("")
     return "\n".join(lines)
