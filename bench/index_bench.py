@@ -235,9 +235,16 @@ FAMILIES = ["faiss-flat", "faiss-hnsw", "faiss-ivf-flat", "faiss-ivf-pq", "hnswl
 
 
 # ---------------------------------------------------------------------------------------------------- driver
-def run(mode: str, *, families: list[str] | None = None) -> dict[str, Any]:
-    """Run the index benchmark in ``mode`` ("quick" or "full"); returns the result dict (not yet written)."""
-    cfg = QUICK if mode == "quick" else FULL
+def run(
+    mode: str, *, families: list[str] | None = None, datasets: list[tuple[int, int]] | None = None
+) -> dict[str, Any]:
+    """Run the index benchmark in ``mode`` ("quick" or "full"); returns the result dict (not yet written).
+
+    ``datasets`` replaces the mode's N x D list (recorded in the result as ``datasets_overridden``).
+    """
+    cfg = dict(QUICK if mode == "quick" else FULL)
+    if datasets:
+        cfg["datasets"] = datasets
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     families = families or FAMILIES
     work = CACHE_DIR / "index"
@@ -257,6 +264,7 @@ def run(mode: str, *, families: list[str] | None = None) -> dict[str, Any]:
         "k": K,
         "memory_bandwidth": bw,
         "config": {k: v for k, v in cfg.items() if k != "datasets"},
+        "datasets_overridden": bool(datasets),
         "hnsw_build": {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION},
         "datasets": [],
     }

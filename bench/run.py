@@ -18,12 +18,23 @@ from bench.common import RESULTS_DIR, log, write_result
 STAGES = ["index", "eval", "extract", "node"]
 
 
-def run_stage(stage: str, mode: str) -> dict[str, Any]:
-    """Run one stage and return its result dict."""
+def parse_datasets(spec: str) -> list[tuple[int, int]]:
+    """``100000x200,1000000x768`` -> [(100000, 200), (1000000, 768)]."""
+    out = []
+    for part in spec.split(","):
+        n, sep, d = part.strip().lower().partition("x")
+        if not sep or not n.isdigit() or not d.isdigit() or int(n) < 100 or int(d) < 1:
+            raise ValueError(f"Bad dataset {part!r}: expected NxD with N >= 100, e.g. 100000x200")
+        out.append((int(n), int(d)))
+    return out
+
+
+def run_stage(stage: str, mode: str, datasets: list[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Run one stage and return its result dict (``datasets`` overrides the index stage's N x D list)."""
     if stage == "index":
         from bench import index_bench
 
-        result = index_bench.run(mode)
+        result = index_bench.run(mode, datasets=datasets)
         index_bench.plot(result, RESULTS_DIR / f"index_{mode}.png")
         return result
     if stage == "eval":
@@ -50,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only", default=",".join(STAGES), help=f"comma-separated stages among {','.join(STAGES)}"
     )
+    ap.add_argument(
+        "--datasets",
+        default=None,
+        help="index stage only: override the N x D list, e.g. 100000x200,1000000x768",
+    )
     ap.add_argument("--report-only", action="store_true", help="only regenerate docs/benchmarks.md")
     args = ap.parse_args(argv)
     mode = "full" if args.full else "quick"
@@ -57,11 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in stages if s not in STAGES]
     if bad:
         ap.error(f"Unknown stage(s) {', '.join(bad)}. Known: {', '.join(STAGES)}")
+    try:
+        datasets = parse_datasets(args.datasets) if args.datasets else None
+    except ValueError as e:
+        ap.error(str(e))
     if not args.report_only:
         for stage in stages:
             t0 = time.perf_counter()
             log(f"=== stage {stage} ({mode})")
-            result = run_stage(stage, mode)
+            result = run_stage(stage, mode, datasets)
             result["stage_wall_sec"] = time.perf_counter() - t0
             path = write_result(f"{stage}_{mode}", result)
             log(f"=== stage {stage} done in {result['stage_wall_sec']:.1f} s -> {path}")
