@@ -1,7 +1,7 @@
 """Regenerate ``docs/benchmarks.md`` from the result files in ``bench/results/``.
 
 Each stage module has a ``markdown(result) -> str`` function; this file only orders the sections and adds the
-machine facts of each run. Never edit ``docs/benchmarks.md`` by hand: run ``python -m bench.run --report-only``.
+machine facts of each run, then appends the hand-written analysis ``bench/findings.md``. Never edit ``docs/benchmarks.md`` by hand: run ``python -m bench.run --report-only``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def write(results_dir: Path = RESULTS_DIR, doc: Path = DOC) -> Path:
             png = results_dir / f"{stage}_{mode}.png"
             if png.is_file():
                 parts.append(f"![recall against queries/s](../bench/results/{png.name})\n")
+    findings = results_dir.parent / "findings.md"
+    if findings.is_file():
+        parts.append(findings.read_text(encoding="utf-8"))
     doc.parent.mkdir(parents=True, exist_ok=True)
     write_text(doc, "\n".join(parts).rstrip() + "\n")
     return doc
