@@ -149,10 +149,23 @@ def machine_facts(threads: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    """Peak resident set size of this process so far.
+
+    Linux: ``VmHWM`` of ``/proc/self/status`` (the high-water mark of this process's own address space).
+    ``ru_maxrss`` is not used there because Linux carries it across fork + exec, so a child started by a big
+    parent would report the parent's peak. Elsewhere: ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
 
 def rss_bytes() -> int:
