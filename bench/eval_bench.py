@@ -35,7 +35,7 @@ from bench.common import (
 )
 
 QUICK = {"n": 10_000, "dim": 200, "repeats": 3, "limit_s": 600}
-FULL = {"n": 100_000, "dim": 200, "repeats": 3, "limit_s": 1800}
+FULL = {"n": 100_000, "dim": 200, "repeats": 2, "limit_s": 1800}
 TARGET_SEC = 60.0
 K = 5
 
