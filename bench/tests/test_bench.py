@@ -169,7 +169,12 @@ def child_report_peak(params: dict, out: Path) -> None:
 def test_child_peak_rss_is_its_own_not_the_parents(tmp_path: Path) -> None:
     big = np.ones(300 * 2**20 // 8)  # the parent holds ~300 MiB
     r = common.run_child(
-        "bench.tests.test_bench", "child_report_peak", {}, threads=1, timeout_s=60, out_path=tmp_path / "p.json"
+        "bench.tests.test_bench",
+        "child_report_peak",
+        {},
+        threads=1,
+        timeout_s=60,
+        out_path=tmp_path / "p.json",
     )
     assert r["status"] == "ok" and 0 < r["peak_rss"] < 250 * 2**20, r
     assert common.peak_rss_bytes() >= big.nbytes
