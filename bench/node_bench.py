@@ -154,7 +154,18 @@ def _startup_phases(log_path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _drain(url: str, limit_s: float = 120.0) -> float:
+    """Wait (bounded) until ``/health`` answers again: requests still queued from the last load must not
+    spill into the next measurement. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        if _get(url + "/health", timeout=limit_s)[0] == 200:
+            break
+    return time.perf_counter() - t0
+
+
 def _load(url: str, path: str, duration: int, connections: int, ids_file: Path | None) -> dict[str, Any]:
+    _drain(url)
     cmd = ["node", str(LOAD_JS), "--url", url, "--path", path, "--duration", str(duration)]
     cmd += ["--connections", str(connections)]
     if ids_file is not None:
@@ -281,6 +292,10 @@ def run(mode: str) -> dict[str, Any]:
                     entry["health"], entry["nearest"] = h, q
                     entry["health_1conn"], entry["nearest_1conn"] = h1, q1
                     entry["rps_fraction_of_health"] = q["requests_per_s"] / h["requests_per_s"]
+                    if q1["latency_ms"]["p50"] is None or h1["latency_ms"]["p50"] is None:
+                        raise RuntimeError(
+                            f"no request completed in a 1-connection run: {q1['requests']=}, {h1['requests']=}"
+                        )
                     entry["search_ms_1conn_minus_health"] = q1["latency_ms"]["p50"] - h1["latency_ms"]["p50"]
                     if "single_ms" in ref:
                         entry["node_vs_numpy_single"] = (
@@ -298,7 +313,13 @@ def run(mode: str) -> dict[str, Any]:
                     f"nearest {q['requests_per_s']:.0f} r/s p95 {q['latency_ms']['p95']:.2f} ms, "
                     f"recall@5 {entry['served_recall']['recall_at_5']:.4f}"
                 )
-            except (RuntimeError, TimeoutError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+            except (
+                RuntimeError,
+                TimeoutError,
+                subprocess.TimeoutExpired,
+                json.JSONDecodeError,
+                KeyError,
+            ) as e:
                 entry["status"] = "error"
                 entry["error"] = f"{type(e).__name__}: {e}"
                 log(f"node: N={n} {backend}: {entry['error']}")
