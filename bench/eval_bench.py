@@ -55,40 +55,37 @@ def child_eval(params: dict[str, Any], out: Path) -> None:
     ids = json.loads((vdir / "embeddings" / "track_ids.json").read_text())["track_ids"]
     res: dict[str, Any] = {"threads": os.environ.get("OPENBLAS_NUM_THREADS"), "n": n, "dim": d}
     reps = int(params["repeats"])
+    cfg = EvaluateConfig(common=CommonConfig(version_dir=vdir), k=K)
+    times: dict[str, list[float]] = {"evaluate_sec": [], "search_alone_sec": [], "numpy_floor_sec": []}
+    inner = []
 
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        search(x, ids, x, ids, K, batch_size=1024)
-        t.append(time.perf_counter() - t0)
-    res["search_alone_sec"] = summarize(t)
-    dump_partial(out, res)
-    log(f"  eval: search alone {res['search_alone_sec']['median']:.2f} s")
-
-    t = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
+    def floor() -> None:
         for s in range(0, n, 1024):
             sc = x[s : s + 1024] @ x.T
             np.argpartition(-sc, K, axis=1)[:, : K + 1]
-        t.append(time.perf_counter() - t0)
-    res["numpy_floor_sec"] = summarize(t)
-    dump_partial(out, res)
-    log(f"  eval: numpy floor {res['numpy_floor_sec']['median']:.2f} s")
 
-    cfg = EvaluateConfig(common=CommonConfig(version_dir=vdir), k=K)
-    t, inner = [], []
+    # one round = evaluate, search alone, floor; rounds repeat, so a run stopped at its limit has whole rounds
     for _ in range(reps):
         t0 = time.perf_counter()
         results, _ = evaluate(cfg)
-        t.append(time.perf_counter() - t0)
+        times["evaluate_sec"].append(time.perf_counter() - t0)
         inner.append(results["timings"])
-        res["evaluate_sec"] = summarize(t)
         res["evaluate_inner_timings"] = inner
         res["evaluate_metrics"] = results["overall"]["metrics"]
         res["evaluate_n_queries"] = results["overall"]["n_queries"]
+        log(f"  eval: evaluate {times['evaluate_sec'][-1]:.2f} s ({results['timings']})")
+        for key, fn in (
+            ("search_alone_sec", lambda: search(x, ids, x, ids, K, batch_size=1024)),
+            ("numpy_floor_sec", floor),
+        ):
+            res.update({k: summarize(v) for k, v in times.items() if v})
+            dump_partial(out, res)
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+            log(f"  eval: {key} {times[key][-1]:.2f} s")
+        res.update({k: summarize(v) for k, v in times.items() if v})
         dump_partial(out, res)
-        log(f"  eval: evaluate {t[-1]:.2f} s ({results['timings']})")
     res["peak_rss"] = peak_rss_bytes()
     dump_partial(out, res)
 
