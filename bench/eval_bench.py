@@ -85,6 +85,7 @@ def child_eval(params: dict[str, Any], out: Path) -> None:
             times[key].append(time.perf_counter() - t0)
             log(f"  eval: {key} {times[key][-1]:.2f} s")
         res.update({k: summarize(v) for k, v in times.items() if v})
+        res["peak_rss"] = peak_rss_bytes()
         dump_partial(out, res)
     res["peak_rss"] = peak_rss_bytes()
     dump_partial(out, res)
@@ -176,8 +177,18 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"evaluate's own timings (last repeat): search {last.get('search_sec')} s (both candidate policies and "
-            f"MRR ranks), metrics {last.get('metrics_sec')} s, total {last.get('total_sec')} s. "
-            f"Peak RSS of the child: {(r.get('peak_rss') or 0) / 2**20:.0f} MiB.",
+            f"MRR ranks), metrics {last.get('metrics_sec')} s, total {last.get('total_sec')} s. Peak RSS of the "
+            + (
+                f"child: {r['peak_rss'] / 2**20:.0f} MiB."
+                if r.get("peak_rss")
+                else "child: not recorded (the run was stopped before its end)."
+            ),
+        ]
+    if r.get("status") != "ok":
+        lines += [
+            "",
+            f"Run status: {r.get('status')} — the child was stopped after the rounds shown (repeats column); "
+            "the figures are those it had measured.",
         ]
     lines.append("")
     return "\n".join(lines)
