@@ -21,6 +21,7 @@ STEP_ARGS   = --config $(CONFIG) --model $(MODEL)
 
 .PHONY: help install install-dev weights node-install demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate validate publish compare-models serve \
+        demo-deps demo-piano embed-segments find-similar \
         test test-python test-node lint format bench bench-quick clean
 
 help: ## list the targets
@@ -42,12 +43,23 @@ weights: $(VENV)/.installed ## fetch the musicnn checkpoints from the musicnn wh
 node-install: ## npm ci in node_api/
 	cd node_api && npm ci --no-audit --no-fund
 
-demo-corpus: $(VENV)/.installed ## render the demo catalogue (music21 scores -> audio in 5 codecs, SQLite, local object store)
+demo-deps: ## FluidSynth + a GM soundfont for the demo renders (apt, when root); without them a plain synth is used
+	@if command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then echo "fluidsynth present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null) \
+	  || echo "apt-get failed: the demo renders with the plain additive synth"; \
+	else echo "fluidsynth not installed and not root: the demo renders with the plain additive synth"; fi
+
+demo-corpus: $(VENV)/.installed demo-deps ## render the demo catalogue (music21 scores -> audio in 5 codecs, SQLite, local object store)
 	$(PY) -m research_job.demo.build --out $(DEMO_DIR) --n-tracks $(DEMO_TRACKS) --rendering $(RENDERING)
 
 demo: install demo-corpus ## fresh machine -> installed, demo corpus rendered, whole pipeline run, evaluation table printed
 	$(RJ) run $(STEP_ARGS)
 	$(RJ) validate $(STEP_ARGS)
+
+demo-piano: install demo-deps ## the single-instrument control: same scores rendered on one piano, same pipeline
+	$(PY) -m research_job.demo.build --out $(DEMO_DIR)_piano --n-tracks $(DEMO_TRACKS) --rendering piano
+	$(RJ) run --config configs/demo_piano.yaml --model $(MODEL)
 
 run: ## all steps in order (uses CONFIG, MODEL)
 	$(RJ) run $(STEP_ARGS)
@@ -76,8 +88,15 @@ validate: ## check a whole version folder against the schemas and itself
 publish: ## upload the version folder to S3 (BUCKET=..., ENDPOINT_URL=... for S3-compatible stores)
 	$(RJ) publish $(STEP_ARGS) --bucket $(BUCKET) $(if $(ENDPOINT_URL),--endpoint-url $(ENDPOINT_URL),)
 
-compare-models: ## embed + evaluate several models on the same metadata -> comparison table
-	$(RJ) compare-models --config $(CONFIG)
+COMPARE_ENTRIES ?= musicnn-msd,musicnn-msd?layer=max_pool,musicnn-msd\#pca_whiten,musicnn-mtt,dsp-stats,random
+compare-models: ## embed + evaluate several models on the demo metadata -> artifacts/comparison/comparison.{json,md}
+	$(RJ) compare-models --version-dir $(VERSION_DIR) --out-dir $(ARTIFACTS)/comparison --entries '$(COMPARE_ENTRIES)'
+
+embed-segments: ## optional 30 s / 15 s hop segment embeddings beside the track embeddings
+	$(RJ) embed-segments $(STEP_ARGS)
+
+find-similar: ## query by audio: make find-similar QUERY=my_track.wav [K=10]
+	$(RJ) find-similar --query $(QUERY) --artifacts $(VERSION_DIR) --k $${K:-10}
 
 serve: ## serve the demo artifacts with the Node API on 127.0.0.1:8080
 	cd node_api && ARTIFACTS_DIR=$(abspath $(VERSION_DIR)) PORT=$${PORT:-8080} npm start
@@ -90,7 +109,7 @@ test-python: $(VENV)/.installed
 test-node:
 	cd node_api && PYTHON=$(abspath $(PY)) ARTIFACT_SCHEMA_DIR=$(abspath artifact_schema) npm test
 
-lint: ## ruff + mypy + tsc
+lint: ## ruff check + ruff format --check
 	$(VENV)/bin/ruff check research_job tests bench scripts
 	$(VENV)/bin/ruff format --check research_job tests bench scripts
 

@@ -17,6 +17,7 @@ Unknown keys are an error naming the key and the valid ones (a typo never silent
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import tomllib
 import types
@@ -145,6 +146,46 @@ class ValidateConfig:
     unit_norm_tol: float = 1e-4
 
 
+PUBLISH_TARGETS = ("s3", "pgvector")
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """publish: a version folder -> S3 (manifest + latest pointer) or PostgreSQL + pgvector."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    #: where to publish: s3 | pgvector
+    to: str = "s3"
+    #: release name under ``v1_model_<MODEL>/``; None = from the embeddings' created_at (``20261122T040000Z``)
+    release: str | None = None
+    #: also upload ``audio_cache/`` and ``audio_wav/`` (S3 only)
+    include_audio: bool = False
+    #: overwrite a release that already holds different content
+    force: bool = False
+    #: move the ``latest`` pointer (S3) / flag (pgvector) to this release
+    set_latest: bool = True
+
+    # --- S3 ---
+    bucket: str = ""
+    prefix: str = "vector-artifacts"
+    #: S3-compatible store (MinIO, moto, ...); None = AWS
+    endpoint_url: str | None = None
+    region: str | None = None
+    #: files at least this large go up as multipart uploads
+    multipart_threshold: int = 64 * 1024 * 1024
+    multipart_chunksize: int = 16 * 1024 * 1024
+    max_concurrency: int = 8
+    #: also compare each object's ETag with the MD5 (single part) or multipart MD5 computed locally; turn
+    #: off for stores whose ETag is not an MD5 (SSE-KMS)
+    verify_etag: bool = True
+
+    # --- pgvector ---
+    #: ``postgresql://user@host:5432/db`` (password from PGPASSWORD or ~/.pgpass preferably)
+    database_url: str | None = None
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+
+
 STEP_SECTIONS: dict[str, type] = {
     "export_metadata": ExportMetadataConfig,
     "pull_audio": PullAudioConfig,
@@ -153,7 +194,30 @@ STEP_SECTIONS: dict[str, type] = {
     "build_index": BuildIndexConfig,
     "evaluate": EvaluateConfig,
     "validate": ValidateConfig,
+    "publish": PublishConfig,
 }
+
+#: commands whose config class lives in their own step module ("module:Class", imported only when used)
+EXTRA_SECTIONS: dict[str, str] = {
+    "embed_segments": "research_job.steps.embed_segments:EmbedSegmentsConfig",
+    "compare_models": "research_job.steps.compare_models:CompareModelsConfig",
+    "find_similar": "research_job.steps.find_similar:FindSimilarConfig",
+}
+
+
+def config_class(section: str) -> type:
+    """The config dataclass of a config-file section / command.
+
+    Raises:
+        ConfigError: unknown section, listing the known ones.
+    """
+    if section in STEP_SECTIONS:
+        return STEP_SECTIONS[section]
+    if section in EXTRA_SECTIONS:
+        module, name = EXTRA_SECTIONS[section].split(":")
+        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    raise ConfigError(unknown_choice("step", section, [*STEP_SECTIONS, *EXTRA_SECTIONS]))
+
 
 T = TypeVar("T")
 
@@ -182,8 +246,10 @@ def load_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
         raise ConfigError(f"Config file {p} must hold a mapping, got {type(data).__name__}")
     common_keys = {f.name for f in dataclasses.fields(CommonConfig)}
     for key in data:
-        if key not in STEP_SECTIONS and key not in common_keys:
-            raise ConfigError(unknown_choice("config key", key, [*STEP_SECTIONS, *common_keys]))
+        if key not in STEP_SECTIONS and key not in EXTRA_SECTIONS and key not in common_keys:
+            raise ConfigError(
+                unknown_choice("config key", key, [*STEP_SECTIONS, *EXTRA_SECTIONS, *common_keys])
+            )
     return data
 
 

@@ -1,0 +1,197 @@
+/**
+ * Build the Fastify application: plugins (config, artifact store, OpenAPI), the one error handler, request
+ * validators, and the routes (one folder per resource). `buildApp` is what the server and the tests use.
+ * The artifacts come through a `SourceProvider` (local folder or verified S3 release); reloads (POST
+ * /models/reload, RELOAD_POLL_SEC) go through the same provider. VECTOR_BACKEND=pgvector shares one pool.
+ */
+
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { Ajv } from 'ajv';
+import type { S3Client } from '@aws-sdk/client-s3';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+
+import { makePool, redactUrl } from './lib/backends/pgvector.js';
+import { HttpError } from './lib/errors.js';
+import type { LoadOptions } from './lib/loader.js';
+import { providerFor, type SourceProvider } from './lib/provider.js';
+import { SchemaRegistry } from './lib/schemas.js';
+import type { ArtifactSource } from './lib/source.js';
+import artifactStore, { ArtifactStore, type ReloadResult } from './plugins/artifactStore.js';
+import env, { type AppConfig } from './plugins/env.js';
+import evalRoutes from './routes/eval/index.js';
+import health from './routes/health/index.js';
+import models from './routes/models/index.js';
+import reloadRoute from './routes/models/reload.js';
+import { errorBody } from './routes/schemas.js';
+import search from './routes/search/index.js';
+import tracks from './routes/tracks/index.js';
+
+export interface BuildOptions {
+  config: AppConfig;
+  /** a fixed source to read (tests); default: the provider for config.artifactsUri */
+  source?: ArtifactSource;
+  /** S3 client to use (tests); default: from the standard AWS configuration */
+  s3Client?: S3Client;
+  /** wait for the artifacts before returning (tests); false: load in the background (server: /health is 503 meanwhile) */
+  waitForLoad?: boolean;
+  logger?: FastifyServerOptions['logger'];
+  /** overrides of the loader's options (tests) */
+  loadOptions?: Partial<LoadOptions>;
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Payload Too Large',
+  409: 'Conflict',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
+
+function reason(code: number): string {
+  return STATUS_TEXT[code] ?? (code >= 500 ? 'Internal Server Error' : 'Bad Request');
+}
+
+/** Copy of a schema document usable as a Fastify response schema (meta keys dropped). */
+function asResponseSchema(schema: Record<string, unknown>): Record<string, unknown> {
+  const { $schema: _s, $id: _i, ...rest } = schema;
+  return rest;
+}
+
+/**
+ * The application with its store. With `waitForLoad` (default true) resolves once the artifacts are loaded
+ * and rejects with the loader's ArtifactError when they cannot be served; otherwise the load runs in the
+ * background and `app.store.status` tells how it went.
+ */
+export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
+  const { config } = opts;
+  const schemas = new SchemaRegistry(config.artifactSchemaDir);
+  const app = Fastify({
+    logger: opts.logger ?? { level: config.logLevel },
+  });
+
+  // Query strings arrive as text: coerce them ("5" -> 5). Bodies are JSON: never coerce (null must not become 0).
+  const ajvQuery = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  const ajvBody = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajvBody : ajvQuery).compile(schema));
+
+  app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
+    let status: number;
+    let message: string;
+    if (err instanceof HttpError) {
+      status = err.statusCode;
+      message = err.message;
+    } else if ((err as FastifyError).validation) {
+      status = 400;
+      message = err.message;
+    } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      status = err.statusCode;
+      message = err.message;
+    } else {
+      status = 500;
+      message = 'Internal server error';
+      req.log.error({ err }, 'unhandled error');
+    }
+    void reply.status(status).send({ error: reason(status), message, statusCode: status });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send({ error: 'Not Found', message: `Route ${req.method} ${req.url.split('?')[0]} not found`, statusCode: 404 });
+  });
+
+  app.addSchema(errorBody);
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'Audio similarity API',
+        description: "Nearest-neighbour search and composer-retrieval evaluation over the research job's artifacts",
+        version: '0.1.0',
+      },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(env, { config });
+  const store = new ArtifactStore();
+  await app.register(artifactStore, { store });
+
+  await app.register(health);
+  await app.register(models);
+  await app.register(tracks);
+  await app.register(evalRoutes, { evalSchema: asResponseSchema(schemas.schema('eval_results')) });
+  await app.register(search);
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const fixed = opts.source;
+  const provider: SourceProvider = fixed
+    ? { description: fixed.description, follows: false, peek: async () => null, open: async () => ({ source: fixed, key: null }) }
+    : providerFor(config.artifactsUri, config.artifactCacheDir, schemas, opts.s3Client);
+  const pool = config.vectorBackend === 'pgvector' && config.databaseUrl ? makePool(config.databaseUrl, config.pgvectorEfSearch) : null;
+  const loadOptions: Partial<LoadOptions> = {
+    ...(pool && config.databaseUrl
+      ? { pgvector: { pool, databaseUrl: config.databaseUrl, version: config.pgvectorVersion, efSearch: config.pgvectorEfSearch } }
+      : {}),
+    backend: config.vectorBackend,
+    hnswEf: config.hnswEf,
+    hnswEfMax: config.hnswEfMax,
+    recallSample: config.recallSample,
+    recallTarget: config.recallTarget,
+    log: (msg, fields) => app.log.info(fields ?? {}, msg),
+    ...opts.loadOptions,
+  };
+  const reload = async (): Promise<ReloadResult> => {
+    const res = await store.reload(provider, schemas, loadOptions);
+    app.log.info({ ...res }, `reload: ${res.status}`);
+    return res;
+  };
+  app.decorate('reloadArtifacts', reload);
+  await app.register(reloadRoute);
+  if (pool) {
+    app.log.info({ database: redactUrl(config.databaseUrl!) }, 'pgvector backend');
+    app.addHook('onClose', async () => {
+      await pool.end();
+    });
+  }
+  let poll: NodeJS.Timeout | null = null;
+  if (config.reloadPollSec > 0 && provider.follows) {
+    poll = setInterval(() => {
+      if (store.status !== 'ready' || store.reloading) return;
+      reload().catch((err: unknown) => app.log.error({ err }, 'reload poll failed; the previous version keeps serving'));
+    }, config.reloadPollSec * 1000);
+    poll.unref();
+  }
+  app.addHook('onClose', async () => {
+    if (poll) clearInterval(poll);
+  });
+
+  app.log.info({ source: provider.description }, 'loading artifacts');
+  const loading = store.loadFrom(provider, schemas, loadOptions).then((state) => {
+    app.log.info({ artifact_version: state.artifactVersion, release: state.release, count: state.count, dim: state.dim, backend: state.backend.kind, load_sec: state.loadSec }, 'artifacts loaded');
+    return state;
+  });
+  if (opts.waitForLoad ?? true) {
+    try {
+      await loading;
+    } catch (err) {
+      await app.close();
+      throw err;
+    }
+  } else {
+    // the caller watches app.store (see server.ts); keep the rejection from going unhandled here
+    loading.catch(() => {});
+  }
+  (app as FastifyInstance & { loading?: Promise<unknown> }).loading = loading;
+  await app.ready();
+  return app;
+}
+
+/** The background load started by `buildApp` (resolves with the state or rejects with the load error). */
+export function loadingOf(app: FastifyInstance): Promise<unknown> {
+  return (app as FastifyInstance & { loading?: Promise<unknown> }).loading ?? Promise.resolve();
+}

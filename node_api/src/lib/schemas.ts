@@ -1,0 +1,113 @@
+/**
+ * The artifact JSON Schemas (`artifact_schema/*.schema.json`, draft 2020-12), read from disk at start-up — the
+ * very files the Python side validates against — and compiled once with ajv.
+ */
+
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { createRequire } from 'node:module';
+
+import { ArtifactError, ConfigError } from './errors.js';
+
+// ajv-formats is CommonJS whose module.exports is the plugin function; require it as such.
+const addFormats = createRequire(import.meta.url)('ajv-formats') as (ajv: Ajv2020) => Ajv2020;
+
+/** The schemas the server itself loads artifacts with: start-up refuses a schema folder that lacks one. */
+export const SCHEMA_NAMES = [
+  'embeddings_meta',
+  'eval_results',
+  'export_report',
+  'index_meta',
+  'latest_pointer',
+  'manifest',
+  'pull_report',
+  'sample_topk',
+  'standardize_report',
+  'track_ids',
+  'tracks_metadata_row',
+] as const;
+export type SchemaName = (typeof SCHEMA_NAMES)[number];
+const SUFFIX = '.schema.json';
+
+/** Render ajv errors as one short line: `/overall/k must be >= 1; ...`. */
+export function formatAjvErrors(errors: ErrorObject[] | null | undefined): string {
+  if (!errors || errors.length === 0) return 'invalid';
+  return errors
+    .slice(0, 5)
+    .map((e) => {
+      const where = e.instancePath || '(root)';
+      const extra =
+        e.keyword === 'additionalProperties'
+          ? ` '${String((e.params as { additionalProperty?: string }).additionalProperty)}'`
+          : e.keyword === 'required'
+            ? ''
+            : e.keyword === 'const' || e.keyword === 'enum'
+              ? ` ${JSON.stringify((e.params as { allowedValue?: unknown; allowedValues?: unknown }).allowedValue ?? (e.params as { allowedValues?: unknown }).allowedValues)}`
+              : '';
+      return `${where} ${e.message ?? 'invalid'}${extra}`;
+    })
+    .join('; ');
+}
+
+/** Compiled validators for every artifact schema in one directory. */
+export class SchemaRegistry {
+  private readonly validators = new Map<string, ValidateFunction>();
+  private readonly raw = new Map<string, Record<string, unknown>>();
+
+  /**
+   * Read and compile every `<name>.schema.json` of `dir` (the server's own, SCHEMA_NAMES, must all be there).
+   * @throws ConfigError when the directory or an expected schema is missing or does not compile.
+   */
+  constructor(readonly dir: string) {
+    let files: string[];
+    try {
+      files = readdirSync(dir);
+    } catch {
+      throw new ConfigError(`ARTIFACT_SCHEMA_DIR '${dir}' is not a readable directory (it must hold the *.schema.json files)`);
+    }
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    addFormats(ajv);
+    for (const name of SCHEMA_NAMES) {
+      if (!files.includes(name + SUFFIX)) {
+        throw new ConfigError(`ARTIFACT_SCHEMA_DIR '${dir}' lacks ${name}${SUFFIX} (expected: ${SCHEMA_NAMES.join(', ')})`);
+      }
+    }
+    for (const file of files.filter((f) => f.endsWith(SUFFIX)).sort()) {
+      const name = file.slice(0, -SUFFIX.length);
+      const schema = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as Record<string, unknown>;
+      this.raw.set(name, schema);
+      this.validators.set(name, ajv.compile(schema));
+    }
+  }
+
+  /** Names of every compiled schema (the folder's `*.schema.json`). */
+  names(): string[] {
+    return [...this.raw.keys()];
+  }
+
+  /** The parsed schema document (for example to reuse as a response schema). */
+  schema(name: string): Record<string, unknown> {
+    const schema = this.raw.get(name);
+    if (!schema) throw new ConfigError(`unknown schema '${name}' (known: ${this.names().join(', ')})`);
+    return schema;
+  }
+
+  /** Whether `obj` matches schema `name`; returns the error line or null. */
+  check(name: string, obj: unknown): string | null {
+    const v = this.validators.get(name);
+    if (!v) throw new ConfigError(`unknown schema '${name}' (known: ${this.names().join(', ')})`);
+    return v(obj) ? null : formatAjvErrors(v.errors);
+  }
+
+  /**
+   * Validate `obj` against schema `name`.
+   * @throws ArtifactError naming `file` and the schema violations.
+   */
+  validate<T>(name: string, obj: unknown, file: string): T {
+    const problem = this.check(name, obj);
+    if (problem !== null) throw new ArtifactError(file, `does not match ${name}.schema.json: ${problem}`);
+    return obj as T;
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * The loaded state: one immutable object holding everything a request needs (embeddings, ids, metadata,
+ * backends, sidecars, measured recall). The store keeps exactly one reference to it; routes read that
+ * reference once per request, so a later hot reload swaps a fully loaded state atomically.
+ */
+
+import type { ExactBackend } from './backends/exact.js';
+import type { VectorBackend } from './backends/types.js';
+import type { RowExclusion } from './exact.js';
+import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
+
+export interface RecallReport {
+  sample_size: number;
+  seed: number;
+  target_recall_at_5: number;
+  ef: number;
+  ef_tried: number[];
+  recall_at_5: number;
+  recall_at_10: number;
+  measure_sec: number;
+}
+
+export interface LoadedState {
+  readonly artifactVersion: string;
+  readonly source: string;
+  /** the S3 release loaded (null for a local folder) and its manifest content digest */
+  readonly release: string | null;
+  readonly contentSha256: string | null;
+  readonly loadedAt: string;
+  readonly loadSec: number;
+  readonly dim: number;
+  readonly count: number;
+  readonly embeddings: Float32Array;
+  readonly embeddingsSha256: string;
+  readonly trackIds: readonly string[];
+  readonly rowById: ReadonlyMap<string, number>;
+  /** metadata of row i */
+  readonly tracks: readonly TrackRow[];
+  /** album index of each row, for zero-allocation same-album exclusion */
+  readonly albumOfRow: Int32Array;
+  readonly albumSize: Int32Array;
+  /** rows (ascending) of each standardised composer */
+  readonly composerRows: ReadonlyMap<string, Int32Array>;
+  readonly embeddingsMeta: EmbeddingsMeta;
+  readonly indexMeta: IndexMeta | null;
+  readonly hnswEntry: IndexEntry | null;
+  readonly evalResults: EvalResults | null;
+  readonly exact: ExactBackend;
+  readonly backend: VectorBackend;
+  readonly recall: RecallReport | null;
+}
+
+/** Exclusion of the query row itself, plus its whole album when `sameAlbum`. Allocation-free. */
+export function queryExclusion(state: LoadedState, row: number, sameAlbum: boolean): RowExclusion {
+  if (!sameAlbum) return { has: (r) => r === row, size: 1 };
+  const album = state.albumOfRow[row]!;
+  const albums = state.albumOfRow;
+  return { has: (r) => r === row || albums[r] === album, size: state.albumSize[album]! };
+}
+
+/** Row `row` of the embeddings as a float64 query vector. */
+export function rowVector(state: LoadedState, row: number): Float64Array {
+  const q = new Float64Array(state.dim);
+  const base = row * state.dim;
+  for (let d = 0; d < state.dim; d++) q[d] = state.embeddings[base + d]!;
+  return q;
+}

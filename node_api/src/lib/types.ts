@@ -1,0 +1,97 @@
+/**
+ * TypeScript views of the artifact files (the fields the API uses). The JSON Schemas in `artifact_schema/`
+ * are the authority; every object is validated against them before it is cast to one of these types.
+ */
+
+export interface TrackRow {
+  track_id: string;
+  album_id: string;
+  track_no: number | null;
+  title: string;
+  composer: string | null;
+  audio_s3_key: string;
+  duration_sec: number | null;
+  composer_raw: string | null;
+  composer_missing: boolean;
+}
+
+export interface TrackIdsFile {
+  schema_version: string;
+  count: number;
+  track_ids: string[];
+}
+
+export interface EmbeddingsMeta {
+  schema_version: string;
+  artifact_version: string;
+  model: {
+    name: string;
+    version: string;
+    weights_sha256: string | null;
+    pooling: string;
+    layer: string | null;
+    params: Record<string, unknown>;
+  };
+  dim: number;
+  count: number;
+  normalization: string;
+  pooling: string;
+  sample_rate: number;
+  postprocess: { type: string; file: string | null; sha256: string | null; fitted_on: number };
+  files: { embeddings: string; embeddings_sha256: string; track_ids: string; track_ids_sha256: string };
+  created_at: string;
+  code_version: string;
+}
+
+export interface IndexEntry {
+  name: string;
+  library: string;
+  library_version: string;
+  type: string;
+  file: string;
+  space: string;
+  exact: boolean;
+  params: { M?: number; ef_construction?: number; ef_search?: number };
+  size_bytes: number;
+  sha256: string;
+  recall_at_5: number | null;
+  recall_at_10?: number | null;
+}
+
+export interface IndexMeta {
+  schema_version: string;
+  artifact_version: string;
+  metric: string;
+  count: number;
+  dim: number;
+  embeddings_sha256: string;
+  recall_queries: number;
+  indexes: IndexEntry[];
+  created_at: string;
+  code_version: string;
+}
+
+export interface MetricBlock {
+  precision_at_k: number;
+  hit_rate_at_k: number;
+  ndcg_at_k: number;
+  mrr: number;
+}
+
+export interface EvalResults {
+  schema_version: string;
+  artifact_version: string;
+  model: string;
+  k: number;
+  embeddings_sha256: string;
+  n_tracks: number;
+  query_policy: {
+    n_excluded_no_other_track: number;
+    n_excluded_missing_composer: number;
+  };
+  overall: { n_queries: number; metrics: MetricBlock | null };
+  exclude_same_album: { n_queries: number; metrics: MetricBlock | null };
+  per_composer: Array<{ composer: string; n_tracks: number; n_queries: number } & MetricBlock>;
+  created_at: string;
+  [key: string]: unknown;
+}

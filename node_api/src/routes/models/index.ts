@@ -1,0 +1,140 @@
+/**
+ * GET /models: what is loaded — model, dim, N, artifact version, created_at, the vector backend with its
+ * parameters (ef in use) and the recall@5/@10 of the HNSW path against exact search measured at start-up.
+ */
+
+import type { FastifyPluginAsync } from 'fastify';
+
+const nullableNumber = { type: ['number', 'null'] } as const;
+
+const modelsResponse = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    artifact_version: { type: 'string' },
+    source: { type: 'string' },
+    release: { type: ['string', 'null'], description: 'S3 release served (null for a local folder)' },
+    content_sha256: { type: ['string', 'null'], description: "the release manifest's content digest" },
+    loaded_at: { type: 'string' },
+    load_sec: { type: 'number' },
+    model: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        name: { type: 'string' },
+        version: { type: 'string' },
+        weights_sha256: { type: ['string', 'null'] },
+        pooling: { type: 'string' },
+        layer: { type: ['string', 'null'] },
+      },
+      required: ['name', 'version', 'weights_sha256', 'pooling', 'layer'],
+    },
+    dim: { type: 'integer' },
+    count: { type: 'integer' },
+    normalization: { type: 'string' },
+    postprocess: { type: 'string', description: 'transform a POST /search vector must already have had' },
+    created_at: { type: 'string' },
+    embeddings_sha256: { type: 'string' },
+    backend: { type: 'string', enum: ['exact', 'hnsw', 'pgvector'] },
+    pgvector: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      properties: {
+        type: { type: 'string' },
+        version: { type: 'string' },
+        table: { type: 'string' },
+        ef_search: { type: 'integer' },
+        exact_reruns: { type: 'integer', description: 'queries rerun as exact scans since load (filters left < k ANN rows)' },
+        m: { type: 'integer' },
+        ef_construction: { type: 'integer' },
+        content_sha256: { type: 'string' },
+      },
+    },
+    exact_kernel: { type: 'string', enum: ['wasm-simd', 'js'], description: 'kernel of full exact scans' },
+    index: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      properties: {
+        name: { type: 'string' },
+        type: { type: 'string' },
+        space: { type: 'string' },
+        library_version: { type: 'string' },
+        file: { type: 'string' },
+        M: { type: 'integer' },
+        ef_construction: { type: 'integer' },
+        ef_search_recorded: { type: ['integer', 'null'] },
+        ef: { type: 'integer', description: 'ef in use' },
+        recorded_recall_at_5: nullableNumber,
+        recorded_recall_at_10: nullableNumber,
+        created_at: { type: 'string' },
+      },
+    },
+    recall: {
+      type: ['object', 'null'],
+      additionalProperties: false,
+      description: 'recall of the served ANN path (HNSW or pgvector) against exact search, measured at load (self excluded)',
+      properties: {
+        sample_size: { type: 'integer' },
+        seed: { type: 'integer' },
+        target_recall_at_5: { type: 'number' },
+        ef: { type: 'integer' },
+        ef_tried: { type: 'array', items: { type: 'integer' } },
+        recall_at_5: { type: 'number' },
+        recall_at_10: { type: 'number' },
+        measure_sec: { type: 'number' },
+      },
+    },
+    eval_created_at: { type: ['string', 'null'] },
+  },
+} as const;
+
+const models: FastifyPluginAsync = async (app) => {
+  app.get(
+    '/models',
+    { schema: { summary: 'The loaded model, index and measured recall', response: { 200: modelsResponse, 503: { $ref: 'ErrorBody#' } } } },
+    async () => {
+      const s = app.store.require();
+      const m = s.embeddingsMeta;
+      const d = s.backend.describe();
+      return {
+        artifact_version: s.artifactVersion,
+        source: s.source,
+        release: s.release,
+        content_sha256: s.contentSha256,
+        loaded_at: s.loadedAt,
+        load_sec: s.loadSec,
+        model: { name: m.model.name, version: m.model.version, weights_sha256: m.model.weights_sha256, pooling: m.pooling, layer: m.model.layer },
+        dim: s.dim,
+        count: s.count,
+        normalization: m.normalization,
+        postprocess: m.postprocess.type,
+        created_at: m.created_at,
+        embeddings_sha256: s.embeddingsSha256,
+        backend: s.backend.kind,
+        exact_kernel: s.exact.kernel,
+        pgvector: s.backend.kind === 'pgvector' ? d : null,
+        index:
+          s.backend.kind === 'hnsw' && s.hnswEntry
+            ? {
+                name: s.hnswEntry.name,
+                type: s.hnswEntry.type,
+                space: s.hnswEntry.space,
+                library_version: s.hnswEntry.library_version,
+                file: s.hnswEntry.file,
+                M: d.M as number,
+                ef_construction: d.ef_construction as number,
+                ef_search_recorded: (d.ef_search_recorded as number | null) ?? null,
+                ef: d.ef as number,
+                recorded_recall_at_5: s.hnswEntry.recall_at_5,
+                recorded_recall_at_10: s.hnswEntry.recall_at_10 ?? null,
+                created_at: s.indexMeta!.created_at,
+              }
+            : null,
+        recall: s.recall,
+        eval_created_at: s.evalResults?.created_at ?? null,
+      };
+    },
+  );
+};
+
+export default models;

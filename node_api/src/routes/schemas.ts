@@ -1,0 +1,62 @@
+/** JSON Schemas shared by the routes (request parts and response bodies); they also feed the OpenAPI document. */
+
+export const errorBody = {
+  $id: 'ErrorBody',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    error: { type: 'string', description: 'HTTP reason phrase' },
+    message: { type: 'string', description: 'what was wrong, naming the bad value' },
+    statusCode: { type: 'integer' },
+  },
+  required: ['error', 'message', 'statusCode'],
+} as const;
+
+export const errorResponses = {
+  400: { $ref: 'ErrorBody#' },
+  404: { $ref: 'ErrorBody#' },
+  503: { $ref: 'ErrorBody#' },
+} as const;
+
+/** Same pattern as track_id in the artifact schemas: safe as a path component. */
+export const trackIdSchema = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 256,
+  pattern: '^(?!\\.\\.?$)[^/\\\\\\u0000-\\u001f\\u007f]+$',
+} as const;
+
+export const kSchema = { type: 'integer', minimum: 1, maximum: 100, default: 5, description: 'number of neighbours (1..100)' } as const;
+
+export const trackSummary = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    track_id: { type: 'string' },
+    title: { type: 'string' },
+    composer: { type: ['string', 'null'] },
+    album_id: { type: 'string' },
+  },
+  required: ['track_id', 'title', 'composer', 'album_id'],
+} as const;
+
+export const hitSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    rank: { type: 'integer', minimum: 1 },
+    track_id: { type: 'string' },
+    score: { type: 'number', description: 'cosine similarity (float64 inner product of L2-normalised rows)' },
+    title: { type: 'string' },
+    composer: { type: ['string', 'null'] },
+    album_id: { type: 'string' },
+  },
+  required: ['rank', 'track_id', 'score', 'title', 'composer', 'album_id'],
+} as const;
+
+export const trackParams = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { trackId: trackIdSchema },
+  required: ['trackId'],
+} as const;

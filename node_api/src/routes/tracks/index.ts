@@ -1,0 +1,136 @@
+/**
+ * GET /tracks/:trackId/nearest and GET /tracks/:trackId/composer-eval: nearest neighbours of a catalogue
+ * track (never itself), and the composer-retrieval metrics of that one query.
+ */
+
+import type { FastifyPluginAsync } from 'fastify';
+
+import { composerEval, nearestToRow, rowOf, trackSummary } from '../../lib/search.js';
+import { hitSchema, kSchema, trackParams, trackSummary as trackSummarySchema } from '../schemas.js';
+
+interface Params {
+  trackId: string;
+}
+interface NearestQuery {
+  k: number;
+  exclude_same_album: boolean;
+  composer?: string;
+}
+interface EvalQuery {
+  k: number;
+  exclude_same_album: boolean;
+}
+
+const excludeSameAlbum = { type: 'boolean', default: false, description: "skip tracks from the query's album" } as const;
+
+const nearestSchema = {
+  summary: 'Nearest neighbours of a track (self excluded)',
+  params: trackParams,
+  querystring: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      k: kSchema,
+      exclude_same_album: excludeSameAlbum,
+      composer: { type: 'string', minLength: 1, maxLength: 256, description: 'only tracks by this standardised composer' },
+    },
+  },
+  response: {
+    200: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        query: trackSummarySchema,
+        k: { type: 'integer' },
+        method: { type: 'string' },
+        filters: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { exclude_same_album: { type: 'boolean' }, composer: { type: ['string', 'null'] } },
+        },
+        hits: { type: 'array', items: hitSchema },
+      },
+      required: ['query', 'k', 'method', 'filters', 'hits'],
+    },
+    400: { $ref: 'ErrorBody#' },
+    404: { $ref: 'ErrorBody#' },
+    503: { $ref: 'ErrorBody#' },
+  },
+} as const;
+
+const metricsSchema = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: {
+    precision_at_k: { type: 'number' },
+    hit_rate_at_k: { type: 'number' },
+    ndcg_at_k: { type: 'number' },
+    mrr: { type: 'number', description: '1 / rank of the first relevant track in the full ranking (the MRR term, as in eval_results.json)' },
+  },
+} as const;
+
+const evalSchema = {
+  summary: "Composer-retrieval metrics of one query track (exact search, as the research job's evaluation)",
+  params: trackParams,
+  querystring: {
+    type: 'object',
+    additionalProperties: false,
+    properties: { k: kSchema, exclude_same_album: excludeSameAlbum },
+  },
+  response: {
+    200: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        query: trackSummarySchema,
+        k: { type: 'integer' },
+        exclude_same_album: { type: 'boolean' },
+        search: { const: 'exact' },
+        relevance: { const: 'same_standardized_composer' },
+        n_relevant_candidates: { type: 'integer' },
+        metrics: metricsSchema,
+        reason: { type: ['string', 'null'], enum: ['missing_composer', 'no_other_track_by_composer', null] },
+        hits: {
+          type: 'array',
+          items: { ...hitSchema, properties: { ...hitSchema.properties, relevant: { type: 'boolean' } }, required: [...hitSchema.required, 'relevant'] },
+        },
+      },
+      required: ['query', 'k', 'exclude_same_album', 'search', 'relevance', 'n_relevant_candidates', 'metrics', 'reason', 'hits'],
+    },
+    400: { $ref: 'ErrorBody#' },
+    404: { $ref: 'ErrorBody#' },
+    503: { $ref: 'ErrorBody#' },
+  },
+} as const;
+
+const tracks: FastifyPluginAsync = async (app) => {
+  app.get<{ Params: Params; Querystring: NearestQuery }>('/tracks/:trackId/nearest', { schema: nearestSchema }, async (req) => {
+    const state = app.store.require();
+    const row = rowOf(state, req.params.trackId);
+    const composer = req.query.composer ?? null;
+    const res = await nearestToRow(state, row, req.query.k, { excludeSameAlbum: req.query.exclude_same_album, composer });
+    return {
+      query: trackSummary(state.tracks[row]!),
+      k: req.query.k,
+      method: res.method,
+      filters: { exclude_same_album: req.query.exclude_same_album, composer },
+      hits: res.hits,
+    };
+  });
+
+  app.get<{ Params: Params; Querystring: EvalQuery }>('/tracks/:trackId/composer-eval', { schema: evalSchema }, async (req) => {
+    const state = app.store.require();
+    const row = rowOf(state, req.params.trackId);
+    const res = composerEval(state, row, req.query.k, req.query.exclude_same_album);
+    return {
+      query: trackSummary(state.tracks[row]!),
+      k: req.query.k,
+      exclude_same_album: req.query.exclude_same_album,
+      search: 'exact' as const,
+      relevance: 'same_standardized_composer' as const,
+      ...res,
+    };
+  });
+};
+
+export default tracks;

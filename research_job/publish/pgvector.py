@@ -1,0 +1,502 @@
+"""Publish an artifact version to PostgreSQL + pgvector, and query it.
+
+Design: one table per version, ``track_vectors_<slug>_<hash>``, holding ``row_id, track_id, album_id,
+composer, title, embedding vector(D)`` with its own HNSW index (``vector_cosine_ops``), plus one catalogue table
+``vector_versions`` (one row per version: model, dim, n, table name, manifest content digest, the manifest as
+jsonb, ``is_latest``). Why not one shared table with a partial HNSW index per version:
+
+* ``vector(D)`` is typed per table: versions of different models (different D) cannot share one indexed
+  column without casting expressions in every index and query;
+* a partial index is only used when the planner can prove the query's ``version = ...`` implies the index
+  predicate; a parameterised query under a generic plan cannot, and silently falls back to a sequential scan;
+* the HNSW graph of a table covers exactly one version (no filtering inside the graph walk), and dropping a
+  version is ``DROP TABLE`` (no bloat, no vacuum of millions of dead rows).
+
+Atomicity: a publish creates the table, COPYs every row, builds the index, inserts the ``vector_versions`` row
+and moves ``is_latest`` in ONE transaction. Another session sees either the previous state or the complete new
+version, never a table without its index or two ``latest`` rows (a partial unique index enforces one latest
+per artifact version). Re-publishing the same content is a no-op; different content under an existing version
+is refused naming the files unless ``force``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from research_job.errors import ArtifactError, ConfigError, StorageError, unknown_choice
+from research_job.publish.manifest import build_manifest, diff_manifests
+from research_job.schema import read_artifact, validate
+
+log = logging.getLogger(__name__)
+
+VERSIONS_TABLE = "vector_versions"
+#: extra candidates fetched by the ANN step before the final (distance, row_id) ordering
+CANDIDATE_MARGIN = 32
+_LOCK_KEY = 0x7665637476657273  # pg_advisory_xact_lock key serialising publishers ("vectvers")
+
+_DDL = f"""
+CREATE TABLE IF NOT EXISTS {VERSIONS_TABLE} (
+    version          text PRIMARY KEY,
+    artifact_version text NOT NULL,
+    release          text NOT NULL,
+    model            text NOT NULL,
+    dim              integer NOT NULL CHECK (dim > 0),
+    n                integer NOT NULL CHECK (n >= 0),
+    table_name       text NOT NULL UNIQUE,
+    content_sha256   text NOT NULL,
+    manifest         jsonb NOT NULL,
+    hnsw_m           integer NOT NULL,
+    hnsw_ef_construction integer NOT NULL,
+    created_at       timestamptz NOT NULL,
+    published_at     timestamptz NOT NULL DEFAULT now(),
+    is_latest        boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX IF NOT EXISTS {VERSIONS_TABLE}_one_latest
+    ON {VERSIONS_TABLE} (artifact_version) WHERE is_latest;
+"""
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (for logs and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable database url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def connect(database_url: str) -> Any:
+    """Open a psycopg 3 connection (autocommit off); errors never show the password."""
+    import psycopg
+
+    try:
+        return psycopg.connect(database_url)
+    except psycopg.Error as e:
+        msg = str(e)
+        pw = urlsplit(database_url).password if "://" in database_url else None
+        if pw:
+            msg = msg.replace(pw, "***")
+        raise StorageError(f"Cannot connect to {redact_url(database_url)}: {msg}") from e
+
+
+def version_name(artifact_version: str, release: str) -> str:
+    """The ``version`` key of a release: ``v1_model_<MODEL>/<release>``."""
+    return f"{artifact_version}/{release}"
+
+
+def table_name_for(version: str) -> str:
+    """Table of one version: ``track_vectors_<slug>_<8 hex of sha256(version)>`` (<= 63 bytes, lower case)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", version.lower()).strip("_")[:30]
+    return f"track_vectors_{slug}_{hashlib.sha256(version.encode()).hexdigest()[:8]}"
+
+
+def ensure_schema(conn: Any) -> None:
+    """Create the ``vector`` extension (if missing) and the ``vector_versions`` catalogue table."""
+    import psycopg
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        if cur.fetchone() is None:
+            try:
+                cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.Error as e:
+                raise StorageError(
+                    f"The pgvector extension is not installed and cannot be created: {e}. "
+                    "Run CREATE EXTENSION vector as a superuser first."
+                ) from e
+        cur.execute(_DDL)
+
+
+def _parse_bool(value: str, where: str) -> bool:
+    v = value.strip().lower()
+    if v in {"true", "1", "yes"}:
+        return True
+    if v in {"false", "0", "no"}:
+        return False
+    raise ArtifactError(f"{where}: composer_missing {value!r} is not a boolean (true/false)")
+
+
+def read_tracks_csv(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``metadata/tracks_metadata.csv`` into ``{track_id: row}``, each row validated against the schema.
+
+    Raises:
+        ArtifactError: a row does not parse; SchemaValidationError: a row does not match
+            ``tracks_metadata_row``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        for lineno, raw in enumerate(reader, start=2):
+            where = f"{path}:{lineno}"
+            try:
+                row: dict[str, Any] = {k: (None if v == "" else v) for k, v in raw.items()}
+                row["track_no"] = None if row.get("track_no") is None else int(row["track_no"])
+                row["duration_sec"] = None if row.get("duration_sec") is None else float(row["duration_sec"])
+                row["composer_missing"] = _parse_bool(raw.get("composer_missing") or "", where)
+                row["title"] = row.get("title") or ""
+            except (TypeError, ValueError) as e:
+                raise ArtifactError(f"{where}: {e}") from e
+            validate("tracks_metadata_row", row, source=where)
+            out[row["track_id"]] = row
+    return out
+
+
+def _copy_payload(vectors: np.ndarray, track_ids: list[str], rows: dict[str, dict[str, Any]]) -> bytes:
+    """Rows in PostgreSQL binary COPY format (vectors bit-exact: pgvector's binary form is int16 dim,
+    int16 unused, then big-endian float4s)."""
+    n, dim = vectors.shape
+    be = vectors.astype(">f4", copy=False)
+    vec_head = struct.pack(">ihh", 4 + 4 * dim, dim, 0)
+    parts = [b"PGCOPY\n\xff\r\n\x00", struct.pack(">ii", 0, 0)]
+
+    def text(value: str | None) -> bytes:
+        if value is None:
+            return b"\xff\xff\xff\xff"
+        data = value.encode("utf-8")
+        return struct.pack(">i", len(data)) + data
+
+    for i, tid in enumerate(track_ids):
+        r = rows[tid]
+        parts.append(struct.pack(">hii", 6, 4, i))
+        parts.append(text(tid))
+        parts.append(text(r["album_id"]))
+        parts.append(text(r["composer"]))
+        parts.append(text(r["title"]))
+        parts.append(vec_head + be[i].tobytes())
+    parts.append(b"\xff\xff")
+    return b"".join(parts)
+
+
+def publish_pgvector(
+    version_dir: str | os.PathLike[str],
+    *,
+    database_url: str | None = None,
+    conn: Any = None,
+    release: str | None = None,
+    force: bool = False,
+    set_latest: bool = True,
+    hnsw_m: int = 16,
+    hnsw_ef_construction: int = 64,
+    before_commit: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Write one version (ids, metadata, vectors, HNSW index) into PostgreSQL in one transaction.
+
+    Args:
+        version_dir: the local ``v1_model_<MODEL>`` folder (checked and hashed like an S3 publish).
+        database_url / conn: where to write (exactly one). A caller's ``conn`` should be in autocommit mode
+            (or outside a transaction): inside an open transaction the publish is only a savepoint of it.
+        release: release name (default from the embeddings' created_at), as on S3.
+        force: replace a version that holds different content.
+        set_latest: make this version the latest of its artifact version, in the same transaction.
+        hnsw_m, hnsw_ef_construction: HNSW build parameters.
+        before_commit: called with the connection just before COMMIT (tests use it to look from another
+            session, or to abort).
+
+    Returns:
+        a report: status (published | unchanged | overwritten), version, table, counts, timings.
+
+    Raises:
+        ArtifactError: incomplete/inconsistent folder, a track without metadata, or different content under
+            an existing version without ``force`` (the message names the files).
+        StorageError: database errors (the URL's password is never shown).
+    """
+    import psycopg
+    from psycopg import sql
+
+    if (database_url is None) == (conn is None):
+        raise ConfigError("publish to pgvector needs exactly one of database_url (--database-url) or conn")
+    if hnsw_m < 2 or hnsw_ef_construction < 1:
+        raise ConfigError(f"Bad HNSW parameters m={hnsw_m}, ef_construction={hnsw_ef_construction}")
+    t0 = time.perf_counter()
+    root = Path(version_dir)
+    manifest = build_manifest(root, release=release)
+    version = version_name(manifest["artifact_version"], manifest["release"])
+    table = table_name_for(version)
+    n, dim = manifest["count"], manifest["dim"]
+    vectors = np.fromfile(root / "embeddings/embeddings.f32", dtype="<f4").reshape(n, dim)
+    track_ids = read_artifact(root / "embeddings/track_ids.json", "track_ids")["track_ids"]
+    rows = read_tracks_csv(root / "metadata/tracks_metadata.csv")
+    missing = [t for t in track_ids if t not in rows]
+    if missing:
+        raise ArtifactError(
+            f"{len(missing)} embedded tracks have no row in tracks_metadata.csv, e.g. {', '.join(missing[:5])}"
+        )
+    report: dict[str, Any] = {
+        "target": "pgvector",
+        "version": version,
+        "table": table,
+        "n": n,
+        "dim": dim,
+        "content_sha256": manifest["content_sha256"],
+        "latest_moved": False,
+    }
+    own = conn is None
+    if own:
+        assert database_url is not None
+        conn = connect(database_url)
+        log.info("publish %s -> %s table %s", version, redact_url(database_url), table)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            ensure_schema(conn)
+            cur.execute(
+                f"SELECT content_sha256, manifest, table_name, is_latest FROM {VERSIONS_TABLE} "
+                "WHERE version = %s FOR UPDATE",
+                (version,),
+            )
+            existing = cur.fetchone()
+            status = "published"
+            if existing is not None:
+                old_sha, old_manifest, old_table, old_latest = existing
+                if old_sha == manifest["content_sha256"]:
+                    status = "unchanged"
+                elif not force:
+                    diffs = diff_manifests(old_manifest, manifest)
+                    raise ArtifactError(
+                        f"Version {version!r} is already in the database with different content: "
+                        f"{', '.join(diffs[:20]) or 'content digest differs'}. "
+                        "Publish under another --release, or pass --force to replace it"
+                    )
+                else:
+                    status = "overwritten"
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(old_table)))
+                    cur.execute(f"DELETE FROM {VERSIONS_TABLE} WHERE version = %s", (version,))
+            report["status"] = status
+            if status != "unchanged":
+                ident = sql.Identifier(table)
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TABLE {} (row_id integer PRIMARY KEY, track_id text NOT NULL UNIQUE, "
+                        "album_id text NOT NULL, composer text, title text NOT NULL, "
+                        "embedding vector({}) NOT NULL)"
+                    ).format(ident, sql.Literal(dim))
+                )
+                t1 = time.perf_counter()
+                payload = _copy_payload(vectors, track_ids, rows)
+                with cur.copy(
+                    sql.SQL(
+                        "COPY {} (row_id, track_id, album_id, composer, title, embedding) FROM STDIN (FORMAT BINARY)"
+                    ).format(ident)
+                ) as cp:
+                    step = 8 << 20
+                    for off in range(0, len(payload), step):
+                        cp.write(payload[off : off + step])
+                report["copy_sec"] = round(time.perf_counter() - t1, 3)
+                t2 = time.perf_counter()
+                cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
+                cur.execute(
+                    sql.SQL(
+                        "CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) "
+                        "WITH (m = {}, ef_construction = {})"
+                    ).format(
+                        sql.Identifier(f"{table}_hnsw"),
+                        ident,
+                        sql.Literal(hnsw_m),
+                        sql.Literal(hnsw_ef_construction),
+                    )
+                )
+                report["index_sec"] = round(time.perf_counter() - t2, 3)
+                cur.execute(sql.SQL("ANALYZE {}").format(ident))
+                cur.execute(
+                    f"INSERT INTO {VERSIONS_TABLE} (version, artifact_version, release, model, dim, n, table_name, "
+                    "content_sha256, manifest, hnsw_m, hnsw_ef_construction, created_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        version,
+                        manifest["artifact_version"],
+                        manifest["release"],
+                        manifest["model"],
+                        dim,
+                        n,
+                        table,
+                        manifest["content_sha256"],
+                        json.dumps(manifest),
+                        hnsw_m,
+                        hnsw_ef_construction,
+                        manifest["created_at"],
+                    ),
+                )
+            if set_latest:
+                cur.execute(
+                    f"SELECT version FROM {VERSIONS_TABLE} WHERE artifact_version = %s AND is_latest",
+                    (manifest["artifact_version"],),
+                )
+                current = cur.fetchone()
+                if current is None or current[0] != version:
+                    cur.execute(
+                        f"UPDATE {VERSIONS_TABLE} SET is_latest = false WHERE artifact_version = %s AND is_latest",
+                        (manifest["artifact_version"],),
+                    )
+                    cur.execute(
+                        f"UPDATE {VERSIONS_TABLE} SET is_latest = true WHERE version = %s", (version,)
+                    )
+                    report["latest_moved"] = True
+            if before_commit is not None:
+                before_commit(conn)
+    except psycopg.Error as e:
+        raise StorageError(f"pgvector publish of {version} failed: {e}") from e
+    finally:
+        if own:
+            conn.close()
+    report["wall_sec"] = round(time.perf_counter() - t0, 3)
+    log.info(
+        "publish %s: %s (copy %.2fs, index %.2fs, total %.2fs), latest moved: %s",
+        version,
+        report["status"],
+        report.get("copy_sec", 0.0),
+        report.get("index_sec", 0.0),
+        report["wall_sec"],
+        report["latest_moved"],
+    )
+    return report
+
+
+def list_versions(conn: Any) -> list[dict[str, Any]]:
+    """Every published version: version, artifact_version, release, model, dim, n, is_latest, published_at."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (VERSIONS_TABLE,))
+        if cur.fetchone()[0] is None:
+            return []
+        cur.execute(
+            f"SELECT version, artifact_version, release, model, dim, n, is_latest, published_at "
+            f"FROM {VERSIONS_TABLE} ORDER BY version"
+        )
+        cols = [d.name for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+def resolve_latest(conn: Any, artifact_version: str) -> str | None:
+    """The ``version`` flagged latest for ``artifact_version`` (``v1_model_<MODEL>``), or None."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (VERSIONS_TABLE,))
+        if cur.fetchone()[0] is None:
+            return None
+        cur.execute(
+            f"SELECT version FROM {VERSIONS_TABLE} WHERE artifact_version = %s AND is_latest",
+            (artifact_version,),
+        )
+        row = cur.fetchone()
+        return None if row is None else str(row[0])
+
+
+#: the query every client runs (Python here, the Node API in TypeScript); {table} is the quoted table name of
+#: the version from vector_versions, $1 = track_id, $2 = number of ANN candidates (k + 32), $3 = k
+NEAREST_SQL = """
+SELECT row_id, track_id, album_id, composer, title, distance
+FROM (
+    SELECT t.row_id, t.track_id, t.album_id, t.composer, t.title,
+           t.embedding <=> (SELECT q.embedding FROM {table} q WHERE q.track_id = %(track_id)s) AS distance
+    FROM {table} t
+    WHERE t.track_id <> %(track_id)s
+      {album_filter}
+    ORDER BY t.embedding <=> (SELECT q.embedding FROM {table} q WHERE q.track_id = %(track_id)s)
+    LIMIT %(candidates)s
+) c
+ORDER BY distance, row_id
+LIMIT %(k)s
+"""
+ALBUM_FILTER = "AND t.album_id <> (SELECT q.album_id FROM {table} q WHERE q.track_id = %(track_id)s)"
+
+
+def _table_of(conn: Any, version: str) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (VERSIONS_TABLE,))
+        known: list[str] = []
+        if cur.fetchone()[0] is not None:
+            cur.execute(f"SELECT table_name FROM {VERSIONS_TABLE} WHERE version = %s", (version,))
+            row = cur.fetchone()
+            if row is not None:
+                return str(row[0])
+            cur.execute(f"SELECT version FROM {VERSIONS_TABLE}")
+            known = [r[0] for r in cur.fetchall()]
+    raise ArtifactError(unknown_choice("version", version, known))
+
+
+def nearest_pgvector(
+    conn: Any,
+    version: str,
+    track_id: str,
+    k: int,
+    exclude_same_album: bool = False,
+    *,
+    ef_search: int = 100,
+    exact: bool = False,
+) -> list[dict[str, Any]]:
+    """Top-``k`` tracks by cosine similarity to ``track_id`` within ``version``, self excluded by track_id.
+
+    Ranking: cosine distance ascending (= similarity descending), ties by ascending row id. The ANN step
+    (HNSW, ``hnsw.ef_search``) fetches k + 32 candidates; if filters leave fewer than k, the query is rerun as
+    an exact scan so a short list only happens when fewer than k tracks qualify.
+
+    Args:
+        version: ``v1_model_<MODEL>/<release>`` (see :func:`resolve_latest`).
+        exclude_same_album: also drop tracks of the query's album.
+        ef_search: HNSW candidate list size (pgvector default 40).
+        exact: scan every row (no index): the ground truth.
+
+    Returns:
+        ``[{rank, row_id, track_id, album_id, composer, title, score}]`` with ``score = 1 - distance``.
+
+    Raises:
+        ArtifactError: unknown version (lists the known ones) or unknown track_id.
+    """
+    from psycopg import sql
+
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    if ef_search < 1:
+        raise ConfigError(f"ef_search must be >= 1, got {ef_search}")
+    table = _table_of(conn, version)
+    ident = sql.Identifier(table)
+    album = sql.SQL(ALBUM_FILTER).format(table=ident) if exclude_same_album else sql.SQL("")
+    query = sql.SQL(NEAREST_SQL).format(table=ident, album_filter=album)
+    params = {"track_id": track_id, "candidates": k + CANDIDATE_MARGIN, "k": k}
+
+    def run(scan_all: bool) -> list[tuple[Any, ...]]:
+        # force_rollback: the SET LOCALs end with this block, also when the caller's transaction goes on
+        with conn.transaction(force_rollback=True), conn.cursor() as cur:
+            if scan_all:
+                cur.execute("SET LOCAL enable_indexscan = off")
+            else:
+                cur.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(ef_search, k))))
+            cur.execute(query, params)
+            return list(cur.fetchall())
+
+    rows = run(exact)
+    # an unknown track_id makes every distance NULL (the scalar subquery finds nothing)
+    if len(rows) < k or any(r[5] is None for r in rows):
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("SELECT 1 FROM {} WHERE track_id = %s").format(ident), (track_id,))
+            if cur.fetchone() is None:
+                raise ArtifactError(f"Unknown track_id {track_id!r} in version {version!r}")
+        if not exact:
+            rows = run(True)
+    return [
+        {
+            "rank": i + 1,
+            "row_id": r[0],
+            "track_id": r[1],
+            "album_id": r[2],
+            "composer": r[3],
+            "title": r[4],
+            "score": 1.0 - float(r[5]),
+        }
+        for i, r in enumerate(rows)
+    ]

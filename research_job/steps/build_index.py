@@ -1,0 +1,140 @@
+"""build-index: ``embeddings.f32`` -> ``index/faiss.index``, ``faiss_hnsw.index``, ``hnsw.index`` + ``index_meta.json``.
+
+Every index uses inner product on the L2-normalised rows (= cosine), ids = row numbers. The recall@5 and @10 of
+each ANN index are measured against the exact reference ranking (:mod:`research_job.search`) with the query's
+own row excluded on both sides, over all rows or a seeded sample of ``recall_queries``. ``ef_search`` is
+doubled from the configured value until recall@5 >= ``target_recall`` (or ``max_ef_search``); the value used is
+what ``index_meta.json`` records, since the Node API must search with the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from research_job import schema
+from research_job.config import BuildIndexConfig
+from research_job.errors import ArtifactError, ConfigError
+from research_job.index import BACKENDS
+from research_job.index.base import VectorIndex
+from research_job.models.base import sha256_file
+from research_job.search import search
+from research_job.steps.embed import artifact_version, load_embeddings, now_iso
+from research_job.version import code_version
+
+LOG = logging.getLogger(__name__)
+
+TARGET_RECALL = 0.99
+MAX_EF_SEARCH = 4096
+ORDER = ("faiss-flat", "faiss-hnsw", "hnswlib")
+
+
+def recall_sample(n: int, n_queries: int, seed: int) -> np.ndarray:
+    """Rows used as recall queries: all rows when ``n <= n_queries``, else a seeded sorted sample."""
+    if n <= n_queries:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=n_queries, replace=False))
+
+
+def ann_topk_excluding_self(index: VectorIndex, vectors: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Top-k ids of ``vectors[rows]`` from ``index`` with the query's own row removed (-1 pads)."""
+    kk = min(k + 1, index.ntotal)
+    _, ids = index.search(vectors[rows], kk)
+    out = np.full((rows.size, k), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        got = [int(j) for j in ids[i] if j >= 0 and j != r][:k]
+        out[i, : len(got)] = got
+    return out
+
+
+def recall_at(ann: np.ndarray, exact: np.ndarray, k: int) -> float:
+    """Mean over queries of |ANN top-k ∩ exact top-k| / |exact top-k| (exact -1 pads ignored)."""
+    vals = []
+    for a, e in zip(ann[:, :k], exact[:, :k], strict=True):
+        truth = {int(x) for x in e if x >= 0}
+        if truth:
+            vals.append(len(truth & {int(x) for x in a if x >= 0}) / len(truth))
+    return float(np.mean(vals)) if vals else 1.0
+
+
+def run(cfg: BuildIndexConfig) -> dict[str, Any]:
+    """Build the three indexes, measure ANN recall, write ``index_meta.json``.
+
+    Returns:
+        the ``index_meta.json`` dict.
+
+    Raises:
+        ArtifactError: embeddings missing or empty; ConfigError: bad HNSW parameters.
+    """
+    if cfg.hnsw_m < 2 or cfg.ef_construction < 1 or cfg.ef_search < 1:
+        raise ConfigError(
+            f"hnsw_m must be >= 2 and ef_construction, ef_search >= 1; got {cfg.hnsw_m}, "
+            f"{cfg.ef_construction}, {cfg.ef_search}"
+        )
+    layout = cfg.common.layout
+    vectors, ids, emb_meta = load_embeddings(layout)
+    n, dim = vectors.shape
+    if n == 0:
+        raise ArtifactError(f"{layout.embeddings_f32} has no rows")
+    rows = recall_sample(n, cfg.recall_queries, cfg.seed)
+    t0 = time.perf_counter()
+    exact = search(vectors, ids, vectors[rows], [ids[r] for r in rows], 10).rows
+    LOG.info("Exact top-10 of %d recall queries in %.2fs", rows.size, time.perf_counter() - t0)
+    hnsw_params = {"M": cfg.hnsw_m, "ef_construction": cfg.ef_construction, "ef_search": cfg.ef_search}
+    entries = []
+    for name in ORDER:
+        backend = BACKENDS[name]
+        params: dict[str, Any] = {} if backend.exact else dict(hnsw_params)
+        t0 = time.perf_counter()
+        index = backend.build(vectors, {**params, "seed": cfg.seed + 100})
+        build_sec = time.perf_counter() - t0
+        r5 = r10 = None
+        if not backend.exact:
+            ef = cfg.ef_search
+            while True:
+                index.set_ef(ef)
+                ann = ann_topk_excluding_self(index, vectors, rows, 10)
+                r5, r10 = recall_at(ann, exact, 5), recall_at(ann, exact, 10)
+                if r5 >= TARGET_RECALL or ef >= MAX_EF_SEARCH:
+                    break
+                ef = min(MAX_EF_SEARCH, ef * 2)
+            if r5 < TARGET_RECALL:
+                LOG.warning("%s: recall@5 %.4f < %.2f even at ef_search %d", name, r5, TARGET_RECALL, ef)
+            params["ef_search"] = ef
+        path = layout.index_dir / backend.file_name
+        index.save(path)
+        entries.append(
+            {
+                "name": name,
+                "library": backend.library,
+                "library_version": backend.library_version(),
+                "type": backend.type_name,
+                "file": backend.file_name,
+                "space": "ip",
+                "exact": backend.exact,
+                "params": params,
+                "build_sec": round(build_sec, 4),
+                "size_bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "recall_at_5": r5,
+                "recall_at_10": r10,
+            }
+        )
+        LOG.info("%s: built in %.2fs, recall@5 %s, recall@10 %s, params %s", name, build_sec, r5, r10, params)
+    meta = {
+        "schema_version": "1.0",
+        "artifact_version": artifact_version(layout, emb_meta["model"]["name"]),
+        "metric": "cosine",
+        "count": n,
+        "dim": dim,
+        "embeddings_sha256": emb_meta["files"]["embeddings_sha256"],
+        "recall_queries": int(rows.size),
+        "indexes": entries,
+        "created_at": now_iso(),
+        "code_version": code_version(),
+    }
+    schema.write_artifact(layout.index_meta, "index_meta", meta)
+    return meta

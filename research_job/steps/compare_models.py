@@ -1,0 +1,501 @@
+"""compare-models: embed + evaluate several registry entries on one corpus and write one comparison table.
+
+Each entry is ``SPEC[#POSTPROCESS]`` (e.g. ``musicnn-msd?layer=penultimate``, ``musicnn-msd#pca_whiten``,
+``dsp-stats``, ``random``); the DSP baseline (``dsp-stats``) and the random floor (``random``) are always added
+when missing. Every entry gets its own version folder ``<out_dir>/v1_model_<MODEL>[__<POSTPROCESS>]`` whose
+``metadata/tracks_metadata.csv`` is a copy of the source folder's and whose ``audio_cache`` (and ``audio_wav``,
+when present) are symlinks to the source folder's, so the corpus is exported and pulled once.
+
+Peak memory: with ``isolate`` (default) each entry runs in its own spawned child process and the figure is that
+child's RSS high-water mark (``getrusage(RUSAGE_SELF).ru_maxrss``: interpreter + imports + model + data); without
+it the entry runs in this process and the figure is the ``tracemalloc`` peak (Python and NumPy allocations only;
+torch's CPU allocator is not seen; on CUDA ``torch.cuda.max_memory_allocated`` is added). The method is recorded.
+
+A failing entry (unknown model, missing weights, every track failing, a crashed child) becomes a ``failed`` row
+with its error; the run goes on. Writes ``<out_dir>/comparison.json`` (schema ``model_comparison``) and
+``<out_dir>/comparison.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from research_job import schema
+from research_job.config import CommonConfig, EmbedConfig, EvaluateConfig
+from research_job.errors import ArtifactError, ConfigError, ResearchJobError, unknown_choice
+from research_job.io.atomic import write_json, write_text
+from research_job.layout import LAYOUT_VERSION, ArtifactLayout, model_dir_name
+from research_job.models.base import sha256_file
+
+LOG = logging.getLogger(__name__)
+
+METRICS = ("precision_at_k", "hit_rate_at_k", "ndcg_at_k", "mrr")
+DSP_BASELINE = "dsp-stats"
+RANDOM_FLOOR = "random"
+PEAK_CHILD = "child_ru_maxrss"
+PEAK_TRACEMALLOC = "tracemalloc"
+
+
+@dataclass(frozen=True)
+class CompareModelsConfig:
+    """compare-models: several models on one exported + pulled corpus -> comparison.json + comparison.md.
+
+    ``common`` names the *source* version folder (``--version-dir``, or ``--model`` under ``artifacts_root``)
+    holding ``metadata/tracks_metadata.csv`` and ``audio_cache/``.
+    """
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    #: comma-separated ``SPEC[#POSTPROCESS]`` (a list in a config file); dsp-stats and random are always added
+    entries: str | tuple[str, ...] = "dsp-stats,random"
+    #: where the per-entry version folders and the table go (default ``<artifacts_root>/comparison``)
+    out_dir: Path | None = None
+    k: int = 5
+    bootstrap_resamples: int = 1000
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "cpu"
+    #: run each entry in a spawned child process (peak RSS per model); off = in-process tracemalloc peak
+    isolate: bool = True
+    #: give up on an entry after this many seconds (child processes only; None = no limit)
+    entry_timeout_sec: float | None = None
+    #: keep an entry's complete embeddings from an earlier run (embed reuses them); off = delete its
+    #: embeddings/ and eval/ first so time and memory are measured afresh
+    reuse_embeddings: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the comparison: a registry spec, a post-processing and its role."""
+
+    model: str
+    postprocess: str = "none"
+    role: str = "candidate"
+
+    @property
+    def label(self) -> str:
+        return self.model if self.postprocess == "none" else f"{self.model}#{self.postprocess}"
+
+    @property
+    def folder(self) -> str:
+        base = f"{LAYOUT_VERSION}_model_{model_dir_name(self.model)}"
+        return base if self.postprocess == "none" else f"{base}__{self.postprocess}"
+
+
+def parse_entries(value: str | list[str] | tuple[str, ...]) -> list[Entry]:
+    """Parse ``SPEC[#POSTPROCESS]`` items and add the DSP baseline and random floor when missing.
+
+    Raises:
+        ConfigError: empty spec, unknown post-processing (listing the valid ones) or a duplicate entry.
+    """
+    from research_job.models.registry import split_options
+    from research_job.steps.embed import POSTPROCESS
+
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[Entry] = []
+    for raw in items:
+        item = str(raw).strip()
+        if not item:
+            continue
+        spec, _, pp = item.partition("#")
+        spec, pp = spec.strip(), (pp.strip() or "none")
+        if not spec:
+            raise ConfigError(f"Entry {item!r} has no model spec; expected SPEC[#POSTPROCESS]")
+        if pp not in POSTPROCESS:
+            raise ConfigError(unknown_choice(f"postprocess of entry {item!r}", pp, POSTPROCESS))
+        name = split_options(spec)[0]
+        role = {DSP_BASELINE: "dsp_baseline", RANDOM_FLOOR: "random_floor"}.get(name, "candidate")
+        e = Entry(spec, pp, role)
+        if any(o.model == e.model and o.postprocess == e.postprocess for o in out):
+            raise ConfigError(f"Entry {e.label!r} is listed twice")
+        out.append(e)
+    if not any(e.role == "dsp_baseline" for e in out):
+        out.append(Entry(DSP_BASELINE, "none", "dsp_baseline"))
+    if not any(e.role == "random_floor" for e in out):
+        out.append(Entry(RANDOM_FLOOR, "none", "random_floor"))
+    folders = [e.folder for e in out]
+    dup = sorted({f for f in folders if folders.count(f) > 1})
+    if dup:
+        raise ConfigError(f"Entries map to the same version folder {dup}; use distinct model specs")
+    return out
+
+
+def _link(target: Path, link: Path) -> None:
+    """Make ``link`` a symlink to ``target`` (replacing an old link; refusing to replace a real folder)."""
+    if link.is_symlink():
+        if Path(os.readlink(link)) == target:
+            return
+        link.unlink()
+    elif link.exists():
+        raise ArtifactError(f"{link} exists and is not a link to the source {target}; remove it first")
+    link.symlink_to(target, target_is_directory=True)
+
+
+def prepare_entry_dir(source: ArtifactLayout, dest: ArtifactLayout) -> None:
+    """Point ``dest`` at the source corpus: copy the metadata CSV (+ export report), symlink the audio folders.
+
+    Raises:
+        ArtifactError: the source has no metadata CSV or no audio at all.
+    """
+    if not source.tracks_csv.is_file():
+        raise ArtifactError(
+            f"Source {source.version_dir} has no {source.tracks_csv.name} (run export-metadata)"
+        )
+    if not source.audio_cache_dir.is_dir() and not source.audio_wav_dir.is_dir():
+        raise ArtifactError(
+            f"Source {source.version_dir} has neither audio_cache/ nor audio_wav/ (run pull-audio)"
+        )
+    dest.metadata_dir.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((source.tracks_csv, dest.tracks_csv), (source.export_report, dest.export_report)):
+        if src.is_file():
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+    for src, dst in (
+        (source.audio_cache_dir, dest.audio_cache_dir),
+        (source.audio_wav_dir, dest.audio_wav_dir),
+    ):
+        if src.is_dir():
+            _link(src.resolve(), dst)
+
+
+def _embed_and_evaluate(version_dir: str, model: str, postprocess: str, params: dict[str, Any]) -> None:
+    from research_job.steps import embed, evaluate
+
+    common = CommonConfig(model=model, version_dir=Path(version_dir))
+    embed.run(
+        EmbedConfig(
+            common=common, postprocess=postprocess, batch_size=params["batch_size"], device=params["device"]
+        )
+    )
+    evaluate.run(
+        EvaluateConfig(
+            common=common,
+            k=params["k"],
+            bootstrap_resamples=params["bootstrap_resamples"],
+            seed=params["seed"],
+        )
+    )
+
+
+def _error_text(e: BaseException) -> str:
+    msg = " ".join((str(e) or type(e).__name__).split())
+    return msg if isinstance(e, ResearchJobError) else f"{type(e).__name__}: {msg}"
+
+
+def _child_main(version_dir: str, model: str, postprocess: str, params: dict[str, Any], report: str) -> None:
+    """Entry point of a spawned child: run one entry, write ``{ok, error, peak_rss_bytes}`` to ``report``."""
+    import resource
+
+    from research_job.logging_setup import setup_logging
+
+    setup_logging(False)
+    out: dict[str, Any] = {"ok": True, "error": None}
+    try:
+        _embed_and_evaluate(version_dir, model, postprocess, params)
+    except BaseException as e:  # noqa: BLE001 - reported to the parent as this entry's failure
+        out = {"ok": False, "error": _error_text(e)}
+        LOG.debug("entry %s failed:\n%s", model, traceback.format_exc())
+    # Linux reports ru_maxrss in KiB
+    out["peak_rss_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    write_json(report, out)
+
+
+def _run_isolated(
+    entry: Entry, dest: ArtifactLayout, params: dict[str, Any], timeout: float | None
+) -> tuple[str | None, int | None]:
+    import multiprocessing as mp
+
+    report = dest.version_dir / ".compare_entry.json"
+    report.unlink(missing_ok=True)
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(
+        target=_child_main,
+        args=(str(dest.version_dir), entry.model, entry.postprocess, params, str(report)),
+        daemon=False,
+    )
+    proc.start()
+    proc.join(timeout)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(10)
+        return f"timed out after {timeout:g} s", None
+    if not report.is_file():
+        return f"child process exited with code {proc.exitcode} without a report", None
+    out = json.loads(report.read_text(encoding="utf-8"))
+    report.unlink(missing_ok=True)
+    return (None if out["ok"] else out["error"]), out.get("peak_rss_bytes")
+
+
+def _run_in_process(
+    entry: Entry, dest: ArtifactLayout, params: dict[str, Any]
+) -> tuple[str | None, int | None]:
+    import sys
+    import tracemalloc
+
+    torch: Any = sys.modules.get("torch")
+    cuda = torch is not None and torch.cuda.is_available() and params["device"].startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    tracemalloc.start()
+    try:
+        _embed_and_evaluate(str(dest.version_dir), entry.model, entry.postprocess, params)
+        error = None
+    except Exception as e:  # noqa: BLE001 - one failing entry must not end the comparison
+        error = _error_text(e)
+        LOG.debug("entry %s failed", entry.label, exc_info=True)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    if cuda:
+        peak += int(torch.cuda.max_memory_allocated())
+    return error, int(peak)
+
+
+def _created_at(layout: ArtifactLayout) -> str | None:
+    """``created_at`` of the entry's embeddings (to tell whether embed reused them), None when absent."""
+    try:
+        return str(json.loads(layout.embeddings_meta.read_text(encoding="utf-8"))["created_at"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _metric_block(ev: dict[str, Any], block: str) -> dict[str, Any] | None:
+    b = ev[block]
+    if b["metrics"] is None:
+        return None
+    ci = b["confidence_intervals"]
+    return {
+        m: {
+            "value": b["metrics"][m],
+            "random": b["random_baseline"][m],
+            "ci_low": ci[m]["low"] if ci else None,
+            "ci_high": ci[m]["high"] if ci else None,
+        }
+        for m in METRICS
+    }
+
+
+def _row(
+    entry: Entry, dest: ArtifactLayout, out_dir: Path, error: str | None, peak: int | None, wall: float
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "rank": None,
+        "label": entry.label,
+        "model": entry.model,
+        "postprocess": entry.postprocess,
+        "role": entry.role,
+        "status": "failed" if error else "ok",
+        "error": error,
+        "version_dir": os.path.relpath(dest.version_dir, out_dir),
+        "model_info": None,
+        "dim": None,
+        "n_embedded": None,
+        "n_failed_tracks": None,
+        "n_queries": None,
+        "metrics": None,
+        "exclude_same_album": None,
+        "sec_per_track": None,
+        "x_realtime": None,
+        "peak_memory_bytes": peak,
+        "embed_sec": None,
+        "evaluate_sec": None,
+        "wall_sec": round(wall, 3),
+        "embeddings_reused": False,
+    }
+    if error:
+        return row
+    meta = schema.read_artifact(dest.embeddings_meta, "embeddings_meta")
+    ev = schema.read_artifact(dest.eval_results, "eval_results")
+    st = meta["stats"]
+    album = _metric_block(ev, "exclude_same_album")
+    row.update(
+        {
+            "model_info": {k: meta["model"][k] for k in ("version", "weights_sha256", "layer")},
+            "dim": meta["dim"],
+            "n_embedded": meta["count"],
+            "n_failed_tracks": st["n_failed"],
+            "n_queries": ev["overall"]["n_queries"],
+            "metrics": _metric_block(ev, "overall"),
+            "exclude_same_album": None
+            if album is None
+            else {
+                "n_queries": ev["exclude_same_album"]["n_queries"],
+                "precision_at_k": album["precision_at_k"],
+            },
+            "sec_per_track": round(st["wall_sec"] / max(1, st["n_input_tracks"]), 6),
+            "x_realtime": st.get("x_realtime"),
+            "embed_sec": st["wall_sec"],
+            "evaluate_sec": ev["timings"]["total_sec"],
+        }
+    )
+    return row
+
+
+def order_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Successful rows by P@k descending (entry order on ties, rows without a score after), then failed rows."""
+
+    def key(ir: tuple[int, dict[str, Any]]) -> tuple[int, float, int]:
+        i, r = ir
+        if r["status"] != "ok":
+            return (2, 0.0, i)
+        if r["metrics"] is None:
+            return (1, 0.0, i)
+        return (0, -r["metrics"]["precision_at_k"]["value"], i)
+
+    ordered = [r for _, r in sorted(enumerate(rows), key=key)]
+    rank = 0
+    for r in ordered:
+        if r["status"] == "ok":
+            rank += 1
+            r["rank"] = rank
+    return ordered
+
+
+def run(cfg: CompareModelsConfig) -> dict[str, Any]:
+    """Run every entry (embed + evaluate) over the source corpus and write the comparison table.
+
+    Returns:
+        the ``comparison.json`` dict.
+
+    Raises:
+        ConfigError: bad entries / k; ArtifactError: the source folder lacks metadata or audio, or every
+            entry failed (the table is written first).
+    """
+    from research_job.steps.embed import now_iso
+    from research_job.version import code_version
+
+    if not 1 <= cfg.k <= 100:
+        raise ConfigError(f"k must be in 1..100, got {cfg.k}")
+    entries = parse_entries(cfg.entries)
+    source = cfg.common.layout
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else Path(cfg.common.artifacts_root) / "comparison"
+    if not source.tracks_csv.is_file():
+        raise ArtifactError(
+            f"Source {source.version_dir} has no {source.tracks_csv.name} (run export-metadata)"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.resolve() == source.version_dir.resolve():
+        raise ConfigError(f"out_dir {out_dir} must differ from the source version folder")
+    for entry in entries:
+        if (out_dir / entry.folder).resolve() == source.version_dir.resolve():
+            raise ConfigError(
+                f"Entry {entry.label!r} would be written into the source folder {source.version_dir}; "
+                "choose another out_dir (e.g. <artifacts_root>/comparison)"
+            )
+    params = {
+        "k": cfg.k,
+        "bootstrap_resamples": cfg.bootstrap_resamples,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "device": cfg.device,
+    }
+    from research_job.metadata import read_tracks_csv
+
+    n_tracks = len(read_tracks_csv(source.tracks_csv))
+    t_start = time.perf_counter()
+    rows = []
+    for entry in entries:
+        dest = ArtifactLayout(out_dir / entry.folder)
+        LOG.info("compare-models: %s -> %s", entry.label, dest.version_dir)
+        t0 = time.perf_counter()
+        before = _created_at(dest)
+        try:
+            prepare_entry_dir(source, dest)
+            if not cfg.reuse_embeddings:
+                for old in (dest.embeddings_dir, dest.eval_dir):
+                    shutil.rmtree(old, ignore_errors=True)
+            if cfg.isolate:
+                error, peak = _run_isolated(entry, dest, params, cfg.entry_timeout_sec)
+            else:
+                error, peak = _run_in_process(entry, dest, params)
+        except (ResearchJobError, OSError) as e:
+            error, peak = _error_text(e), None
+        if error:
+            LOG.warning("compare-models: %s failed: %s", entry.label, error)
+        row = _row(entry, dest, out_dir, error, peak, time.perf_counter() - t0)
+        row["embeddings_reused"] = bool(not error and before is not None and before == _created_at(dest))
+        rows.append(row)
+    rows = order_rows(rows)
+    result = {
+        "schema_version": "1.0",
+        "k": cfg.k,
+        "relevance": "same_standardized_composer",
+        "source_version_dir": str(source.version_dir),
+        "metadata_sha256": sha256_file(source.tracks_csv),
+        "n_tracks": n_tracks,
+        "bootstrap_resamples": cfg.bootstrap_resamples,
+        "seed": cfg.seed,
+        "device": cfg.device,
+        "reuse_embeddings": cfg.reuse_embeddings,
+        "peak_memory_method": PEAK_CHILD if cfg.isolate else PEAK_TRACEMALLOC,
+        "n_entries": len(rows),
+        "n_failed": sum(r["status"] != "ok" for r in rows),
+        "rows": rows,
+        "wall_sec": round(time.perf_counter() - t_start, 3),
+        "created_at": now_iso(),
+        "code_version": code_version(),
+    }
+    schema.write_artifact(out_dir / "comparison.json", "model_comparison", result)
+    write_text(out_dir / "comparison.md", to_markdown(result))
+    if result["n_failed"] == len(rows):
+        raise ArtifactError(
+            f"Every entry failed (see {out_dir / 'comparison.md'}): "
+            + "; ".join(f"{r['label']}: {r['error']}" for r in rows[:3])
+        )
+    return result
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The comparison table as Markdown (metric, 95% CI and random-ranking expectation per cell)."""
+    k = result["k"]
+    method = {
+        PEAK_CHILD: "RSS high-water mark of a child process per model",
+        PEAK_TRACEMALLOC: "tracemalloc peak in-process (Python + NumPy; torch CPU tensors not counted)",
+    }[result["peak_memory_method"]]
+    lines = [
+        f"# Model comparison: composer retrieval @ {k}",
+        "",
+        f"{result['n_tracks']} tracks from `{result['source_version_dir']}`; cells are "
+        f"`value [95% CI] (random expectation)`; peak memory = {method}.",
+        "",
+        f"| rank | model | post | P@{k} | HitRate@{k} | NDCG@{k} | MRR | P@{k} no album | dim | s/track "
+        f"| x real time | peak MiB | status |",
+        "|---:|---|---|---|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+
+    def cell(block: dict[str, Any] | None) -> str:
+        if block is None:
+            return "n/a"
+        ci = f" [{block['ci_low']:.3f}, {block['ci_high']:.3f}]" if block["ci_low"] is not None else ""
+        return f"{block['value']:.3f}{ci} ({block['random']:.3f})"
+
+    for r in result["rows"]:
+        m = r["metrics"] or {}
+        album = (r["exclude_same_album"] or {}).get("precision_at_k")
+        peak = None if r["peak_memory_bytes"] is None else r["peak_memory_bytes"] / 2**20
+        status = "ok" if r["status"] == "ok" else "failed: " + (r["error"] or "").replace("|", "\\|")[:160]
+        lines.append(
+            f"| {r['rank'] or '-'} | `{r['model']}` | {r['postprocess']} | {cell(m.get('precision_at_k'))} "
+            f"| {cell(m.get('hit_rate_at_k'))} | {cell(m.get('ndcg_at_k'))} | {cell(m.get('mrr'))} "
+            f"| {cell(album)} | {r['dim'] or 'n/a'} | {_fmt(r['sec_per_track'], '.4f')} "
+            f"| {_fmt(r['x_realtime'], '.1f')} | {_fmt(peak, '.0f')} | {status} |"
+        )
+    lines += ["", f"Total wall time {result['wall_sec']:.1f} s; {result['n_failed']} failed entries.", ""]
+    return "\n".join(lines)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """What the CLI prints: the Markdown table."""
+    return to_markdown(result)

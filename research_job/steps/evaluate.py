@@ -1,0 +1,396 @@
+"""evaluate: composer retrieval over all tracks -> ``eval/eval_results.json``, ``sample_top5.json`` / ``.md``.
+
+Each track is a query; candidates are all other tracks (self excluded by track id), ranked by the exact
+reference ranking of :mod:`research_job.search`; a candidate is relevant iff it has the same standardised
+composer. Reported: Precision@k, HitRate@k, NDCG@k, MRR (full ranking), their exact expectation under a random
+ranking, a seeded bootstrap CI, a per-composer breakdown, and the same metrics with every same-album candidate
+excluded (the album effect). Queries with a missing composer or with no other track by their composer are not
+scored, only counted.
+
+Scaling: queries are processed in batches; one float32 BLAS product per batch gives candidate scores, and only
+the candidates that can matter (top k + margin, and a band around the best relevant score for MRR) are re-scored
+in float64, so the result equals brute force while the cost is one N x N float32 product.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from research_job import metrics as M
+from research_job import schema
+from research_job.config import EvaluateConfig
+from research_job.errors import ArtifactError, ConfigError
+from research_job.io.atomic import write_text
+from research_job.metadata import read_tracks_csv
+from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
+from research_job.steps.embed import artifact_version, load_embeddings, now_iso
+from research_job.version import code_version
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class Variant:
+    """Per-query ranking facts of one candidate policy (self excluded, or self + same album excluded)."""
+
+    rows: np.ndarray  # int64 [N, k] top-k rows (-1 pads)
+    scores: np.ndarray  # float64 [N, k]
+    n_relevant: np.ndarray  # int64 [N] other relevant candidates
+    n_candidates: np.ndarray  # int64 [N]
+    first_rank: np.ndarray  # float64 [N] rank of the first relevant candidate (inf if none)
+    best_score: np.ndarray  # float64 [N] exact score of the best relevant candidate (-inf if none)
+    best_row: np.ndarray  # int64 [N] its row (-1 if none)
+
+
+def _groups(labels: np.ndarray) -> list[np.ndarray]:
+    """Rows of each label value 0 .. max (labels < 0 are in no group)."""
+    n_groups = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
+    order = np.argsort(labels, kind="stable")
+    sorted_l = labels[order]
+    starts = np.searchsorted(sorted_l, np.arange(n_groups), side="left")
+    ends = np.searchsorted(sorted_l, np.arange(n_groups), side="right")
+    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def _best_relevant(
+    x: np.ndarray, labels: np.ndarray, albums: np.ndarray, bound: np.ndarray, drop_album: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per track: number of other relevant candidates, exact score and row of the best one (score desc, row asc).
+
+    Computed composer by composer (one small float32 block per composer, then float64 re-scoring of the pairs
+    within the error band of each row's float32 maximum).
+    """
+    n = x.shape[0]
+    n_rel = np.zeros(n, np.int64)
+    s_r = np.full(n, -np.inf)
+    r = np.full(n, -1, np.int64)
+    for g in _groups(labels):
+        if g.size < 2:
+            continue
+        xg = x[g]
+        # small blocks: einsum's C loop; BLAS thread wake-ups cost more than the product on a busy machine
+        blk = np.einsum("id,jd->ij", xg, xg) if g.size <= 512 else xg @ xg.T
+        excl = np.eye(g.size, dtype=bool)
+        if drop_album:
+            excl |= albums[g][:, None] == albums[g][None, :]
+        blk[excl] = -np.inf
+        n_rel[g] = (~excl).sum(axis=1)
+        mx = blk.max(axis=1).astype(np.float64)
+        has = np.isfinite(mx)
+        lo = np.nextafter((mx - 2.0 * bound[g]).astype(np.float32), np.float32(-np.inf))
+        near = (blk >= lo[:, None]) & ~excl & has[:, None]
+        qi, cj = np.nonzero(near)
+        ex = pair_scores(x[g[qi]], x[g[cj]])
+        o = np.lexsort((g[cj], -ex, qi))
+        qi, cj, ex = qi[o], cj[o], ex[o]
+        first = np.r_[True, qi[1:] != qi[:-1]] if qi.size else np.zeros(0, bool)
+        s_r[g[qi[first]]] = ex[first]
+        r[g[qi[first]]] = g[cj[first]]
+    return n_rel, s_r, r
+
+
+def _count_ahead(
+    qb: np.ndarray,
+    x: np.ndarray,
+    s32: np.ndarray,
+    rows: np.ndarray,
+    s_r: np.ndarray,
+    r: np.ndarray,
+    bound: np.ndarray,
+) -> np.ndarray:
+    """How many candidates rank ahead of the best relevant (exact score > s_r, or equal and lower row).
+
+    ``s32`` [B, m] float32 scores of candidates ``rows`` [B, m] (excluded / padding already -inf); the scores
+    cover every candidate that could rank ahead (checked by the caller).
+    """
+    hi = s_r + bound
+    lo = s_r - bound
+    hi32 = np.nextafter(hi.astype(np.float32), np.float32(np.inf))
+    lo32 = np.nextafter(lo.astype(np.float32), np.float32(-np.inf))
+    above = s32 > hi32[:, None]
+    band = (s32 >= lo32[:, None]) & ~above & (rows != r[:, None])
+    bq, bj = np.nonzero(band)
+    bc = rows[bq, bj]
+    ex = pair_scores(qb[bq], x[bc])
+    ahead = (ex > s_r[bq]) | ((ex == s_r[bq]) & (bc < r[bq]))
+    return above.sum(axis=1) + np.bincount(bq[ahead], minlength=s32.shape[0])
+
+
+def rank_all(
+    vectors: np.ndarray,
+    track_ids: list[str],
+    labels: np.ndarray,
+    albums: np.ndarray,
+    k: int,
+    *,
+    batch_size: int = 1024,
+    margin: int = DEFAULT_MARGIN,
+) -> tuple[Variant, Variant]:
+    """Exact top-k and first-relevant ranks of every track as a query, for both candidate policies.
+
+    Args:
+        vectors: float32 [N, D]; track_ids: N unique ids; labels: int [N] composer label (-1 = missing);
+        albums: int [N] album label; k: cutoff.
+
+    Returns:
+        (self excluded, self + same album excluded).
+    """
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    if len(set(track_ids)) != n:
+        raise ArtifactError("track ids of the embeddings are not unique")
+    # ids are unique: excluding the query's track id is excluding its own row
+    album_sizes = np.bincount(albums) if n else np.zeros(1, np.int64)
+    m = min(n, k + margin + int(album_sizes.max()) + 1)
+    sl = Shortlister(x)
+    cnorm = float(np.linalg.norm(x, axis=1).max()) if n else 0.0
+    bound = error_bound(d, np.linalg.norm(x.astype(np.float64), axis=1), cnorm)
+    excl_fns = {
+        "all": lambda q, c: c == q[:, None],
+        "album": lambda q, c: albums[c] == albums[q][:, None],  # includes the query itself
+    }
+    out: dict[str, Variant] = {}
+    for name in excl_fns:
+        n_rel, s_r, r = _best_relevant(x, labels, albums, bound, name == "album")
+        n_excl = np.ones(n, np.int64) if name == "all" else album_sizes[albums]
+        out[name] = Variant(
+            np.full((n, k), -1, np.int64),
+            np.full((n, k), -np.inf),
+            n_rel,
+            n - n_excl,
+            np.full(n, np.inf),
+            s_r,
+            r,
+        )
+    bs = max(1, min(batch_size, 4096))
+    for s in range(0, n, bs):
+        e = min(n, s + bs)
+        qrows = np.arange(s, e)
+        qb = x[s:e]
+        d32, i32 = sl.search(qb, m)
+        last = (
+            np.where(i32[:, -1] >= 0, d32[:, -1].astype(np.float64), -np.inf)
+            if m
+            else np.full(e - s, -np.inf)
+        )
+        for name, fn in excl_fns.items():
+            v = out[name]
+            res, valid = topk_from_shortlist(qb, qrows, x, d32, i32, k, bound[s:e], fn)
+            v.rows[s:e], v.scores[s:e] = res.rows, res.scores
+            s_r, r = v.best_score[s:e], v.best_row[s:e]
+            has = (labels[s:e] >= 0) & (r >= 0)
+            # the shortlist covers the best relevant when everything outside it is certainly below s_r
+            covered = has & ((m >= n) | (last < s_r - bound[s:e]))
+            ranks = np.full(e - s, np.inf)
+            if covered.any():
+                c = np.nonzero(covered)[0]
+                s32 = np.where(valid[c], d32[c], -np.inf).astype(np.float32)
+                ranks[c] = 1.0 + _count_ahead(qb[c], x, s32, i32[c], s_r[c], r[c], bound[s:e][c])
+            rest = np.nonzero(has & ~covered)[0]
+            for f0 in range(0, rest.size, 256):
+                c = rest[f0 : f0 + 256]
+                full = qb[c] @ x.T
+                cand = np.broadcast_to(np.arange(n), full.shape)
+                full[fn(qrows[c], cand)] = -np.inf
+                ranks[c] = 1.0 + _count_ahead(qb[c], x, full, cand, s_r[c], r[c], bound[s:e][c])
+            v.first_rank[s:e] = ranks
+    return out["all"], out["album"]
+
+
+def _summary(
+    v: Variant, labels: np.ndarray, k: int, cfg: EvaluateConfig, with_ci: bool
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    scored = (labels >= 0) & (v.n_relevant >= 1)
+    qi = np.nonzero(scored)[0]
+    top = v.rows[qi]
+    rel = (top >= 0) & (labels[np.maximum(top, 0)] == labels[qi, None])
+    values = M.per_query(rel, v.n_relevant[qi], v.first_rank[qi], k) if qi.size else np.zeros((0, 4))
+    base = M.random_expectation(v.n_candidates[qi], v.n_relevant[qi], k) if qi.size else np.zeros((0, 4))
+    ci = M.bootstrap_ci(values, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed) if with_ci else None
+    return (
+        {
+            "n_queries": int(qi.size),
+            "metrics": M.means(values),
+            "random_baseline": M.means(base),
+            "confidence_intervals": ci,
+        },
+        qi,
+        values,
+    )
+
+
+def _label(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Integer labels of values (None -> -1), in order of first appearance."""
+    index: dict[Any, int] = {}
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        out[i] = -1 if v is None else index.setdefault(v, len(index))
+    return out, list(index)
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compute ``eval_results`` and ``sample_topk`` dicts (nothing written)."""
+    if not 1 <= cfg.k <= 100:
+        raise ConfigError(f"k must be in 1..100, got {cfg.k}")
+    if cfg.bootstrap_resamples < 1:
+        raise ConfigError(f"bootstrap_resamples must be >= 1, got {cfg.bootstrap_resamples}")
+    layout = cfg.common.layout
+    t_total = time.perf_counter()
+    vectors, ids, emb_meta = load_embeddings(layout)
+    rows_by_id = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
+    missing = [t for t in ids if t not in rows_by_id]
+    if missing:
+        raise ArtifactError(
+            f"{len(missing)} embedded tracks are not in {layout.tracks_csv}, e.g. {missing[:3]}"
+        )
+    meta_rows = [rows_by_id[t] for t in ids]
+    labels, composers = _label([r.composer for r in meta_rows])
+    albums, _ = _label([r.album_id for r in meta_rows])
+    t0 = time.perf_counter()
+    v_all, v_album = rank_all(vectors, ids, labels, albums, cfg.k, batch_size=cfg.batch_size)
+    search_sec = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    overall, qi, values = _summary(v_all, labels, cfg.k, cfg, True)
+    album, _, _ = _summary(v_album, labels, cfg.k, cfg, True)
+    per_composer = []
+    counts = np.bincount(labels[labels >= 0], minlength=len(composers))
+    q_labels = labels[qi]
+    for c, name in enumerate(composers):
+        sel = q_labels == c
+        if not sel.any():
+            continue
+        m = values[sel].mean(axis=0)
+        per_composer.append(
+            {
+                "composer": name,
+                "n_tracks": int(counts[c]),
+                "n_queries": int(sel.sum()),
+                **{key: float(min(1.0, max(0.0, m[i]))) for i, key in enumerate(M.METRICS)},
+            }
+        )
+    per_composer.sort(key=lambda p: (-p["n_tracks"], p["composer"]))
+    metrics_sec = time.perf_counter() - t0
+    model = emb_meta["model"]["name"]
+    av = artifact_version(layout, model)
+    results = {
+        "schema_version": "1.0",
+        "artifact_version": av,
+        "model": model,
+        "k": cfg.k,
+        "relevance": "same_standardized_composer",
+        "self_exclusion": "by_track_id",
+        "tie_break": "score_desc_then_row_asc",
+        "search": "exact",
+        "embeddings_sha256": emb_meta["files"]["embeddings_sha256"],
+        "n_tracks": len(ids),
+        "query_policy": {
+            "no_other_track_by_composer": "excluded_from_means",
+            "missing_composer": "excluded_from_means_and_never_relevant",
+            "n_excluded_no_other_track": int(((labels >= 0) & (v_all.n_relevant == 0)).sum()),
+            "n_excluded_missing_composer": int((labels < 0).sum()),
+        },
+        "overall": overall,
+        "exclude_same_album": album,
+        "per_composer": per_composer,
+        "timings": {
+            "search_sec": round(search_sec, 4),
+            "metrics_sec": round(metrics_sec, 4),
+            "total_sec": round(time.perf_counter() - t_total, 4),
+        },
+        "created_at": now_iso(),
+        "code_version": code_version(),
+    }
+    rng = np.random.default_rng(cfg.seed)
+    picks = np.sort(rng.choice(len(ids), size=min(cfg.n_samples, len(ids)), replace=False))
+
+    def desc(r: Any) -> dict[str, Any]:
+        return {
+            "track_id": r.track_id,
+            "title": r.title or "",
+            "composer": r.composer,
+            "album_id": r.album_id,
+        }
+
+    samples = []
+    for q in picks:
+        hits = []
+        for rank, (row, score) in enumerate(zip(v_all.rows[q], v_all.scores[q], strict=True), start=1):
+            if row < 0:
+                break
+            hr = meta_rows[row]
+            rel = labels[q] >= 0 and labels[row] == labels[q]
+            hits.append({"rank": rank, **desc(hr), "score": float(score), "relevant": bool(rel)})
+        samples.append({"query": desc(meta_rows[q]), "hits": hits})
+    sample = {"schema_version": "1.0", "artifact_version": av, "k": cfg.k, "samples": samples}
+    return results, sample
+
+
+def sample_markdown(sample: dict[str, Any]) -> str:
+    """Human-readable Markdown of the sample top-k lists."""
+    lines = [f"# Sample top-{sample['k']} lists ({sample['artifact_version']})", ""]
+    for s in sample["samples"]:
+        q = s["query"]
+        lines += [f"## {q['title'] or q['track_id']} — {q['composer'] or '(composer missing)'}", ""]
+        lines += [f"track `{q['track_id']}`, album `{q['album_id']}`", ""]
+        lines += ["| rank | score | title | composer | album | relevant |", "|---:|---:|---|---|---|:---:|"]
+        for h in s["hits"]:
+            title = (h["title"] or h["track_id"]).replace("|", "\\|")
+            comp = (h["composer"] or "").replace("|", "\\|")
+            mark = "yes" if h["relevant"] else ""
+            lines.append(f"| {h['rank']} | {h['score']:.4f} | {title} | {comp} | {h['album_id']} | {mark} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Plain-text table of the headline metrics, random baseline and CI, for the terminal."""
+    k = results["k"]
+    names = {
+        "precision_at_k": f"Precision@{k}",
+        "hit_rate_at_k": f"HitRate@{k}",
+        "ndcg_at_k": f"NDCG@{k}",
+        "mrr": "MRR",
+    }
+    out = [
+        f"Composer retrieval, model {results['model']}, {results['n_tracks']} tracks",
+        f"{'metric':<14}{'all':>9}{'95% CI':>17}{'random':>9}{'no album':>10}{'random':>9}",
+    ]
+    o, a = results["overall"], results["exclude_same_album"]
+    for key, label in names.items():
+
+        def f(block: dict[str, Any] | None, key: str = key) -> str:
+            return f"{block[key]:.4f}" if block else "n/a"
+
+        ci = o["confidence_intervals"]
+        ci_s = f"[{ci[key]['low']:.3f}, {ci[key]['high']:.3f}]" if ci else "n/a"
+        out.append(
+            f"{label:<14}{f(o['metrics']):>9}{ci_s:>17}{f(o['random_baseline']):>9}"
+            f"{f(a['metrics']):>10}{f(a['random_baseline']):>9}"
+        )
+    qp = results["query_policy"]
+    out.append(
+        f"queries scored {o['n_queries']} (no album: {a['n_queries']}); excluded: "
+        f"{qp['n_excluded_no_other_track']} with no other track by their composer, "
+        f"{qp['n_excluded_missing_composer']} with composer missing"
+    )
+    return "\n".join(out)
+
+
+def run(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Evaluate and write ``eval_results.json``, ``sample_top5.json`` and ``sample_top5.md``.
+
+    Returns:
+        the ``eval_results.json`` dict.
+    """
+    layout = cfg.common.layout
+    results, sample = evaluate(cfg)
+    schema.validate("sample_topk", sample, source=layout.sample_top5_json)
+    schema.write_artifact(layout.eval_results, "eval_results", results)
+    schema.write_artifact(layout.sample_top5_json, "sample_topk", sample)
+    write_text(layout.sample_top5_md, sample_markdown(sample))
+    return results
