@@ -1,0 +1,401 @@
+"""Node API under load from a separate process (autocannon, loopback only, bounded durations).
+
+For each synthetic artifact folder (``bench/make_synthetic_artifacts.py``) and each backend (``hnsw``, ``exact``):
+start ``node node_api/dist/src/server.js`` on a free 127.0.0.1 port, time spawn -> ``GET /health`` 200 and read
+the server's RSS, then run ``bench/node/load.mjs`` (autocannon) against the trivial route ``/health`` (the
+reference: the framework's ceiling on this machine, in the same run) and against
+``/tracks/:id/nearest?k=5`` with a seeded random id per request; requests/s and exact p50/p95/p99 latency.
+The served top-5 of a sample of tracks is compared with exact numpy search (recall@5 of the API), and Node's
+exact-search latency with one connection (minus /health's) with numpy's single-threaded single query.
+Every server started here is stopped here (SIGTERM, then SIGKILL after a bounded wait).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    CACHE_DIR,
+    ROOT,
+    log,
+    machine_facts,
+    run_child,
+    skipped,
+    summarize,
+    utc_now,
+)
+
+NODE_DIR = ROOT / "node_api"
+SERVER_JS = NODE_DIR / "dist" / "src" / "server.js"
+LOAD_JS = ROOT / "bench" / "node" / "load.mjs"
+AUTOCANNON = ROOT / "bench" / "node" / "node_modules" / "autocannon"
+
+QUICK = {
+    "sizes": [(20_000, 200, True)],
+    "duration_s": 5,
+    "connections": 10,
+    "recall_sample": 200,
+    "startup_limit_s": 180,
+    "latency_duration_s": 3,
+}
+FULL = {
+    "sizes": [(100_000, 200, True), (1_000_000, 200, False)],
+    "duration_s": 10,
+    "connections": 10,
+    "recall_sample": 500,
+    "startup_limit_s": 900,
+    "latency_duration_s": 5,
+}
+TARGETS = {
+    "hnsw_rps_fraction_of_health": 0.70,
+    "hnsw_p95_ms": 5.0,
+    "hnsw_recall_at_5": 0.99,
+    "exact_vs_numpy_single_ratio": 2.0,
+}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback URL built here)
+            return int(r.status), r.read()
+    except urllib.error.HTTPError as e:
+        return int(e.code), e.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, b""
+
+
+class Server:
+    """One Node API process on a free loopback port; a context manager that always stops it."""
+
+    def __init__(self, artifacts: Path, backend: str, log_path: Path, log_level: str = "warn") -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.update(
+            {
+                "ARTIFACTS_DIR": str(artifacts),
+                "VECTOR_BACKEND": backend,
+                "PORT": str(self.port),
+                "HOST": "127.0.0.1",
+            }
+        )
+        env["LOG_LEVEL"] = log_level
+        self.env_used = {k: env[k] for k in ("VECTOR_BACKEND", "LOG_LEVEL")}
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.t_spawn = time.perf_counter()
+        self.proc = subprocess.Popen(
+            ["node", str(SERVER_JS)], cwd=NODE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, limit_s: float) -> float:
+        """Seconds from spawn to the first ``/health`` 200; raises TimeoutError / RuntimeError."""
+        deadline = self.t_spawn + limit_s
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with code {self.proc.returncode} during start-up")
+            status, _ = _get(self.url + "/health", timeout=2.0)
+            if status == 200:
+                return time.perf_counter() - self.t_spawn
+            time.sleep(0.02)  # polling interval of a bounded wait, not a fixed sleep
+        raise TimeoutError(f"/health not 200 within {limit_s:.0f} s")
+
+    def rss(self) -> int | None:
+        import psutil
+
+        try:
+            return int(psutil.Process(self.proc.pid).memory_info().rss)
+        except psutil.Error:
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _startup_phases(log_path: Path) -> list[dict[str, Any]]:
+    """The loader's ``phase`` lines (name, ms and what it reports) from an info-level server log."""
+    out = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "phase" in rec:
+            out.append({k: v for k, v in rec.items() if k not in ("level", "time", "pid", "hostname", "msg")})
+    return out
+
+
+def _drain(url: str, limit_s: float = 120.0) -> float:
+    """Wait (bounded) until ``/health`` answers again: requests still queued from the last load must not
+    spill into the next measurement. Returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        if _get(url + "/health", timeout=limit_s)[0] == 200:
+            break
+    return time.perf_counter() - t0
+
+
+def _load(url: str, path: str, duration: int, connections: int, ids_file: Path | None) -> dict[str, Any]:
+    _drain(url)
+    cmd = ["node", str(LOAD_JS), "--url", url, "--path", path, "--duration", str(duration)]
+    cmd += ["--connections", str(connections)]
+    if ids_file is not None:
+        cmd += ["--ids", str(ids_file)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration * 3 + 30, cwd=LOAD_JS.parent)
+    if out.returncode != 0:
+        raise RuntimeError(f"load.mjs failed ({out.returncode}): {out.stderr[-1000:]}")
+    return json.loads(out.stdout)
+
+
+def _served_recall(url: str, vectors: np.ndarray, ids: list[str], sample: int, k: int = 5) -> dict[str, Any]:
+    """recall@k of the API's /nearest against exact numpy search (self excluded) on a seeded sample of tracks."""
+    rng = np.random.default_rng(7)
+    rows = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
+    hits = 0
+    mismatched_order = 0
+    for r in rows:
+        s = vectors @ vectors[r]
+        s[r] = -np.inf
+        top = np.argpartition(-s, k)[: k + 1]
+        top = top[np.lexsort((top, -s[top]))][:k]
+        status, body = _get(f"{url}/tracks/{ids[r]}/nearest?k={k}", timeout=10)
+        if status != 200:
+            raise RuntimeError(f"/tracks/{ids[r]}/nearest returned {status}: {body[:200]!r}")
+        got = [h["track_id"] for h in json.loads(body)["hits"]]
+        want = [ids[i] for i in top]
+        hits += len(set(got) & set(want))
+        mismatched_order += got != want
+    return {
+        "n_queries": len(rows),
+        "recall_at_5": hits / (k * len(rows)),
+        "lists_not_identical": int(mismatched_order),
+    }
+
+
+def child_numpy_single(params: dict[str, Any], out: Path) -> None:
+    """numpy single-query exact top-5 (self excluded) with this process's thread count (1): the reference."""
+    from bench.common import dump_partial
+
+    n, d = params["n"], params["dim"]
+    x = np.fromfile(params["embeddings"], dtype="<f4").reshape(n, d)
+    rng = np.random.default_rng(3)
+    lat = []
+    for r in rng.choice(n, size=min(300, n), replace=False):
+        t0 = time.perf_counter()
+        s = x @ x[r]
+        s[r] = -np.inf
+        top = np.argpartition(-s, 5)[:6]
+        top[np.lexsort((top, -s[top]))][:5]
+        lat.append((time.perf_counter() - t0) * 1e3)
+    dump_partial(out, {"single_ms": summarize(lat[10:]), "threads": os.environ.get("OPENBLAS_NUM_THREADS")})
+
+
+def run(mode: str) -> dict[str, Any]:
+    """Run the Node API benchmark in ``mode``; returns the result dict."""
+    cfg = QUICK if mode == "quick" else FULL
+    result: dict[str, Any] = {
+        "benchmark": "node",
+        "mode": mode,
+        "created_at": utc_now(),
+        "machine": machine_facts(
+            {"server": "node (one event loop)", "load_generator": "separate node process"}
+        ),
+        "targets": TARGETS,
+        "runs": [],
+    }
+    why = None
+    if shutil.which("node") is None:
+        why = "node is not installed"
+    elif not SERVER_JS.is_file():
+        why = f"not available yet: node_api ({SERVER_JS.relative_to(ROOT)} missing: build it with `npm --prefix node_api ci && npm --prefix node_api run build`)"
+    elif not AUTOCANNON.is_dir():
+        why = "autocannon not installed: run `npm --prefix bench/node ci` (bench/node/package-lock.json)"
+    if why:
+        result.update(skipped(why))
+        return result
+    node_v = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    result["machine"]["node"] = node_v
+    from bench.make_synthetic_artifacts import make_artifacts
+
+    art_root = CACHE_DIR / "artifacts"
+    work = CACHE_DIR / "node"
+    work.mkdir(parents=True, exist_ok=True)
+    for n, dim, with_hnsw in cfg["sizes"]:
+        log(f"node: artifacts N={n} D={dim} (hnsw index: {with_hnsw})")
+        t0 = time.perf_counter()
+        vdir = make_artifacts(art_root, n, dim, hnsw=with_hnsw)
+        gen_sec = time.perf_counter() - t0
+        ids = json.loads((vdir / "embeddings" / "track_ids.json").read_text())["track_ids"]
+        ids_file = work / f"ids_{n}.txt"
+        ids_file.write_text("\n".join(ids) + "\n")
+        vectors = np.fromfile(vdir / "embeddings" / "embeddings.f32", dtype="<f4").reshape(n, dim)
+        ref = run_child(
+            "bench.node_bench", "child_numpy_single",
+            {"embeddings": str(vdir / "embeddings" / "embeddings.f32"), "n": n, "dim": dim},
+            threads=1, timeout_s=300, out_path=work / f"numpy_single_{n}_{dim}.json",
+        )  # fmt: skip
+        backends = ["hnsw", "exact"] if with_hnsw else ["exact"]
+        for backend in backends:
+            entry: dict[str, Any] = {
+                "n": n, "dim": dim, "backend": backend, "artifacts": str(vdir), "generate_sec": gen_sec,
+                "numpy_single_ref": ref,
+            }  # fmt: skip
+            if not with_hnsw:
+                entry["hnsw_note"] = "hnsw index not generated at this N (build time on 2 cores): exact only"
+            log(f"node: server N={n} backend={backend}")
+            try:
+                # start-up profile: a first launch at log level info, whose loader logs each phase with its time
+                info_log = work / f"server_{n}_{backend}_startup.log"
+                with Server(vdir, backend, info_log, log_level="info") as srv:
+                    entry["startup_sec_info_launch"] = srv.wait_ready(cfg["startup_limit_s"])
+                entry["startup_phases"] = _startup_phases(info_log)
+                with Server(vdir, backend, work / f"server_{n}_{backend}.log") as srv:
+                    entry["server_env"] = srv.env_used
+                    entry["startup_sec"] = srv.wait_ready(cfg["startup_limit_s"])
+                    entry["rss_after_start"] = srv.rss()
+                    h = _load(srv.url, "/health", cfg["duration_s"], cfg["connections"], None)
+                    q = _load(
+                        srv.url, "/tracks/{id}/nearest?k=5", cfg["duration_s"], cfg["connections"], ids_file
+                    )
+                    h1 = _load(srv.url, "/health", cfg["latency_duration_s"], 1, None)
+                    q1 = _load(srv.url, "/tracks/{id}/nearest?k=5", cfg["latency_duration_s"], 1, ids_file)
+                    entry["rss_after_load"] = srv.rss()
+                    entry["health"], entry["nearest"] = h, q
+                    entry["health_1conn"], entry["nearest_1conn"] = h1, q1
+                    entry["rps_fraction_of_health"] = q["requests_per_s"] / h["requests_per_s"]
+                    if q1["latency_ms"]["p50"] is None or h1["latency_ms"]["p50"] is None:
+                        raise RuntimeError(
+                            f"no request completed in a 1-connection run: {q1['requests']=}, {h1['requests']=}"
+                        )
+                    entry["search_ms_1conn_minus_health"] = q1["latency_ms"]["p50"] - h1["latency_ms"]["p50"]
+                    if "single_ms" in ref:
+                        entry["node_vs_numpy_single"] = (
+                            entry["search_ms_1conn_minus_health"] / ref["single_ms"]["median"]
+                        )
+                    # the exact backend is exact by construction: a small sample checks parity only
+                    sample = cfg["recall_sample"] if backend == "hnsw" else min(50, cfg["recall_sample"])
+                    entry["served_recall"] = _served_recall(srv.url, vectors, ids, sample)
+                    for name, res in (("health", h), ("nearest", q)):
+                        if res["ok_2xx"] != res["requests"]:
+                            entry.setdefault("warnings", []).append(f"{name}: non-2xx {res['statuses']}")
+                entry["status"] = "ok"
+                log(
+                    f"  {backend}: start {entry['startup_sec']:.2f} s, health {h['requests_per_s']:.0f} r/s, "
+                    f"nearest {q['requests_per_s']:.0f} r/s p95 {q['latency_ms']['p95']:.2f} ms, "
+                    f"recall@5 {entry['served_recall']['recall_at_5']:.4f}"
+                )
+            except (
+                RuntimeError,
+                TimeoutError,
+                subprocess.TimeoutExpired,
+                json.JSONDecodeError,
+                KeyError,
+            ) as e:
+                entry["status"] = "error"
+                entry["error"] = f"{type(e).__name__}: {e}"
+                log(f"node: N={n} {backend}: {entry['error']}")
+            result["runs"].append(entry)
+    result["target_status"] = _targets(result)
+    return result
+
+
+def _targets(result: dict[str, Any]) -> list[str]:
+    out = []
+    for r in result["runs"]:
+        if r.get("status") != "ok":
+            continue
+        tag = f"N={r['n']:,} {r['backend']}"
+        if r["backend"] == "hnsw":
+            f, p95 = r["rps_fraction_of_health"], r["nearest"]["latency_ms"]["p95"]
+            rec = r["served_recall"]["recall_at_5"]
+            out.append(f"{tag}: {f:.0%} of /health r/s (target >= 70%: {'met' if f >= 0.7 else 'MISSED'})")
+            out.append(f"{tag}: p95 {p95:.2f} ms (target < 5 ms: {'met' if p95 < 5 else 'MISSED'})")
+            out.append(f"{tag}: recall@5 {rec:.4f} (target >= 0.99: {'met' if rec >= 0.99 else 'MISSED'})")
+        elif "node_vs_numpy_single" in r:
+            x = r["node_vs_numpy_single"]
+            out.append(
+                f"{tag}: Node exact search {r['search_ms_1conn_minus_health']:.2f} ms = {x:.2f}x numpy 1-thread "
+                f"single query (target <= 2x: {'met' if x <= 2 else 'MISSED'})"
+            )
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The Markdown section of ``docs/benchmarks.md`` for one Node API result."""
+    lines = [f"### Node API under load ({result['mode']}, {result['created_at']})", ""]
+    if result.get("status") == "skipped":
+        return "\n".join(lines + [f"Skipped: {result['reason']}", ""])
+    r0 = next((r for r in result["runs"] if r.get("status") == "ok"), None)
+    conns = r0["nearest"]["connections"] if r0 else "?"
+    dur = r0["nearest"]["duration_s"] if r0 else "?"
+    lines += [
+        f"autocannon from a separate process, loopback, {conns} connections, {dur} s per route after a 1 s "
+        "warm-up, a seeded random track id per request; latency percentiles over every request. Reference: "
+        "`/health` on the same server in the same run. Server log level: "
+        f"{(r0 or {}).get('server_env', {}).get('LOG_LEVEL')}. Node {result['machine'].get('node')}.",
+        "",
+        "Targets: " + "; ".join(result.get("target_status") or ["none measured"]) + ".",
+        "",
+        "| N | D | backend | start-up s | RSS after start | RSS after load | /health r/s | /nearest r/s | "
+        "% of /health | p50 ms | p95 ms | p99 ms | recall@5 (API vs exact) | 1-conn search ms | numpy 1t ms | "
+        "Node/numpy |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["runs"]:
+        if r.get("status") != "ok":
+            lines.append(
+                f"| {r['n']:,} | {r['dim']} | {r['backend']} | {r.get('status')}: {r.get('error')} |"
+            )
+            continue
+        lat = r["nearest"]["latency_ms"]
+        ref = r["numpy_single_ref"].get("single_ms", {}).get("median")
+        ratio = r.get("node_vs_numpy_single")
+        lines.append(
+            f"| {r['n']:,} | {r['dim']} | {r['backend']} | {r['startup_sec']:.2f} | "
+            f"{(r['rss_after_start'] or 0) / 2**20:.0f} MiB | {(r['rss_after_load'] or 0) / 2**20:.0f} MiB | "
+            f"{r['health']['requests_per_s']:,.0f} | {r['nearest']['requests_per_s']:,.0f} | "
+            f"{r['rps_fraction_of_health']:.0%} | {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | "
+            f"{r['served_recall']['recall_at_5']:.4f} | {r['search_ms_1conn_minus_health']:.3f} | "
+            f"{'-' if ref is None else f'{ref:.3f}'} | {'-' if ratio is None else f'{ratio:.2f}'} |"
+        )
+    phases = [r for r in result["runs"] if r.get("startup_phases")]
+    if phases:
+        lines += ["", "Start-up phases (from a separate launch at log level info, ms):", ""]
+        for r in phases:
+            desc = ", ".join(
+                f"{p['phase']} {p.get('ms')}"
+                + (f" (ef {p['ef']}, sample {p.get('sample_size')})" if "ef" in p else "")
+                for p in r["startup_phases"]
+            )
+            lines.append(f"- N={r['n']:,} {r['backend']}: {desc}")
+    lines.append("")
+    return "\n".join(lines)

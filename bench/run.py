@@ -1,0 +1,96 @@
+"""Entry point of the benchmarks: ``python -m bench.run --quick | --full [--only index,eval,extract,node]``.
+
+Each stage writes ``bench/results/<stage>_<mode>.json`` (plus ``index_<mode>.png``), then ``docs/benchmarks.md``
+is regenerated from every result file present. ``--quick`` takes a few minutes on 2 cores; ``--full`` is long
+(N up to 1M, each configuration bounded in time). A stage whose inputs are missing (a module not merged yet, model
+weights absent, Node API not built) is recorded as skipped with the reason, never with a made-up number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from bench.common import RESULTS_DIR, log, write_result
+
+STAGES = ["index", "eval", "extract", "node"]
+
+
+def parse_datasets(spec: str) -> list[tuple[int, int]]:
+    """``100000x200,1000000x768`` -> [(100000, 200), (1000000, 768)]."""
+    out = []
+    for part in spec.split(","):
+        n, sep, d = part.strip().lower().partition("x")
+        if not sep or not n.isdigit() or not d.isdigit() or int(n) < 100 or int(d) < 1:
+            raise ValueError(f"Bad dataset {part!r}: expected NxD with N >= 100, e.g. 100000x200")
+        out.append((int(n), int(d)))
+    return out
+
+
+def run_stage(stage: str, mode: str, datasets: list[tuple[int, int]] | None = None) -> dict[str, Any]:
+    """Run one stage and return its result dict (``datasets`` overrides the index stage's N x D list)."""
+    if stage == "index":
+        from bench import index_bench
+
+        result = index_bench.run(mode, datasets=datasets)
+        index_bench.plot(result, RESULTS_DIR / f"index_{mode}.png")
+        return result
+    if stage == "eval":
+        from bench import eval_bench
+
+        return eval_bench.run(mode)
+    if stage == "extract":
+        from bench import extract_bench
+
+        return extract_bench.run(mode)
+    if stage == "node":
+        from bench import node_bench
+
+        return node_bench.run(mode)
+    raise ValueError(f"Unknown stage {stage!r}. Known: {', '.join(STAGES)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run the chosen stages, write results and the Markdown report."""
+    ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="small sizes, a few minutes on 2 cores (default)")
+    g.add_argument("--full", action="store_true", help="N up to 1M, D 200 and 768 (long)")
+    ap.add_argument(
+        "--only", default=",".join(STAGES), help=f"comma-separated stages among {','.join(STAGES)}"
+    )
+    ap.add_argument(
+        "--datasets",
+        default=None,
+        help="index stage only: override the N x D list, e.g. 100000x200,1000000x768",
+    )
+    ap.add_argument("--report-only", action="store_true", help="only regenerate docs/benchmarks.md")
+    args = ap.parse_args(argv)
+    mode = "full" if args.full else "quick"
+    stages = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        ap.error(f"Unknown stage(s) {', '.join(bad)}. Known: {', '.join(STAGES)}")
+    try:
+        datasets = parse_datasets(args.datasets) if args.datasets else None
+    except ValueError as e:
+        ap.error(str(e))
+    if not args.report_only:
+        for stage in stages:
+            t0 = time.perf_counter()
+            log(f"=== stage {stage} ({mode})")
+            result = run_stage(stage, mode, datasets)
+            result["stage_wall_sec"] = time.perf_counter() - t0
+            path = write_result(f"{stage}_{mode}", result)
+            log(f"=== stage {stage} done in {result['stage_wall_sec']:.1f} s -> {path}")
+    from bench import report
+
+    out = report.write()
+    log(f"report -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
