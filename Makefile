@@ -22,7 +22,7 @@ STEP_ARGS   = --config $(CONFIG) --model $(MODEL)
 .PHONY: help install install-dev weights node-install demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate validate publish compare-models serve \
         demo-deps demo-piano embed-segments find-similar \
-        test test-python test-node lint format bench bench-quick clean
+        test test-python test-node lint format bench bench-quick bench-deps clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -117,10 +117,14 @@ format:
 	$(VENV)/bin/ruff check --fix research_job tests bench scripts
 	$(VENV)/bin/ruff format research_job tests bench scripts
 
-bench: ## full benchmarks (long: N up to 1M) -> bench/results/, docs/benchmarks.md
+bench-deps: install node-install ## autocannon for the Node load test, the compiled Node API
+	npm --prefix bench/node ci --no-audit --no-fund
+	npm --prefix node_api run build
+
+bench: bench-deps ## full benchmarks (long: N up to 1M) -> bench/results/, docs/benchmarks.md
 	$(PY) -m bench.run --full
 
-bench-quick: ## a few minutes on 2 cores
+bench-quick: bench-deps ## a few minutes on 2 cores -> bench/results/*_quick.json, docs/benchmarks.md
 	$(PY) -m bench.run --quick
 
 clean: ## remove generated artifacts (keeps .venv and caches)
