@@ -30,17 +30,6 @@ from bench.synthetic import mixture_centres, sample_mixture
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 64
-CSV_COLUMNS = [
-    "track_id",
-    "album_id",
-    "track_no",
-    "title",
-    "composer",
-    "audio_s3_key",
-    "duration_sec",
-    "composer_raw",
-    "composer_missing",
-]
 
 
 def _sha256_file(path: Path) -> str:
@@ -94,6 +83,8 @@ def synthetic_catalogue(
 
 
 def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    from research_job.metadata import CSV_COLUMNS
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -116,7 +107,9 @@ def make_artifacts(
         research_job.errors.SchemaValidationError: a generated JSON file does not match its schema.
     """
     from research_job import schema
-    from research_job.io.atomic import atomic_open, write_bytes
+    from research_job.io.atomic import write_bytes
+    from research_job.layout import ArtifactLayout
+    from research_job.steps.embed import write_embeddings
 
     name = f"synthetic-n{n}-d{dim}-s{seed}"
     version = f"v1_model_{name}"
@@ -129,57 +122,32 @@ def make_artifacts(
     emb_dir, meta_dir, idx_dir = vdir / "embeddings", vdir / "metadata", vdir / "index"
     for d in (emb_dir, meta_dir, idx_dir):
         d.mkdir(parents=True, exist_ok=True)
-    emb_path = emb_dir / "embeddings.f32"
-    with atomic_open(emb_path, "wb") as f:
-        f.write(x.astype("<f4", copy=False).tobytes(order="C"))
-    emb_sha = _sha256_file(emb_path)
-    schema.write_artifact(
-        emb_dir / "track_ids.json", "track_ids", {"schema_version": "1.0", "count": n, "track_ids": ids}
-    )
     write_bytes(meta_dir / "tracks_metadata.csv", _csv_bytes(rows))
     gen_sec = time.perf_counter() - t0
-    schema.write_artifact(
-        emb_dir / "embeddings_meta.json",
-        "embeddings_meta",
-        {
-            "schema_version": "1.0",
-            "artifact_version": version,
-            "model": {
-                "name": name,
-                "version": "bench.synthetic gaussian mixture on the sphere",
-                "weights_sha256": None,
-                "pooling": "none",
-                "layer": None,
-                "params": {"seed": seed, "n_clusters": max(16, n // 100), "spread": 1.0},
-            },
-            "dim": dim,
-            "count": n,
-            "dtype": "float32",
-            "byte_order": "little",
-            "layout": "row-major",
-            "sample_rate": 16000,
-            "pooling": "mean",
-            "normalization": "l2",
-            "postprocess": {"type": "none", "file": None, "sha256": None, "fitted_on": 0},
-            "files": {
-                "embeddings": "embeddings.f32",
-                "embeddings_sha256": emb_sha,
-                "track_ids": "track_ids.json",
-                "track_ids_sha256": _sha256_file(emb_dir / "track_ids.json"),
-            },
-            "segments": None,
-            "stats": {
-                "n_input_tracks": n,
-                "n_embedded": n,
-                "n_failed": 0,
-                "audio_sec": 30.0 * n,
-                "wall_sec": gen_sec,
-            },
-            "failures": [],
-            "created_at": _now(),
-            "code_version": "bench-synthetic",
+    write_embeddings(
+        ArtifactLayout(vdir),
+        x,
+        ids,
+        model_name=name,
+        info={
+            "version": "bench.synthetic gaussian mixture on the sphere",
+            "weights_sha256": None,
+            "pooling": "none",
+            "layer": None,
+            "params": {"seed": seed, "n_clusters": max(16, n // 100), "spread": 1.0},
+        },
+        dim=dim,
+        sample_rate=16000,
+        stats={
+            "n_input_tracks": n,
+            "n_embedded": n,
+            "n_failed": 0,
+            "audio_sec": 30.0 * n,
+            "wall_sec": gen_sec,
         },
     )
+    emb_path = emb_dir / "embeddings.f32"
+    emb_sha = _sha256_file(emb_path)
     if hnsw:
         import hnswlib
 

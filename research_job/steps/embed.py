@@ -452,47 +452,21 @@ def run(
     if not ok_ids:
         raise ArtifactError(f"All {len(rows)} tracks failed to embed")
     vectors = l2_normalize(x[keep])
-    data = vectors.astype("<f4").tobytes(order="C")
-    ids_obj = {"schema_version": "1.0", "count": len(ok_ids), "track_ids": ok_ids}
-    schema.validate("track_ids", ids_obj, source=layout.track_ids_json)
-    write_bytes(layout.embeddings_f32, data)
-    schema.write_artifact(layout.track_ids_json, "track_ids", ids_obj)
     # failures in CSV order, for a stable file
     order = {r.track_id: i for i, r in enumerate(rows)}
     failures.sort(key=lambda f: order.get(f["track_id"], len(order)))
-    info = encoder.info()
     wall = prev["wall_sec"] + (time.perf_counter() - t_start)
     audio_sec = prev["audio_sec"] + stats["audio_sec"]
-    meta = {
-        "schema_version": "1.0",
-        "artifact_version": artifact_version(layout, encoder.name),
-        "model": {
-            "name": encoder.name,
-            "version": str(info.get("version", "unknown")),
-            "weights_sha256": info.get("weights_sha256"),
-            "pooling": info.get("pooling", "mean"),
-            "layer": info.get("layer"),
-            "params": info.get("params", {}),
-        },
-        "dim": int(encoder.dim),
-        "count": len(ok_ids),
-        "dtype": "float32",
-        "byte_order": "little",
-        "layout": "row-major",
-        "sample_rate": int(encoder.sample_rate),
-        "pooling": info.get("pooling", "mean")
-        if info.get("pooling") in ("mean", "mean_std", "max")
-        else "mean",
-        "normalization": "l2",
-        "postprocess": pp_meta,
-        "files": {
-            "embeddings": "embeddings.f32",
-            "embeddings_sha256": sha256_bytes(data),
-            "track_ids": "track_ids.json",
-            "track_ids_sha256": sha256_file(layout.track_ids_json),
-        },
-        "segments": None,
-        "stats": {
+    meta = write_embeddings(
+        layout,
+        vectors,
+        ok_ids,
+        model_name=encoder.name,
+        info=encoder.info(),
+        dim=int(encoder.dim),
+        sample_rate=int(encoder.sample_rate),
+        postprocess=pp_meta,
+        stats={
             "n_input_tracks": len(rows),
             "n_embedded": len(ok_ids),
             "n_failed": len(failures),
@@ -502,15 +476,80 @@ def run(
             "model_sec": round(prev["model_sec"] + stats["model_sec"], 3),
             "x_realtime": round(audio_sec / wall, 3) if wall > 0 else 0.0,
         },
-        "failures": failures,
-        "created_at": now_iso(),
-        "code_version": code_version(),
-    }
-    schema.write_artifact(layout.embeddings_meta, "embeddings_meta", meta)
+        failures=failures,
+    )
     shutil.rmtree(part, ignore_errors=True)
     LOG.info(
         "Embedded %d of %d tracks (%d failed), dim %d", len(ok_ids), len(rows), len(failures), encoder.dim
     )
+    return meta
+
+
+def write_embeddings(
+    layout: ArtifactLayout,
+    vectors: np.ndarray,
+    track_ids: Sequence[str],
+    *,
+    model_name: str,
+    info: dict[str, Any],
+    dim: int,
+    sample_rate: int,
+    stats: dict[str, Any],
+    failures: Sequence[dict[str, Any]] = (),
+    postprocess: dict[str, Any] | None = None,
+    created_at: str | None = None,
+) -> dict[str, Any]:
+    """Write the embedding artifacts of a version folder: ``embeddings.f32`` (row i is ``track_ids[i]``),
+    ``track_ids.json`` and ``embeddings_meta.json`` (validated, atomic, meta last); return the meta.
+
+    The one writer of this contract: the embed step, and the test and benchmark generators, call it.
+
+    Args:
+        vectors: float32 [N, dim], already L2-normalised; info: the encoder's ``info()``.
+        stats: the ``stats`` object of the schema; postprocess: its ``postprocess`` object (default none).
+
+    Raises:
+        SchemaValidationError: ids not unique or unsafe, or a field outside the schema.
+    """
+    data = np.ascontiguousarray(vectors, dtype="<f4").tobytes(order="C")
+    ids_obj = {"schema_version": "1.0", "count": len(track_ids), "track_ids": list(track_ids)}
+    schema.validate("track_ids", ids_obj, source=layout.track_ids_json)
+    write_bytes(layout.embeddings_f32, data)
+    schema.write_artifact(layout.track_ids_json, "track_ids", ids_obj)
+    pooling = info.get("pooling", "mean")
+    meta = {
+        "schema_version": "1.0",
+        "artifact_version": artifact_version(layout, model_name),
+        "model": {
+            "name": model_name,
+            "version": str(info.get("version", "unknown")),
+            "weights_sha256": info.get("weights_sha256"),
+            "pooling": pooling,
+            "layer": info.get("layer"),
+            "params": info.get("params", {}),
+        },
+        "dim": dim,
+        "count": len(track_ids),
+        "dtype": "float32",
+        "byte_order": "little",
+        "layout": "row-major",
+        "sample_rate": sample_rate,
+        "pooling": pooling if pooling in ("mean", "mean_std", "max") else "mean",
+        "normalization": "l2",
+        "postprocess": postprocess or {"type": "none", "file": None, "sha256": None, "fitted_on": 0},
+        "files": {
+            "embeddings": "embeddings.f32",
+            "embeddings_sha256": sha256_bytes(data),
+            "track_ids": "track_ids.json",
+            "track_ids_sha256": sha256_file(layout.track_ids_json),
+        },
+        "segments": None,
+        "stats": stats,
+        "failures": list(failures),
+        "created_at": created_at or now_iso(),
+        "code_version": code_version(),
+    }
+    schema.write_artifact(layout.embeddings_meta, "embeddings_meta", meta)
     return meta
 
 

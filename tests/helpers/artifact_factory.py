@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from research_job.io.atomic import write_bytes, write_text
+from research_job.io.atomic import write_text
 from research_job.layout import ArtifactLayout
 from research_job.metadata import CSV_COLUMNS
 from research_job.publish.manifest import sha256_file
 from research_job.schema import SCHEMA_DIR, write_artifact
+from research_job.steps.embed import write_embeddings
 
 
 @dataclass(frozen=True)
@@ -91,54 +92,25 @@ def make_version(
         )
     write_text(layout.tracks_csv, buf.getvalue())
 
-    write_bytes(layout.embeddings_f32, vectors.astype("<f4").tobytes())
-    write_artifact(
-        layout.track_ids_json, "track_ids", {"schema_version": "1.0", "count": n, "track_ids": track_ids}
+    write_embeddings(
+        layout,
+        vectors,
+        track_ids,
+        model_name=model,
+        info={
+            "version": "fake-1",
+            "weights_sha256": None,
+            "pooling": "mean",
+            "layer": None,
+            "params": {"seed": seed},
+        },
+        dim=dim,
+        sample_rate=16000,
+        stats={"n_input_tracks": n, "n_embedded": n, "n_failed": 0, "audio_sec": 30.0 * n, "wall_sec": 1.0},
+        created_at=created_at,
     )
     emb_sha = sha256_file(layout.embeddings_f32)
     artifact_version = layout.version_dir.name
-    write_artifact(
-        layout.embeddings_meta,
-        "embeddings_meta",
-        {
-            "schema_version": "1.0",
-            "artifact_version": artifact_version,
-            "model": {
-                "name": model,
-                "version": "fake-1",
-                "weights_sha256": None,
-                "pooling": "mean",
-                "layer": None,
-                "params": {"seed": seed},
-            },
-            "dim": dim,
-            "count": n,
-            "dtype": "float32",
-            "byte_order": "little",
-            "layout": "row-major",
-            "sample_rate": 16000,
-            "pooling": "mean",
-            "normalization": "l2",
-            "postprocess": {"type": "none", "file": None, "sha256": None, "fitted_on": 0},
-            "files": {
-                "embeddings": "embeddings.f32",
-                "embeddings_sha256": emb_sha,
-                "track_ids": "track_ids.json",
-                "track_ids_sha256": sha256_file(layout.track_ids_json),
-            },
-            "segments": None,
-            "stats": {
-                "n_input_tracks": n,
-                "n_embedded": n,
-                "n_failed": 0,
-                "audio_sec": 30.0 * n,
-                "wall_sec": 1.0,
-            },
-            "failures": [],
-            "created_at": created_at,
-            "code_version": "0.1.0",
-        },
-    )
 
     layout.index_dir.mkdir(parents=True, exist_ok=True)
     entries = []

@@ -79,54 +79,22 @@ def write_embeddings(
     layout: ArtifactLayout, vectors: np.ndarray, ids: Sequence[str], model: str = "test"
 ) -> None:
     """Write the three embedding files directly (vectors used as given, no normalisation)."""
-    import hashlib
+    from research_job.steps import embed
 
-    from research_job import schema
-    from research_job.io.atomic import write_bytes
-
-    data = np.ascontiguousarray(vectors, dtype="<f4").tobytes()
-    write_bytes(layout.embeddings_f32, data)
-    schema.write_artifact(
-        layout.track_ids_json,
-        "track_ids",
-        {"schema_version": "1.0", "count": len(ids), "track_ids": list(ids)},
-    )
-    meta = {
-        "schema_version": "1.0",
-        "artifact_version": "v1_model_test",
-        "model": {
-            "name": model,
-            "version": "1",
-            "weights_sha256": None,
-            "pooling": "mean",
-            "layer": None,
-            "params": {},
-        },
-        "dim": int(vectors.shape[1]),
-        "count": len(ids),
-        "dtype": "float32",
-        "byte_order": "little",
-        "layout": "row-major",
-        "sample_rate": 16000,
-        "pooling": "mean",
-        "normalization": "l2",
-        "postprocess": {"type": "none", "file": None, "sha256": None, "fitted_on": 0},
-        "files": {
-            "embeddings": "embeddings.f32",
-            "embeddings_sha256": hashlib.sha256(data).hexdigest(),
-            "track_ids": "track_ids.json",
-            "track_ids_sha256": hashlib.sha256(layout.track_ids_json.read_bytes()).hexdigest(),
-        },
-        "segments": None,
-        "stats": {
+    embed.write_embeddings(
+        layout,
+        vectors,
+        ids,
+        model_name=model,
+        info={"version": "1", "weights_sha256": None, "pooling": "mean", "layer": None, "params": {}},
+        dim=int(vectors.shape[1]),
+        sample_rate=16000,
+        stats={
             "n_input_tracks": len(ids),
             "n_embedded": len(ids),
             "n_failed": 0,
             "audio_sec": 1.0,
             "wall_sec": 1.0,
         },
-        "failures": [],
-        "created_at": "2026-11-22T04:00:00Z",
-        "code_version": "test",
-    }
-    schema.write_artifact(layout.embeddings_meta, "embeddings_meta", meta)
+        created_at="2026-11-22T04:00:00Z",
+    )
