@@ -8,8 +8,6 @@ one centre per composer so that nearest neighbours mean something. Every JSON go
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import dataclass
@@ -17,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from research_job.io.atomic import write_text
 from research_job.layout import ArtifactLayout
-from research_job.metadata import CSV_COLUMNS
+from research_job.metadata import TrackRow, write_tracks_csv
 from research_job.publish.manifest import sha256_file
 from research_job.schema import SCHEMA_DIR, write_artifact
 from research_job.steps.embed import write_embeddings
@@ -80,17 +77,7 @@ def make_version(
                 "composer_missing": missing,
             }
         )
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in rows:
-        w.writerow(
-            [
-                "" if r[c] is None else ("true" if r[c] is True else "false" if r[c] is False else r[c])
-                for c in CSV_COLUMNS
-            ]
-        )
-    write_text(layout.tracks_csv, buf.getvalue())
+    write_tracks_csv(layout.tracks_csv, [TrackRow(**r) for r in rows])  # type: ignore[arg-type]
 
     write_embeddings(
         layout,
