@@ -18,7 +18,8 @@ export class ExactBackend implements VectorBackend {
   ) {}
 
   async search(query: Float64Array, k: number, exclude: RowExclusion): Promise<Hit[]> {
-    return exactTopK(this.emb, this.dim, this.count, query, k, exclude);
+    // the same kernel choice as searchSync: the request path used to run the JS loop even with SIMD loaded
+    return this.searchSync(query, k, exclude);
   }
 
   /** Synchronous variant, used by start-up recall measurement and the exact-only paths. */
