@@ -37,6 +37,11 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def thread_env(threads: int) -> dict[str, str]:
     """A copy of the environment with every BLAS / OpenMP thread count set to ``threads``."""
     env = dict(os.environ)

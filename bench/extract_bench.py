@@ -31,6 +31,7 @@ from bench.common import (
     run_child,
     skipped,
     summarize,
+    usable_cpus,
     utc_now,
 )
 
@@ -222,7 +223,7 @@ def _summarise(r: dict[str, Any]) -> None:
 def run(mode: str) -> dict[str, Any]:
     """Run the extraction benchmark in ``mode``; returns the result dict."""
     cfg = QUICK if mode == "quick" else FULL
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = usable_cpus()
     result: dict[str, Any] = {
         "benchmark": "extract",
         "mode": mode,

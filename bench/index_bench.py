@@ -33,6 +33,7 @@ from bench.common import (
     rss_bytes,
     run_child,
     summarize,
+    usable_cpus,
     utc_now,
 )
 from bench.synthetic import dataset, exact_topk, recall_at
@@ -245,7 +246,7 @@ def run(
     cfg = dict(QUICK if mode == "quick" else FULL)
     if datasets:
         cfg["datasets"] = datasets
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = usable_cpus()
     families = families or FAMILIES
     work = CACHE_DIR / "index"
     log(f"index: measuring memory bandwidth (single thread, {512} MiB array)")
