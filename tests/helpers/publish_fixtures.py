@@ -1,20 +1,19 @@
-"""Local servers for the publish tests: moto's S3 server over HTTP and a pgserver PostgreSQL with pgvector.
+"""Context managers for the publish tests (and the Node fixture script, and bench/publish_bench.py) on top of
+the shared test servers: moto's S3 server over HTTP (:class:`tests.helpers.s3server.MotoS3`) and a pgserver
+PostgreSQL (:func:`tests.helpers.pg.start_postgres`) with the pgvector extension created.
 
-Both bind 127.0.0.1 (PostgreSQL: a Unix socket in a temp dir) and are stopped by the caller. To be merged with
-``tests/helpers/s3server.py`` / ``tests/helpers/pg.py`` (branch ``datain``) at merge time.
+Both bind 127.0.0.1 (PostgreSQL: a Unix socket in a temp dir) and are stopped on exit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import socket
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from tests.helpers.pg import start_postgres
+from tests.helpers.s3server import MotoS3
 
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -24,39 +23,12 @@ FAKE_AWS_ENV = {
 }
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
-def moto_s3_server(timeout_sec: float = 20.0) -> Iterator[str]:
+def moto_s3_server() -> Iterator[str]:
     """Run moto's S3 server on 127.0.0.1:<free port>; yield its endpoint URL; stop it afterwards."""
-    import urllib.request
-
-    from moto.server import ThreadedMotoServer
-
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout_sec
-    while True:  # poll until it answers, bounded
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                server.stop()
-                raise RuntimeError(f"moto server on {url} did not start in {timeout_sec}s") from None
-            time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.stop()
+    with MotoS3() as server:
+        yield server.endpoint_url
 
 
 def s3_client(endpoint_url: str) -> Any:
@@ -77,18 +49,11 @@ def object_versions(client: Any, bucket: str, prefix: str = "") -> dict[str, int
 
 @contextlib.contextmanager
 def pg_server() -> Iterator[str]:
-    """Start a throw-away PostgreSQL (pgserver wheel, pgvector bundled); yield its URL; stop and delete it.
-
-    The data dir is a fresh ``mkdtemp`` directly under the system temp dir, not under pytest's ``tmp_path``:
-    run as root, pgserver starts postgres as user ``pgserver``, which cannot traverse pytest's 0700 folders.
-    """
-    import pgserver
-
-    data = Path(tempfile.mkdtemp(prefix="pgserver-publish-"))
-    srv = pgserver.get_server(data, cleanup_mode="delete")
+    """Start a throw-away PostgreSQL (pgserver wheel, pgvector bundled) with ``vector`` created; yield its URL;
+    stop and delete it (data dir under /tmp, not pytest's 0700 tmp_path: see tests/helpers/pg.py)."""
+    pg = start_postgres()
     try:
-        srv.psql("CREATE EXTENSION IF NOT EXISTS vector;")
-        yield srv.get_uri()
+        pg.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        yield pg.uri
     finally:
-        srv.cleanup()
-        shutil.rmtree(data, ignore_errors=True)
+        pg.stop()
