@@ -348,6 +348,21 @@ def _fmt_bytes(b: float | None) -> str:
     return f"{b:.1f} TiB"
 
 
+def _dataset_run_note(ds: dict[str, Any]) -> str:
+    """When a dataset was measured by its own run (``--datasets``, merged by ``bench.run``): when, the load
+    average and the read bandwidth of that run."""
+    if "measured_at" not in ds:
+        return ""
+    load = ds.get("machine", {}).get("loadavg_1m_5m_15m") or []
+    bw = ds.get("memory_bandwidth", {}).get("read_bytes_per_s", {}).get("median")
+    parts = [f" Measured in its own run at {ds['measured_at']}"]
+    if load:
+        parts.append(f"load average {load[0]:.2f} at its start")
+    if bw:
+        parts.append(f"read bandwidth {bw / 1e9:.1f} GB/s")
+    return ", ".join(parts) + "."
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The Markdown section of ``docs/benchmarks.md`` for one index result."""
     bw = result["memory_bandwidth"]["read_bytes_per_s"]["median"]
@@ -373,7 +388,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"#### N = {n:,}, D = {d}",
             "",
             f"Full-scan memory bound: {ds['memory_bound_ms_per_query']:.3f} ms per query "
-            f"({_fmt_bytes(ds['full_scan_bytes'])} / read bandwidth).",
+            f"({_fmt_bytes(ds['full_scan_bytes'])} / read bandwidth).{_dataset_run_note(ds)}",
             "",
             "| index | param | build s | size | RSS delta | single p50 ms | single p95 ms | x exact 1t (single) |"
             + bcols

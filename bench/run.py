@@ -34,7 +34,9 @@ def run_stage(stage: str, mode: str, datasets: list[tuple[int, int]] | None = No
     if stage == "index":
         from bench import index_bench
 
-        result = index_bench.run(mode, datasets=datasets)
+        if datasets:
+            return run_index_datasets(mode, datasets)
+        result = index_bench.run(mode)
         index_bench.plot(result, RESULTS_DIR / f"index_{mode}.png")
         return result
     if stage == "eval":
@@ -50,6 +52,50 @@ def run_stage(stage: str, mode: str, datasets: list[tuple[int, int]] | None = No
 
         return node_bench.run(mode)
     raise ValueError(f"Unknown stage {stage!r}. Known: {', '.join(STAGES)}")
+
+
+def merge_index_result(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` (one run over some datasets) merged into ``old`` (the result file so far): a dataset measured
+    again replaces its old entry, the others are kept; every dataset keeps the machine facts, bandwidth and
+    time of the run that measured it (``measured_at``, ``machine``, ``memory_bandwidth``)."""
+    stamp = {
+        "measured_at": new["created_at"],
+        "machine": new["machine"],
+        "memory_bandwidth": new["memory_bandwidth"],
+    }
+    fresh = [{**ds, **stamp} for ds in new["datasets"]]
+    if not old or old.get("benchmark") != "index" or old.get("mode") != new.get("mode"):
+        return {**new, "datasets": fresh}
+    old_stamp = {
+        "measured_at": old["created_at"],
+        "machine": old["machine"],
+        "memory_bandwidth": old["memory_bandwidth"],
+    }
+    keys = {(ds["n"], ds["dim"]) for ds in fresh}
+    kept = [{**old_stamp, **ds} for ds in old.get("datasets", []) if (ds["n"], ds["dim"]) not in keys]
+    merged = sorted(kept + fresh, key=lambda ds: (ds["n"], ds["dim"]))
+    return {**new, "datasets": merged, "datasets_overridden": True}
+
+
+def run_index_datasets(mode: str, datasets: list[tuple[int, int]]) -> dict[str, Any]:
+    """The index stage over ``datasets``, one at a time, each merged into ``index_<mode>.json`` as soon as it is
+    measured (a long ``--full`` run that is stopped keeps the datasets it finished)."""
+    import json
+
+    from bench import index_bench
+
+    path = RESULTS_DIR / f"index_{mode}.json"
+    merged: dict[str, Any] = {}
+    for ds in datasets:
+        old = json.loads(path.read_text()) if path.is_file() else None
+        t0 = time.perf_counter()
+        new = index_bench.run(mode, datasets=[ds])
+        new["stage_wall_sec"] = time.perf_counter() - t0
+        merged = merge_index_result(old, new)
+        write_result(f"index_{mode}", merged)
+        index_bench.plot(merged, RESULTS_DIR / f"index_{mode}.png")
+        log(f"index: N={ds[0]} D={ds[1]} merged into {path}")
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             log(f"=== stage {stage} ({mode})")
             result = run_stage(stage, mode, datasets)
-            result["stage_wall_sec"] = time.perf_counter() - t0
+            result.setdefault("stage_wall_sec", time.perf_counter() - t0)
             path = write_result(f"{stage}_{mode}", result)
             log(f"=== stage {stage} done in {result['stage_wall_sec']:.1f} s -> {path}")
     from bench import report

@@ -178,3 +178,29 @@ def test_child_peak_rss_is_its_own_not_the_parents(tmp_path: Path) -> None:
     )
     assert r["status"] == "ok" and 0 < r["peak_rss"] < 250 * 2**20, r
     assert common.peak_rss_bytes() >= big.nbytes
+
+
+def test_index_datasets_merge_replaces_same_size_and_stamps_each_run() -> None:
+    from bench.run import merge_index_result
+
+    def res(when: str, sizes: list[tuple[int, int]], bw: float) -> dict:
+        return {
+            "benchmark": "index",
+            "mode": "full",
+            "created_at": when,
+            "machine": {"loadavg_1m_5m_15m": [float(bw), 0.0, 0.0]},
+            "memory_bandwidth": {"read_bytes_per_s": {"median": bw}},
+            "datasets": [{"n": n, "dim": d, "tag": when} for n, d in sizes],
+        }
+
+    old = res("t1", [(100_000, 200), (100_000, 768)], 1.0)
+    merged = merge_index_result(old, res("t2", [(1_000_000, 200), (100_000, 768)], 2.0))
+    assert [(d["n"], d["dim"], d["tag"], d["measured_at"]) for d in merged["datasets"]] == [
+        (100_000, 200, "t1", "t1"),
+        (100_000, 768, "t2", "t2"),
+        (1_000_000, 200, "t2", "t2"),
+    ]
+    assert merged["datasets"][0]["memory_bandwidth"]["read_bytes_per_s"]["median"] == 1.0
+    assert merged["datasets"][2]["machine"]["loadavg_1m_5m_15m"][0] == 2.0
+    # a result of another mode is not merged into
+    assert len(merge_index_result({**old, "mode": "quick"}, res("t3", [(1_000, 8)], 3.0))["datasets"]) == 1
