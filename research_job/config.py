@@ -115,7 +115,7 @@ class EmbedConfig:
 
 @dataclass(frozen=True)
 class BuildIndexConfig:
-    """build-index: embeddings -> index/faiss.index, faiss_hnsw.index, hnsw.index, index_meta.json."""
+    """build-index: embeddings -> index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json."""
 
     common: CommonConfig = field(default_factory=CommonConfig)
     hnsw_m: int = 16
@@ -124,6 +124,9 @@ class BuildIndexConfig:
     #: number of corpus vectors used as queries to measure ANN recall (all when N is smaller)
     recall_queries: int = 2000
     seed: int = 0
+    #: K of index/neighbors.i32, every track's exact top-K neighbours (an exact all-pairs search, O(N^2 D));
+    #: 0 = do not write the table
+    neighbors_k: int = 20
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@
     embeddings/embeddings.f32            embed: row-major little-endian float32 N x D, L2-normalised
     embeddings/track_ids.json            row i of embeddings.f32 is track_ids[i]
     embeddings/embeddings_meta.json
-    index/faiss.index  index/faiss_hnsw.index  index/hnsw.index  index/index_meta.json   build-index
+    index/faiss.index  index/faiss_hnsw.index  index/hnsw.index  index/neighbors.i32  index/index_meta.json   build-index
     eval/eval_results.json  eval/sample_top5.json  eval/sample_top5.md                     evaluate
 """
 
@@ -125,6 +125,11 @@ class ArtifactLayout:
     @property
     def hnsw_index(self) -> Path:
         return self.index_dir / "hnsw.index"
+
+    @property
+    def neighbors_table(self) -> Path:
+        """Every track's exact top-K neighbour rows (int32 [count, K]), see research_job.neighbors."""
+        return self.index_dir / "neighbors.i32"
 
     @property
     def index_meta(self) -> Path:

@@ -207,7 +207,7 @@ def _check_consistency(root: Path, entries: list[FileEntry]) -> tuple[dict[str, 
         )
     if imeta["embeddings_sha256"] != emb.sha256:
         problems.append("index_meta.json embeddings_sha256 differs from embeddings.f32")
-    for ix in imeta["indexes"]:
+    for ix in [*imeta["indexes"], *([imeta["neighbors"]] if "neighbors" in imeta else [])]:
         rel = f"index/{ix['file']}"
         got = by_path.get(rel)
         if got is None:

@@ -1,10 +1,14 @@
-"""build-index: ``embeddings.f32`` -> ``index/faiss.index``, ``faiss_hnsw.index``, ``hnsw.index`` + ``index_meta.json``.
+"""build-index: ``embeddings.f32`` -> ``index/faiss.index``, ``faiss_hnsw.index``, ``hnsw.index``, ``neighbors.i32``
++ ``index_meta.json``.
 
 Every index uses inner product on the L2-normalised rows (= cosine), ids = row numbers. The recall@5 and @10 of
 each ANN index are measured against the exact reference ranking (:mod:`research_job.search`) with the query's
 own row excluded on both sides, over all rows or a seeded sample of ``recall_queries``. ``ef_search`` is
 doubled from the configured value until recall@5 >= ``target_recall`` (or ``max_ef_search``); the value used is
 what ``index_meta.json`` records, since the Node API must search with the same one.
+
+With ``neighbors_k`` > 0 it also writes the exact top-``neighbors_k`` table of every track
+(:mod:`research_job.neighbors`), whose first 10 columns then serve as the recall ground truth.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from research_job import schema
+from research_job import neighbors, schema
 from research_job.config import BuildIndexConfig
 from research_job.errors import ArtifactError, ConfigError
 from research_job.index import BACKENDS
@@ -74,15 +78,27 @@ def run(cfg: BuildIndexConfig) -> dict[str, Any]:
             f"hnsw_m must be >= 2 and ef_construction, ef_search >= 1; got {cfg.hnsw_m}, "
             f"{cfg.ef_construction}, {cfg.ef_search}"
         )
+    if cfg.neighbors_k < 0:
+        raise ConfigError(f"neighbors_k must be >= 0 (0 = no neighbour table), got {cfg.neighbors_k}")
     layout = cfg.common.layout
     vectors, ids, emb_meta = load_embeddings(layout)
     n, dim = vectors.shape
     if n == 0:
         raise ArtifactError(f"{layout.embeddings_f32} has no rows")
     rows = recall_sample(n, cfg.recall_queries, cfg.seed)
-    t0 = time.perf_counter()
-    exact = search(vectors, ids, vectors[rows], [ids[r] for r in rows], 10).rows
-    LOG.info("Exact top-10 of %d recall queries in %.2fs", rows.size, time.perf_counter() - t0)
+    table_entry = None
+    if cfg.neighbors_k:
+        layout.index_dir.mkdir(parents=True, exist_ok=True)
+        table, table_entry = neighbors.build(vectors, ids, cfg.neighbors_k, layout.neighbors_table)
+        LOG.info("Exact top-%d of all %d tracks in %.2fs", cfg.neighbors_k, n, table_entry["build_sec"])
+    else:
+        layout.neighbors_table.unlink(missing_ok=True)  # a table of earlier embeddings must not outlive them
+    if cfg.neighbors_k >= 10:
+        exact = table[rows, :10].astype(np.int64)
+    else:
+        t0 = time.perf_counter()
+        exact = search(vectors, ids, vectors[rows], [ids[r] for r in rows], 10).rows
+        LOG.info("Exact top-10 of %d recall queries in %.2fs", rows.size, time.perf_counter() - t0)
     hnsw_params = {"M": cfg.hnsw_m, "ef_construction": cfg.ef_construction, "ef_search": cfg.ef_search}
     entries = []
     for name in ORDER:
@@ -133,6 +149,7 @@ def run(cfg: BuildIndexConfig) -> dict[str, Any]:
         "embeddings_sha256": emb_meta["files"]["embeddings_sha256"],
         "recall_queries": int(rows.size),
         "indexes": entries,
+        **({"neighbors": table_entry} if table_entry else {}),
         "created_at": now_iso(),
         "code_version": code_version(),
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from research_job import schema
+from research_job import neighbors, schema
 from research_job.config import ValidateConfig
 from research_job.errors import ArtifactError, ResearchJobError
 from research_job.index import BACKENDS
@@ -168,6 +168,9 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:
                 problems.append(f"{path}: holds {index.ntotal} vectors, expected {len(ids)}")
             if index.dim != imeta["dim"]:
                 problems.append(f"{path}: dim {index.dim} != {imeta['dim']}")
+        table = imeta.get("neighbors")
+        if isinstance(table, dict):
+            problems.extend(_table_problems(layout, table, len(ids)))
     # evaluation
     ev = _read_json(layout.eval_results, "eval_results", problems)
     if isinstance(ev, dict):
@@ -179,6 +182,24 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:
             problems.append(f"{layout.eval_results}: n_tracks {ev.get('n_tracks')} != {len(ids)} embeddings")
     _read_json(layout.sample_top5_json, "sample_topk", problems)
     return problems
+
+
+def _table_problems(layout: ArtifactLayout, entry: dict[str, Any], count: int) -> list[str]:
+    """Size, checksum and values of ``index/neighbors.i32`` against its ``index_meta.json`` entry."""
+    path = layout.neighbors_table
+    try:
+        table = neighbors.read(path, count, int(entry.get("k", 0)))
+    except ArtifactError as e:
+        return [str(e)]
+    out = []
+    if entry.get("size_bytes") != path.stat().st_size:
+        out.append(
+            f"{path}: {path.stat().st_size} bytes != index_meta.json size_bytes {entry.get('size_bytes')}"
+        )
+    if entry.get("sha256") != sha256_file(path):
+        out.append(f"{path}: sha256 differs from index_meta.json")
+    out.extend(f"{path}: {p}" for p in neighbors.problems(table))
+    return out
 
 
 def run(cfg: ValidateConfig) -> dict[str, Any]:

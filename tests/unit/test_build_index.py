@@ -1,4 +1,5 @@
-"""build-index: the three indexes load, have the right size, and ANN recall is measured against exact search."""
+"""build-index: the three indexes load, have the right size, ANN recall is measured against exact search, and the
+neighbour table equals brute-force exact search for every track."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research_job import schema
+from research_job import neighbors, schema
 from research_job.config import BuildIndexConfig, CommonConfig
 from research_job.index import BACKENDS
-from research_job.search import search
+from research_job.search import brute_force, search
 from research_job.steps import build_index
 from tests.unit._core_corpus import write_embeddings
 
@@ -81,3 +82,49 @@ def test_recall_at_counts_overlap() -> None:
     ann = np.array([[1, 2, 3, 9, 8], [7, 6, 0, 0, 0]])
     # query 1: 3/5; query 2: 2/2 -> mean 0.8
     assert build_index.recall_at(ann, exact, 5) == pytest.approx(0.8)
+
+
+def test_neighbor_table_is_exact_for_every_track(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    x = _unit(rng.standard_normal((300, 16)))
+    x[10] = x[20] = x[30]  # exact duplicates: ties must go by row, and duplicates still retrieve each other
+    ids = [f"t{i}" for i in range(300)]
+    common = CommonConfig(artifacts_root=tmp_path, version_dir=tmp_path / "v1_model_test")
+    write_embeddings(common.layout, x, ids)
+    meta = build_index.run(BuildIndexConfig(common=common, neighbors_k=12, recall_queries=50))
+    schema.validate("index_meta", meta)
+    entry = meta["neighbors"]
+    assert entry["k"] == 12 and entry["size_bytes"] == 300 * 12 * 4
+    table = neighbors.read(common.layout.neighbors_table, 300, 12)
+    assert np.array_equal(table, brute_force(x, ids, x, ids, 12).rows)
+    assert list(table[10, :2]) == [20, 30] and list(table[30, :2]) == [10, 20]
+    assert neighbors.problems(table) == []
+
+
+def test_neighbor_table_pads_small_corpora_and_can_be_off(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    x = _unit(rng.standard_normal((6, 8)))
+    ids = [f"t{i}" for i in range(6)]
+    common = CommonConfig(artifacts_root=tmp_path, version_dir=tmp_path / "v1_model_test")
+    write_embeddings(common.layout, x, ids)
+    meta = build_index.run(BuildIndexConfig(common=common, neighbors_k=8))
+    table = neighbors.read(common.layout.neighbors_table, 6, 8)
+    assert (table[:, 5:] == -1).all() and (table[:, :5] >= 0).all()
+    assert np.array_equal(table[:, :5], brute_force(x, ids, x, ids, 5).rows)
+    assert meta["neighbors"]["k"] == 8
+    meta = build_index.run(BuildIndexConfig(common=common, neighbors_k=0))
+    assert "neighbors" not in meta and not common.layout.neighbors_table.exists()
+
+
+def test_table_problems_name_the_bad_row() -> None:
+    good = np.array([[1, 2], [0, 2], [0, -1]], dtype=np.int32)
+    assert neighbors.problems(good) == []
+    cases = {
+        "outside [-1, 3)": [[1, 3], [0, 2], [0, 1]],
+        "rows list themselves, e.g. row 1": [[1, 2], [1, 2], [0, 1]],
+        "padding followed by a row in row 2": [[1, 2], [0, 2], [-1, 1]],
+        "listed twice in row 0": [[1, 1], [0, 2], [0, 1]],
+    }
+    for what, t in cases.items():
+        got = neighbors.problems(np.array(t, dtype=np.int32))
+        assert any(what in p for p in got), (what, got)

@@ -101,6 +101,30 @@ def _index_wrong_size(layout: ArtifactLayout) -> None:
     layout.index_meta.write_text(json.dumps(meta))
 
 
+def _table_rewrite(layout: ArtifactLayout, edit: Callable[[np.ndarray], np.ndarray]) -> None:
+    # edit the neighbour table and update its sidecar checksum and size: only the values are wrong
+    from research_job.models.base import sha256_file
+
+    meta = json.loads(layout.index_meta.read_text())
+    table = np.fromfile(layout.neighbors_table, dtype="<i4").reshape(meta["count"], meta["neighbors"]["k"])
+    edit(table).astype("<i4").tofile(layout.neighbors_table)
+    meta["neighbors"]["sha256"] = sha256_file(layout.neighbors_table)
+    meta["neighbors"]["size_bytes"] = layout.neighbors_table.stat().st_size
+    layout.index_meta.write_text(json.dumps(meta))
+
+
+def _table_lists_self(layout: ArtifactLayout) -> None:
+    def edit(t: np.ndarray) -> np.ndarray:
+        t[3, 0] = 3
+        return t
+
+    _table_rewrite(layout, edit)
+
+
+def _table_truncated(layout: ArtifactLayout) -> None:
+    _table_rewrite(layout, lambda t: t[:-1])
+
+
 def _eval_other_embeddings(layout: ArtifactLayout) -> None:
     res = json.loads(layout.eval_results.read_text())
     res["embeddings_sha256"] = "b" * 64
@@ -118,6 +142,8 @@ CASES: list[tuple[Callable[[ArtifactLayout], None], str, str]] = [
     (_bad_csv_row, "tracks_metadata.csv", "line 3: composer_missing .*maybe"),
     (_index_wrong_size, "hnsw.index", "holds 3 vectors, expected 10"),
     (_eval_other_embeddings, "eval_results.json", "embeddings_sha256"),
+    (_table_lists_self, "neighbors.i32", "1 rows list themselves, e.g. row 3"),
+    (_table_truncated, "neighbors.i32", "bytes, expected count 10 x k 20"),
 ]
 
 
