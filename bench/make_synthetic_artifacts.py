@@ -98,6 +98,25 @@ def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def add_neighbors(vdir: Path, k: int) -> dict[str, Any]:
+    """Add ``index/neighbors.i32`` (the exact top-``k`` table, :mod:`research_job.neighbors`) to a complete
+    folder with an ``index_meta.json``, and list it there; reused when present. Returns the table's entry."""
+    from research_job import neighbors, schema
+    from research_job.layout import ArtifactLayout
+    from research_job.steps.embed import load_embeddings
+
+    layout = ArtifactLayout(vdir)
+    meta = schema.read_artifact(layout.index_meta, "index_meta")
+    done = vdir / f".complete-neighbors-k{k}"
+    if done.is_file() and meta.get("neighbors", {}).get("k") == k:
+        return meta["neighbors"]
+    x, ids, _ = load_embeddings(layout)
+    _, entry = neighbors.build(x, ids, k, layout.neighbors_table)
+    schema.write_artifact(layout.index_meta, "index_meta", {**meta, "neighbors": entry})
+    done.write_text(_now() + "\n", encoding="utf-8")
+    return entry
+
+
 def make_artifacts(
     out_root: str | Path, n: int, dim: int, *, seed: int = 0, hnsw: bool = True, threads: int = 0
 ) -> Path:
@@ -212,10 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-hnsw", action="store_true", help="skip the hnswlib index (and index_meta.json)")
     ap.add_argument("--threads", type=int, default=0, help="hnswlib build threads (0 = all cores)")
+    ap.add_argument(
+        "--neighbors-k", type=int, default=0, help="also write the exact top-K table (needs the index)"
+    )
     a = ap.parse_args(argv)
-    if a.n < 1 or a.dim < 1:
-        ap.error(f"--n and --dim must be >= 1 (got {a.n}, {a.dim})")
-    print(make_artifacts(a.out, a.n, a.dim, seed=a.seed, hnsw=not a.no_hnsw, threads=a.threads))
+    if a.n < 1 or a.dim < 1 or a.neighbors_k < 0:
+        ap.error(f"--n and --dim must be >= 1, --neighbors-k >= 0 (got {a.n}, {a.dim}, {a.neighbors_k})")
+    if a.neighbors_k and a.no_hnsw:
+        ap.error("--neighbors-k is listed in index_meta.json, which --no-hnsw does not write")
+    vdir = make_artifacts(a.out, a.n, a.dim, seed=a.seed, hnsw=not a.no_hnsw, threads=a.threads)
+    if a.neighbors_k:
+        add_neighbors(vdir, a.neighbors_k)
+    print(vdir)
     return 0
 
 

@@ -134,6 +134,13 @@ def test_synthetic_artifacts_are_schema_valid_and_consistent(tmp_path: Path) -> 
     labels, _ = index.knn_query(x[:20], k=1)
     assert labels[:, 0].tolist() == list(range(20))  # labels are row numbers
     assert make_artifacts(tmp_path, 400, 16) == vdir  # complete folder reused
+    from bench.make_synthetic_artifacts import add_neighbors
+    from research_job.search import brute_force
+
+    entry = add_neighbors(vdir, 7)
+    assert schema.read_artifact(vdir / "index" / "index_meta.json", "index_meta")["neighbors"] == entry
+    table = np.fromfile(vdir / "index" / "neighbors.i32", dtype="<i4").reshape(400, 7)
+    assert np.array_equal(table, brute_force(x, ids, x, ids, 7).rows)
 
 
 def test_rendered_clips_decode_to_their_duration(tmp_path: Path) -> None:
