@@ -198,6 +198,7 @@ def _served_recall(url: str, vectors: np.ndarray, ids: list[str], sample: int, k
     rows = rng.choice(len(ids), size=min(sample, len(ids)), replace=False)
     hits = 0
     mismatched_order = 0
+    methods: dict[str, int] = {}
     for r in rows:
         s = vectors @ vectors[r]
         s[r] = -np.inf
@@ -206,7 +207,9 @@ def _served_recall(url: str, vectors: np.ndarray, ids: list[str], sample: int, k
         status, body = _get(f"{url}/tracks/{ids[r]}/nearest?k={k}", timeout=10)
         if status != 200:
             raise RuntimeError(f"/tracks/{ids[r]}/nearest returned {status}: {body[:200]!r}")
-        got = [h["track_id"] for h in json.loads(body)["hits"]]
+        doc = json.loads(body)
+        methods[doc.get("method")] = methods.get(doc.get("method"), 0) + 1
+        got = [h["track_id"] for h in doc["hits"]]
         want = [ids[i] for i in top]
         hits += len(set(got) & set(want))
         mismatched_order += got != want
@@ -214,6 +217,7 @@ def _served_recall(url: str, vectors: np.ndarray, ids: list[str], sample: int, k
         "n_queries": len(rows),
         "recall_at_5": hits / (k * len(rows)),
         "lists_not_identical": int(mismatched_order),
+        "methods": methods,
     }
 
 
