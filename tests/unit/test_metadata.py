@@ -212,3 +212,41 @@ def test_read_tracks_csv_wrong_header(tmp_path: Path) -> None:
         read_tracks_csv(p)
     with pytest.raises(MetadataError, match="run export-metadata first"):
         read_tracks_csv(tmp_path / "missing.csv")
+
+
+def test_fast_row_check_never_accepts_what_the_schema_rejects() -> None:
+    """``_row_surely_valid`` may skip jsonschema only for rows the schema accepts: checked on seeded random rows
+    built from valid and invalid values of every column, and it must accept the ordinary rows (or it is useless)."""
+    import random
+
+    from jsonschema import Draft202012Validator
+
+    from research_job.metadata import _row_surely_valid
+    from research_job.schema import load_schema
+
+    check = Draft202012Validator(load_schema("tracks_metadata_row"))
+    ids = ["t1", "a b", "é", "x" * 256, "x" * 257, "", ".", "..", "...", ".a", "a/b", "a\\b", "a\x00", "a\x1f",
+           "a\x7f", "a\n", 5, None]  # fmt: skip
+    values = {
+        "track_id": ids,
+        "album_id": ids,
+        "track_no": [3, None, 0, -1, 2.5, True, "3"],
+        "title": ["Song", "", None, 3],
+        "composer": ["bach, j.s.", None, "", 7],
+        "audio_s3_key": ["k.mp3", "", None],
+        "duration_sec": [12.5, None, 0.0, -1.0, float("nan"), float("inf"), 3, True, "1.0"],
+        "composer_raw": ["Bach", None, "", 1],
+        "composer_missing": [False, True, None, "true", 0],
+    }
+    rng = random.Random(0)
+    accepted = 0
+    for _ in range(4000):
+        # mostly the first (ordinary) value of each column, so that single defects and their mixes both occur
+        row = {c: (v[0] if rng.random() < 0.8 else rng.choice(v)) for c, v in values.items()}
+        if _row_surely_valid(row):
+            accepted += 1
+            assert check.is_valid(row), row
+    assert 200 < accepted < 4000
+    ordinary = {"track_id": "t1", "album_id": "a1", "track_no": 1, "title": "T", "composer": "bach",
+                "audio_s3_key": "a1/t1.mp3", "duration_sec": 30.0, "composer_raw": "Bach", "composer_missing": False}  # fmt: skip
+    assert _row_surely_valid(ordinary)
