@@ -7,6 +7,7 @@
 import type { ExactBackend } from './backends/exact.js';
 import type { VectorBackend } from './backends/types.js';
 import type { RowExclusion } from './exact.js';
+import type { NeighborTable } from './neighbors.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
 
 export interface RecallReport {
@@ -48,6 +49,8 @@ export interface LoadedState {
   readonly exact: ExactBackend;
   readonly backend: VectorBackend;
   readonly recall: RecallReport | null;
+  /** index/neighbors.i32 when loaded (NEIGHBORS_TABLE): /nearest answers k <= its k from it */
+  readonly neighbors: NeighborTable | null;
 }
 
 /** Exclusion of the query row itself, plus its whole album when `sameAlbum`. Allocation-free. */

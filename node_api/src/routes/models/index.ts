@@ -1,6 +1,7 @@
 /**
  * GET /models: what is loaded — model, dim, N, artifact version, created_at, the vector backend with its
- * parameters (ef in use) and the recall@5/@10 of the HNSW path against exact search measured at start-up.
+ * parameters (ef in use), the recall@5/@10 of the HNSW path against exact search measured at start-up, and
+ * whether the precomputed neighbour table answers /nearest (its k, requests served from it and passed on).
  */
 
 import type { FastifyPluginAsync } from 'fastify';
@@ -84,6 +85,18 @@ const modelsResponse = {
         measure_sec: { type: 'number' },
       },
     },
+    neighbors: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'index/neighbors.i32, the precomputed exact top-k table: /nearest with k <= its k is answered from it (method "precomputed") when enough tracks pass the filters',
+      properties: {
+        loaded: { type: 'boolean' },
+        k: { type: ['integer', 'null'], description: 'columns of the table (null when not loaded)' },
+        served: { type: 'integer', description: '/nearest requests answered from the table since load' },
+        fallbacks: { type: 'integer', description: '/nearest requests passed on to the backend (k > table k, or fewer than k tracks left by the filters)' },
+      },
+      required: ['loaded', 'k', 'served', 'fallbacks'],
+    },
     eval_created_at: { type: ['string', 'null'] },
   },
 } as const;
@@ -131,6 +144,9 @@ const models: FastifyPluginAsync = async (app) => {
               }
             : null,
         recall: s.recall,
+        neighbors: s.neighbors
+          ? { loaded: true, k: s.neighbors.k, served: s.neighbors.stats.served, fallbacks: s.neighbors.stats.fallbacks }
+          : { loaded: false, k: null, served: 0, fallbacks: 0 },
         eval_created_at: s.evalResults?.created_at ?? null,
       };
     },
