@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     hnswEfMax: cfg.hnswEfMax,
     recallSample: cfg.recallSample,
     recallTarget: cfg.recallTarget,
-    ...((cfg as unknown as { neighborsTable?: string }).neighborsTable ? { neighborsTable: (cfg as unknown as { neighborsTable: never }).neighborsTable } : {}),
+    neighborsTable: cfg.neighborsTable,
     log: (msg, fields) => phases.push({ msg, ...fields }),
   });
   for (const p of phases) console.log(JSON.stringify(p));
