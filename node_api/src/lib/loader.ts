@@ -266,7 +266,8 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
       target: opts.recallTarget,
       fixedEf: opts.hnswEf,
       startEf,
-      maxEf: Math.max(startEf, opts.hnswEfMax),
+      maxEf: opts.hnswEfMax,
+      table: neighbors,
     });
     phase('recall', { ...recall });
     backend = hnsw;
@@ -400,6 +401,7 @@ async function measurePgvectorRecall(
   if (sampleSize <= 0 || n < 2) return null;
   const t0 = performance.now();
   const rows = sampleRows(n, Math.min(sampleSize, n), seed);
+  let truthSec = 0;
   let hit5 = 0;
   let hit10 = 0;
   let tot5 = 0;
@@ -407,7 +409,9 @@ async function measurePgvectorRecall(
   for (const row of rows) {
     const q = new Float64Array(dim);
     for (let d = 0; d < dim; d++) q[d] = emb[row * dim + d]!;
+    const tt = performance.now();
     const truth = exact.searchSync(q, 10, { has: (r) => r === row, size: 1 }).map((h) => h.row);
+    truthSec += (performance.now() - tt) / 1000;
     const got = new Set((await pgb.searchTrack(trackIds[row]!, 10, false)).map((h) => h.row));
     truth.forEach((r, i) => {
       if (i < 5) {
@@ -425,6 +429,9 @@ async function measurePgvectorRecall(
     target_recall_at_5: 0,
     ef: info.ef_search as number,
     ef_tried: [info.ef_search as number],
+    ladder: [{ ef: info.ef_search as number, recall_at_5: tot5 ? hit5 / tot5 : 1, recall_at_10: tot10 ? hit10 / tot10 : 1 }],
+    truth: 'exact scan',
+    truth_sec: truthSec,
     recall_at_5: tot5 ? hit5 / tot5 : 1,
     recall_at_10: tot10 ? hit10 / tot10 : 1,
     measure_sec: (performance.now() - t0) / 1000,

@@ -10,12 +10,25 @@ import type { RowExclusion } from './exact.js';
 import type { NeighborTable } from './neighbors.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
 
+/** Recall of the ANN path at one ef. */
+export interface RecallRung {
+  ef: number;
+  recall_at_5: number;
+  recall_at_10: number;
+}
+
 export interface RecallReport {
   sample_size: number;
   seed: number;
   target_recall_at_5: number;
+  /** the ef chosen (the smallest of the ladder reaching the target, else the last tried) */
   ef: number;
   ef_tried: number[];
+  /** every ef tried with its recall, in order */
+  ladder: RecallRung[];
+  /** where the exact top-10 of the sample came from */
+  truth: 'neighbors table' | 'exact scan';
+  truth_sec: number;
   recall_at_5: number;
   recall_at_10: number;
   measure_sec: number;

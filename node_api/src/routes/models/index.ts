@@ -80,6 +80,18 @@ const modelsResponse = {
         target_recall_at_5: { type: 'number' },
         ef: { type: 'integer' },
         ef_tried: { type: 'array', items: { type: 'integer' } },
+        ladder: {
+          type: 'array',
+          description: 'every ef tried, in order, with its recall (the smallest reaching the target is kept)',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { ef: { type: 'integer' }, recall_at_5: { type: 'number' }, recall_at_10: { type: 'number' } },
+            required: ['ef', 'recall_at_5', 'recall_at_10'],
+          },
+        },
+        truth: { type: 'string', enum: ['neighbors table', 'exact scan'], description: 'source of the exact top-10 of the sample' },
+        truth_sec: { type: 'number' },
         recall_at_5: { type: 'number' },
         recall_at_10: { type: 'number' },
         measure_sec: { type: 'number' },
