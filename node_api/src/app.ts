@@ -142,6 +142,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
     hnswEfMax: config.hnswEfMax,
     recallSample: config.recallSample,
     recallTarget: config.recallTarget,
+    neighborsTable: config.neighborsTable,
     log: (msg, fields) => app.log.info(fields ?? {}, msg),
     ...opts.loadOptions,
   };

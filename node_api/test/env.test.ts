@@ -17,6 +17,7 @@ describe('loadConfig', () => {
     assert.equal(c.vectorBackend, 'auto');
     assert.equal(c.hnswEf, null);
     assert.equal(c.recallSample, 1000);
+    assert.equal(c.neighborsTable, 'auto');
     assert.equal(c.artifactSchemaDir, SCHEMA_DIR, 'default ARTIFACT_SCHEMA_DIR is ../artifact_schema from node_api');
   });
 
@@ -47,7 +48,12 @@ describe('loadConfig', () => {
     assert.deepEqual([d.artifactsUri, d.reloadToken, d.reloadPollSec, d.databaseUrl, d.pgvectorVersion, d.pgvectorEfSearch], [TINY, null, 0, null, null, 100]);
   });
 
+  it('reads NEIGHBORS_TABLE', () => {
+    for (const v of ['auto', 'require', 'off'] as const) assert.equal(loadConfig({ ...base, NEIGHBORS_TABLE: v }).neighborsTable, v);
+  });
+
   const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ ...base, NEIGHBORS_TABLE: 'on' }, /NEIGHBORS_TABLE='on' is invalid: expected one of auto, require, off/],
     [{ ARTIFACTS_DIR: '' }, /ARTIFACTS_URI \(or ARTIFACTS_DIR\) is not set: expected a local artifact version folder .* or s3:\/\//],
     [{ ...base, ARTIFACTS_URI: TINY }, /set only one of ARTIFACTS_URI .* and ARTIFACTS_DIR/],
     [{ ARTIFACTS_URI: 's3://bucket/v1_model_m' }, /ARTIFACTS_URI='s3:\/\/bucket\/v1_model_m' is invalid: .*expected s3:\/\/<bucket>/],

@@ -47,22 +47,27 @@ export function copyFixture(src: string = TINY): string {
 let generated: string | null = null;
 
 /**
- * The 60-track fixture written by test/fixtures/make_fixture.py (numpy + hnswlib), once per test process.
- * The interpreter is $PYTHON (default python3).
+ * The 60-track fixture written by test/fixtures/make_fixture.py (numpy + hnswlib), once per test process; it
+ * has a neighbour table of k = 10. The interpreter is $PYTHON (default python3).
  */
 export function generatedFixture(): string {
   if (generated) return generated;
+  generated = makeFixture();
+  return generated;
+}
+
+/** A fresh fixture from make_fixture.py with extra arguments (e.g. `--n 12 --neighbors-k 16`). */
+export function makeFixture(args: string[] = []): string {
   const out = path.join(tmp('node-api-gen-'), 'v1_model_fixture-enc');
   const python = process.env.PYTHON || 'python3';
   try {
-    execFileSync(python, [path.join(NODE_API_ROOT, 'test', 'fixtures', 'make_fixture.py'), out], { stdio: 'pipe' });
+    execFileSync(python, [path.join(NODE_API_ROOT, 'test', 'fixtures', 'make_fixture.py'), out, ...args], { stdio: 'pipe' });
   } catch (err) {
     const e = err as { stderr?: Buffer; message: string };
     throw new Error(
       `make_fixture.py failed with PYTHON=${python} (it needs numpy and hnswlib==0.8.0; set PYTHON, e.g. PYTHON=/work/venv/bin/python): ${e.stderr?.toString() || e.message}`,
     );
   }
-  generated = out;
   return out;
 }
 

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { ExactBackend } from '../src/lib/backends/exact.js';
-import { dotRow, exactTopK, topKFromScores } from '../src/lib/exact.js';
+import { dotRow, dotRows, exactTopK, topKFromScores } from '../src/lib/exact.js';
 import { queryMetrics } from '../src/lib/metrics.js';
 import { mulberry32, sampleRows } from '../src/lib/random.js';
 import { SimdScorer } from '../src/lib/simd.js';
@@ -59,6 +59,18 @@ describe('exactTopK', () => {
     assert.deepEqual(got.map((h) => h.row), want.map((h) => h.row));
     assert.equal(got.length, 3);
     assert.deepEqual(exactTopK(emb, dim, n, q, 0), []);
+  });
+});
+
+describe('dotRows', () => {
+  it('is bit-identical to dotRow with the first row copied to float64', () => {
+    for (const dim of [16, 17, 200]) {
+      const emb = randomEmb(30, dim, dim);
+      for (let a = 0; a < 30; a++) {
+        const q = Float64Array.from(emb.subarray(a * dim, (a + 1) * dim));
+        for (let b = 0; b < 30; b++) assert.equal(dotRows(emb, dim, a, b), dotRow(emb, dim, b, q));
+      }
+    }
   });
 });
 

@@ -43,6 +43,29 @@ export function dotRow(emb: Float32Array, dim: number, row: number, q: Float64Ar
   return s0 + s1 + (s2 + s3);
 }
 
+/**
+ * `dotRow` of two stored rows, `a` against `b`: the same products in the same order as
+ * `dotRow(emb, dim, b, <row a as float64>)`, so bit-identical to it, without copying row `a`.
+ */
+export function dotRows(emb: Float32Array, dim: number, a: number, b: number): number {
+  const qa = a * dim;
+  const base = b * dim;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let d = 0;
+  const end4 = dim - (dim % 4);
+  for (; d < end4; d += 4) {
+    s0 += emb[base + d]! * emb[qa + d]!;
+    s1 += emb[base + d + 1]! * emb[qa + d + 1]!;
+    s2 += emb[base + d + 2]! * emb[qa + d + 2]!;
+    s3 += emb[base + d + 3]! * emb[qa + d + 3]!;
+  }
+  for (; d < dim; d++) s0 += emb[base + d]! * emb[qa + d]!;
+  return s0 + s1 + (s2 + s3);
+}
+
 /** Fixed-capacity heap whose root is the worst kept hit (lowest score; among equals, highest row). */
 class TopK {
   readonly scores: Float64Array;

@@ -11,6 +11,7 @@ export const ARTIFACT_FILES = {
   embeddingsMeta: 'embeddings/embeddings_meta.json',
   hnswIndex: 'index/hnsw.index',
   indexMeta: 'index/index_meta.json',
+  neighbors: 'index/neighbors.i32',
   evalResults: 'eval/eval_results.json',
 } as const;
 

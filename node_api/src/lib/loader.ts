@@ -3,23 +3,27 @@
  * the API relies on. Refuses (ArtifactError naming the file and the mismatch) when: a JSON file fails its
  * schema; N or dim disagree between files; embeddings.f32 is not N x D x 4 bytes or holds non-finite values or
  * rows that are not unit length; a recorded sha256 differs from the file's; ids repeat; a track id has no
- * metadata row; the HNSW index disagrees with the embeddings (element count, dim, labels, vectors).
+ * metadata row; the HNSW index disagrees with the embeddings (element count, dim, labels, vectors); the
+ * precomputed neighbour table index/neighbors.i32 is malformed or disagrees with exact search on a sample.
  */
 
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 
 import { ExactBackend } from './backends/exact.js';
+import { dotRow } from './exact.js';
 import { HnswBackend } from './backends/hnsw.js';
 import { PgvectorBackend } from './backends/pgvector.js';
 import type { VectorBackend } from './backends/types.js';
 import { parseTracksCsv } from './csv.js';
 import { ArtifactError } from './errors.js';
 import { readHnswHeader } from './hnswHeader.js';
+import { parseNeighborTable, type NeighborTable } from './neighbors.js';
 import { ARTIFACT_FILES as F, type ArtifactFile } from './layout.js';
 import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
+import type { NeighborsTableMode } from '../plugins/env.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
 import type { ArtifactSource } from './source.js';
 import type { LoadedState, RecallReport } from './state.js';
@@ -47,6 +51,8 @@ export interface LoadOptions {
   normTolerance: number;
   /** run full exact scans on the WebAssembly SIMD kernel when possible */
   simdKernel: boolean;
+  /** index/neighbors.i32: use when listed (auto; not with pgvector), must be there (require), ignore (off) */
+  neighborsTable: NeighborsTableMode;
   /** required with backend 'pgvector' */
   pgvector?: PgvectorOptions;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
@@ -61,7 +67,11 @@ export const DEFAULT_LOAD_OPTIONS: LoadOptions = {
   recallSeed: 0,
   normTolerance: 1e-3,
   simdKernel: true,
+  neighborsTable: 'auto',
 };
+
+/** Rows of the table compared with exact search at load (catches a table of other embeddings). */
+const NEIGHBORS_SPOT_CHECK = 8;
 
 function sha256(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
@@ -206,6 +216,8 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     hnswEntry = indexMeta.indexes.find((e) => e.name === 'hnswlib') ?? null;
   }
   const exact = new ExactBackend(emb, dim, n, simd);
+  const neighbors = await loadNeighbors(source, indexMeta, opts, exact, emb, dim, n, log);
+  if (neighbors) phase('neighbors', { k: neighbors.k, size_bytes: neighbors.rows.byteLength });
   let backend: VectorBackend = exact;
   let recall: RecallReport | null = null;
   const hnswWanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnswIndex)));
@@ -254,7 +266,8 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
       target: opts.recallTarget,
       fixedEf: opts.hnswEf,
       startEf,
-      maxEf: Math.max(startEf, opts.hnswEfMax),
+      maxEf: opts.hnswEfMax,
+      table: neighbors,
     });
     phase('recall', { ...recall });
     backend = hnsw;
@@ -313,7 +326,62 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     exact,
     backend,
     recall,
+    neighbors,
   });
+}
+
+/**
+ * index/neighbors.i32 when index_meta lists it and NEIGHBORS_TABLE allows it (auto: when listed and present,
+ * except with VECTOR_BACKEND=pgvector, whose answers come from the database; require: always, refusing
+ * without it; off: never). Checked in full (parseNeighborTable) and, on a seeded sample of rows, against exact
+ * search: same rows in order, or a swap only between scores equal to 1e-12 (a float64 summation-order tie).
+ * @throws ArtifactError naming the file and the first bad row / value
+ */
+async function loadNeighbors(
+  source: ArtifactSource,
+  indexMeta: IndexMeta | null,
+  opts: LoadOptions,
+  exact: ExactBackend,
+  emb: Float32Array,
+  dim: number,
+  n: number,
+  log: (msg: string, fields?: Record<string, unknown>) => void,
+): Promise<NeighborTable | null> {
+  const mode = opts.neighborsTable;
+  if (mode === 'off') return null;
+  const entry = indexMeta?.neighbors ?? null;
+  if (!entry) {
+    if (mode === 'require') {
+      throw new ArtifactError(F.indexMeta, `NEIGHBORS_TABLE=require but ${indexMeta ? 'no "neighbors" entry is listed' : 'the file is missing'} (set NEIGHBORS_TABLE=auto to serve without the table)`);
+    }
+    return null;
+  }
+  if (mode === 'auto' && opts.backend === 'pgvector') {
+    log('neighbors table not used: VECTOR_BACKEND=pgvector answers from the database (NEIGHBORS_TABLE=require uses it)', { phase: 'neighbors' });
+    return null;
+  }
+  if (!(await source.exists(F.neighbors))) {
+    if (mode === 'require') throw new ArtifactError(F.neighbors, `missing, but ${F.indexMeta} lists it and NEIGHBORS_TABLE=require`);
+    log(`neighbors table not used: ${F.neighbors} is listed in ${F.indexMeta} but missing`, { phase: 'neighbors' });
+    return null;
+  }
+  const bytes = await source.read(F.neighbors);
+  const table = parseNeighborTable(bytes, entry, n, sha256(bytes));
+  const listed = Math.min(table.k, n - 1);
+  for (const row of sampleRows(n, NEIGHBORS_SPOT_CHECK, 2)) {
+    const q = new Float64Array(dim);
+    for (let d = 0; d < dim; d++) q[d] = emb[row * dim + d]!;
+    const want = exact.searchSync(q, listed, { has: (r) => r === row, size: 1 });
+    want.forEach((h, j) => {
+      const got = table.rows[row * table.k + j]!;
+      if (got === h.row) return;
+      const gotScore = dotRow(emb, dim, got, q);
+      if (Math.abs(gotScore - h.score) > 1e-12) {
+        throw new ArtifactError(F.neighbors, `row ${row} column ${j} lists row ${got} (score ${gotScore}) but exact search ranks row ${h.row} (score ${h.score}) there: the table does not match ${F.embeddingsF32}`);
+      }
+    });
+  }
+  return table;
 }
 
 /**
@@ -333,6 +401,7 @@ async function measurePgvectorRecall(
   if (sampleSize <= 0 || n < 2) return null;
   const t0 = performance.now();
   const rows = sampleRows(n, Math.min(sampleSize, n), seed);
+  let truthSec = 0;
   let hit5 = 0;
   let hit10 = 0;
   let tot5 = 0;
@@ -340,7 +409,9 @@ async function measurePgvectorRecall(
   for (const row of rows) {
     const q = new Float64Array(dim);
     for (let d = 0; d < dim; d++) q[d] = emb[row * dim + d]!;
+    const tt = performance.now();
     const truth = exact.searchSync(q, 10, { has: (r) => r === row, size: 1 }).map((h) => h.row);
+    truthSec += (performance.now() - tt) / 1000;
     const got = new Set((await pgb.searchTrack(trackIds[row]!, 10, false)).map((h) => h.row));
     truth.forEach((r, i) => {
       if (i < 5) {
@@ -358,6 +429,9 @@ async function measurePgvectorRecall(
     target_recall_at_5: 0,
     ef: info.ef_search as number,
     ef_tried: [info.ef_search as number],
+    ladder: [{ ef: info.ef_search as number, recall_at_5: tot5 ? hit5 / tot5 : 1, recall_at_10: tot10 ? hit10 / tot10 : 1 }],
+    truth: 'exact scan',
+    truth_sec: truthSec,
     recall_at_5: tot5 ? hit5 / tot5 : 1,
     recall_at_10: tot10 ? hit10 / tot10 : 1,
     measure_sec: (performance.now() - t0) / 1000,

@@ -1,12 +1,14 @@
 /**
  * The search operations behind the routes, over one `LoadedState`: nearest neighbours of a track (with
- * optional same-album exclusion and composer filter), composer-retrieval evaluation of one query (exact
- * search, as the Python evaluation does), and search by a caller-supplied vector.
+ * optional same-album exclusion and composer filter; from the precomputed neighbour table when it holds the
+ * answer), composer-retrieval evaluation of one query (exact search, as the Python evaluation does), and
+ * search by a caller-supplied vector.
  */
 
 import { HttpError } from './errors.js';
-import { dotRow, type Hit, type RowExclusion } from './exact.js';
+import { dotRow, dotRows, type Hit, type RowExclusion } from './exact.js';
 import { queryMetrics, type QueryMetrics } from './metrics.js';
+import { tableNeighbours } from './neighbors.js';
 import { queryExclusion, rowVector, type LoadedState } from './state.js';
 import type { TrackRow } from './types.js';
 
@@ -36,8 +38,15 @@ export function trackSummary(t: TrackRow): Omit<TrackHit, 'rank' | 'score'> {
   return { track_id: t.track_id, title: t.title, composer: t.composer, album_id: t.album_id };
 }
 
+function trackHit(state: LoadedState, i: number, row: number, score: number): TrackHit {
+  const t = state.tracks[row]!;
+  return { rank: i + 1, score, track_id: t.track_id, title: t.title, composer: t.composer, album_id: t.album_id };
+}
+
 function toTrackHits(state: LoadedState, hits: Hit[]): TrackHit[] {
-  return hits.map((h, i) => ({ rank: i + 1, score: h.score, ...trackSummary(state.tracks[h.row]!) }));
+  const out: TrackHit[] = new Array(hits.length);
+  for (let i = 0; i < hits.length; i++) out[i] = trackHit(state, i, hits[i]!.row, hits[i]!.score);
+  return out;
 }
 
 function composerRowsOrThrow(state: LoadedState, composer: string): Int32Array {
@@ -54,8 +63,11 @@ function composerRowsOrThrow(state: LoadedState, composer: string): Int32Array {
 }
 
 /**
- * Top-k neighbours of track `row` (never itself). With a composer filter the candidates are that composer's
- * rows, searched exactly (small and exact); otherwise the configured backend runs with the exclusion.
+ * Top-k neighbours of track `row` (never itself). When the precomputed neighbour table is loaded and k <= its
+ * k, the row's list is walked with the filters applied (same album: the exclusion the backends get; composer:
+ * same standardised composer) and, when k tracks survive, they are the answer (`method: "precomputed"`), scored
+ * by the exact dot product, so equal to exact search. Otherwise: with a composer filter the candidates are
+ * that composer's rows, searched exactly (small and exact); else the configured backend runs with the exclusion.
  */
 export async function nearestToRow(
   state: LoadedState,
@@ -63,11 +75,24 @@ export async function nearestToRow(
   k: number,
   opts: { excludeSameAlbum: boolean; composer: string | null },
 ): Promise<NearestResult> {
-  const q = rowVector(state, row);
   const exclude = queryExclusion(state, row, opts.excludeSameAlbum);
-  if (opts.composer !== null) {
-    const rows = composerRowsOrThrow(state, opts.composer);
-    return { method: 'exact (composer subset)', hits: toTrackHits(state, state.exact.searchSync(q, k, exclude, rows)) };
+  const composerRows = opts.composer === null ? null : composerRowsOrThrow(state, opts.composer);
+  const table = state.neighbors;
+  if (table !== null) {
+    const composer = opts.composer;
+    const keep = composer === null ? null : (r: number) => state.tracks[r]!.composer === composer;
+    const rows = tableNeighbours(table, row, k, exclude, keep);
+    if (rows !== null) {
+      table.stats.served++;
+      const hits: TrackHit[] = new Array(rows.length);
+      for (let i = 0; i < rows.length; i++) hits[i] = trackHit(state, i, rows[i]!, dotRows(state.embeddings, state.dim, row, rows[i]!));
+      return { method: 'precomputed', hits };
+    }
+    table.stats.fallbacks++;
+  }
+  const q = rowVector(state, row);
+  if (composerRows !== null) {
+    return { method: 'exact (composer subset)', hits: toTrackHits(state, state.exact.searchSync(q, k, exclude, composerRows)) };
   }
   if (state.backend.searchTrack) {
     const hits = await state.backend.searchTrack(state.trackIds[row]!, k, opts.excludeSameAlbum);

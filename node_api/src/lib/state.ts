@@ -7,14 +7,28 @@
 import type { ExactBackend } from './backends/exact.js';
 import type { VectorBackend } from './backends/types.js';
 import type { RowExclusion } from './exact.js';
+import type { NeighborTable } from './neighbors.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
+
+/** Recall of the ANN path at one ef. */
+export interface RecallRung {
+  ef: number;
+  recall_at_5: number;
+  recall_at_10: number;
+}
 
 export interface RecallReport {
   sample_size: number;
   seed: number;
   target_recall_at_5: number;
+  /** the ef chosen (the smallest of the ladder reaching the target, else the last tried) */
   ef: number;
   ef_tried: number[];
+  /** every ef tried with its recall, in order */
+  ladder: RecallRung[];
+  /** where the exact top-10 of the sample came from */
+  truth: 'neighbors table' | 'exact scan';
+  truth_sec: number;
   recall_at_5: number;
   recall_at_10: number;
   measure_sec: number;
@@ -48,6 +62,8 @@ export interface LoadedState {
   readonly exact: ExactBackend;
   readonly backend: VectorBackend;
   readonly recall: RecallReport | null;
+  /** index/neighbors.i32 when loaded (NEIGHBORS_TABLE): /nearest answers k <= its k from it */
+  readonly neighbors: NeighborTable | null;
 }
 
 /** Exclusion of the query row itself, plus its whole album when `sameAlbum`. Allocation-free. */

@@ -58,6 +58,20 @@ export interface IndexEntry {
   recall_at_10?: number | null;
 }
 
+/** index_meta.json's `neighbors`: the precomputed exact top-k table index/neighbors.i32. */
+export interface NeighborsEntry {
+  file: 'neighbors.i32';
+  k: number;
+  dtype: 'int32';
+  byte_order: 'little';
+  exact: true;
+  ranking: 'score_desc_float64_then_row_asc';
+  self_excluded: true;
+  build_sec: number;
+  size_bytes: number;
+  sha256: string;
+}
+
 export interface IndexMeta {
   schema_version: string;
   artifact_version: string;
@@ -67,6 +81,7 @@ export interface IndexMeta {
   embeddings_sha256: string;
   recall_queries: number;
   indexes: IndexEntry[];
+  neighbors?: NeighborsEntry;
   created_at: string;
   code_version: string;
 }

@@ -16,6 +16,9 @@ import { parseS3Uri } from '../lib/s3source.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+/** NEIGHBORS_TABLE: use index/neighbors.i32 when listed (auto), refuse to start without it (require), ignore it (off). */
+export const NEIGHBORS_TABLE_MODES = ['auto', 'require', 'off'] as const;
+export type NeighborsTableMode = (typeof NEIGHBORS_TABLE_MODES)[number];
 
 export interface AppConfig {
   /** `s3://...` location, or an absolute local version folder */
@@ -38,6 +41,7 @@ export interface AppConfig {
   hnswEfMax: number;
   recallSample: number;
   recallTarget: number;
+  neighborsTable: NeighborsTableMode;
 }
 
 /** node_api/ (the folder holding package.json), from this compiled or source file. */
@@ -141,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     hnswEfMax: int(env, 'HNSW_EF_MAX', 2048, 1, 100000)!,
     recallSample: int(env, 'RECALL_SAMPLE', 1000, 0, 1000000)!,
     recallTarget,
+    neighborsTable: oneOf(env, 'NEIGHBORS_TABLE', NEIGHBORS_TABLE_MODES, 'auto'),
   };
 }
 

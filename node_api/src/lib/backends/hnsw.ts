@@ -3,7 +3,9 @@
  * `index/hnsw.index`, labels = row indices. hnswlib proposes candidates; every candidate is re-scored exactly
  * from the Float32Array and re-sorted by the ranking rule, so scores equal the exact backend's. The request
  * over-fetches by the number of excluded rows plus a margin (boundary ties), and falls back to the exact scan
- * when hnswlib returns too few usable candidates.
+ * when hnswlib returns too few usable candidates. The addon takes the query only as a JS Array: one array of
+ * length dim is kept per backend and refilled per search (searchKnn copies it synchronously), instead of a new
+ * `Array.from(query)` per request.
  */
 
 import hnswlib from 'hnswlib-node';
@@ -16,6 +18,8 @@ export class HnswBackend implements VectorBackend {
   private efInUse: number;
   /** Searches that had to fall back to the exact scan (for diagnostics). */
   fallbacks = 0;
+  /** the query as the JS Array searchKnn wants, reused by every search (single-threaded, synchronous call) */
+  private readonly queryArray: number[];
 
   constructor(
     private readonly index: hnswlib.HierarchicalNSW,
@@ -27,6 +31,7 @@ export class HnswBackend implements VectorBackend {
   ) {
     this.efInUse = ef;
     index.setEf(ef);
+    this.queryArray = new Array<number>(dim).fill(0);
   }
 
   /** Read `path` as an 'ip' index of dimension `dim`. */
@@ -50,10 +55,13 @@ export class HnswBackend implements VectorBackend {
     const available = this.count - exclude.size;
     const want = Math.min(k, Math.max(0, available));
     if (want <= 0) return [];
-    const fetch = Math.min(this.count, k + exclude.size + Math.max(8, k));
-    const res = this.index.searchKnn(Array.from(query), fetch);
+    const fetch = this.fetchSize(k, exclude.size);
+    const qa = this.queryArray;
+    for (let d = 0; d < this.dim; d++) qa[d] = query[d]!;
+    const found = this.index.searchKnn(qa, fetch).neighbors;
     const hits: Hit[] = [];
-    for (const row of res.neighbors) {
+    for (let i = 0; i < found.length; i++) {
+      const row = found[i]!;
       if (exclude.has(row)) continue;
       hits.push({ row, score: dotRow(this.emb, this.dim, row, query) });
     }
@@ -61,7 +69,14 @@ export class HnswBackend implements VectorBackend {
       this.fallbacks++;
       return exactTopK(this.emb, this.dim, this.count, query, k, exclude);
     }
-    return sortHits(hits).slice(0, k);
+    sortHits(hits);
+    if (hits.length > k) hits.length = k;
+    return hits;
+  }
+
+  /** Candidates asked of hnswlib for a top-k with `excluded` rows skipped: k + excluded + a margin for ties. */
+  fetchSize(k: number, excluded: number): number {
+    return Math.min(this.count, k + excluded + Math.max(8, k));
   }
 
   async search(query: Float64Array, k: number, exclude: RowExclusion): Promise<Hit[]> {

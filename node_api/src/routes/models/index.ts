@@ -1,6 +1,7 @@
 /**
  * GET /models: what is loaded — model, dim, N, artifact version, created_at, the vector backend with its
- * parameters (ef in use) and the recall@5/@10 of the HNSW path against exact search measured at start-up.
+ * parameters (ef in use), the recall@5/@10 of the HNSW path against exact search measured at start-up, and
+ * whether the precomputed neighbour table answers /nearest (its k, requests served from it and passed on).
  */
 
 import type { FastifyPluginAsync } from 'fastify';
@@ -79,10 +80,34 @@ const modelsResponse = {
         target_recall_at_5: { type: 'number' },
         ef: { type: 'integer' },
         ef_tried: { type: 'array', items: { type: 'integer' } },
+        ladder: {
+          type: 'array',
+          description: 'every ef tried, in order, with its recall (the smallest reaching the target is kept)',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { ef: { type: 'integer' }, recall_at_5: { type: 'number' }, recall_at_10: { type: 'number' } },
+            required: ['ef', 'recall_at_5', 'recall_at_10'],
+          },
+        },
+        truth: { type: 'string', enum: ['neighbors table', 'exact scan'], description: 'source of the exact top-10 of the sample' },
+        truth_sec: { type: 'number' },
         recall_at_5: { type: 'number' },
         recall_at_10: { type: 'number' },
         measure_sec: { type: 'number' },
       },
+    },
+    neighbors: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'index/neighbors.i32, the precomputed exact top-k table: /nearest with k <= its k is answered from it (method "precomputed") when enough tracks pass the filters',
+      properties: {
+        loaded: { type: 'boolean' },
+        k: { type: ['integer', 'null'], description: 'columns of the table (null when not loaded)' },
+        served: { type: 'integer', description: '/nearest requests answered from the table since load' },
+        fallbacks: { type: 'integer', description: '/nearest requests passed on to the backend (k > table k, or fewer than k tracks left by the filters)' },
+      },
+      required: ['loaded', 'k', 'served', 'fallbacks'],
     },
     eval_created_at: { type: ['string', 'null'] },
   },
@@ -131,6 +156,9 @@ const models: FastifyPluginAsync = async (app) => {
               }
             : null,
         recall: s.recall,
+        neighbors: s.neighbors
+          ? { loaded: true, k: s.neighbors.k, served: s.neighbors.stats.served, fallbacks: s.neighbors.stats.fallbacks }
+          : { loaded: false, k: null, served: 0, fallbacks: 0 },
         eval_created_at: s.evalResults?.created_at ?? null,
       };
     },
