@@ -3,9 +3,12 @@
 The research job's own ``build-index`` and ``evaluate`` steps run on a seeded version folder (300 tracks,
 clustered vectors, a few exact-duplicate vectors so ties must be broken the documented way: score descending,
 then row ascending). The real Node server (``node_api/dist/src/server.js``) is started on 127.0.0.1 with the
-exact backend and then with the HNSW backend, and for every track:
+exact backend, with the HNSW backend (both with the neighbour table off), and with the precomputed neighbour
+table ``index/neighbors.i32`` in front of HNSW, and for every track:
 
-- ``GET /tracks/:id/nearest?k=5`` returns Python's exact top-5 ids (self excluded by id), scores to 1e-5;
+- ``GET /tracks/:id/nearest?k=5`` returns Python's exact top-5 ids (self excluded by id), scores to 1e-5, and
+  says which path answered (``method``);
+- with ``exclude_same_album=true`` it returns Python's brute-force top-5 over the other albums' tracks;
 - ``GET /tracks/:id/composer-eval?k=5`` metrics (P@5, HitRate@5, NDCG@5 and the full-ranking MRR) averaged
   over the scored queries equal ``eval_results.json``.
 """
@@ -28,7 +31,8 @@ import pytest
 
 from research_job.config import BuildIndexConfig, CommonConfig, EvaluateConfig
 from research_job.layout import ArtifactLayout
-from research_job.search import search
+from research_job.metadata import read_tracks_csv
+from research_job.search import exact_scores, search
 from research_job.steps import build_index, evaluate
 from research_job.steps.embed import load_embeddings
 from tests.helpers.artifact_factory import make_version
@@ -68,8 +72,10 @@ def _get(url: str) -> tuple[int, dict]:
 class NodeServer:
     """The real Node API as a child process on a free loopback port."""
 
-    def __init__(self, version_dir: Path, backend: str) -> None:
+    def __init__(self, version_dir: Path, backend: str, table: str = "off") -> None:
         self.port = _free_port()
+        self.backend = backend
+        self.table = table
         env = {
             **os.environ,
             "ARTIFACTS_DIR": str(version_dir),
@@ -79,6 +85,10 @@ class NodeServer:
             "VECTOR_BACKEND": backend,
             "LOG_LEVEL": "warn",
             "RECALL_SAMPLE": "300",
+            # ef >= N makes the HNSW graph search visit every node: its answers must then equal exact search
+            # (the start-up tuner would otherwise pick the smallest ef with recall@5 >= 0.99 on the sample)
+            "HNSW_EF": "300",
+            "NEIGHBORS_TABLE": table,
         }
         self.proc = subprocess.Popen(
             ["node", str(_node_server_js())],
@@ -144,11 +154,15 @@ def _rewrite_embeddings(layout: ArtifactLayout, vec: np.ndarray) -> None:
     write_artifact(layout.embeddings_meta, "embeddings_meta", meta)
 
 
-@pytest.fixture(scope="module", params=["exact", "hnsw"])
+#: (VECTOR_BACKEND, NEIGHBORS_TABLE): each search path alone, then the precomputed table in front of HNSW
+MODES = [("exact", "off"), ("hnsw", "off"), ("hnsw", "require")]
+
+
+@pytest.fixture(scope="module", params=MODES, ids=[f"{b}-table-{t}" for b, t in MODES])
 def server(request: pytest.FixtureRequest, version: ArtifactLayout) -> Iterator[NodeServer]:
     if shutil.which("node") is None:
         pytest.fail("node is not on PATH: the Node API parity test needs Node 20")
-    srv = NodeServer(version.version_dir, request.param)
+    srv = NodeServer(version.version_dir, *request.param)
     try:
         yield srv
     finally:
@@ -164,6 +178,7 @@ def test_nearest_equals_python_exact_search_for_every_track(
     for i, tid in enumerate(ids):
         status, body = server.get(f"/tracks/{tid}/nearest?k={K}")
         assert status == 200, body
+        assert body["method"] == ("precomputed" if server.table == "require" else server.backend), body
         got_ids = [h["track_id"] for h in body["hits"]]
         want_ids = [ids[r] for r in ref.rows[i]]
         assert tid not in got_ids
@@ -174,6 +189,25 @@ def test_nearest_equals_python_exact_search_for_every_track(
     assert not mismatches, f"{len(mismatches)} tracks rank differently, first: {mismatches[:3]}"
     # the duplicates really are tied, and the tie went to the lower row in both runtimes
     assert [ids[r] for r in ref.rows[ids.index("t00200")][:2]] == ["t00010", "t00201"]
+
+
+def test_nearest_excluding_same_album_equals_python_brute_force(
+    server: NodeServer, version: ArtifactLayout
+) -> None:
+    """The album filter: Python's reference scores (float64, ties by row) over the tracks of other albums."""
+    vectors, ids, _ = load_embeddings(version)
+    album = {r.track_id: r.album_id for r in read_tracks_csv(version.tracks_csv)}
+    scores = exact_scores(vectors, vectors)
+    mismatches = []
+    for i, tid in enumerate(ids):
+        cand = [j for j in range(len(ids)) if album[ids[j]] != album[tid]]
+        want = [ids[j] for j in sorted(cand, key=lambda j: (-scores[i, j], j))[:K]]
+        status, body = server.get(f"/tracks/{tid}/nearest?k={K}&exclude_same_album=true")
+        assert status == 200, body
+        got = [h["track_id"] for h in body["hits"]]
+        if got != want:
+            mismatches.append((tid, want, got))
+    assert not mismatches, f"{len(mismatches)} tracks rank differently, first: {mismatches[:3]}"
 
 
 def test_composer_eval_averages_equal_eval_results(server: NodeServer, version: ArtifactLayout) -> None:
