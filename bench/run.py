@@ -29,13 +29,18 @@ def parse_datasets(spec: str) -> list[tuple[int, int]]:
     return out
 
 
-def run_stage(stage: str, mode: str, datasets: list[tuple[int, int]] | None = None) -> dict[str, Any]:
-    """Run one stage and return its result dict (``datasets`` overrides the index stage's N x D list)."""
+def run_stage(
+    stage: str,
+    mode: str,
+    datasets: list[tuple[int, int]] | None = None,
+    families: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run one stage and return its result dict (``datasets`` and ``families`` narrow the index stage)."""
     if stage == "index":
         from bench import index_bench
 
         if datasets:
-            return run_index_datasets(mode, datasets)
+            return run_index_datasets(mode, datasets, families)
         result = index_bench.run(mode)
         index_bench.plot(result, RESULTS_DIR / f"index_{mode}.png")
         return result
@@ -77,7 +82,9 @@ def merge_index_result(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[
     return {**new, "datasets": merged, "datasets_overridden": True}
 
 
-def run_index_datasets(mode: str, datasets: list[tuple[int, int]]) -> dict[str, Any]:
+def run_index_datasets(
+    mode: str, datasets: list[tuple[int, int]], families: list[str] | None = None
+) -> dict[str, Any]:
     """The index stage over ``datasets``, one at a time, each merged into ``index_<mode>.json`` as soon as it is
     measured (a long ``--full`` run that is stopped keeps the datasets it finished)."""
     import json
@@ -89,7 +96,7 @@ def run_index_datasets(mode: str, datasets: list[tuple[int, int]]) -> dict[str, 
     for ds in datasets:
         old = json.loads(path.read_text()) if path.is_file() else None
         t0 = time.perf_counter()
-        new = index_bench.run(mode, datasets=[ds])
+        new = index_bench.run(mode, datasets=[ds], families=families)
         new["stage_wall_sec"] = time.perf_counter() - t0
         merged = merge_index_result(old, new)
         write_result(f"index_{mode}", merged)
@@ -112,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="index stage only: override the N x D list, e.g. 100000x200,1000000x768",
     )
+    ap.add_argument(
+        "--families",
+        default=None,
+        help="index stage with --datasets only: comma-separated index families (default all), e.g. faiss-flat,hnswlib",
+    )
     ap.add_argument("--report-only", action="store_true", help="only regenerate docs/benchmarks.md")
     args = ap.parse_args(argv)
     mode = "full" if args.full else "quick"
@@ -123,11 +135,20 @@ def main(argv: list[str] | None = None) -> int:
         datasets = parse_datasets(args.datasets) if args.datasets else None
     except ValueError as e:
         ap.error(str(e))
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    if families:
+        from bench.index_bench import FAMILIES
+
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown or not datasets:
+            ap.error(
+                f"--families needs --datasets and names among {', '.join(FAMILIES)}; got {args.families!r}"
+            )
     if not args.report_only:
         for stage in stages:
             t0 = time.perf_counter()
             log(f"=== stage {stage} ({mode})")
-            result = run_stage(stage, mode, datasets)
+            result = run_stage(stage, mode, datasets, families)
             result.setdefault("stage_wall_sec", time.perf_counter() - t0)
             path = write_result(f"{stage}_{mode}", result)
             log(f"=== stage {stage} done in {result['stage_wall_sec']:.1f} s -> {path}")
