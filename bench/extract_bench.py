@@ -7,8 +7,10 @@ itself (additive-synth notes, encoded with PyAV in the corpus's codecs) so it ru
 Each configuration runs in its own child process (so peak RSS does not mix) with explicit threads
 (``torch.set_num_threads``, BLAS/OMP env): ``decode@<rate>`` (the reference and the ceiling of the model step:
 ``research_job.io.audio.decode_audio`` to mono float32), then ``decode+<model>`` for each registry model whose
-weights are present (decode + ``model.embed([waveform])`` one track at a time, as the embed step does). Each is
-repeated; x real time is reported as median and p95 over the passes, with tracks per hour on this machine.
+weights are present (``model.embed([waveform])`` one track at a time while a background thread decodes the next
+``EmbedConfig.decode_ahead`` tracks, as the embed step does; the default model also once with inline decoding, to
+show what the read-ahead buys). Each is repeated; x real time is reported as median and p95 over the passes,
+with tracks per hour on this machine.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from bench.common import (
     usable_cpus,
     utc_now,
 )
+from research_job.config import EmbedConfig
 
 MODELS = ["dsp-stats", "musicnn-msd"]
 DEFAULT_MODEL = "musicnn-msd"
 TARGET_X_REALTIME = 100.0
 AUDIO_EXT = {".m4a", ".mp3", ".ogg", ".flac", ".wav", ".opus", ".aac"}
 
+#: the embed step's read-ahead (tracks decoded by a background thread while the model runs)
+DECODE_AHEAD = EmbedConfig().decode_ahead
 QUICK = {"n_files": 8, "clip_sec": 30.0, "passes": 3, "limit_s": 300, "demo_tracks": None}
 FULL = {"n_files": None, "clip_sec": 30.0, "passes": 3, "limit_s": 1800, "demo_tracks": 128}
 
@@ -132,6 +137,7 @@ def child_extract(params: dict[str, Any], out: Path) -> None:
     threads = int(params["threads"])
     torch.set_num_threads(threads)
     from research_job.io.audio import decode_audio
+    from research_job.io.prefetch import prefetched
 
     res: dict[str, Any] = {"model": params.get("model"), "threads": threads, "rss_start": rss_bytes()}
     model = None
@@ -155,14 +161,18 @@ def child_extract(params: dict[str, Any], out: Path) -> None:
     res["rss_after_load"] = rss_bytes()
     files = params["files"]
     passes = []
+    # model configs decode ahead in a thread exactly as the embed step does (EmbedConfig.decode_ahead); the
+    # decode-only reference decodes inline
+    ahead = int(params.get("decode_ahead", 0)) if model is not None else 0
+    res["decode_ahead"] = ahead
     for p in range(int(params["passes"])):
         dec = emb = audio = 0.0
         t_pass = time.perf_counter()
-        for f in files:
-            t0 = time.perf_counter()
-            wave, _ = decode_audio(f, sr)
+        for got in prefetched(files, lambda f: decode_audio(f, sr)[0], ahead, catch=()):
+            f, wave = got.item, got.value
+            assert wave is not None
+            dec += got.seconds
             t1 = time.perf_counter()
-            dec += t1 - t0
             audio += len(wave) / sr
             if model is not None:
                 v = model.embed([wave])
@@ -251,11 +261,15 @@ def run(mode: str) -> dict[str, Any]:
             result["configs"].append({"config": f"decode+{m}", "n_files": len(files), **skipped(why)})
             continue
         model_rates[m] = _model_rate(m)
-        plan.append((m, None))
+        plan.append((m, None, DECODE_AHEAD))
+        if m == DEFAULT_MODEL:  # the same model with inline decoding: what the read-ahead thread buys
+            plan.append((m, None, 0))
     rates = sorted(set(model_rates.values()) or {16000})
-    plan = [(None, r) for r in rates] + plan
-    for model, rate in plan:
-        name = f"decode+{model}" if model else f"decode@{rate}"
+    plan = [(None, r, 0) for r in rates] + plan
+    for model, rate, ahead in plan:
+        name = f"decode@{rate}"
+        if model:
+            name = f"decode+{model}" + ("" if ahead else " (inline decode)")
         log(f"extract: {name} on {len(files)} files")
         params = {
             "files": [str(f) for f in files],
@@ -263,10 +277,11 @@ def run(mode: str) -> dict[str, Any]:
             "sample_rate": rate or model_rates.get(model or "", 16000),
             "threads": threads,
             "passes": cfg["passes"],
+            "decode_ahead": ahead,
         }
         r = run_child(
             "bench.extract_bench", "child_extract", params, threads=threads, timeout_s=cfg["limit_s"],
-            out_path=work / f"{name.replace('+', '_').replace('@', '_')}.json",
+            out_path=work / f"{name.replace('+', '_').replace('@', '_').replace(' (inline decode)', '_inline')}.json",
         )  # fmt: skip
         r["config"] = name
         r["n_files"] = len(files)

@@ -104,6 +104,8 @@ class EmbedConfig:
     common: CommonConfig = field(default_factory=CommonConfig)
     device: str = "cpu"
     batch_size: int = 8
+    #: tracks decoded ahead by a background thread while the model runs (0 = decode inline)
+    decode_ahead: int = 8
     #: checkpoint partial results every this many tracks (resume after interruption)
     checkpoint_every: int = 16
     #: also write segment embeddings (window, hop) in seconds; None = off

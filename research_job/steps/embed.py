@@ -17,7 +17,7 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,13 @@ from tqdm import tqdm
 
 from research_job import schema
 from research_job.config import EmbedConfig
-from research_job.errors import ArtifactError, AudioDecodeError, ConfigError, ResearchJobError, unknown_choice
+from research_job.errors import ArtifactError, ConfigError, ResearchJobError, unknown_choice
 from research_job.io.atomic import atomic_open, write_bytes, write_json
+from research_job.io.prefetch import Loaded, prefetched
 from research_job.layout import LAYOUT_VERSION, ArtifactLayout, model_dir_name
 from research_job.metadata import read_tracks_csv
 from research_job.models.base import Encoder, sha256_file
+from research_job.steps.standardize_audio import load_track_audio
 from research_job.version import code_version
 
 LOG = logging.getLogger(__name__)
@@ -147,26 +149,16 @@ def apply_postprocess(vectors: np.ndarray, layout: ArtifactLayout) -> np.ndarray
 # ---------------------------------------------------------------- audio
 
 
-def _load_audio(layout: ArtifactLayout, row: Any, sample_rate: int) -> np.ndarray:
-    try:
-        from research_job.steps.standardize_audio import load_track_audio  # type: ignore[attr-defined]
-    except ImportError:
-        load_track_audio = None
-    if load_track_audio is not None:
-        return np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
-    # TODO(merge): stop-gap until standardize_audio is merged: read audio_wav/<track_id>.wav only
-    import soundfile as sf
+def _decoded(
+    layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int, lookahead: int
+) -> Iterator[Loaded[Any, np.ndarray]]:
+    """Each row's mono float32 waveform (or its decode error), in order, decoded up to ``lookahead`` tracks ahead
+    by a background thread while the model runs (:func:`research_job.io.prefetch.prefetched`)."""
 
-    path = layout.wav(row.track_id)
-    if not path.is_file():
-        raise AudioDecodeError(f"No standardised audio for track {row.track_id!r}: {path} missing")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises several types
-        raise AudioDecodeError(f"Cannot decode {path}: {e}") from e
-    if sr != sample_rate:
-        raise AudioDecodeError(f"{path}: sample rate {sr}, expected {sample_rate}")
-    return data.mean(axis=1).astype(np.float32)
+    def load(row: Any) -> np.ndarray:
+        return np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
+
+    return prefetched(rows, load, lookahead, catch=(ResearchJobError,))
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -308,6 +300,8 @@ def run(
         raise ConfigError(
             f"batch_size and checkpoint_every must be >= 1, got {cfg.batch_size}, {cfg.checkpoint_every}"
         )
+    if cfg.decode_ahead < 0:
+        raise ConfigError(f"decode_ahead must be >= 0 (0 = decode inline), got {cfg.decode_ahead}")
     if cfg.segment_window_sec is not None:
         raise ConfigError("segment embeddings are not implemented; leave segment_window_sec unset")
     layout = cfg.common.layout
@@ -392,14 +386,12 @@ def run(
                 c_stats["audio_sec"] += w.size / encoder.sample_rate
         pending.clear()
 
-    for row in tqdm(todo, desc="embed", unit="track", disable=None):
-        t0 = time.perf_counter()
-        try:
-            wav = _load_audio(layout, row, encoder.sample_rate)
-        except ResearchJobError as e:
-            c_fail.append({"track_id": row.track_id, "stage": "decode", "reason": str(e)})
-            wav = None
-        c_stats["decode_sec"] += time.perf_counter() - t0
+    decoded = _decoded(layout, todo, encoder.sample_rate, cfg.decode_ahead)
+    for got in tqdm(decoded, total=len(todo), desc="embed", unit="track", disable=None):
+        row, wav = got.item, got.value
+        if got.error is not None:
+            c_fail.append({"track_id": row.track_id, "stage": "decode", "reason": str(got.error)})
+        c_stats["decode_sec"] += got.seconds
         if wav is not None:
             peak = float(np.max(np.abs(wav))) if wav.size else 0.0
             if wav.size == 0 or not np.isfinite(peak):

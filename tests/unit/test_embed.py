@@ -79,14 +79,16 @@ def test_embed_writes_normalised_rows_in_csv_order(tmp_path: Path) -> None:
     assert (common.layout.embeddings_f32.stat().st_size) == 7 * 8 * 4
 
 
-def test_bad_tracks_are_reported_and_skipped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ahead", [0, 1, 8])
+def test_bad_tracks_are_reported_and_skipped(tmp_path: Path, ahead: int) -> None:
+    """Also: decoding inline (0) or ahead in a thread (1, 8) gives the same rows, failures and order."""
     common = make_corpus(tmp_path, SR, n=8, silent=[1])
     _poke(common, "t02", 0.5)  # NaN output
     _poke(common, "t03", 0.25)  # zero vector
     _poke(common, "t04", 0.125)  # the model raises
     common.layout.wav("t05").write_bytes(b"not audio at all")  # decode failure
     common.layout.wav("t06").unlink()  # missing file
-    meta = embed.run(_cfg(common), encoder=FakeEncoder())
+    meta = embed.run(_cfg(common, decode_ahead=ahead), encoder=FakeEncoder())
     _, ids, _ = embed.load_embeddings(common.layout)
     assert ids == ["t00", "t07"]
     reasons = {f["track_id"]: (f["stage"], f["reason"]) for f in meta["failures"]}
@@ -189,3 +191,19 @@ def test_complete_output_is_reused_and_a_change_re_embeds(tmp_path: Path) -> Non
     enc3 = FakeEncoder("2")
     embed.run(_cfg(common), encoder=enc3)
     assert len(enc3.calls) == 5
+
+
+def test_decode_ahead_keeps_order_and_waveforms(tmp_path: Path) -> None:
+    common = make_corpus(tmp_path, SR, n=9)
+    rows = embed.read_tracks_csv(common.layout.tracks_csv)
+    inline = list(embed._decoded(common.layout, rows, SR, 0))
+    ahead = list(embed._decoded(common.layout, rows, SR, 3))
+    assert (
+        [g.item.track_id for g in ahead]
+        == [g.item.track_id for g in inline]
+        == [f"t{i:02d}" for i in range(9)]
+    )
+    for a, b in zip(inline, ahead, strict=True):
+        assert a.error is None and b.error is None and np.array_equal(a.value, b.value)
+    with pytest.raises(embed.ConfigError, match="decode_ahead must be >= 0.*-1"):
+        embed.run(_cfg(common, decode_ahead=-1), encoder=FakeEncoder())
