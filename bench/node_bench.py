@@ -326,9 +326,10 @@ def run(mode: str) -> dict[str, Any]:
                             f"no request completed in a 1-connection run: {q1['requests']=}, {h1['requests']=}"
                         )
                     entry["search_ms_1conn_minus_health"] = q1["latency_ms"]["p50"] - h1["latency_ms"]["p50"]
-                    # what the route's own cost allows: /health's request time over /nearest's, both measured
-                    # with one connection (no queueing) in this run: no load level can beat this fraction
-                    entry["rps_fraction_bound_1conn"] = h1["latency_ms"]["p50"] / q1["latency_ms"]["p50"]
+                    # the route's own cost without queueing: /health's request latency over /nearest's, both with
+                    # one connection in this run (an estimate of the reachable fraction, not a strict bound: under
+                    # load the server and the load generator overlap differently)
+                    entry["latency_ratio_1conn"] = h1["latency_ms"]["p50"] / q1["latency_ms"]["p50"]
                     if "single_ms" in ref:
                         entry["node_vs_numpy_single"] = (
                             entry["search_ms_1conn_minus_health"] / ref["single_ms"]["median"]
@@ -369,10 +370,10 @@ def _targets(result: dict[str, Any]) -> list[str]:
         if r["backend"] in ("hnsw", "table"):
             f, p95 = r["rps_fraction_of_health"], r["nearest"]["latency_ms"]["p95"]
             rec = r["served_recall"]["recall_at_5"]
-            bound = r.get("rps_fraction_bound_1conn")
+            bound = r.get("latency_ratio_1conn")
             out.append(
                 f"{tag}: {f:.0%} of /health r/s (target >= 70%: {'met' if f >= 0.7 else 'MISSED'}"
-                + (f"; the route's 1-connection cost allows at most {bound:.0%}" if bound else "")
+                + (f"; 1-connection latency ratio /health : /nearest {bound:.0%}" if bound else "")
                 + ")"
             )
             out.append(f"{tag}: p95 {p95:.2f} ms (target < 5 ms: {'met' if p95 < 5 else 'MISSED'})")
@@ -407,7 +408,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Targets: " + "; ".join(result.get("target_status") or ["none measured"]) + ".",
         "",
         "| N | D | backend | start-up s | RSS after start | RSS after load | /health r/s | /nearest r/s | "
-        "% of /health | bound % (1 conn) | p50 ms | p95 ms | p99 ms | recall@5 (API vs exact) | 1-conn search ms | "
+        "% of /health | 1-conn latency ratio | p50 ms | p95 ms | p99 ms | recall@5 (API vs exact) | 1-conn search ms | "
         "numpy 1t ms | Node/numpy |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -424,7 +425,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['n']:,} | {r['dim']} | {r['backend']} | {r['startup_sec']:.2f} | "
             f"{(r['rss_after_start'] or 0) / 2**20:.0f} MiB | {(r['rss_after_load'] or 0) / 2**20:.0f} MiB | "
             f"{r['health']['requests_per_s']:,.0f} | {r['nearest']['requests_per_s']:,.0f} | "
-            f"{r['rps_fraction_of_health']:.0%} | {_pct(r.get('rps_fraction_bound_1conn'))} | {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | "
+            f"{r['rps_fraction_of_health']:.0%} | {_pct(r.get('latency_ratio_1conn'))} | {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | "
             f"{r['served_recall']['recall_at_5']:.4f} | {r['search_ms_1conn_minus_health']:.3f} | "
             f"{'-' if ref is None else f'{ref:.3f}'} | {'-' if ratio is None else f'{ratio:.2f}'} |"
         )
