@@ -104,8 +104,9 @@ class EmbedConfig:
     common: CommonConfig = field(default_factory=CommonConfig)
     device: str = "cpu"
     batch_size: int = 8
-    #: tracks decoded ahead by a background thread while the model runs (0 = decode inline: on 2 cores, where
-    #: torch already uses both, 8 ahead measured 3.6 % slower for musicnn-msd; worth it with spare cores)
+    #: tracks decoded ahead by a background thread while the model runs (0 = decode inline). On 2 cores, where
+    #: torch already uses both, 8 ahead was within noise of inline for musicnn-msd (-3.6 % and +1.4 % in two
+    #: quiet runs); it pays with spare cores or slow storage
     decode_ahead: int = 0
     #: checkpoint partial results every this many tracks (resume after interruption)
     checkpoint_every: int = 16
