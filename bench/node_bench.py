@@ -3,7 +3,8 @@
 For each synthetic artifact folder (``bench/make_synthetic_artifacts.py``) and each mode (``hnsw`` and ``exact``: the
 search paths themselves, with the neighbour table off; ``table``: the precomputed exact neighbour table in front of
 HNSW, ``method: "precomputed"``; see ``MODES``):
-start ``node node_api/dist/src/server.js`` on a free 127.0.0.1 port, time spawn -> ``GET /health`` 200 and read
+start ``node node_api/dist/src/server.js`` on a free 127.0.0.1 port, pinned to the first usable CPU while the
+load generator is pinned to the others (never sharing a core), time spawn -> ``GET /health`` 200 and read
 the server's RSS, then run ``bench/node/load.mjs`` (autocannon) against the trivial route ``/health`` (the
 reference: the framework's ceiling on this machine, in the same run) and against
 ``/tracks/:id/nearest?k=5`` with a seeded random id per request; requests/s and exact p50/p95/p99 latency.
@@ -73,6 +74,20 @@ TARGETS = {
 }
 
 
+def _cpu_split() -> tuple[set[int], set[int]] | None:
+    """(server CPUs, load-generator CPUs): the first usable CPU for the server, the rest for autocannon, so the
+    two never share a core (left to the scheduler they sometimes did, and `/health` then swung between ~13k and
+    ~22k r/s run to run); None on a machine with one usable CPU."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else None
+
+
+def _pinned(cpus: set[int] | None):  # noqa: ANN202 (a preexec_fn)
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -116,8 +131,14 @@ class Server:
         self.env_used = {k: env[k] for k in ("VECTOR_BACKEND", "LOG_LEVEL", *(extra_env or {}))}
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.t_spawn = time.perf_counter()
+        split = _cpu_split()
         self.proc = subprocess.Popen(
-            ["node", str(SERVER_JS)], cwd=NODE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            ["node", str(SERVER_JS)],
+            cwd=NODE_DIR,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_pinned(split[0] if split else None),  # noqa: PLW1509 (no threads at this point)
         )
 
     def wait_ready(self, limit_s: float) -> float:
@@ -186,7 +207,15 @@ def _load(url: str, path: str, duration: int, connections: int, ids_file: Path |
     cmd += ["--connections", str(connections)]
     if ids_file is not None:
         cmd += ["--ids", str(ids_file)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration * 3 + 30, cwd=LOAD_JS.parent)
+    split = _cpu_split()
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=duration * 3 + 30,
+        cwd=LOAD_JS.parent,
+        preexec_fn=_pinned(split[1] if split else None),  # noqa: PLW1509
+    )
     if out.returncode != 0:
         raise RuntimeError(f"load.mjs failed ({out.returncode}): {out.stderr[-1000:]}")
     return json.loads(out.stdout)
@@ -248,6 +277,11 @@ def run(mode: str) -> dict[str, Any]:
         "created_at": utc_now(),
         "machine": machine_facts(
             {"server": "node (one event loop)", "load_generator": "separate node process"}
+        ),
+        "cpu_pinning": (
+            {"server": sorted(_cpu_split()[0]), "load_generator": sorted(_cpu_split()[1])}  # type: ignore[index]
+            if _cpu_split()
+            else None
         ),
         "targets": TARGETS,
         "runs": [],
@@ -400,7 +434,8 @@ def markdown(result: dict[str, Any]) -> str:
     conns = r0["nearest"]["connections"] if r0 else "?"
     dur = r0["nearest"]["duration_s"] if r0 else "?"
     lines += [
-        f"autocannon from a separate process, loopback, {conns} connections, {dur} s per route after a 1 s "
+        f"autocannon from a separate process, loopback, CPU pinning {result.get('cpu_pinning')} (server, load "
+        f"generator), {conns} connections, {dur} s per route after a 1 s "
         "warm-up, a seeded random track id per request; latency percentiles over every request. Reference: "
         "`/health` on the same server in the same run. Server log level: "
         f"{(r0 or {}).get('server_env', {}).get('LOG_LEVEL')}. Node {result['machine'].get('node')}.",
