@@ -279,8 +279,8 @@ def run(mode: str) -> dict[str, Any]:
             {"server": "node (one event loop)", "load_generator": "separate node process"}
         ),
         "cpu_pinning": (
-            {"server": sorted(_cpu_split()[0]), "load_generator": sorted(_cpu_split()[1])}  # type: ignore[index]
-            if _cpu_split()
+            {"server": sorted(split[0]), "load_generator": sorted(split[1])}
+            if (split := _cpu_split())
             else None
         ),
         "targets": TARGETS,
