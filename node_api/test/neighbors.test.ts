@@ -11,6 +11,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { dotRows } from '../src/lib/exact.js';
 import { loadArtifacts, type LoadOptions } from '../src/lib/loader.js';
 import { SchemaRegistry } from '../src/lib/schemas.js';
 import { composerEval, nearestToRow } from '../src/lib/search.js';
@@ -155,9 +156,20 @@ describe('refusing a bad table', () => {
   it('-1 padding where count - 1 >= k', () => refuses((d, t) => ((t[4 * K + 9] = -1), writeTable(d, t)), /row 4 column 9 holds -1 padding before the row's 10 neighbours are listed/));
   it('the track itself', () => refuses((d, t) => ((t[2 * K + 4] = 2), writeTable(d, t)), /row 2 column 4 lists the track itself/));
   it('a row listed twice', () => refuses((d, t) => ((t[3 * K + 6] = t[3 * K + 1]!), writeTable(d, t)), /row 3 column 6 lists row \d+ a second time/));
-  it('a well-formed table that is not the exact ranking (every list reversed)', () =>
+  it('a well-formed table whose lists are not best first (every list reversed): caught on every row', () =>
     refuses((d, t) => {
       for (let r = 0; r < n; r++) t.subarray(r * K, (r + 1) * K).reverse();
+      writeTable(d, t);
+    }, /row 0 column 1 lists row \d+ with score [-0-9.e]+, above column 0's [-0-9.e]+: lists must be best first \(the table does not match embeddings\/embeddings\.f32\)/));
+  it("lists best first but not the nearest (each row's K farthest tracks): caught by the exact spot check", () =>
+    refuses((d, t) => {
+      const { embeddings: emb, dim } = exactOnly;
+      for (let r = 0; r < n; r++) {
+        const others = [...Array(n).keys()].filter((o) => o !== r).map((o) => ({ o, s: dotRows(emb, dim, r, o) }));
+        others.sort((a, b) => a.s - b.s || a.o - b.o);
+        const farthest = others.slice(0, K).sort((a, b) => b.s - a.s || a.o - b.o);
+        farthest.forEach((x, j) => (t[r * K + j] = x.o));
+      }
       writeTable(d, t);
     }, /row \d+ column 0 lists row \d+ \(score [-0-9.e]+\) but exact search ranks row \d+ \(score [-0-9.e]+\) there: the table does not match embeddings\/embeddings\.f32/));
   it('index_meta failing its schema (k 0)', () => refuses((d, t) => writeTable(d, t, (nb) => (nb.k = 0)), /neighbors\/k|must be >= 1/, {}, /^index\/index_meta\.json: /));

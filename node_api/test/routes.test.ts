@@ -7,11 +7,13 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { Ajv } from 'ajv';
 import type { FastifyInstance } from 'fastify';
 
 import { buildApp } from '../src/app.js';
 import type { ArtifactFile } from '../src/lib/layout.js';
 import { LocalDirSource } from '../src/lib/source.js';
+import { nearestResponse200 } from '../src/routes/tracks/index.js';
 import { appFor, bruteForce, cleanupTmp, configFor, generatedFixture, readEmbeddings, readJson } from './helpers.js';
 
 let app: FastifyInstance;
@@ -138,6 +140,24 @@ describe('GET /tracks/:trackId/nearest', () => {
         assert.deepEqual(Object.keys(h).sort(), ['album_id', 'composer', 'rank', 'score', 'title', 'track_id']);
       });
     }
+  });
+
+  it('answers application/json; charset=utf-8 bodies that follow the documented response schema, for every path', async () => {
+    const validate = new Ajv({ strict: false }).compile(nearestResponse200);
+    const methods = new Set<string>();
+    for (const q of ['k=5', 'k=10&exclude_same_album=true', 'k=100', `k=3&composer=${encodeURIComponent('claude debussy')}`]) {
+      for (const row of [0, 1, 9, 33]) {
+        const res = await fetch(`${base}/tracks/${encodeURIComponent(ids[row]!)}/nearest?${q}`);
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get('content-type'), 'application/json; charset=utf-8');
+        const text = await res.text();
+        assert.equal(Number(res.headers.get('content-length')), Buffer.byteLength(text));
+        const body = JSON.parse(text);
+        assert.ok(validate(body), `${q} row ${row}: ${JSON.stringify(validate.errors)}`);
+        methods.add(body.method);
+      }
+    }
+    assert.deepEqual([...methods].sort(), ['exact (composer subset)', 'hnsw', 'precomputed']);
   });
 
   it('defaults to k=5 and breaks exact ties by ascending row', async () => {

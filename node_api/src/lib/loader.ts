@@ -19,6 +19,7 @@ import { parseTracksCsv } from './csv.js';
 import { ArtifactError } from './errors.js';
 import { readHnswHeader } from './hnswHeader.js';
 import { parseNeighborTable, type NeighborTable } from './neighbors.js';
+import { renderTrackJson } from './nearestBody.js';
 import { ARTIFACT_FILES as F, type ArtifactFile } from './layout.js';
 import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
@@ -199,6 +200,8 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   for (const a of albumOfRow) albumSize[a]!++;
   const composerRows = new Map<string, Int32Array>([...composerLists].map(([c, rows]) => [c, Int32Array.from(rows)]));
   phase('metadata', { metadata_rows: csvRows.length, albums: albumIndex.size, composers: composerRows.size });
+  const trackJson = renderTrackJson(tracks);
+  phase('track json', { size_bytes: trackJson.bytes.length });
 
   // --- index
   let indexMeta: IndexMeta | null = null;
@@ -217,7 +220,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   }
   const exact = new ExactBackend(emb, dim, n, simd);
   const neighbors = await loadNeighbors(source, indexMeta, opts, exact, emb, dim, n, log);
-  if (neighbors) phase('neighbors', { k: neighbors.k, size_bytes: neighbors.rows.byteLength });
+  if (neighbors) phase('neighbors', { k: neighbors.k, size_bytes: neighbors.rows.byteLength, scores_bytes: neighbors.scores.text.byteLength + neighbors.scores.offsets.byteLength });
   let backend: VectorBackend = exact;
   let recall: RecallReport | null = null;
   const hnswWanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnswIndex)));
@@ -316,6 +319,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     trackIds: Object.freeze([...ids.track_ids]),
     rowById,
     tracks: Object.freeze(tracks),
+    trackJson,
     albumOfRow,
     albumSize,
     composerRows,
@@ -366,7 +370,7 @@ async function loadNeighbors(
     return null;
   }
   const bytes = await source.read(F.neighbors);
-  const table = parseNeighborTable(bytes, entry, n, sha256(bytes));
+  const table = parseNeighborTable(bytes, entry, n, sha256(bytes), emb, dim);
   const listed = Math.min(table.k, n - 1);
   for (const row of sampleRows(n, NEIGHBORS_SPOT_CHECK, 2)) {
     const q = new Float64Array(dim);

@@ -3,14 +3,17 @@
  * embeddings.f32, the rows of its K nearest other tracks by exact search (float64 score descending, ties by
  * ascending row, the track itself never listed), best first; little-endian int32, row-major [count, K]; -1 pads a
  * row only when count - 1 < K. Catalogue-track queries with k <= K are answered by walking the row's list (filters
- * applied) instead of searching; this file reads and checks the table and does that walk.
+ * applied) instead of searching; this file reads and checks the table, scores it once (the exact float64 inner
+ * product of each listed pair, kept beside the rows already rendered as JSON text, so that a request reads one
+ * contiguous run of bytes instead of K scattered embedding rows and converts no number) and does that walk.
  */
 
 import { endianness } from 'node:os';
 
 import { ArtifactError } from './errors.js';
-import { type RowExclusion } from './exact.js';
+import { dotRows, type RowExclusion } from './exact.js';
 import { ARTIFACT_FILES as F } from './layout.js';
+import { NumberTextBuilder, type RenderedNumbers } from './nearestBody.js';
 import type { NeighborsEntry } from './types.js';
 
 /** A loaded, checked table. `stats` counts the /nearest requests it answered and those it passed on. */
@@ -18,6 +21,11 @@ export interface NeighborTable {
   readonly k: number;
   /** row-major [count, k]; row i's list is rows[i * k .. i * k + k) */
   readonly rows: Int32Array;
+  /**
+   * row-major [count, k] entries: entry i * k + j is the float64 inner product of row i and rows[i * k + j],
+   * pre-rendered as JSON text ("0" for padding); numberAt gives the number back exactly
+   */
+  readonly scores: RenderedNumbers;
   readonly sha256: string;
   readonly stats: { served: number; fallbacks: number };
 }
@@ -33,13 +41,18 @@ function toInt32(buf: Buffer): Int32Array {
   return out;
 }
 
+/** Largest rise allowed between consecutive listed scores: float64 sums in a different order differ by ~1e-16. */
+export const ORDER_TOLERANCE = 1e-12;
+
 /**
- * Check `bytes` against its index_meta entry and the row count, and view them as the table.
- * Checks: size = count x k x 4 = size_bytes, sha256 (computed by the caller, `sha`), and every row: exactly
- * min(k, count - 1) distinct rows of [0, count) other than itself, then only -1.
+ * Check `bytes` against its index_meta entry, the row count and the embeddings, and view them as the table.
+ * Checks: size = count x k x 4 = size_bytes, sha256 (computed by the caller, `sha`), every row: exactly
+ * min(k, count - 1) distinct rows of [0, count) other than itself, then only -1; and, scoring every listed pair
+ * against `emb` (row-major [count, dim]), every list best first (no score above the previous one by more than
+ * ORDER_TOLERANCE), which a table built from other embeddings fails.
  * @throws ArtifactError naming index/neighbors.i32 and the first bad row / value
  */
-export function parseNeighborTable(bytes: Buffer, entry: NeighborsEntry, count: number, sha: string): NeighborTable {
+export function parseNeighborTable(bytes: Buffer, entry: NeighborsEntry, count: number, sha: string, emb: Float32Array, dim: number): NeighborTable {
   const k = entry.k;
   const want = count * k * 4;
   if (bytes.length !== want) {
@@ -69,23 +82,52 @@ export function parseNeighborTable(bytes: Buffer, entry: NeighborsEntry, count: 
       seenBy[v] = row + 1;
     }
   }
-  return { k, rows, sha256: sha, stats: { served: 0, fallbacks: 0 } };
+  const scores = new NumberTextBuilder(count * k);
+  for (let row = 0; row < count; row++) {
+    const base = row * k;
+    let prev = Infinity;
+    for (let j = 0; j < k; j++) {
+      if (j >= listed) {
+        scores.push(0);
+        continue;
+      }
+      const s = dotRows(emb, dim, row, rows[base + j]!);
+      if (s > prev + ORDER_TOLERANCE) {
+        throw new ArtifactError(
+          F.neighbors,
+          `row ${row} column ${j} lists row ${rows[base + j]} with score ${s}, above column ${j - 1}'s ${prev}: lists must be best first (the table does not match ${F.embeddingsF32})`,
+        );
+      }
+      scores.push(s);
+      prev = s;
+    }
+  }
+  return { k, rows, scores: scores.finish(), sha256: sha, stats: { served: 0, fallbacks: 0 } };
+}
+
+/** Hits read from the table: rows and their scores, best first. */
+export interface TableHits {
+  rows: number[];
+  /** entries (i * k + j) of the hits, for the table's pre-rendered scores */
+  entries: number[];
 }
 
 /**
- * The first `k` rows of `row`'s list that are not excluded and pass `keep`, best first; null when fewer than `k`
- * survive (or k > K), so the caller falls back to a search.
+ * The first `k` entries of `row`'s list whose rows are not excluded and pass `keep`, best first, with their
+ * entry numbers (for the scores); null when fewer than `k` survive (or k > K), so the caller falls back to a search.
  */
-export function tableNeighbours(table: NeighborTable, row: number, k: number, exclude: RowExclusion, keep: ((r: number) => boolean) | null): number[] | null {
+export function tableNeighbours(table: NeighborTable, row: number, k: number, exclude: RowExclusion, keep: ((r: number) => boolean) | null): TableHits | null {
   if (k > table.k) return null;
-  const out: number[] = [];
+  const rows: number[] = [];
+  const entries: number[] = [];
   const base = row * table.k;
   for (let j = 0; j < table.k; j++) {
     const r = table.rows[base + j]!;
     if (r < 0) break;
     if (exclude.has(r) || (keep !== null && !keep(r))) continue;
-    out.push(r);
-    if (out.length === k) return out;
+    rows.push(r);
+    entries.push(base + j);
+    if (rows.length === k) return { rows, entries };
   }
   return null;
 }

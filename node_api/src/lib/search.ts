@@ -1,14 +1,15 @@
 /**
  * The search operations behind the routes, over one `LoadedState`: nearest neighbours of a track (with
  * optional same-album exclusion and composer filter; from the precomputed neighbour table when it holds the
- * answer), composer-retrieval evaluation of one query (exact search, as the Python evaluation does), and
+ * answer, then synchronously), composer-retrieval evaluation of one query (exact search, as the Python evaluation does), and
  * search by a caller-supplied vector.
  */
 
 import { HttpError } from './errors.js';
-import { dotRow, dotRows, type Hit, type RowExclusion } from './exact.js';
+import { dotRow, type Hit, type RowExclusion } from './exact.js';
 import { queryMetrics, type QueryMetrics } from './metrics.js';
 import { tableNeighbours } from './neighbors.js';
+import { hitScore, type HitScores } from './nearestBody.js';
 import { queryExclusion, rowVector, type LoadedState } from './state.js';
 import type { TrackRow } from './types.js';
 
@@ -62,43 +63,70 @@ function composerRowsOrThrow(state: LoadedState, composer: string): Int32Array {
   return rows;
 }
 
+/** Hits of one /nearest query, best first, and which path produced them. */
+export interface RankedRows {
+  method: string;
+  rows: ArrayLike<number>;
+  scores: HitScores;
+}
+
+function ranked(method: string, hits: Hit[]): RankedRows {
+  const rows = new Array<number>(hits.length);
+  const scores = new Array<number>(hits.length);
+  for (let i = 0; i < hits.length; i++) {
+    rows[i] = hits[i]!.row;
+    scores[i] = hits[i]!.score;
+  }
+  return { method, rows, scores: { kind: 'numbers', values: scores } };
+}
+
 /**
- * Top-k neighbours of track `row` (never itself). When the precomputed neighbour table is loaded and k <= its
- * k, the row's list is walked with the filters applied (same album: the exclusion the backends get; composer:
- * same standardised composer) and, when k tracks survive, they are the answer (`method: "precomputed"`), scored
- * by the exact dot product, so equal to exact search. Otherwise: with a composer filter the candidates are
- * that composer's rows, searched exactly (small and exact); else the configured backend runs with the exclusion.
+ * Top-k neighbours of track `row` (never itself), as rows and scores. When the precomputed neighbour table is
+ * loaded and k <= its k, the row's list is walked with the filters applied (same album: the exclusion the
+ * backends get; composer: same standardised composer) and, when k tracks survive, they are the answer
+ * (`method: "precomputed"`) with the table's exact float64 scores, so equal to exact search; that answer is
+ * returned synchronously (no promise on the hot path). Otherwise a promise: with a composer filter the
+ * candidates are that composer's rows, searched exactly (small and exact); else the configured backend runs
+ * with the exclusion.
+ * @throws HttpError 400 (synchronously) on an unknown composer
  */
-export async function nearestToRow(
+export function nearestRanked(
   state: LoadedState,
   row: number,
   k: number,
   opts: { excludeSameAlbum: boolean; composer: string | null },
-): Promise<NearestResult> {
+): RankedRows | Promise<RankedRows> {
   const exclude = queryExclusion(state, row, opts.excludeSameAlbum);
   const composerRows = opts.composer === null ? null : composerRowsOrThrow(state, opts.composer);
   const table = state.neighbors;
   if (table !== null) {
     const composer = opts.composer;
     const keep = composer === null ? null : (r: number) => state.tracks[r]!.composer === composer;
-    const rows = tableNeighbours(table, row, k, exclude, keep);
-    if (rows !== null) {
+    const hits = tableNeighbours(table, row, k, exclude, keep);
+    if (hits !== null) {
       table.stats.served++;
-      const hits: TrackHit[] = new Array(rows.length);
-      for (let i = 0; i < rows.length; i++) hits[i] = trackHit(state, i, rows[i]!, dotRows(state.embeddings, state.dim, row, rows[i]!));
-      return { method: 'precomputed', hits };
+      return { method: 'precomputed', rows: hits.rows, scores: { kind: 'rendered', rendered: table.scores, entries: hits.entries } };
     }
     table.stats.fallbacks++;
   }
   const q = rowVector(state, row);
-  if (composerRows !== null) {
-    return { method: 'exact (composer subset)', hits: toTrackHits(state, state.exact.searchSync(q, k, exclude, composerRows)) };
-  }
-  if (state.backend.searchTrack) {
-    const hits = await state.backend.searchTrack(state.trackIds[row]!, k, opts.excludeSameAlbum);
-    return { method: state.backend.kind, hits: toTrackHits(state, hits) };
-  }
-  return { method: state.backend.kind, hits: toTrackHits(state, await state.backend.search(q, k, exclude)) };
+  if (composerRows !== null) return ranked('exact (composer subset)', state.exact.searchSync(q, k, exclude, composerRows));
+  const backend = state.backend;
+  if (backend.searchTrack) return backend.searchTrack(state.trackIds[row]!, k, opts.excludeSameAlbum).then((hits) => ranked(backend.kind, hits));
+  return backend.search(q, k, exclude).then((hits) => ranked(backend.kind, hits));
+}
+
+/** `nearestRanked` with each hit's rank and public fields (the objects the other routes and the tests use). */
+export async function nearestToRow(
+  state: LoadedState,
+  row: number,
+  k: number,
+  opts: { excludeSameAlbum: boolean; composer: string | null },
+): Promise<NearestResult> {
+  const res = await nearestRanked(state, row, k, opts);
+  const hits: TrackHit[] = new Array(res.rows.length);
+  for (let i = 0; i < hits.length; i++) hits[i] = trackHit(state, i, res.rows[i]!, hitScore(res.scores, i));
+  return { method: res.method, hits };
 }
 
 export interface ComposerEvalResult {

@@ -8,6 +8,7 @@ import type { ExactBackend } from './backends/exact.js';
 import type { VectorBackend } from './backends/types.js';
 import type { RowExclusion } from './exact.js';
 import type { NeighborTable } from './neighbors.js';
+import type { TrackJson } from './nearestBody.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
 
 /** Recall of the ANN path at one ef. */
@@ -50,6 +51,8 @@ export interface LoadedState {
   readonly rowById: ReadonlyMap<string, number>;
   /** metadata of row i */
   readonly tracks: readonly TrackRow[];
+  /** each row's public fields pre-rendered as JSON: the /nearest response is written from it */
+  readonly trackJson: TrackJson;
   /** album index of each row, for zero-allocation same-album exclusion */
   readonly albumOfRow: Int32Array;
   readonly albumSize: Int32Array;

@@ -5,7 +5,8 @@
 
 import type { FastifyPluginAsync } from 'fastify';
 
-import { composerEval, nearestToRow, rowOf, trackSummary } from '../../lib/search.js';
+import { composerEval, nearestRanked, rowOf, trackSummary, type RankedRows } from '../../lib/search.js';
+import { writeNearestBody } from '../../lib/nearestBody.js';
 import { hitSchema, kSchema, trackParams, trackSummary as trackSummarySchema } from '../schemas.js';
 
 interface Params {
@@ -21,7 +22,28 @@ interface EvalQuery {
   exclude_same_album: boolean;
 }
 
+const JSON_UTF8 = 'application/json; charset=utf-8';
+
 const excludeSameAlbum = { type: 'boolean', default: false, description: "skip tracks from the query's album" } as const;
+
+/** 200 body of /nearest: the shape writeNearestBody writes (exported for the tests that validate it). */
+export const nearestResponse200 = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    query: trackSummarySchema,
+    k: { type: 'integer' },
+    method: { type: 'string' },
+    filters: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { exclude_same_album: { type: 'boolean' }, composer: { type: ['string', 'null'] } },
+      required: ['exclude_same_album', 'composer'],
+    },
+    hits: { type: 'array', items: hitSchema },
+  },
+  required: ['query', 'k', 'method', 'filters', 'hits'],
+} as const;
 
 const nearestSchema = {
   summary: 'Nearest neighbours of a track (self excluded)',
@@ -36,22 +58,7 @@ const nearestSchema = {
     },
   },
   response: {
-    200: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        query: trackSummarySchema,
-        k: { type: 'integer' },
-        method: { type: 'string' },
-        filters: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { exclude_same_album: { type: 'boolean' }, composer: { type: ['string', 'null'] } },
-        },
-        hits: { type: 'array', items: hitSchema },
-      },
-      required: ['query', 'k', 'method', 'filters', 'hits'],
-    },
+    200: nearestResponse200,
     400: { $ref: 'ErrorBody#' },
     404: { $ref: 'ErrorBody#' },
     503: { $ref: 'ErrorBody#' },
@@ -104,18 +111,19 @@ const evalSchema = {
 } as const;
 
 const tracks: FastifyPluginAsync = async (app) => {
-  app.get<{ Params: Params; Querystring: NearestQuery }>('/tracks/:trackId/nearest', { schema: nearestSchema }, async (req) => {
+  // Not an async handler: a table answer is written and returned synchronously (no promise per request); the
+  // body is bytes from writeNearestBody (the shape nearestSchema's 200 documents), so Fastify sends it as is.
+  app.get<{ Params: Params; Querystring: NearestQuery }>('/tracks/:trackId/nearest', { schema: nearestSchema }, (req, reply) => {
     const state = app.store.require();
     const row = rowOf(state, req.params.trackId);
+    const k = req.query.k;
+    const sameAlbum = req.query.exclude_same_album;
     const composer = req.query.composer ?? null;
-    const res = await nearestToRow(state, row, req.query.k, { excludeSameAlbum: req.query.exclude_same_album, composer });
-    return {
-      query: trackSummary(state.tracks[row]!),
-      k: req.query.k,
-      method: res.method,
-      filters: { exclude_same_album: req.query.exclude_same_album, composer },
-      hits: res.hits,
-    };
+    const body = (res: RankedRows): Buffer =>
+      writeNearestBody(state.trackJson, { queryRow: row, k, method: res.method, excludeSameAlbum: sameAlbum, composer, rows: res.rows, scores: res.scores });
+    void reply.type(JSON_UTF8);
+    const res = nearestRanked(state, row, k, { excludeSameAlbum: sameAlbum, composer });
+    return res instanceof Promise ? res.then(body) : body(res);
   });
 
   app.get<{ Params: Params; Querystring: EvalQuery }>('/tracks/:trackId/composer-eval', { schema: evalSchema }, async (req) => {

@@ -1,0 +1,240 @@
+/**
+ * The /nearest response body written as bytes: every track's public fields (track_id, title, composer,
+ * album_id) are rendered to JSON once, when the artifacts load, into one UTF-8 buffer; a response is then
+ * assembled by copying those fragments between a few ASCII pieces (rank, score, k, method, filters). This is
+ * the same JSON as the route's response schema describes (the tests parse it and validate it against that
+ * schema), without building per-hit objects, serialising them and encoding the result to UTF-8 per request.
+ * Strings are escaped by JSON.stringify, so any title or id (quotes, backslashes, control characters, lone
+ * surrogates, non-ASCII) renders exactly as a JSON serialiser would. Numbers that are fixed per artifact version
+ * (the neighbour table's scores) can be pre-rendered too (`NumberTextBuilder`): the shortest round-trip decimal,
+ * as String() and JSON.stringify write it, converted once instead of per request.
+ */
+
+import type { TrackRow } from './types.js';
+
+/** One UTF-8 buffer of `"track_id":..,"title":..,"composer":..,"album_id":..` per row; row i is bytes[offsets[i], offsets[i+1]). */
+export interface TrackJson {
+  /** a plain Uint8Array (its subarray views are cheaper than a Buffer's) */
+  readonly bytes: Uint8Array;
+  /** count + 1 byte offsets into `bytes` */
+  readonly offsets: Float64Array;
+}
+
+/** JSON members (no braces) of a track's public fields. */
+export function trackMembers(t: TrackRow): string {
+  return (
+    `"track_id":${JSON.stringify(t.track_id)},"title":${JSON.stringify(t.title)},` +
+    `"composer":${t.composer === null ? 'null' : JSON.stringify(t.composer)},"album_id":${JSON.stringify(t.album_id)}`
+  );
+}
+
+/** Render every track's members into one buffer (written in chunks, so no single string grows past ~1 MiB). */
+export function renderTrackJson(tracks: readonly TrackRow[]): TrackJson {
+  const offsets = new Float64Array(tracks.length + 1);
+  const chunks: Buffer[] = [];
+  let pending: string[] = [];
+  let pendingChars = 0;
+  let at = 0;
+  const flush = (): void => {
+    if (pending.length === 0) return;
+    chunks.push(Buffer.from(pending.join(''), 'utf8'));
+    pending = [];
+    pendingChars = 0;
+  };
+  for (let row = 0; row < tracks.length; row++) {
+    const s = trackMembers(tracks[row]!);
+    offsets[row] = at;
+    at += Buffer.byteLength(s, 'utf8');
+    pending.push(s);
+    pendingChars += s.length;
+    if (pendingChars >= 1 << 20) flush();
+  }
+  flush();
+  offsets[tracks.length] = at;
+  const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, at);
+  if (buf.length !== at) throw new Error(`track JSON rendered to ${buf.length} bytes, expected ${at}`);
+  return { bytes: new Uint8Array(buf.buffer, buf.byteOffset, buf.length), offsets };
+}
+
+/** Numbers pre-rendered as ASCII JSON text: entry e is text[offsets[e], offsets[e + 1]). */
+export interface RenderedNumbers {
+  readonly text: Uint8Array;
+  /** entries + 1 byte offsets into `text` */
+  readonly offsets: Uint32Array;
+}
+
+const CHUNK = 1 << 20;
+
+/** Builds RenderedNumbers entry by entry (chunked: no single string or buffer grows with the entry count until the end). */
+export class NumberTextBuilder {
+  private readonly offsets: Uint32Array;
+  private readonly chunks: Uint8Array[] = [];
+  private chunk = new Uint8Array(CHUNK);
+  private used = 0;
+  private total = 0;
+  private entry = 0;
+
+  constructor(readonly entries: number) {
+    this.offsets = new Uint32Array(entries + 1);
+  }
+
+  /** Append entry `this.entry`: `x` as JSON writes it (non-finite numbers are refused: JSON has none). */
+  push(x: number): void {
+    if (this.entry >= this.entries) throw new RangeError(`NumberTextBuilder: more than ${this.entries} entries`);
+    if (!Number.isFinite(x)) throw new RangeError(`entry ${this.entry} is ${x}, not a finite number`);
+    const t = String(x);
+    if (this.used + t.length > this.chunk.length) {
+      this.chunks.push(this.chunk.subarray(0, this.used));
+      this.chunk = new Uint8Array(CHUNK);
+      this.used = 0;
+    }
+    for (let i = 0; i < t.length; i++) this.chunk[this.used + i] = t.charCodeAt(i);
+    this.used += t.length;
+    this.offsets[this.entry] = this.total;
+    this.total += t.length;
+    if (this.total > 0xffffffff) throw new RangeError(`rendered numbers exceed 4 GiB at entry ${this.entry}`);
+    this.entry++;
+  }
+
+  finish(): RenderedNumbers {
+    if (this.entry !== this.entries) throw new RangeError(`NumberTextBuilder: ${this.entry} of ${this.entries} entries pushed`);
+    this.offsets[this.entries] = this.total;
+    this.chunks.push(this.chunk.subarray(0, this.used));
+    const text = new Uint8Array(this.total);
+    let at = 0;
+    for (const c of this.chunks) {
+      text.set(c, at);
+      at += c.length;
+    }
+    this.chunks.length = 0;
+    return { text, offsets: this.offsets };
+  }
+}
+
+/** The number entry `e` of `r` stands for (exact: the text is a shortest round-trip rendering). */
+export function numberAt(r: RenderedNumbers, e: number): number {
+  return Number(Buffer.from(r.text.buffer, r.text.byteOffset + r.offsets[e]!, r.offsets[e + 1]! - r.offsets[e]!).toString('latin1'));
+}
+
+/** Scores of the hits: numbers (rendered per request) or entries of pre-rendered numbers. */
+export type HitScores =
+  | { readonly kind: 'numbers'; readonly values: ArrayLike<number> }
+  | { readonly kind: 'rendered'; readonly rendered: RenderedNumbers; readonly entries: ArrayLike<number> };
+
+/** Score of hit `i`. */
+export function hitScore(s: HitScores, i: number): number {
+  return s.kind === 'numbers' ? s.values[i]! : numberAt(s.rendered, s.entries[i]!);
+}
+
+/** What one /nearest response says. `rows` and `scores` are the hits, best first (rank = position + 1). */
+export interface NearestBody {
+  queryRow: number;
+  k: number;
+  method: string;
+  excludeSameAlbum: boolean;
+  composer: string | null;
+  rows: ArrayLike<number>;
+  scores: HitScores;
+}
+
+/** Write an ASCII string at `at` (no binding call: a JS loop is cheaper than Buffer#write for short strings). */
+function putAscii(out: Uint8Array, at: number, s: string): number {
+  for (let i = 0; i < s.length; i++) out[at + i] = s.charCodeAt(i);
+  return at + s.length;
+}
+
+/**
+ * Copy bytes[from, to) to out at `at`: short runs (a score) by a JS loop, longer ones (a track's members) by
+ * TypedArray#set, a memcpy whose only overhead is the subarray view.
+ */
+function putBytes(out: Uint8Array, at: number, bytes: Uint8Array, from: number, to: number): number {
+  if (to - from <= 32) {
+    for (let i = from; i < to; i++) out[at++] = bytes[i]!;
+    return at;
+  }
+  out.set(bytes.subarray(from, to), at);
+  return at + (to - from);
+}
+
+/** `{"rank":R,"score":` for R = 1, 2, ...: the ASCII head of hit R before its score, built as needed. */
+const rankHeads: Uint8Array[] = [];
+function rankHead(rank: number): Uint8Array {
+  return (rankHeads[rank] ??= Buffer.from(`{"rank":${rank},"score":`, 'latin1'));
+}
+
+/** UTF-8 of the members between the query and the hits; without a composer filter, cached per (method, k, same album). */
+const midCache = new Map<string, Uint8Array[]>();
+function midBytes(b: NearestBody): Uint8Array {
+  const render = (): Uint8Array =>
+    Buffer.from(
+      `},"k":${b.k},"method":${JSON.stringify(b.method)},"filters":{"exclude_same_album":${b.excludeSameAlbum},` +
+        `"composer":${b.composer === null ? 'null' : JSON.stringify(b.composer)}},"hits":[`,
+      'utf8',
+    );
+  if (b.composer !== null || !Number.isInteger(b.k) || b.k < 0 || b.k > 1000) return render();
+  let perMethod = midCache.get(b.method);
+  if (perMethod === undefined) midCache.set(b.method, (perMethod = []));
+  const slot = 2 * b.k + (b.excludeSameAlbum ? 1 : 0);
+  return (perMethod[slot] ??= render());
+}
+
+/**
+ * The /nearest JSON body as bytes:
+ * `{"query":{..},"k":..,"method":..,"filters":{"exclude_same_album":..,"composer":..},"hits":[{"rank":..,"score":..,<track>},..]}`.
+ * Sized first (the scores' shortest round-trip decimal strings, as JSON.stringify writes them), then filled in one
+ * pass (ASCII pieces by a JS loop, track members by TypedArray#set): no binding call but the allocation.
+ * @throws RangeError on a non-finite score (JSON has no such number; normalised embeddings never produce one)
+ */
+export function writeNearestBody(json: TrackJson, b: NearestBody): Buffer {
+  const { bytes, offsets } = json;
+  const n = b.rows.length;
+  const mid = midBytes(b);
+  const sc = b.scores;
+  const scoreText: string[] | null = sc.kind === 'numbers' ? new Array<string>(n) : null;
+  const q0 = offsets[b.queryRow]!;
+  const q1 = offsets[b.queryRow + 1]!;
+  // {"query":{ + query + mid + hits joined by "," + ]}
+  let size = 10 + (q1 - q0) + mid.length + (n > 0 ? n - 1 : 0) + 2;
+  for (let i = 0; i < n; i++) {
+    let scoreLen: number;
+    if (scoreText !== null) {
+      const score = (sc as { values: ArrayLike<number> }).values[i]!;
+      if (!Number.isFinite(score)) throw new RangeError(`hit ${i + 1} (row ${b.rows[i]}) has score ${score}, not a finite number`);
+      const t = String(score);
+      scoreText[i] = t;
+      scoreLen = t.length;
+    } else {
+      const { rendered, entries } = sc as { rendered: RenderedNumbers; entries: ArrayLike<number> };
+      const e = entries[i]!;
+      scoreLen = rendered.offsets[e + 1]! - rendered.offsets[e]!;
+    }
+    const r = b.rows[i]!;
+    // {"rank":R,"score": + number + , + members + }
+    size += rankHead(i + 1).length + scoreLen + 1 + (offsets[r + 1]! - offsets[r]!) + 1;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = putAscii(out, 0, '{"query":{');
+  at = putBytes(out, at, bytes, q0, q1);
+  out.set(mid, at);
+  at += mid.length;
+  for (let i = 0; i < n; i++) {
+    if (i > 0) out[at++] = 0x2c; // ,
+    const head = rankHeads[i + 1]!;
+    at = putBytes(out, at, head, 0, head.length);
+    if (scoreText !== null) {
+      at = putAscii(out, at, scoreText[i]!);
+    } else {
+      const { rendered, entries } = sc as { rendered: RenderedNumbers; entries: ArrayLike<number> };
+      const e = entries[i]!;
+      at = putBytes(out, at, rendered.text, rendered.offsets[e]!, rendered.offsets[e + 1]!);
+    }
+    out[at++] = 0x2c; // ,
+    const r = b.rows[i]!;
+    at = putBytes(out, at, bytes, offsets[r]!, offsets[r + 1]!);
+    out[at++] = 0x7d; // }
+  }
+  out[at++] = 0x5d; // ]
+  out[at++] = 0x7d; // }
+  if (at !== size) throw new Error(`nearest body is ${at} bytes, sized ${size}`);
+  return out;
+}
