@@ -6,8 +6,11 @@ HNSW, ``method: "precomputed"``; see ``MODES``):
 start ``node node_api/dist/src/server.js`` on a free 127.0.0.1 port, pinned to the first usable CPU while the
 load generator is pinned to the others (never sharing a core), time spawn -> ``GET /health`` 200 and read
 the server's RSS, then run ``bench/node/load.mjs`` (autocannon) against the trivial route ``/health`` (the
-reference: the framework's ceiling on this machine, in the same run) and against
-``/tracks/:id/nearest?k=5`` with a seeded random id per request; requests/s and exact p50/p95/p99 latency.
+reference: the framework's ceiling on this machine, in the same run) and ``/tracks/:id/nearest?k=5`` with a
+seeded random id per request, in alternation: several short rounds, each measuring both routes back to back,
+the fraction taken per round and its median reported (this VM's speed drifts by up to ~1.7x over seconds, so
+two long runs one after the other compared different machines); requests/s and exact p50/p95/p99 latency
+pooled over the rounds.
 The served top-5 of a sample of tracks is compared with exact numpy search (recall@5 of the API), and Node's
 exact-search latency with one connection (minus /health's) with numpy's single-threaded single query.
 Every server started here is stopped here (SIGTERM, then SIGKILL after a bounded wait).
@@ -44,23 +47,29 @@ SERVER_JS = NODE_DIR / "dist" / "src" / "server.js"
 LOAD_JS = ROOT / "bench" / "node" / "load.mjs"
 AUTOCANNON = ROOT / "bench" / "node" / "node_modules" / "autocannon"
 
+# Each route is measured in alternation with /health (load.mjs --rounds): ``rounds`` rounds of ``duration_s``
+# seconds per route, the ratio taken per round and its median reported (this VM's speed drifts over seconds).
 QUICK = {
     "sizes": [(20_000, 200, True)],
-    "duration_s": 5,
+    "duration_s": 1,
+    "rounds": 4,
     "connections": 10,
     "recall_sample": 200,
     "neighbors_k": 20,
     "startup_limit_s": 180,
-    "latency_duration_s": 3,
+    "latency_duration_s": 1,
+    "latency_rounds": 2,
 }
 FULL = {
     "sizes": [(100_000, 200, True), (1_000_000, 200, False)],
-    "duration_s": 10,
+    "duration_s": 2,
+    "rounds": 8,
     "connections": 10,
     "recall_sample": 500,
     "neighbors_k": 20,
     "startup_limit_s": 900,
-    "latency_duration_s": 5,
+    "latency_duration_s": 2,
+    "latency_rounds": 3,
 }
 #: label -> (VECTOR_BACKEND, NEIGHBORS_TABLE): the HNSW and exact search paths themselves (table off), and the
 #: precomputed exact neighbour table in front of HNSW (what a catalogue serves for its own tracks)
@@ -201,9 +210,15 @@ def _drain(url: str, limit_s: float = 120.0) -> float:
     return time.perf_counter() - t0
 
 
-def _load(url: str, path: str, duration: int, connections: int, ids_file: Path | None) -> dict[str, Any]:
+def _load(
+    url: str, paths: list[str], duration: float, rounds: int, connections: int, ids_file: Path | None
+) -> dict[str, Any]:
+    """``bench/node/load.mjs``: ``paths`` in alternation for ``rounds`` rounds of ``duration`` seconds each;
+    returns its JSON (``paths``: one summary per path, all rounds pooled; ``rounds``: requests/s per path)."""
     _drain(url)
-    cmd = ["node", str(LOAD_JS), "--url", url, "--path", path, "--duration", str(duration)]
+    cmd = ["node", str(LOAD_JS), "--url", url, "--duration", str(duration), "--rounds", str(rounds)]
+    for p in paths:
+        cmd += ["--path", p]
     cmd += ["--connections", str(connections)]
     if ids_file is not None:
         cmd += ["--ids", str(ids_file)]
@@ -212,13 +227,29 @@ def _load(url: str, path: str, duration: int, connections: int, ids_file: Path |
         cmd,
         capture_output=True,
         text=True,
-        timeout=duration * 3 + 30,
+        timeout=(duration * rounds + 2) * len(paths) * 3 + 30,
         cwd=LOAD_JS.parent,
         preexec_fn=_pinned(split[1] if split else None),  # noqa: PLW1509
     )
     if out.returncode != 0:
         raise RuntimeError(f"load.mjs failed ({out.returncode}): {out.stderr[-1000:]}")
     return json.loads(out.stdout)
+
+
+def _round_ratios(res: dict[str, Any]) -> dict[str, Any]:
+    """Per-round requests/s of the second path over the first (the reference, measured just before it), with
+    their median (the figure reported), min and max, and the ratio of the pooled rates."""
+    ratios = [r[1] / r[0] for r in res["rounds"] if r[0] > 0]
+    if not ratios:
+        raise RuntimeError(f"no reference request completed in any round: {res['rounds']}")
+    pooled = res["paths"][1]["requests_per_s"] / res["paths"][0]["requests_per_s"]
+    return {
+        "median": float(np.median(ratios)),
+        "min": min(ratios),
+        "max": max(ratios),
+        "per_round": ratios,
+        "pooled": pooled,
+    }
 
 
 def _served_recall(url: str, vectors: np.ndarray, ids: list[str], sample: int, k: int = 5) -> dict[str, Any]:
@@ -345,16 +376,19 @@ def run(mode: str) -> dict[str, Any]:
                     entry["server_env"] = srv.env_used
                     entry["startup_sec"] = srv.wait_ready(cfg["startup_limit_s"])
                     entry["rss_after_start"] = srv.rss()
-                    h = _load(srv.url, "/health", cfg["duration_s"], cfg["connections"], None)
-                    q = _load(
-                        srv.url, "/tracks/{id}/nearest?k=5", cfg["duration_s"], cfg["connections"], ids_file
+                    paths = ["/health", "/tracks/{id}/nearest?k=5"]
+                    loaded = _load(
+                        srv.url, paths, cfg["duration_s"], cfg["rounds"], cfg["connections"], ids_file
                     )
-                    h1 = _load(srv.url, "/health", cfg["latency_duration_s"], 1, None)
-                    q1 = _load(srv.url, "/tracks/{id}/nearest?k=5", cfg["latency_duration_s"], 1, ids_file)
+                    one = _load(srv.url, paths, cfg["latency_duration_s"], cfg["latency_rounds"], 1, ids_file)
                     entry["rss_after_load"] = srv.rss()
+                    h, q = loaded["paths"]
+                    h1, q1 = one["paths"]
                     entry["health"], entry["nearest"] = h, q
                     entry["health_1conn"], entry["nearest_1conn"] = h1, q1
-                    entry["rps_fraction_of_health"] = q["requests_per_s"] / h["requests_per_s"]
+                    entry["rounds_rps"] = loaded["rounds"]
+                    entry["rps_fraction"] = _round_ratios(loaded)
+                    entry["rps_fraction_of_health"] = entry["rps_fraction"]["median"]
                     if q1["latency_ms"]["p50"] is None or h1["latency_ms"]["p50"] is None:
                         raise RuntimeError(
                             f"no request completed in a 1-connection run: {q1['requests']=}, {h1['requests']=}"
@@ -425,6 +459,13 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
+def _fraction(r: dict[str, Any]) -> str:
+    f = r.get("rps_fraction")
+    if not f:
+        return f"{r['rps_fraction_of_health']:.0%}"
+    return f"{f['median']:.0%} [{f['min']:.0%}-{f['max']:.0%}]"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The Markdown section of ``docs/benchmarks.md`` for one Node API result."""
     lines = [f"### Node API under load ({result['mode']}, {result['created_at']})", ""]
@@ -433,11 +474,13 @@ def markdown(result: dict[str, Any]) -> str:
     r0 = next((r for r in result["runs"] if r.get("status") == "ok"), None)
     conns = r0["nearest"]["connections"] if r0 else "?"
     dur = r0["nearest"]["duration_s"] if r0 else "?"
+    rounds = r0["nearest"].get("rounds", 1) if r0 else "?"
     lines += [
         f"autocannon from a separate process, loopback, CPU pinning {result.get('cpu_pinning')} (server, load "
-        f"generator), {conns} connections, {dur} s per route after a 1 s "
-        "warm-up, a seeded random track id per request; latency percentiles over every request. Reference: "
-        "`/health` on the same server in the same run. Server log level: "
+        f"generator), {conns} connections, {rounds} rounds of {dur} s per route (`/health`, then `/nearest`, "
+        "back to back) after a 1 s warm-up each, a seeded random track id per request; % of /health is the "
+        "median of the per-round ratios [min-max]; latency percentiles over every request of all rounds. "
+        "Reference: `/health` on the same server in the same run. Server log level: "
         f"{(r0 or {}).get('server_env', {}).get('LOG_LEVEL')}. Node {result['machine'].get('node')}.",
         "",
         "Targets: " + "; ".join(result.get("target_status") or ["none measured"]) + ".",
@@ -460,7 +503,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['n']:,} | {r['dim']} | {r['backend']} | {r['startup_sec']:.2f} | "
             f"{(r['rss_after_start'] or 0) / 2**20:.0f} MiB | {(r['rss_after_load'] or 0) / 2**20:.0f} MiB | "
             f"{r['health']['requests_per_s']:,.0f} | {r['nearest']['requests_per_s']:,.0f} | "
-            f"{r['rps_fraction_of_health']:.0%} | {_pct(r.get('latency_ratio_1conn'))} | {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | "
+            f"{_fraction(r)} | {_pct(r.get('latency_ratio_1conn'))} | {lat['p50']:.2f} | {lat['p95']:.2f} | {lat['p99']:.2f} | "
             f"{r['served_recall']['recall_at_5']:.4f} | {r['search_ms_1conn_minus_health']:.3f} | "
             f"{'-' if ref is None else f'{ref:.3f}'} | {'-' if ratio is None else f'{ratio:.2f}'} |"
         )
