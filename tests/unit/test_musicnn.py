@@ -164,6 +164,19 @@ def test_embed_is_mean_of_patches(inputs: dict[str, np.ndarray]) -> None:
     )
 
 
+def test_default_batch_is_small_on_cpu_and_does_not_change_embeddings(inputs: dict[str, np.ndarray]) -> None:
+    assert musicnn.default_batch_patches(torch.device("cpu")) == musicnn.CPU_BATCH_PATCHES == 2
+    assert musicnn.default_batch_patches(torch.device("cuda")) == musicnn.ACCELERATOR_BATCH_PATCHES == 8
+    _encoder("MSD_musicnn")
+    default = load_model("musicnn-msd")
+    assert default.batch_size == 2 and default.info()["params"]["batch_size"] == 2
+    # 30 s: 10 patches, split unevenly by every batch size below
+    wave = np.tile(np.concatenate([_wave(inputs, "tones"), _wave(inputs, "loud")]), 3)
+    by_batch = {bs: load_model(f"musicnn-msd?batch_size={bs}").embed([wave])[0] for bs in (1, 3, 8)}
+    for bs, emb in by_batch.items():
+        np.testing.assert_allclose(emb, default.embed([wave])[0], rtol=0, atol=1e-5, err_msg=f"batch {bs}")
+
+
 @pytest.mark.parametrize("layer", sorted(musicnn.LAYERS))
 def test_layer_dims(layer: str) -> None:
     _encoder("MTT_musicnn")
