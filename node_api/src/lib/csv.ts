@@ -1,10 +1,9 @@
 /**
- * Parse `metadata/tracks_metadata.csv` (UTF-8, header row, RFC 4180 quoting) with csv-parse, type each cell
- * as the row schema says (empty -> null, track_no -> integer, duration_sec -> number, composer_missing ->
- * boolean) and validate every typed row against `tracks_metadata_row.schema.json`.
+ * Parse `metadata/tracks_metadata.csv` (UTF-8, header row, RFC 4180 quoting) with a small RFC 4180 reader
+ * (`parseCsv`: it replaced csv-parse, which was ~80 % of the API's metadata phase: 9.9 s at 1M rows), type
+ * each cell as the row schema says (empty -> null, track_no -> integer, duration_sec -> number,
+ * composer_missing -> boolean) and validate every typed row against `tracks_metadata_row.schema.json`.
  */
-
-import { parse } from 'csv-parse/sync';
 
 import { ArtifactError } from './errors.js';
 import { ARTIFACT_FILES } from './layout.js';
@@ -12,6 +11,94 @@ import type { SchemaRegistry } from './schemas.js';
 import type { TrackRow } from './types.js';
 
 const FILE = ARTIFACT_FILES.tracksCsv;
+
+/** A CSV text that is not RFC 4180; the message names the line and what is wrong. */
+export class CsvError extends Error {
+  override name = 'CsvError';
+}
+
+const COMMA = 44;
+const LF = 10;
+const CR = 13;
+const QUOTE = 34;
+
+function lineAt(text: string, pos: number): number {
+  let line = 1;
+  for (let i = text.indexOf('\n'); i !== -1 && i < pos; i = text.indexOf('\n', i + 1)) line++;
+  return line;
+}
+
+/**
+ * Records of a CSV text (RFC 4180): fields separated by ',', records by LF or CRLF; a field may be quoted with '"'
+ * ('""' inside stands for one quote; a quoted field may hold separators and line breaks); a leading BOM is
+ * skipped and a final line break starts no record. Every record must have as many fields as the first (an empty
+ * line is a record of one empty field). The same rules as csv-parse with `bom: true, relax_column_count: false,
+ * skip_empty_lines: false` (a test compares both on seeded random files).
+ * @throws CsvError naming the line of a quote never closed, a quote inside an unquoted field, text after a
+ *   closing quote, or a record of the wrong length
+ */
+export function parseCsv(text: string): string[][] {
+  const n = text.length;
+  let i = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const records: string[][] = [];
+  let width = -1;
+  while (i < n) {
+    const start = i;
+    const rec: string[] = [];
+    for (;;) {
+      if (text.charCodeAt(i) === QUOTE) {
+        let from = i + 1;
+        let value = '';
+        for (;;) {
+          const q = text.indexOf('"', from);
+          if (q === -1) throw new CsvError(`line ${lineAt(text, i)}: quoted field never closed`);
+          if (text.charCodeAt(q + 1) === QUOTE) {
+            value += text.slice(from, q + 1);
+            from = q + 2;
+            continue;
+          }
+          value += text.slice(from, q);
+          i = q + 1;
+          break;
+        }
+        rec.push(value);
+        const c = text.charCodeAt(i);
+        if (c === COMMA) {
+          i++;
+          continue;
+        }
+        if (i >= n || c === LF) {
+          i++;
+          break;
+        }
+        if (c === CR && text.charCodeAt(i + 1) === LF) {
+          i += 2;
+          break;
+        }
+        throw new CsvError(`line ${lineAt(text, i)}: ${JSON.stringify(text[i])} after a closing quote (expected ',' or a line break)`);
+      }
+      let j = i;
+      let c = 0;
+      while (j < n) {
+        c = text.charCodeAt(j);
+        if (c === COMMA || c === LF) break;
+        if (c === QUOTE) throw new CsvError(`line ${lineAt(text, j)}: a quote inside an unquoted field (quote the whole field and double the quote)`);
+        j++;
+      }
+      const atComma = j < n && c === COMMA;
+      const end = !atComma && j > i && text.charCodeAt(j - 1) === CR ? j - 1 : j;
+      rec.push(text.slice(i, end));
+      i = j + 1;
+      if (!atComma) break;
+    }
+    if (width === -1) width = rec.length;
+    else if (rec.length !== width) {
+      throw new CsvError(`line ${lineAt(text, start)}: record ${records.length + 1} has ${rec.length} fields, the first has ${width}`);
+    }
+    records.push(rec);
+  }
+  return records;
+}
 const TRUE = new Set(['true', 'True', 'TRUE', '1']);
 const FALSE = new Set(['false', 'False', 'FALSE', '0']);
 
@@ -44,9 +131,10 @@ export function parseTracksCsv(data: Buffer, schemas: SchemaRegistry): TrackRow[
   const columns = schemas.schema('tracks_metadata_row')['x-csv-columns'] as string[];
   let records: string[][];
   try {
-    records = parse(data, { bom: true, relax_column_count: false, skip_empty_lines: false }) as string[][];
+    records = parseCsv(data.toString('utf8'));
   } catch (err) {
-    throw new ArtifactError(FILE, `not valid CSV: ${(err as Error).message}`);
+    if (!(err instanceof CsvError)) throw err;
+    throw new ArtifactError(FILE, `not valid CSV: ${err.message}`);
   }
   const header = records[0];
   if (!header || header.join(',') !== columns.join(',')) {
