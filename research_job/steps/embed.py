@@ -11,13 +11,20 @@ marker). ``partial/spec.json`` records the model spec and info; a different mode
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import logging
+import multiprocessing
+import os
 import re
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -274,17 +281,113 @@ def _check_vector(v: np.ndarray) -> str | None:
     return None
 
 
+def _wave_problem(wav: np.ndarray) -> str | None:
+    """Why a decoded waveform must not reach the model (empty, non-finite, silent), or None."""
+    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+    if wav.size == 0 or not np.isfinite(peak):
+        return "empty or non-finite audio"
+    if peak < SILENCE_PEAK:
+        return f"silent audio (peak {peak:.3g})"
+    return None
+
+
+def _embed_isolated(
+    encoder: Encoder, waves: Sequence[np.ndarray]
+) -> list[tuple[np.ndarray | None, str | None]]:
+    """(vector, None) or (None / vector, reason) per waveform. A batch that raises is retried one track at a time,
+    so one bad track fails alone."""
+    try:
+        out = np.asarray(encoder.embed(list(waves)), dtype=np.float32)
+        if out.shape != (len(waves), encoder.dim):
+            raise ArtifactError(f"encoder returned shape {out.shape}, expected {(len(waves), encoder.dim)}")
+        return [(v, _check_vector(v)) for v in out]
+    except Exception as e:  # noqa: BLE001 - one bad track must not sink the run; reason recorded
+        if len(waves) == 1:
+            return [(None, _reason(e))]
+    results: list[tuple[np.ndarray | None, str | None]] = []
+    for w in waves:
+        try:
+            v = np.asarray(encoder.embed([w]), dtype=np.float32)[0]
+            results.append((v, _check_vector(v)))
+        except Exception as e1:  # noqa: BLE001 - recorded as this track's failure
+            results.append((None, _reason(e1)))
+    return results
+
+
+# ---------------------------------------------------------------- worker processes (EmbedConfig.workers > 1)
+#: the encoder of this worker process, loaded once by _worker_init
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(factory: Callable[[], Encoder], threads: int) -> None:
+    """Pool initializer: ``threads`` torch threads, then this worker's own encoder from ``factory``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["encoder"] = factory()
+
+
+def _worker_batch(layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int) -> dict[str, Any]:
+    """Decode, check and embed ``rows`` in a worker process; the same outcomes as the inline path.
+
+    Returns ``ids``, ``vecs`` (raw pooled vectors), ``fails`` (failure records) and the ``audio_sec``,
+    ``decode_sec`` and ``model_sec`` of the batch.
+    """
+    encoder: Encoder = _WORKER["encoder"]
+    out: dict[str, Any] = {"ids": [], "vecs": [], "fails": [], "audio_sec": 0.0, "decode_sec": 0.0}
+    kept: list[tuple[str, np.ndarray]] = []
+    for row in rows:
+        t0 = time.perf_counter()
+        try:
+            wav = np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
+        except ResearchJobError as e:
+            out["fails"].append({"track_id": row.track_id, "stage": "decode", "reason": str(e)})
+            continue
+        finally:
+            out["decode_sec"] += time.perf_counter() - t0
+        why = _wave_problem(wav)
+        if why is not None:
+            out["fails"].append({"track_id": row.track_id, "stage": "validate", "reason": why})
+        else:
+            kept.append((row.track_id, wav))
+    t0 = time.perf_counter()
+    results = _embed_isolated(encoder, [w for _, w in kept]) if kept else []
+    out["model_sec"] = time.perf_counter() - t0
+    for (tid, w), (v, why) in zip(kept, results, strict=True):
+        if why is not None or v is None:
+            out["fails"].append({"track_id": tid, "stage": "embed", "reason": why or "no output"})
+        else:
+            out["ids"].append(tid)
+            out["vecs"].append(v)
+            out["audio_sec"] += w.size / encoder.sample_rate
+    return out
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def run(
     cfg: EmbedConfig,
     *,
     encoder: Encoder | None = None,
+    encoder_factory: Callable[[], Encoder] | None = None,
     on_chunk_committed: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Embed every track of the metadata CSV; write the three embedding files atomically.
 
+    With ``cfg.workers > 1`` (CPU only) the tracks go in batches to that many worker processes, each with its own
+    encoder and ``cfg.threads_per_worker`` torch threads, which decode, check and embed them; the parent commits
+    their results in submission order, so checkpoints, failures and the output are those of ``workers = 1``.
+
     Args:
         cfg: step config.
-        encoder: an already loaded encoder (default: ``load_model(cfg.common.model)``).
+        encoder: an already loaded encoder (default: ``encoder_factory()`` or ``load_model(cfg.common.model)``).
+        encoder_factory: a picklable callable returning the encoder, called once in each worker process when
+            ``cfg.workers > 1`` (default: ``load_model(cfg.common.model)``).
         on_chunk_committed: test hook called with the number of tracks finished after each checkpoint
             (raising from it simulates an interruption).
 
@@ -302,6 +405,25 @@ def run(
         )
     if cfg.decode_ahead < 0:
         raise ConfigError(f"decode_ahead must be >= 0 (0 = decode inline), got {cfg.decode_ahead}")
+    if cfg.workers < 1:
+        raise ConfigError(f"workers must be >= 1 (1 = embed in this process), got {cfg.workers}")
+    if cfg.threads_per_worker is not None and cfg.threads_per_worker < 1:
+        raise ConfigError(f"threads_per_worker must be >= 1 or unset, got {cfg.threads_per_worker}")
+    if cfg.workers > 1:
+        if cfg.device != "cpu":
+            raise ConfigError(
+                f"workers = {cfg.workers} needs device 'cpu' (got {cfg.device!r}): one accelerator is driven by one "
+                "process; set workers: 1"
+            )
+        if cfg.decode_ahead:
+            raise ConfigError(
+                f"decode_ahead = {cfg.decode_ahead} applies to workers = 1 only (each worker decodes its own tracks)"
+            )
+        if encoder is not None and encoder_factory is None:
+            raise ConfigError(
+                "workers > 1 loads the model in each worker process: pass encoder_factory (a picklable callable), "
+                "not a loaded encoder"
+            )
     if cfg.segment_window_sec is not None:
         raise ConfigError("segment embeddings are not implemented; leave segment_window_sec unset")
     layout = cfg.common.layout
@@ -309,11 +431,14 @@ def run(
     rows = read_tracks_csv(layout.tracks_csv)
     if not rows:
         raise ArtifactError(f"{layout.tracks_csv} has no tracks")
-    if encoder is None:
+    if encoder_factory is None:
         from research_job.models.registry import load_model
 
         # only a non-default device is passed on: weight-less backends take no options
-        encoder = load_model(cfg.common.model, **({"device": cfg.device} if cfg.device != "cpu" else {}))
+        device_kw = {"device": cfg.device} if cfg.device != "cpu" else {}
+        encoder_factory = functools.partial(load_model, cfg.common.model, **device_kw)
+    if encoder is None:
+        encoder = encoder_factory()
     spec = _spec(encoder)
     reused = _reusable(layout, encoder, cfg, rows)
     if reused is not None:
@@ -358,24 +483,7 @@ def run(
         if not pending:
             return
         t0 = time.perf_counter()
-        try:
-            out = np.asarray(encoder.embed([w for _, w in pending]), dtype=np.float32)
-            if out.shape != (len(pending), encoder.dim):
-                raise ArtifactError(
-                    f"encoder returned shape {out.shape}, expected {(len(pending), encoder.dim)}"
-                )
-            results: list[tuple[np.ndarray | None, str | None]] = [(v, _check_vector(v)) for v in out]
-        except Exception as e:  # noqa: BLE001 - one bad track must not sink the run; reason recorded
-            if len(pending) == 1:
-                results = [(None, _reason(e))]
-            else:  # isolate the bad track: retry one by one
-                results = []
-                for _, w in pending:
-                    try:
-                        v = np.asarray(encoder.embed([w]), dtype=np.float32)[0]
-                        results.append((v, _check_vector(v)))
-                    except Exception as e1:  # noqa: BLE001 - recorded as this track's failure
-                        results.append((None, _reason(e1)))
+        results = _embed_isolated(encoder, [w for _, w in pending])
         c_stats["model_sec"] += time.perf_counter() - t0
         for (tid, w), (v, why) in zip(pending, results, strict=True):
             if why is not None or v is None:
@@ -386,35 +494,61 @@ def run(
                 c_stats["audio_sec"] += w.size / encoder.sample_rate
         pending.clear()
 
-    decoded = _decoded(layout, todo, encoder.sample_rate, cfg.decode_ahead)
-    for got in tqdm(decoded, total=len(todo), desc="embed", unit="track", disable=None):
-        row, wav = got.item, got.value
-        if got.error is not None:
-            c_fail.append({"track_id": row.track_id, "stage": "decode", "reason": str(got.error)})
-        c_stats["decode_sec"] += got.seconds
-        if wav is not None:
-            peak = float(np.max(np.abs(wav))) if wav.size else 0.0
-            if wav.size == 0 or not np.isfinite(peak):
-                c_fail.append(
-                    {"track_id": row.track_id, "stage": "validate", "reason": "empty or non-finite audio"}
-                )
-            elif peak < SILENCE_PEAK:
-                c_fail.append(
-                    {
-                        "track_id": row.track_id,
-                        "stage": "validate",
-                        "reason": f"silent audio (peak {peak:.3g})",
-                    }
-                )
-            else:
-                pending.append((row.track_id, wav))
-        if len(pending) >= cfg.batch_size:
-            flush_batch()
-        if len(c_ids) + len(c_fail) + len(pending) >= cfg.checkpoint_every:
-            flush_batch()
-            commit()
-    flush_batch()
-    commit()
+    if cfg.workers > 1:
+        threads = cfg.threads_per_worker or max(1, _usable_cpus() // cfg.workers)
+        batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+        LOG.info("Embedding with %d worker processes x %d torch threads", cfg.workers, threads)
+        ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP started threads
+        with (
+            ProcessPoolExecutor(
+                cfg.workers, mp_context=ctx, initializer=_worker_init, initargs=(encoder_factory, threads)
+            ) as pool,
+            tqdm(total=len(todo), desc="embed", unit="track", disable=None) as bar,
+        ):
+            window: deque[Future[dict[str, Any]]] = deque()
+            it = iter(batches)
+            for batch in itertools.islice(it, 2 * cfg.workers):
+                window.append(pool.submit(_worker_batch, layout, batch, encoder.sample_rate))
+            while window:
+                try:
+                    res = window.popleft().result()
+                except BrokenProcessPool as e:
+                    raise ArtifactError(
+                        f"an embed worker process died ({e}); tracks committed so far are checkpointed in {part}: "
+                        "rerun to resume, with workers: 1 to isolate the track"
+                    ) from e
+                nxt = next(it, None)
+                if nxt is not None:
+                    window.append(pool.submit(_worker_batch, layout, nxt, encoder.sample_rate))
+                c_ids.extend(res["ids"])
+                c_vecs.extend(res["vecs"])
+                c_fail.extend(res["fails"])
+                for key in ("audio_sec", "decode_sec", "model_sec"):
+                    c_stats[key] += res[key]
+                bar.update(len(res["ids"]) + len(res["fails"]))
+                if len(c_ids) + len(c_fail) >= cfg.checkpoint_every:
+                    commit()
+        commit()
+    else:
+        decoded = _decoded(layout, todo, encoder.sample_rate, cfg.decode_ahead)
+        for got in tqdm(decoded, total=len(todo), desc="embed", unit="track", disable=None):
+            row, wav = got.item, got.value
+            if got.error is not None:
+                c_fail.append({"track_id": row.track_id, "stage": "decode", "reason": str(got.error)})
+            c_stats["decode_sec"] += got.seconds
+            if wav is not None:
+                why = _wave_problem(wav)
+                if why is not None:
+                    c_fail.append({"track_id": row.track_id, "stage": "validate", "reason": why})
+                else:
+                    pending.append((row.track_id, wav))
+            if len(pending) >= cfg.batch_size:
+                flush_batch()
+            if len(c_ids) + len(c_fail) + len(pending) >= cfg.checkpoint_every:
+                flush_batch()
+                commit()
+        flush_batch()
+        commit()
 
     ok_ids = [r.track_id for r in rows if r.track_id in done]
     if not ok_ids:

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from research_job import schema
 from research_job.config import EmbedConfig
-from research_job.errors import ArtifactError
+from research_job.errors import ArtifactError, ConfigError
 from research_job.steps import embed
 from tests.unit._core_corpus import make_corpus
 
@@ -207,3 +207,69 @@ def test_decode_ahead_keeps_order_and_waveforms(tmp_path: Path) -> None:
         assert a.error is None and b.error is None and np.array_equal(a.value, b.value)
     with pytest.raises(embed.ConfigError, match="decode_ahead must be >= 0.*-1"):
         embed.run(_cfg(common, decode_ahead=-1), encoder=FakeEncoder())
+
+
+def _bad_corpus(root: Path) -> Any:
+    common = make_corpus(root, SR, n=10, silent=[1])
+    _poke(common, "t02", 0.5)  # NaN output
+    _poke(common, "t03", 0.25)  # zero vector
+    _poke(common, "t04", 0.125)  # the model raises (its batch is retried one track at a time)
+    common.layout.wav("t05").write_bytes(b"not audio at all")  # decode failure
+    common.layout.wav("t06").unlink()  # missing file
+    return common
+
+
+def test_worker_processes_give_the_same_rows_failures_and_bytes(tmp_path: Path) -> None:
+    one = _bad_corpus(tmp_path / "one")
+    meta1 = embed.run(_cfg(one), encoder=FakeEncoder())
+    two = _bad_corpus(tmp_path / "two")
+    meta2 = embed.run(_cfg(two, workers=2, threads_per_worker=1), encoder_factory=FakeEncoder)
+    assert two.layout.embeddings_f32.read_bytes() == one.layout.embeddings_f32.read_bytes()
+    assert two.layout.track_ids_json.read_bytes() == one.layout.track_ids_json.read_bytes()
+
+    def failures(meta: dict[str, Any], root: Path) -> list[dict[str, str]]:
+        return [{**f, "reason": f["reason"].replace(str(root), "<root>")} for f in meta["failures"]]
+
+    assert failures(meta2, tmp_path / "two") == failures(meta1, tmp_path / "one")
+    assert [f["stage"] for f in meta2["failures"]] == [
+        "validate",
+        "embed",
+        "embed",
+        "embed",
+        "decode",
+        "decode",
+    ]
+    assert meta2["stats"]["n_embedded"] == 4 and meta2["stats"]["audio_sec"] == pytest.approx(4.0)
+    assert not two.layout.embed_checkpoint_dir.exists()
+
+
+def test_worker_processes_resume_an_interrupted_run(tmp_path: Path) -> None:
+    ref = _bad_corpus(tmp_path / "ref")
+    embed.run(_cfg(ref), encoder=FakeEncoder())
+    common = _bad_corpus(tmp_path / "run")
+
+    def stop_after_first(n_done: int) -> None:
+        raise Interrupt(n_done)
+
+    with pytest.raises(Interrupt):
+        embed.run(_cfg(common, workers=2), encoder_factory=FakeEncoder, on_chunk_committed=stop_after_first)
+    assert list(common.layout.embed_checkpoint_dir.glob("chunk_*.json"))  # something was committed
+    embed.run(_cfg(common, workers=2), encoder_factory=FakeEncoder)
+    assert common.layout.embeddings_f32.read_bytes() == ref.layout.embeddings_f32.read_bytes()
+    assert common.layout.track_ids_json.read_bytes() == ref.layout.track_ids_json.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"workers": 0}, r"workers must be >= 1 \(1 = embed in this process\), got 0"),
+        ({"workers": 2, "threads_per_worker": 0}, r"threads_per_worker must be >= 1 or unset, got 0"),
+        ({"workers": 2, "device": "cuda"}, r"workers = 2 needs device 'cpu' \(got 'cuda'\)"),
+        ({"workers": 2, "decode_ahead": 4}, r"decode_ahead = 4 applies to workers = 1 only"),
+        ({"workers": 2}, r"workers > 1 loads the model in each worker process: pass encoder_factory"),
+    ],
+)
+def test_worker_options_are_checked(tmp_path: Path, kw: dict[str, Any], message: str) -> None:
+    common = make_corpus(tmp_path, SR, n=2)
+    with pytest.raises(ConfigError, match=message):
+        embed.run(_cfg(common, **kw), encoder=FakeEncoder())
