@@ -9,13 +9,19 @@ Each configuration runs in its own child process (so peak RSS does not mix) with
 ``research_job.io.audio.decode_audio`` to mono float32), then ``decode+<model>`` for each registry model whose
 weights are present (``model.embed([waveform])`` one track at a time, decoding as the embed step does with its
 default ``EmbedConfig.decode_ahead``; the default model also with the other setting, inline vs 8 tracks decoded
-ahead by a background thread, to show what read-ahead buys or costs). Each is repeated; x real time is reported
-as median and p95 over the passes, with tracks per hour on this machine.
+ahead by a background thread, to show what read-ahead buys or costs). Then the embed step itself
+(``research_job.steps.embed.run``) with the default model, ``workers`` 1 and 2 (``embed-step workers=N``): a
+version folder listing the same files with ``audio_cache/`` linking to them, as pull-audio leaves it, so every
+track is decoded from its codec; a pass is one whole run (model load and worker start-up included). Each is
+repeated; x real time is reported as median and p95 over the passes, with tracks per hour on this machine.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -190,6 +196,46 @@ def child_extract(params: dict[str, Any], out: Path) -> None:
     dump_partial(out, res)
 
 
+def child_embed_step(params: dict[str, Any], out: Path) -> None:
+    """Run the embed step on ``params['files']`` with ``params['workers']`` worker processes, ``passes`` times."""
+    from research_job.config import CommonConfig
+    from research_job.metadata import TrackRow, write_tracks_csv
+    from research_job.steps import embed
+
+    vdir = Path(params["work"]) / f"v1_model_embed_step_w{params['workers']}"
+    shutil.rmtree(vdir, ignore_errors=True)
+    common = CommonConfig(model=params["model"], version_dir=vdir)
+    layout = common.layout
+    rows = []
+    for i, name in enumerate(params["files"]):
+        f = Path(name)
+        album = re.sub(r"[^A-Za-z0-9._-]+", "_", f.parent.name).strip("._") or "album"
+        row = TrackRow(
+            track_id=f"t{i:05d}", album_id=album, track_no=None, title=f.stem, composer=None,
+            audio_s3_key=f"audio/{album}/{f.name}", duration_sec=None, composer_raw=None, composer_missing=True,
+        )  # fmt: skip
+        dst = layout.cached_audio(album, row.track_id, row.audio_ext)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(f.resolve())
+        rows.append(row)
+    write_tracks_csv(layout.tracks_csv, rows)
+    res: dict[str, Any] = {"model": params["model"], "workers": params["workers"], "passes": []}
+    for p in range(int(params["passes"])):
+        shutil.rmtree(layout.embeddings_dir, ignore_errors=True)
+        meta = embed.run(EmbedConfig(common=common, workers=int(params["workers"])))
+        st = meta["stats"]
+        if st["n_failed"]:
+            raise RuntimeError(f"embed step: {st['n_failed']} tracks failed: {meta['failures'][:3]}")
+        res["passes"].append({k: st[k] for k in ("audio_sec", "wall_sec", "decode_sec", "model_sec")})
+        res["sample_rate"] = meta["sample_rate"]
+        res["peak_rss"] = peak_rss_bytes()
+        # the workers' own peaks (ru_maxrss of waited-for children, KiB on Linux)
+        res["peak_rss_workers"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        dump_partial(out, res)
+        log(f"  embed step workers={params['workers']} pass {p}: {st['x_realtime']:.1f}x real time")
+    shutil.rmtree(vdir, ignore_errors=True)
+
+
 def _compute_bound(model: Any, sr: int) -> dict[str, Any]:
     """Torch FLOPs per second of audio of ``model`` and this process's sgemm GFLOP/s -> a compute ceiling.
 
@@ -293,6 +339,22 @@ def run(mode: str) -> dict[str, Any]:
             r["reason"] = f"stopped at the {cfg['limit_s']} s limit; passes listed are those finished"
         _summarise(r)
         result["configs"].append(r)
+    # the embed step itself, in this process (workers=1) and in worker processes
+    if DEFAULT_MODEL in model_rates:
+        for workers in (1, 2):
+            name = f"embed-step workers={workers}"
+            log(f"extract: {name} on {len(files)} files")
+            params = {
+                "files": [str(f) for f in files], "model": DEFAULT_MODEL, "workers": workers,
+                "passes": cfg["passes"], "work": str(work / "embed_step"),
+            }  # fmt: skip
+            r = run_child(
+                "bench.extract_bench", "child_embed_step", params, threads=threads, timeout_s=cfg["limit_s"],
+                out_path=work / f"embed_step_w{workers}.json",
+            )  # fmt: skip
+            r.update({"config": name, "n_files": len(files)})
+            _summarise(r)
+            result["configs"].append(r)
     # ratios against the decode reference at the same sample rate
     refs = {
         c["sample_rate"]: c
