@@ -10,7 +10,7 @@ Each configuration runs in its own child process (so peak RSS does not mix) with
 weights are present (``model.embed([waveform])`` one track at a time, decoding as the embed step does with its
 default ``EmbedConfig.decode_ahead``; the default model also with the other setting, inline vs 8 tracks decoded
 ahead by a background thread, to show what read-ahead buys or costs). Then the embed step itself
-(``research_job.steps.embed.run``) with the default model, ``workers`` 1 and 2 (``embed-step workers=N``): a
+(``research_job.steps.embed.run``) with the default model, ``processes`` 1 and 2 (``embed-step processes=N``): a
 version folder listing the same files with ``audio_cache/`` linking to them, as pull-audio leaves it, so every
 track is decoded from its codec; a pass is one whole run (model load and worker start-up included). Each is
 repeated; x real time is reported as median and p95 over the passes, with tracks per hour on this machine.
@@ -222,7 +222,7 @@ def child_embed_step(params: dict[str, Any], out: Path) -> None:
     res: dict[str, Any] = {"model": params["model"], "workers": params["workers"], "passes": []}
     for p in range(int(params["passes"])):
         shutil.rmtree(layout.embeddings_dir, ignore_errors=True)
-        meta = embed.run(EmbedConfig(common=common, workers=int(params["workers"])))
+        meta = embed.run(EmbedConfig(common=common, processes=int(params["workers"])))
         st = meta["stats"]
         if st["n_failed"]:
             raise RuntimeError(f"embed step: {st['n_failed']} tracks failed: {meta['failures'][:3]}")
@@ -232,7 +232,7 @@ def child_embed_step(params: dict[str, Any], out: Path) -> None:
         # the workers' own peaks (ru_maxrss of waited-for children, KiB on Linux)
         res["peak_rss_workers"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         dump_partial(out, res)
-        log(f"  embed step workers={params['workers']} pass {p}: {st['x_realtime']:.1f}x real time")
+        log(f"  embed step processes={params['workers']} pass {p}: {st['x_realtime']:.1f}x real time")
     shutil.rmtree(vdir, ignore_errors=True)
 
 
@@ -342,7 +342,7 @@ def run(mode: str) -> dict[str, Any]:
     # the embed step itself, in this process (workers=1) and in worker processes
     if DEFAULT_MODEL in model_rates:
         for workers in (1, 2):
-            name = f"embed-step workers={workers}"
+            name = f"embed-step processes={workers}"
             log(f"extract: {name} on {len(files)} files")
             params = {
                 "files": [str(f) for f in files], "model": DEFAULT_MODEL, "workers": workers,

@@ -108,13 +108,12 @@ class EmbedConfig:
     #: torch already uses both, 8 ahead was within noise of inline for musicnn-msd (-3.6 % and +1.4 % in two
     #: quiet runs); it pays with spare cores or slow storage
     decode_ahead: int = 0
-    #: worker processes that decode and embed batches in parallel, each with its own model copy (CPU only;
-    #: 1 = in this process). On 2 cores, 2 workers x 1 torch thread ran musicnn-msd at 128x real time decode
-    #: included against 110x for one process with 2 threads: decoding runs in parallel too, and one-thread
-    #: convolutions scale better than one conv split over two threads
-    workers: int = 1
-    #: torch threads per worker process; None = usable CPUs // workers (at least 1)
-    threads_per_worker: int | None = None
+    #: worker processes that decode and embed tracks in parallel, each with its own model copy (CPU only; 1 = in
+    #: this process; not called ``workers``, whose environment variable the download steps share). Start-up costs
+    #: ~3-5 s (spawn, import torch, load the weights), so it pays on catalogue-sized runs; see bench/findings.md
+    processes: int = 1
+    #: torch threads per worker process; None = usable CPUs // processes (at least 1)
+    threads_per_process: int | None = None
     #: checkpoint partial results every this many tracks (resume after interruption)
     checkpoint_every: int = 16
     #: also write segment embeddings (window, hop) in seconds; None = off

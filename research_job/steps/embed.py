@@ -314,7 +314,7 @@ def _embed_isolated(
     return results
 
 
-# ---------------------------------------------------------------- worker processes (EmbedConfig.workers > 1)
+# ---------------------------------------------------------------- worker processes (EmbedConfig.processes > 1)
 #: the encoder of this worker process, loaded once by _worker_init
 _WORKER: dict[str, Any] = {}
 
@@ -379,15 +379,17 @@ def run(
 ) -> dict[str, Any]:
     """Embed every track of the metadata CSV; write the three embedding files atomically.
 
-    With ``cfg.workers > 1`` (CPU only) the tracks go in batches to that many worker processes, each with its own
-    encoder and ``cfg.threads_per_worker`` torch threads, which decode, check and embed them; the parent commits
-    their results in submission order, so checkpoints, failures and the output are those of ``workers = 1``.
+    With ``cfg.processes > 1`` (CPU only) the tracks go one at a time to that many worker processes, each with its
+    own encoder and ``cfg.threads_per_process`` torch threads, which decode, check and embed them (one track per
+    task keeps the tail short: no worker idles while another finishes a batch); the parent commits their results
+    in submission order, so rows, failures and checkpoints are those of ``processes = 1``, and the vectors too up to
+    float rounding (a model that batches across tracks, as musicnn's patch batches do, groups them differently).
 
     Args:
         cfg: step config.
         encoder: an already loaded encoder (default: ``encoder_factory()`` or ``load_model(cfg.common.model)``).
         encoder_factory: a picklable callable returning the encoder, called once in each worker process when
-            ``cfg.workers > 1`` (default: ``load_model(cfg.common.model)``).
+            ``cfg.processes > 1`` (default: ``load_model(cfg.common.model)``).
         on_chunk_committed: test hook called with the number of tracks finished after each checkpoint
             (raising from it simulates an interruption).
 
@@ -405,23 +407,23 @@ def run(
         )
     if cfg.decode_ahead < 0:
         raise ConfigError(f"decode_ahead must be >= 0 (0 = decode inline), got {cfg.decode_ahead}")
-    if cfg.workers < 1:
-        raise ConfigError(f"workers must be >= 1 (1 = embed in this process), got {cfg.workers}")
-    if cfg.threads_per_worker is not None and cfg.threads_per_worker < 1:
-        raise ConfigError(f"threads_per_worker must be >= 1 or unset, got {cfg.threads_per_worker}")
-    if cfg.workers > 1:
+    if cfg.processes < 1:
+        raise ConfigError(f"processes must be >= 1 (1 = embed in this process), got {cfg.processes}")
+    if cfg.threads_per_process is not None and cfg.threads_per_process < 1:
+        raise ConfigError(f"threads_per_process must be >= 1 or unset, got {cfg.threads_per_process}")
+    if cfg.processes > 1:
         if cfg.device != "cpu":
             raise ConfigError(
-                f"workers = {cfg.workers} needs device 'cpu' (got {cfg.device!r}): one accelerator is driven by one "
-                "process; set workers: 1"
+                f"processes = {cfg.processes} needs device 'cpu' (got {cfg.device!r}): one accelerator is driven by one "
+                "process; set processes: 1"
             )
         if cfg.decode_ahead:
             raise ConfigError(
-                f"decode_ahead = {cfg.decode_ahead} applies to workers = 1 only (each worker decodes its own tracks)"
+                f"decode_ahead = {cfg.decode_ahead} applies to processes = 1 only (each worker decodes its own tracks)"
             )
         if encoder is not None and encoder_factory is None:
             raise ConfigError(
-                "workers > 1 loads the model in each worker process: pass encoder_factory (a picklable callable), "
+                "processes > 1 loads the model in each worker process: pass encoder_factory (a picklable callable), "
                 "not a loaded encoder"
             )
     if cfg.segment_window_sec is not None:
@@ -494,20 +496,20 @@ def run(
                 c_stats["audio_sec"] += w.size / encoder.sample_rate
         pending.clear()
 
-    if cfg.workers > 1:
-        threads = cfg.threads_per_worker or max(1, _usable_cpus() // cfg.workers)
-        batches = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
-        LOG.info("Embedding with %d worker processes x %d torch threads", cfg.workers, threads)
+    if cfg.processes > 1:
+        threads = cfg.threads_per_process or max(1, _usable_cpus() // cfg.processes)
+        batches = [[row] for row in todo]
+        LOG.info("Embedding with %d worker processes x %d torch threads", cfg.processes, threads)
         ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP started threads
         with (
             ProcessPoolExecutor(
-                cfg.workers, mp_context=ctx, initializer=_worker_init, initargs=(encoder_factory, threads)
+                cfg.processes, mp_context=ctx, initializer=_worker_init, initargs=(encoder_factory, threads)
             ) as pool,
             tqdm(total=len(todo), desc="embed", unit="track", disable=None) as bar,
         ):
             window: deque[Future[dict[str, Any]]] = deque()
             it = iter(batches)
-            for batch in itertools.islice(it, 2 * cfg.workers):
+            for batch in itertools.islice(it, 2 * cfg.processes):
                 window.append(pool.submit(_worker_batch, layout, batch, encoder.sample_rate))
             while window:
                 try:
@@ -515,7 +517,7 @@ def run(
                 except BrokenProcessPool as e:
                     raise ArtifactError(
                         f"an embed worker process died ({e}); tracks committed so far are checkpointed in {part}: "
-                        "rerun to resume, with workers: 1 to isolate the track"
+                        "rerun to resume, with processes: 1 to isolate the track"
                     ) from e
                 nxt = next(it, None)
                 if nxt is not None:

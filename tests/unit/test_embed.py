@@ -223,7 +223,7 @@ def test_worker_processes_give_the_same_rows_failures_and_bytes(tmp_path: Path) 
     one = _bad_corpus(tmp_path / "one")
     meta1 = embed.run(_cfg(one), encoder=FakeEncoder())
     two = _bad_corpus(tmp_path / "two")
-    meta2 = embed.run(_cfg(two, workers=2, threads_per_worker=1), encoder_factory=FakeEncoder)
+    meta2 = embed.run(_cfg(two, processes=2, threads_per_process=1), encoder_factory=FakeEncoder)
     assert two.layout.embeddings_f32.read_bytes() == one.layout.embeddings_f32.read_bytes()
     assert two.layout.track_ids_json.read_bytes() == one.layout.track_ids_json.read_bytes()
 
@@ -252,9 +252,9 @@ def test_worker_processes_resume_an_interrupted_run(tmp_path: Path) -> None:
         raise Interrupt(n_done)
 
     with pytest.raises(Interrupt):
-        embed.run(_cfg(common, workers=2), encoder_factory=FakeEncoder, on_chunk_committed=stop_after_first)
+        embed.run(_cfg(common, processes=2), encoder_factory=FakeEncoder, on_chunk_committed=stop_after_first)
     assert list(common.layout.embed_checkpoint_dir.glob("chunk_*.json"))  # something was committed
-    embed.run(_cfg(common, workers=2), encoder_factory=FakeEncoder)
+    embed.run(_cfg(common, processes=2), encoder_factory=FakeEncoder)
     assert common.layout.embeddings_f32.read_bytes() == ref.layout.embeddings_f32.read_bytes()
     assert common.layout.track_ids_json.read_bytes() == ref.layout.track_ids_json.read_bytes()
 
@@ -262,11 +262,11 @@ def test_worker_processes_resume_an_interrupted_run(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"workers": 0}, r"workers must be >= 1 \(1 = embed in this process\), got 0"),
-        ({"workers": 2, "threads_per_worker": 0}, r"threads_per_worker must be >= 1 or unset, got 0"),
-        ({"workers": 2, "device": "cuda"}, r"workers = 2 needs device 'cpu' \(got 'cuda'\)"),
-        ({"workers": 2, "decode_ahead": 4}, r"decode_ahead = 4 applies to workers = 1 only"),
-        ({"workers": 2}, r"workers > 1 loads the model in each worker process: pass encoder_factory"),
+        ({"processes": 0}, r"processes must be >= 1 \(1 = embed in this process\), got 0"),
+        ({"processes": 2, "threads_per_process": 0}, r"threads_per_process must be >= 1 or unset, got 0"),
+        ({"processes": 2, "device": "cuda"}, r"processes = 2 needs device 'cpu' \(got 'cuda'\)"),
+        ({"processes": 2, "decode_ahead": 4}, r"decode_ahead = 4 applies to processes = 1 only"),
+        ({"processes": 2}, r"processes > 1 loads the model in each worker process: pass encoder_factory"),
     ],
 )
 def test_worker_options_are_checked(tmp_path: Path, kw: dict[str, Any], message: str) -> None:
