@@ -327,31 +327,12 @@ def _worker_init(factory: Callable[[], Encoder], threads: int) -> None:
     _WORKER["encoder"] = factory()
 
 
-def _worker_batch(layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int) -> dict[str, Any]:
-    """Decode, check and embed ``rows`` in a worker process; the same outcomes as the inline path.
-
-    Returns ``ids``, ``vecs`` (raw pooled vectors), ``fails`` (failure records) and the ``audio_sec``,
-    ``decode_sec`` and ``model_sec`` of the batch.
-    """
-    encoder: Encoder = _WORKER["encoder"]
-    out: dict[str, Any] = {"ids": [], "vecs": [], "fails": [], "audio_sec": 0.0, "decode_sec": 0.0}
-    kept: list[tuple[str, np.ndarray]] = []
-    for row in rows:
-        t0 = time.perf_counter()
-        try:
-            wav = np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
-        except ResearchJobError as e:
-            out["fails"].append({"track_id": row.track_id, "stage": "decode", "reason": str(e)})
-            continue
-        finally:
-            out["decode_sec"] += time.perf_counter() - t0
-        why = _wave_problem(wav)
-        if why is not None:
-            out["fails"].append({"track_id": row.track_id, "stage": "validate", "reason": why})
-        else:
-            kept.append((row.track_id, wav))
+def _embed_kept(encoder: Encoder, kept: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    """Embed checked waveforms (``(track_id, wave)`` pairs): ``ids`` and ``vecs`` (raw pooled vectors) of those
+    that embedded, ``fails`` (stage ``embed``) of the others, ``audio_sec`` of the embedded audio, ``model_sec``."""
     t0 = time.perf_counter()
     results = _embed_isolated(encoder, [w for _, w in kept]) if kept else []
+    out: dict[str, Any] = {"ids": [], "vecs": [], "fails": [], "audio_sec": 0.0}
     out["model_sec"] = time.perf_counter() - t0
     for (tid, w), (v, why) in zip(kept, results, strict=True):
         if why is not None or v is None:
@@ -360,6 +341,35 @@ def _worker_batch(layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int)
             out["ids"].append(tid)
             out["vecs"].append(v)
             out["audio_sec"] += w.size / encoder.sample_rate
+    return out
+
+
+def _worker_batch(layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int) -> dict[str, Any]:
+    """Decode, check and embed ``rows`` in a worker process; the same outcomes as the inline path.
+
+    Returns :func:`_embed_kept`'s dict, with the decode and validation failures first in ``fails`` and the
+    batch's ``decode_sec``.
+    """
+    fails: list[dict[str, str]] = []
+    decode_sec = 0.0
+    kept: list[tuple[str, np.ndarray]] = []
+    for row in rows:
+        t0 = time.perf_counter()
+        try:
+            wav = np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
+        except ResearchJobError as e:
+            fails.append({"track_id": row.track_id, "stage": "decode", "reason": str(e)})
+            continue
+        finally:
+            decode_sec += time.perf_counter() - t0
+        why = _wave_problem(wav)
+        if why is not None:
+            fails.append({"track_id": row.track_id, "stage": "validate", "reason": why})
+        else:
+            kept.append((row.track_id, wav))
+    out = _embed_kept(_WORKER["encoder"], kept)
+    out["fails"] = fails + out["fails"]
+    out["decode_sec"] = decode_sec
     return out
 
 
@@ -481,19 +491,18 @@ def run(
 
     pending: list[tuple[str, np.ndarray]] = []
 
+    def absorb(res: dict[str, Any]) -> None:
+        """Add an :func:`_embed_kept` / :func:`_worker_batch` result to the current chunk."""
+        c_ids.extend(res["ids"])
+        c_vecs.extend(res["vecs"])
+        c_fail.extend(res["fails"])
+        for key in ("audio_sec", "decode_sec", "model_sec"):
+            c_stats[key] += res.get(key, 0.0)
+
     def flush_batch() -> None:
         if not pending:
             return
-        t0 = time.perf_counter()
-        results = _embed_isolated(encoder, [w for _, w in pending])
-        c_stats["model_sec"] += time.perf_counter() - t0
-        for (tid, w), (v, why) in zip(pending, results, strict=True):
-            if why is not None or v is None:
-                c_fail.append({"track_id": tid, "stage": "embed", "reason": why or "no output"})
-            else:
-                c_ids.append(tid)
-                c_vecs.append(v)
-                c_stats["audio_sec"] += w.size / encoder.sample_rate
+        absorb(_embed_kept(encoder, pending))
         pending.clear()
 
     if cfg.processes > 1:
@@ -522,11 +531,7 @@ def run(
                 nxt = next(it, None)
                 if nxt is not None:
                     window.append(pool.submit(_worker_batch, layout, nxt, encoder.sample_rate))
-                c_ids.extend(res["ids"])
-                c_vecs.extend(res["vecs"])
-                c_fail.extend(res["fails"])
-                for key in ("audio_sec", "decode_sec", "model_sec"):
-                    c_stats[key] += res[key]
+                absorb(res)
                 bar.update(len(res["ids"]) + len(res["fails"]))
                 if len(c_ids) + len(c_fail) >= cfg.checkpoint_every:
                     commit()

@@ -164,18 +164,19 @@ function rankHead(rank: number): Uint8Array {
 
 /** UTF-8 of the members between the query and the hits; without a composer filter, cached per (method, k, same album). */
 const midCache = new Map<string, Uint8Array[]>();
+function renderMid(b: NearestBody): Uint8Array {
+  return Buffer.from(
+    `},"k":${b.k},"method":${JSON.stringify(b.method)},"filters":{"exclude_same_album":${b.excludeSameAlbum},` +
+      `"composer":${b.composer === null ? 'null' : JSON.stringify(b.composer)}},"hits":[`,
+    'utf8',
+  );
+}
 function midBytes(b: NearestBody): Uint8Array {
-  const render = (): Uint8Array =>
-    Buffer.from(
-      `},"k":${b.k},"method":${JSON.stringify(b.method)},"filters":{"exclude_same_album":${b.excludeSameAlbum},` +
-        `"composer":${b.composer === null ? 'null' : JSON.stringify(b.composer)}},"hits":[`,
-      'utf8',
-    );
-  if (b.composer !== null || !Number.isInteger(b.k) || b.k < 0 || b.k > 1000) return render();
+  if (b.composer !== null || !Number.isInteger(b.k) || b.k < 0 || b.k > 1000) return renderMid(b);
   let perMethod = midCache.get(b.method);
   if (perMethod === undefined) midCache.set(b.method, (perMethod = []));
   const slot = 2 * b.k + (b.excludeSameAlbum ? 1 : 0);
-  return (perMethod[slot] ??= render());
+  return (perMethod[slot] ??= renderMid(b));
 }
 
 /**
