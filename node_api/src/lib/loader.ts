@@ -24,13 +24,11 @@ import { ARTIFACT_FILES as F, type ArtifactFile } from './layout.js';
 import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
-import type { NeighborsTableMode } from '../plugins/env.js';
+import type { BackendChoice, NeighborsTableMode } from './options.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
 import type { ArtifactSource } from './source.js';
 import type { LoadedState, RecallReport } from './state.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackIdsFile, TrackRow } from './types.js';
-
-export type BackendChoice = 'auto' | 'exact' | 'hnsw' | 'pgvector';
 
 /** Where the pgvector backend reads (VECTOR_BACKEND=pgvector). */
 export interface PgvectorOptions {

@@ -11,14 +11,11 @@ import { fileURLToPath } from 'node:url';
 import fp from 'fastify-plugin';
 
 import { ConfigError } from '../lib/errors.js';
-import type { BackendChoice } from '../lib/loader.js';
+import { BACKEND_CHOICES, NEIGHBORS_TABLE_MODES, type BackendChoice, type NeighborsTableMode } from '../lib/options.js';
 import { parseS3Uri } from '../lib/s3source.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-/** NEIGHBORS_TABLE: use index/neighbors.i32 when listed (auto), refuse to start without it (require), ignore it (off). */
-export const NEIGHBORS_TABLE_MODES = ['auto', 'require', 'off'] as const;
-export type NeighborsTableMode = (typeof NEIGHBORS_TABLE_MODES)[number];
 
 export interface AppConfig {
   /** `s3://...` location, or an absolute local version folder */
@@ -119,7 +116,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (reloadPollSec > 0 && !followsLatest) {
     throw new ConfigError(`RELOAD_POLL_SEC='${env.RELOAD_POLL_SEC}' needs ARTIFACTS_URI to name a latest pointer (s3://<bucket>/<prefix>/v1_model_<MODEL>/latest)`);
   }
-  const vectorBackend = oneOf<BackendChoice>(env, 'VECTOR_BACKEND', ['exact', 'hnsw', 'pgvector'], 'auto');
+  const vectorBackend = oneOf<BackendChoice>(env, 'VECTOR_BACKEND', BACKEND_CHOICES, 'auto');
   const databaseUrl = env.DATABASE_URL || null;
   if (vectorBackend === 'pgvector' && !databaseUrl) {
     throw new ConfigError('DATABASE_URL is not set: VECTOR_BACKEND=pgvector needs postgresql://user@host:5432/db (password via PGPASSWORD or the URL)');

@@ -1,0 +1,71 @@
+/**
+ * Structure rules of node_api/src, read from the source files: no import cycle between modules (type-only
+ * imports count: a cycle of types is how two modules end up owning one concept), and lib/ never imports
+ * plugins/ or routes/ (the library sits below the Fastify layer).
+ */
+
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+
+import { NODE_API_ROOT } from './helpers.js';
+
+const SRC = path.join(NODE_API_ROOT, 'src');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) return sourceFiles(full);
+    return e.name.endsWith('.ts') ? [full] : [];
+  });
+}
+
+/** Module (path relative to src/, without extension) -> the src modules it imports, type-only ones included. */
+function importGraph(): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  const name = (file: string) => path.relative(SRC, file).replace(/\.(ts|js)$/, '').split(path.sep).join('/');
+  for (const file of sourceFiles(SRC)) {
+    const text = readFileSync(file, 'utf8');
+    const deps = new Set<string>();
+    for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*)'(\.{1,2}\/[^']+)'/g)) deps.add(name(path.resolve(path.dirname(file), m[1]!)));
+    graph.set(name(file), [...deps].sort());
+  }
+  return graph;
+}
+
+/** Every cycle found by a depth-first walk, each as `a -> b -> a`. */
+function cycles(graph: Map<string, string[]>): string[] {
+  const found: string[] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (m: string): void => {
+    state.set(m, 'open');
+    stack.push(m);
+    for (const d of graph.get(m) ?? []) {
+      if (state.get(d) === 'open') found.push([...stack.slice(stack.indexOf(d)), d].join(' -> '));
+      else if (!state.has(d)) visit(d);
+    }
+    stack.pop();
+    state.set(m, 'done');
+  };
+  for (const m of [...graph.keys()].sort()) if (!state.has(m)) visit(m);
+  return found;
+}
+
+describe('node_api/src structure', () => {
+  const graph = importGraph();
+
+  it('reads the modules it checks', () => {
+    for (const m of ['app', 'server', 'lib/loader', 'plugins/env', 'plugins/artifactStore']) assert.ok(graph.has(m), m);
+  });
+
+  it('has no import cycle (type-only imports included)', () => {
+    assert.deepEqual(cycles(graph), []);
+  });
+
+  it('lib/ imports nothing from plugins/ or routes/', () => {
+    const bad = [...graph].filter(([m]) => m.startsWith('lib/')).flatMap(([m, deps]) => deps.filter((d) => /^(plugins|routes)\//.test(d)).map((d) => `${m} -> ${d}`));
+    assert.deepEqual(bad, []);
+  });
+});
