@@ -1,25 +1,31 @@
 /**
  * Entry point: read the config from the environment, build the app, listen, load the artifacts (503 on /health
- * until then), and close gracefully on SIGINT/SIGTERM. A bad config or unservable artifacts exit with code 1
- * and one message naming the variable or the file.
+ * until then), and close gracefully on SIGINT/SIGTERM. A bad config (environment, schema folder, artifact list)
+ * or unservable artifacts exit with code 1 and one message naming the variable or the file.
  */
 
 import { buildApp, loadingOf } from './app.js';
 import { ArtifactError, ConfigError, StorageError } from './lib/errors.js';
 import { loadConfig } from './plugins/env.js';
 
+/** Exit 1 with `node_api: refusing to start: <message>` on a ConfigError; rethrow anything else. */
+function refuseOnConfigError(err: unknown): never {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`node_api: refusing to start: ${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+
 async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig(process.env);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`node_api: refusing to start: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
+    refuseOnConfigError(err);
   }
-  const app = await buildApp({ config, waitForLoad: false });
+  // the schema folder (its schemas and artifacts.json) is read while the app is built
+  const app = await buildApp({ config, waitForLoad: false }).catch(refuseOnConfigError);
   let closing = false;
   const close = async (signal: string): Promise<void> => {
     if (closing) return;

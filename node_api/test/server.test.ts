@@ -1,15 +1,16 @@
 /**
  * The real entry point (dist/src/server.js) as a child process: it starts, answers /health, closes on SIGTERM
- * with exit code 0; and it refuses to start (exit 1, message naming the variable or file) on a bad config or
- * corrupted artifacts.
+ * with exit code 0; and it refuses to start (exit 1, message naming the variable or file) on a bad config, an
+ * artifact list lacking a key it reads, or corrupted artifacts.
  */
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { cpSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { cleanupTmp, copyFixture, NODE_API_ROOT, readJson, SCHEMA_DIR, TINY, writeJson } from './helpers.js';
+import { cleanupTmp, copyFixture, NODE_API_ROOT, readJson, SCHEMA_DIR, TINY, tmp, writeJson } from './helpers.js';
 
 const SERVER = path.join(NODE_API_ROOT, 'dist', 'src', 'server.js');
 
@@ -72,6 +73,18 @@ describe('server process', () => {
     const run = await runServer({ ARTIFACTS_DIR: TINY, VECTOR_BACKEND: 'annoy' });
     assert.equal(run.code, 1);
     assert.match(run.stderr, /refusing to start: VECTOR_BACKEND='annoy' is invalid: expected one of exact, hnsw/);
+  });
+
+  it('refuses a schema folder whose artifacts.json lacks a key Node reads, naming the key and the file', async () => {
+    const schemaDir = path.join(tmp('node-api-schema-'), 'artifact_schema');
+    cpSync(SCHEMA_DIR, schemaDir, { recursive: true });
+    const listFile = path.join(schemaDir, 'artifacts.json');
+    const list = readJson(listFile);
+    list.artifacts = list.artifacts.filter((a: { key: string }) => a.key !== 'embeddings_meta');
+    writeJson(listFile, list);
+    const run = await runServer({ ARTIFACTS_DIR: TINY, ARTIFACT_SCHEMA_DIR: schemaDir, LOG_LEVEL: 'silent' });
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /^node_api: refusing to start: \S+\/artifact_schema\/artifacts\.json lacks key 'embeddings_meta', which the Node API reads/);
   });
 
   it('refuses corrupted artifacts, naming the file and the mismatch', async () => {

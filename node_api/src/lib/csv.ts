@@ -6,11 +6,9 @@
  */
 
 import { ArtifactError } from './errors.js';
-import { ARTIFACT_FILES } from './layout.js';
+import type { ArtifactFile } from './layout.js';
 import type { SchemaRegistry } from './schemas.js';
 import type { TrackRow } from './types.js';
-
-const FILE = ARTIFACT_FILES.tracksCsv;
 
 /** A CSV text that is not RFC 4180; the message names the line and what is wrong. */
 export class CsvError extends Error {
@@ -102,21 +100,21 @@ export function parseCsv(text: string): string[][] {
 const TRUE = new Set(['true', 'True', 'TRUE', '1']);
 const FALSE = new Set(['false', 'False', 'FALSE', '0']);
 
-function typeCell(column: string, raw: string, line: number): unknown {
+function typeCell(file: ArtifactFile, column: string, raw: string, line: number): unknown {
   if (raw === '') return null;
   switch (column) {
     case 'track_no':
-      if (!/^-?\d+$/.test(raw)) throw new ArtifactError(FILE, `row ${line}: track_no '${raw}' is not an integer`);
+      if (!/^-?\d+$/.test(raw)) throw new ArtifactError(file, `row ${line}: track_no '${raw}' is not an integer`);
       return Number(raw);
     case 'duration_sec': {
       const v = Number(raw);
-      if (!Number.isFinite(v)) throw new ArtifactError(FILE, `row ${line}: duration_sec '${raw}' is not a number`);
+      if (!Number.isFinite(v)) throw new ArtifactError(file, `row ${line}: duration_sec '${raw}' is not a number`);
       return v;
     }
     case 'composer_missing':
       if (TRUE.has(raw)) return true;
       if (FALSE.has(raw)) return false;
-      throw new ArtifactError(FILE, `row ${line}: composer_missing '${raw}' is not a boolean (true/false)`);
+      throw new ArtifactError(file, `row ${line}: composer_missing '${raw}' is not a boolean (true/false)`);
     default:
       return raw;
   }
@@ -128,17 +126,18 @@ function typeCell(column: string, raw: string, line: number): unknown {
  *   repeated track_id.
  */
 export function parseTracksCsv(data: Buffer, schemas: SchemaRegistry): TrackRow[] {
+  const file = schemas.paths.tracks_csv;
   const columns = schemas.schema('tracks_metadata_row')['x-csv-columns'] as string[];
   let records: string[][];
   try {
     records = parseCsv(data.toString('utf8'));
   } catch (err) {
     if (!(err instanceof CsvError)) throw err;
-    throw new ArtifactError(FILE, `not valid CSV: ${err.message}`);
+    throw new ArtifactError(file, `not valid CSV: ${err.message}`);
   }
   const header = records[0];
   if (!header || header.join(',') !== columns.join(',')) {
-    throw new ArtifactError(FILE, `header is '${(header ?? []).join(',')}', expected '${columns.join(',')}'`);
+    throw new ArtifactError(file, `header is '${(header ?? []).join(',')}', expected '${columns.join(',')}'`);
   }
   const rows: TrackRow[] = [];
   const seen = new Set<string>();
@@ -146,14 +145,14 @@ export function parseTracksCsv(data: Buffer, schemas: SchemaRegistry): TrackRow[
     const rec = records[i]!;
     const obj: Record<string, unknown> = {};
     columns.forEach((c, j) => {
-      obj[c] = typeCell(c, rec[j] ?? '', i);
+      obj[c] = typeCell(file, c, rec[j] ?? '', i);
     });
     const problem = schemas.check('tracks_metadata_row', obj);
     if (problem !== null) {
-      throw new ArtifactError(FILE, `row ${i} (track_id ${JSON.stringify(obj.track_id)}) does not match tracks_metadata_row.schema.json: ${problem}`);
+      throw new ArtifactError(file, `row ${i} (track_id ${JSON.stringify(obj.track_id)}) does not match tracks_metadata_row.schema.json: ${problem}`);
     }
     const row = obj as unknown as TrackRow;
-    if (seen.has(row.track_id)) throw new ArtifactError(FILE, `row ${i}: track_id '${row.track_id}' repeats`);
+    if (seen.has(row.track_id)) throw new ArtifactError(file, `row ${i}: track_id '${row.track_id}' repeats`);
     seen.add(row.track_id);
     rows.push(row);
   }

@@ -1,22 +1,114 @@
 /**
- * File names inside one artifact version folder `<root>/v1_model_<MODEL>/`, as written by the research job
- * (`research_job/layout.py`). Only these fixed relative paths are ever read: nothing user-supplied reaches the
- * file system.
+ * Paths inside one artifact version folder `<root>/v1_model_<MODEL>/`, from the one artifact list
+ * `artifact_schema/artifacts.json` (schema `artifact_list.schema.json`), which the research job's layout,
+ * validate and publish read too. The Node API reads only the keys of NODE_ARTIFACTS; their paths are fixed at
+ * start-up (an `ArtifactFile` is only made here), so nothing user-supplied reaches the file system.
  */
 
-export const ARTIFACT_FILES = {
-  tracksCsv: 'metadata/tracks_metadata.csv',
-  embeddingsF32: 'embeddings/embeddings.f32',
-  trackIds: 'embeddings/track_ids.json',
-  embeddingsMeta: 'embeddings/embeddings_meta.json',
-  hnswIndex: 'index/hnsw.index',
-  indexMeta: 'index/index_meta.json',
-  neighbors: 'index/neighbors.i32',
-  evalResults: 'eval/eval_results.json',
-} as const;
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
-/** One of the fixed artifact paths (relative to the version folder). */
-export type ArtifactFile = (typeof ARTIFACT_FILES)[keyof typeof ARTIFACT_FILES];
+import { ConfigError } from './errors.js';
+
+declare const artifactFileBrand: unique symbol;
+/** A path of artifacts.json, relative to the version folder (only `artifactPaths` makes one). */
+export type ArtifactFile = string & { readonly [artifactFileBrand]: true };
+
+/** The list's file name inside the schema folder, and the name of its schema. */
+export const ARTIFACT_LIST_FILE = 'artifacts.json';
+export const ARTIFACT_LIST_SCHEMA = 'artifact_list';
+
+/** The artifacts the Node API reads, by their key in artifacts.json: the format it reads each as, and its JSON Schema. */
+export const NODE_ARTIFACTS = {
+  tracks_csv: { format: 'csv', schema: 'tracks_metadata_row' },
+  embeddings_f32: { format: 'f32', schema: null },
+  track_ids_json: { format: 'json', schema: 'track_ids' },
+  embeddings_meta: { format: 'json', schema: 'embeddings_meta' },
+  hnsw_index: { format: 'index', schema: null },
+  index_meta: { format: 'json', schema: 'index_meta' },
+  neighbors_table: { format: 'i32', schema: null },
+  eval_results: { format: 'json', schema: 'eval_results' },
+} as const;
+export type ArtifactKey = keyof typeof NODE_ARTIFACTS;
+export const NODE_ARTIFACT_KEYS = Object.keys(NODE_ARTIFACTS) as ArtifactKey[];
+
+/** Path of each artifact the Node API reads. */
+export type ArtifactPaths = Readonly<Record<ArtifactKey, ArtifactFile>>;
+
+/** One entry of artifacts.json (the fields Node uses; the schema has the rest). */
+export interface ArtifactListEntry {
+  key: string;
+  path: string;
+  format: string;
+  schema?: string;
+  described_by?: string;
+  step: string;
+  publish: 'always' | 'audio' | 'never';
+  required: boolean;
+}
+
+export interface ArtifactList {
+  schema_version: string;
+  description?: string;
+  artifacts: ArtifactListEntry[];
+}
+
+/**
+ * The paths of NODE_ARTIFACTS from a schema-valid list; `file` names the list in errors.
+ * @throws ConfigError naming the file and the key: a key listed twice, a key Node reads that is missing, or
+ *   one whose format or schema is not the one Node reads it with
+ */
+export function artifactPaths(list: ArtifactList, file: string): ArtifactPaths {
+  const byKey = new Map<string, ArtifactListEntry>();
+  for (const entry of list.artifacts) {
+    if (byKey.has(entry.key)) throw new ConfigError(`${file} lists key '${entry.key}' twice`);
+    byKey.set(entry.key, entry);
+  }
+  const paths: Partial<Record<ArtifactKey, ArtifactFile>> = {};
+  for (const key of NODE_ARTIFACT_KEYS) {
+    const entry = byKey.get(key);
+    if (!entry) throw new ConfigError(`${file} lacks key '${key}', which the Node API reads (it reads: ${NODE_ARTIFACT_KEYS.join(', ')})`);
+    const want = NODE_ARTIFACTS[key];
+    if (entry.format !== want.format) {
+      throw new ConfigError(`${file}: key '${key}' (${entry.path}) has format '${entry.format}', but the Node API reads it as '${want.format}'`);
+    }
+    if ((entry.schema ?? null) !== want.schema) {
+      throw new ConfigError(`${file}: key '${key}' (${entry.path}) has schema '${entry.schema ?? '(none)'}', but the Node API checks it against '${want.schema ?? '(none)'}'`);
+    }
+    paths[key] = entry.path as ArtifactFile;
+  }
+  return Object.freeze(paths as Record<ArtifactKey, ArtifactFile>);
+}
+
+/**
+ * Read `<schemaDir>/artifacts.json`, validate it with `check` (artifact_list.schema.json: the line of errors,
+ * or null) and return the paths Node reads.
+ * @throws ConfigError naming the file: missing, not JSON, not matching its schema, or lacking a key Node reads
+ */
+export function readArtifactPaths(schemaDir: string, check: (obj: unknown) => string | null): ArtifactPaths {
+  const file = path.join(schemaDir, ARTIFACT_LIST_FILE);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(`${file} is ${code === 'ENOENT' ? 'missing' : `unreadable (${code})`}: ARTIFACT_SCHEMA_DIR must hold the artifact list`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const problem = check(obj);
+  if (problem !== null) throw new ConfigError(`${file} does not match ${ARTIFACT_LIST_SCHEMA}.schema.json: ${problem}`);
+  return artifactPaths(obj as ArtifactList, file);
+}
+
+/** `target` relative to the folder of `from` (both version-folder paths): how index_meta.json names index files. */
+export function relativeTo(from: ArtifactFile, target: ArtifactFile): string {
+  return path.posix.relative(path.posix.dirname(from), target);
+}
 
 /** Pattern of a version folder name and of `artifact_version` (same as the schemas). */
 export const VERSION_PATTERN = /^v[0-9]+_model_[A-Za-z0-9._-]+$/;

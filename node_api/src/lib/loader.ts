@@ -20,7 +20,7 @@ import { ArtifactError } from './errors.js';
 import { readHnswHeader } from './hnswHeader.js';
 import { parseNeighborTable, type NeighborTable } from './neighbors.js';
 import { renderTrackJson } from './nearestBody.js';
-import { ARTIFACT_FILES as F, type ArtifactFile } from './layout.js';
+import { relativeTo, type ArtifactFile, type ArtifactPaths } from './layout.js';
 import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
@@ -108,6 +108,7 @@ function mismatch(file: ArtifactFile, what: string, got: unknown, expected: unkn
  */
 export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegistry, options: Partial<LoadOptions> = {}): Promise<LoadedState> {
   const opts = { ...DEFAULT_LOAD_OPTIONS, ...options };
+  const F = schemas.paths;
   const log = opts.log ?? (() => {});
   const t0 = performance.now();
   let tPhase = t0;
@@ -118,40 +119,40 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   };
 
   // --- embeddings sidecar, ids, vectors
-  const { obj: meta } = await readJson<EmbeddingsMeta>(source, F.embeddingsMeta, schemas, 'embeddings_meta');
-  const idsBytes = await source.read(F.trackIds);
+  const { obj: meta } = await readJson<EmbeddingsMeta>(source, F.embeddings_meta, schemas, 'embeddings_meta');
+  const idsBytes = await source.read(F.track_ids_json);
   let idsRaw: unknown;
   try {
     idsRaw = JSON.parse(idsBytes.toString('utf8'));
   } catch (err) {
-    throw new ArtifactError(F.trackIds, `not valid JSON: ${(err as Error).message}`);
+    throw new ArtifactError(F.track_ids_json, `not valid JSON: ${(err as Error).message}`);
   }
   const rawList = (idsRaw as { track_ids?: unknown }).track_ids;
   if (Array.isArray(rawList)) {
     const seen = new Set<unknown>();
     for (const id of rawList) {
-      if (seen.has(id)) throw new ArtifactError(F.trackIds, `track id ${JSON.stringify(id)} repeats`);
+      if (seen.has(id)) throw new ArtifactError(F.track_ids_json, `track id ${JSON.stringify(id)} repeats`);
       seen.add(id);
     }
   }
-  const ids = schemas.validate<TrackIdsFile>('track_ids', idsRaw, F.trackIds);
+  const ids = schemas.validate<TrackIdsFile>('track_ids', idsRaw, F.track_ids_json);
   const n = ids.track_ids.length;
   const dim = meta.dim;
-  if (ids.count !== n) throw new ArtifactError(F.trackIds, `count is ${ids.count} but the file lists ${n} track ids`);
-  if (meta.count !== n) throw mismatch(F.embeddingsMeta, 'count', meta.count, n, F.trackIds);
+  if (ids.count !== n) throw new ArtifactError(F.track_ids_json, `count is ${ids.count} but the file lists ${n} track ids`);
+  if (meta.count !== n) throw mismatch(F.embeddings_meta, 'count', meta.count, n, F.track_ids_json);
   const idsSha = sha256(idsBytes);
   if (meta.files.track_ids_sha256 !== idsSha) {
-    throw new ArtifactError(F.trackIds, `sha256 is ${idsSha} but ${F.embeddingsMeta} records ${meta.files.track_ids_sha256}`);
+    throw new ArtifactError(F.track_ids_json, `sha256 is ${idsSha} but ${F.embeddings_meta} records ${meta.files.track_ids_sha256}`);
   }
 
-  const embBytes = await source.read(F.embeddingsF32);
+  const embBytes = await source.read(F.embeddings_f32);
   const expectedBytes = n * dim * 4;
   if (embBytes.length !== expectedBytes) {
-    throw new ArtifactError(F.embeddingsF32, `size is ${embBytes.length} bytes but N x D x 4 = ${n} x ${dim} x 4 = ${expectedBytes} (N from ${F.trackIds}, D from ${F.embeddingsMeta})`);
+    throw new ArtifactError(F.embeddings_f32, `size is ${embBytes.length} bytes but N x D x 4 = ${n} x ${dim} x 4 = ${expectedBytes} (N from ${F.track_ids_json}, D from ${F.embeddings_meta})`);
   }
   const embSha = sha256(embBytes);
   if (meta.files.embeddings_sha256 !== embSha) {
-    throw new ArtifactError(F.embeddingsF32, `sha256 is ${embSha} but ${F.embeddingsMeta} records ${meta.files.embeddings_sha256}`);
+    throw new ArtifactError(F.embeddings_f32, `sha256 is ${embSha} but ${F.embeddings_meta} records ${meta.files.embeddings_sha256}`);
   }
   const fileEmb = toFloat32(embBytes);
   // with the SIMD kernel the rows live in wasm memory; every reader uses that one copy
@@ -161,23 +162,23 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     let ss = 0;
     for (let d = 0; d < dim; d++) {
       const v = emb[row * dim + d]!;
-      if (!Number.isFinite(v)) throw new ArtifactError(F.embeddingsF32, `row ${row} (track ${ids.track_ids[row]}) holds a non-finite value`);
+      if (!Number.isFinite(v)) throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${ids.track_ids[row]}) holds a non-finite value`);
       ss += v * v;
     }
     if (Math.abs(Math.sqrt(ss) - 1) > opts.normTolerance) {
-      throw new ArtifactError(F.embeddingsF32, `row ${row} (track ${ids.track_ids[row]}) has L2 norm ${Math.sqrt(ss)}, but ${F.embeddingsMeta} says normalization "l2"`);
+      throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${ids.track_ids[row]}) has L2 norm ${Math.sqrt(ss)}, but ${F.embeddings_meta} says normalization "l2"`);
     }
   }
   phase('embeddings', { count: n, dim, exact_kernel: simd ? 'wasm-simd' : 'js' });
 
   // --- metadata
-  const csvRows = parseTracksCsv(await source.read(F.tracksCsv), schemas);
+  const csvRows = parseTracksCsv(await source.read(F.tracks_csv), schemas);
   const byId = new Map<string, TrackRow>(csvRows.map((r) => [r.track_id, r]));
   const rowById = new Map<string, number>();
   const tracks: TrackRow[] = [];
   ids.track_ids.forEach((id, row) => {
     const t = byId.get(id);
-    if (!t) throw new ArtifactError(F.tracksCsv, `track id '${id}' (row ${row} of ${F.embeddingsF32}) has no metadata row`);
+    if (!t) throw new ArtifactError(F.tracks_csv, `track id '${id}' (row ${row} of ${F.embeddings_f32}) has no metadata row`);
     rowById.set(id, row);
     tracks.push(Object.freeze(t));
   });
@@ -204,53 +205,54 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   // --- index
   let indexMeta: IndexMeta | null = null;
   let hnswEntry: IndexEntry | null = null;
-  if (await source.exists(F.indexMeta)) {
-    indexMeta = (await readJson<IndexMeta>(source, F.indexMeta, schemas, 'index_meta')).obj;
-    if (indexMeta.count !== n) throw mismatch(F.indexMeta, 'count', indexMeta.count, n, F.trackIds);
-    if (indexMeta.dim !== dim) throw mismatch(F.indexMeta, 'dim', indexMeta.dim, dim, F.embeddingsMeta);
+  if (await source.exists(F.index_meta)) {
+    indexMeta = (await readJson<IndexMeta>(source, F.index_meta, schemas, 'index_meta')).obj;
+    if (indexMeta.count !== n) throw mismatch(F.index_meta, 'count', indexMeta.count, n, F.track_ids_json);
+    if (indexMeta.dim !== dim) throw mismatch(F.index_meta, 'dim', indexMeta.dim, dim, F.embeddings_meta);
     if (indexMeta.embeddings_sha256 !== embSha) {
-      throw new ArtifactError(F.indexMeta, `embeddings_sha256 is ${indexMeta.embeddings_sha256} but ${F.embeddingsF32} hashes to ${embSha}`);
+      throw new ArtifactError(F.index_meta, `embeddings_sha256 is ${indexMeta.embeddings_sha256} but ${F.embeddings_f32} hashes to ${embSha}`);
     }
     if (indexMeta.artifact_version !== meta.artifact_version) {
-      throw mismatch(F.indexMeta, 'artifact_version', indexMeta.artifact_version, meta.artifact_version, F.embeddingsMeta);
+      throw mismatch(F.index_meta, 'artifact_version', indexMeta.artifact_version, meta.artifact_version, F.embeddings_meta);
     }
     hnswEntry = indexMeta.indexes.find((e) => e.name === 'hnswlib') ?? null;
   }
   const exact = new ExactBackend(emb, dim, n, simd);
-  const neighbors = await loadNeighbors(source, indexMeta, opts, exact, emb, dim, n, log);
+  const neighbors = await loadNeighbors(source, F, indexMeta, opts, exact, emb, dim, n, log);
   if (neighbors) phase('neighbors', { k: neighbors.k, size_bytes: neighbors.rows.byteLength, scores_bytes: neighbors.scores.text.byteLength + neighbors.scores.offsets.byteLength });
   let backend: VectorBackend = exact;
   let recall: RecallReport | null = null;
-  const hnswWanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnswIndex)));
+  const hnswWanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnsw_index)));
   if (opts.backend === 'hnsw' && !hnswEntry) {
-    throw new ArtifactError(F.indexMeta, `VECTOR_BACKEND=hnsw but ${indexMeta ? 'no "hnswlib" entry is listed' : 'the file is missing'} (set VECTOR_BACKEND=exact to serve without the index)`);
+    throw new ArtifactError(F.index_meta, `VECTOR_BACKEND=hnsw but ${indexMeta ? 'no "hnswlib" entry is listed' : 'the file is missing'} (set VECTOR_BACKEND=exact to serve without the index)`);
   }
   if (hnswWanted && hnswEntry) {
-    if (hnswEntry.file !== 'hnsw.index' || hnswEntry.space !== 'ip') {
-      throw new ArtifactError(F.indexMeta, `hnswlib entry has file '${hnswEntry.file}', space '${hnswEntry.space}'; expected 'hnsw.index', 'ip'`);
+    const hnswFile = relativeTo(F.index_meta, F.hnsw_index);
+    if (hnswEntry.file !== hnswFile || hnswEntry.space !== 'ip') {
+      throw new ArtifactError(F.index_meta, `hnswlib entry has file '${hnswEntry.file}', space '${hnswEntry.space}'; expected '${hnswFile}', 'ip'`);
     }
-    const idxBytes = await source.read(F.hnswIndex);
+    const idxBytes = await source.read(F.hnsw_index);
     const idxSha = sha256(idxBytes);
-    if (idxSha !== hnswEntry.sha256) throw new ArtifactError(F.hnswIndex, `sha256 is ${idxSha} but ${F.indexMeta} records ${hnswEntry.sha256}`);
-    if (idxBytes.length !== hnswEntry.size_bytes) throw mismatch(F.hnswIndex, 'size in bytes', idxBytes.length, hnswEntry.size_bytes, F.indexMeta);
+    if (idxSha !== hnswEntry.sha256) throw new ArtifactError(F.hnsw_index, `sha256 is ${idxSha} but ${F.index_meta} records ${hnswEntry.sha256}`);
+    if (idxBytes.length !== hnswEntry.size_bytes) throw mismatch(F.hnsw_index, 'size in bytes', idxBytes.length, hnswEntry.size_bytes, F.index_meta);
     const header = readHnswHeader(idxBytes);
-    if (!header) throw new ArtifactError(F.hnswIndex, 'is not an hnswlib index (header unreadable)');
-    if (header.count !== n) throw new ArtifactError(F.hnswIndex, `holds ${header.count} elements but ${F.trackIds} lists ${n}`);
+    if (!header) throw new ArtifactError(F.hnsw_index, 'is not an hnswlib index (header unreadable)');
+    if (header.count !== n) throw new ArtifactError(F.hnsw_index, `holds ${header.count} elements but ${F.track_ids_json} lists ${n}`);
     if (header.dataSize !== dim * 4) {
-      throw new ArtifactError(F.hnswIndex, `stores ${header.dataSize} bytes per vector (dim ${header.dataSize / 4}) but ${F.embeddingsMeta} says dim ${dim}`);
+      throw new ArtifactError(F.hnsw_index, `stores ${header.dataSize} bytes per vector (dim ${header.dataSize / 4}) but ${F.embeddings_meta} says dim ${dim}`);
     }
-    if (hnswEntry.params.M !== undefined && hnswEntry.params.M !== header.M) throw mismatch(F.hnswIndex, 'M', header.M, hnswEntry.params.M, F.indexMeta);
-    const index = HnswBackend.readIndex(await source.localPath(F.hnswIndex), dim);
-    if (index.getCurrentCount() !== n) throw new ArtifactError(F.hnswIndex, `addon reads ${index.getCurrentCount()} elements, expected ${n}`);
+    if (hnswEntry.params.M !== undefined && hnswEntry.params.M !== header.M) throw mismatch(F.hnsw_index, 'M', header.M, hnswEntry.params.M, F.index_meta);
+    const index = HnswBackend.readIndex(await source.localPath(F.hnsw_index), dim);
+    if (index.getCurrentCount() !== n) throw new ArtifactError(F.hnsw_index, `addon reads ${index.getCurrentCount()} elements, expected ${n}`);
     const labels = index.getIdsList().sort((a, b) => a - b);
     labels.forEach((label, i) => {
-      if (label !== i) throw new ArtifactError(F.hnswIndex, `labels are not the row indices 0..${n - 1} (found label ${label} at position ${i})`);
+      if (label !== i) throw new ArtifactError(F.hnsw_index, `labels are not the row indices 0..${n - 1} (found label ${label} at position ${i})`);
     });
     for (const row of sampleRows(n, 64, 1)) {
       const p = index.getPoint(row);
       for (let d = 0; d < dim; d++) {
         if (Math.fround(p[d]!) !== emb[row * dim + d]) {
-          throw new ArtifactError(F.hnswIndex, `vector of label ${row} differs from row ${row} of ${F.embeddingsF32} (component ${d})`);
+          throw new ArtifactError(F.hnsw_index, `vector of label ${row} differs from row ${row} of ${F.embeddings_f32} (component ${d})`);
         }
       }
     }
@@ -291,14 +293,14 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
 
   // --- evaluation
   let evalResults: EvalResults | null = null;
-  if (await source.exists(F.evalResults)) {
-    evalResults = (await readJson<EvalResults>(source, F.evalResults, schemas, 'eval_results')).obj;
-    if (evalResults.n_tracks !== n) throw mismatch(F.evalResults, 'n_tracks', evalResults.n_tracks, n, F.trackIds);
+  if (await source.exists(F.eval_results)) {
+    evalResults = (await readJson<EvalResults>(source, F.eval_results, schemas, 'eval_results')).obj;
+    if (evalResults.n_tracks !== n) throw mismatch(F.eval_results, 'n_tracks', evalResults.n_tracks, n, F.track_ids_json);
     if (evalResults.embeddings_sha256 !== embSha) {
-      throw new ArtifactError(F.evalResults, `embeddings_sha256 is ${evalResults.embeddings_sha256} but ${F.embeddingsF32} hashes to ${embSha}`);
+      throw new ArtifactError(F.eval_results, `embeddings_sha256 is ${evalResults.embeddings_sha256} but ${F.embeddings_f32} hashes to ${embSha}`);
     }
     if (evalResults.artifact_version !== meta.artifact_version) {
-      throw mismatch(F.evalResults, 'artifact_version', evalResults.artifact_version, meta.artifact_version, F.embeddingsMeta);
+      throw mismatch(F.eval_results, 'artifact_version', evalResults.artifact_version, meta.artifact_version, F.embeddings_meta);
     }
   }
   phase('eval', { present: evalResults !== null });
@@ -341,6 +343,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
  */
 async function loadNeighbors(
   source: ArtifactSource,
+  F: ArtifactPaths,
   indexMeta: IndexMeta | null,
   opts: LoadOptions,
   exact: ExactBackend,
@@ -354,7 +357,7 @@ async function loadNeighbors(
   const entry = indexMeta?.neighbors ?? null;
   if (!entry) {
     if (mode === 'require') {
-      throw new ArtifactError(F.indexMeta, `NEIGHBORS_TABLE=require but ${indexMeta ? 'no "neighbors" entry is listed' : 'the file is missing'} (set NEIGHBORS_TABLE=auto to serve without the table)`);
+      throw new ArtifactError(F.index_meta, `NEIGHBORS_TABLE=require but ${indexMeta ? 'no "neighbors" entry is listed' : 'the file is missing'} (set NEIGHBORS_TABLE=auto to serve without the table)`);
     }
     return null;
   }
@@ -362,13 +365,13 @@ async function loadNeighbors(
     log('neighbors table not used: VECTOR_BACKEND=pgvector answers from the database (NEIGHBORS_TABLE=require uses it)', { phase: 'neighbors' });
     return null;
   }
-  if (!(await source.exists(F.neighbors))) {
-    if (mode === 'require') throw new ArtifactError(F.neighbors, `missing, but ${F.indexMeta} lists it and NEIGHBORS_TABLE=require`);
-    log(`neighbors table not used: ${F.neighbors} is listed in ${F.indexMeta} but missing`, { phase: 'neighbors' });
+  if (!(await source.exists(F.neighbors_table))) {
+    if (mode === 'require') throw new ArtifactError(F.neighbors_table, `missing, but ${F.index_meta} lists it and NEIGHBORS_TABLE=require`);
+    log(`neighbors table not used: ${F.neighbors_table} is listed in ${F.index_meta} but missing`, { phase: 'neighbors' });
     return null;
   }
-  const bytes = await source.read(F.neighbors);
-  const table = parseNeighborTable(bytes, entry, n, sha256(bytes), emb, dim);
+  const bytes = await source.read(F.neighbors_table);
+  const table = parseNeighborTable(bytes, entry, n, sha256(bytes), emb, dim, F);
   const listed = Math.min(table.k, n - 1);
   for (const row of sampleRows(n, NEIGHBORS_SPOT_CHECK, 2)) {
     const q = new Float64Array(dim);
@@ -379,7 +382,7 @@ async function loadNeighbors(
       if (got === h.row) return;
       const gotScore = dotRow(emb, dim, got, q);
       if (Math.abs(gotScore - h.score) > 1e-12) {
-        throw new ArtifactError(F.neighbors, `row ${row} column ${j} lists row ${got} (score ${gotScore}) but exact search ranks row ${h.row} (score ${h.score}) there: the table does not match ${F.embeddingsF32}`);
+        throw new ArtifactError(F.neighbors_table, `row ${row} column ${j} lists row ${got} (score ${gotScore}) but exact search ranks row ${h.row} (score ${h.score}) there: the table does not match ${F.embeddings_f32}`);
       }
     });
   }

@@ -12,7 +12,7 @@ import { endianness } from 'node:os';
 
 import { ArtifactError } from './errors.js';
 import { dotRows, type RowExclusion } from './exact.js';
-import { ARTIFACT_FILES as F } from './layout.js';
+import type { ArtifactPaths } from './layout.js';
 import { NumberTextBuilder, type RenderedNumbers } from './nearestBody.js';
 import type { NeighborsEntry } from './types.js';
 
@@ -49,19 +49,27 @@ export const ORDER_TOLERANCE = 1e-12;
  * Checks: size = count x k x 4 = size_bytes, sha256 (computed by the caller, `sha`), every row: exactly
  * min(k, count - 1) distinct rows of [0, count) other than itself, then only -1; and, scoring every listed pair
  * against `emb` (row-major [count, dim]), every list best first (no score above the previous one by more than
- * ORDER_TOLERANCE), which a table built from other embeddings fails.
+ * ORDER_TOLERANCE), which a table built from other embeddings fails. `F` names the files in errors.
  * @throws ArtifactError naming index/neighbors.i32 and the first bad row / value
  */
-export function parseNeighborTable(bytes: Buffer, entry: NeighborsEntry, count: number, sha: string, emb: Float32Array, dim: number): NeighborTable {
+export function parseNeighborTable(
+  bytes: Buffer,
+  entry: NeighborsEntry,
+  count: number,
+  sha: string,
+  emb: Float32Array,
+  dim: number,
+  F: Pick<ArtifactPaths, 'neighbors_table' | 'track_ids_json' | 'index_meta' | 'embeddings_f32'>,
+): NeighborTable {
   const k = entry.k;
   const want = count * k * 4;
   if (bytes.length !== want) {
-    throw new ArtifactError(F.neighbors, `size is ${bytes.length} bytes but count x k x 4 = ${count} x ${k} x 4 = ${want} (count from ${F.trackIds}, k from ${F.indexMeta})`);
+    throw new ArtifactError(F.neighbors_table, `size is ${bytes.length} bytes but count x k x 4 = ${count} x ${k} x 4 = ${want} (count from ${F.track_ids_json}, k from ${F.index_meta})`);
   }
   if (bytes.length !== entry.size_bytes) {
-    throw new ArtifactError(F.neighbors, `size is ${bytes.length} bytes but ${F.indexMeta} records size_bytes ${entry.size_bytes}`);
+    throw new ArtifactError(F.neighbors_table, `size is ${bytes.length} bytes but ${F.index_meta} records size_bytes ${entry.size_bytes}`);
   }
-  if (sha !== entry.sha256) throw new ArtifactError(F.neighbors, `sha256 is ${sha} but ${F.indexMeta} records ${entry.sha256}`);
+  if (sha !== entry.sha256) throw new ArtifactError(F.neighbors_table, `sha256 is ${sha} but ${F.index_meta} records ${entry.sha256}`);
   const rows = toInt32(bytes);
   const listed = Math.min(k, count - 1);
   // seenBy[r] = 1 + the row whose list last named r: finds a repeat within one list without clearing per row
@@ -72,13 +80,13 @@ export function parseNeighborTable(bytes: Buffer, entry: NeighborsEntry, count: 
       const v = rows[base + j]!;
       const where = `row ${row} column ${j}`;
       if (j >= listed) {
-        if (v !== -1) throw new ArtifactError(F.neighbors, `${where} holds ${v} but only ${listed} other tracks exist: padding must be -1`);
+        if (v !== -1) throw new ArtifactError(F.neighbors_table, `${where} holds ${v} but only ${listed} other tracks exist: padding must be -1`);
         continue;
       }
-      if (v === -1) throw new ArtifactError(F.neighbors, `${where} holds -1 padding before the row's ${listed} neighbours are listed (padding only when count - 1 < k)`);
-      if (v < 0 || v >= count) throw new ArtifactError(F.neighbors, `${where} holds ${v}, outside [0, ${count})`);
-      if (v === row) throw new ArtifactError(F.neighbors, `${where} lists the track itself (self_excluded is true)`);
-      if (seenBy[v] === row + 1) throw new ArtifactError(F.neighbors, `${where} lists row ${v} a second time`);
+      if (v === -1) throw new ArtifactError(F.neighbors_table, `${where} holds -1 padding before the row's ${listed} neighbours are listed (padding only when count - 1 < k)`);
+      if (v < 0 || v >= count) throw new ArtifactError(F.neighbors_table, `${where} holds ${v}, outside [0, ${count})`);
+      if (v === row) throw new ArtifactError(F.neighbors_table, `${where} lists the track itself (self_excluded is true)`);
+      if (seenBy[v] === row + 1) throw new ArtifactError(F.neighbors_table, `${where} lists row ${v} a second time`);
       seenBy[v] = row + 1;
     }
   }
@@ -94,8 +102,8 @@ export function parseNeighborTable(bytes: Buffer, entry: NeighborsEntry, count: 
       const s = dotRows(emb, dim, row, rows[base + j]!);
       if (s > prev + ORDER_TOLERANCE) {
         throw new ArtifactError(
-          F.neighbors,
-          `row ${row} column ${j} lists row ${rows[base + j]} with score ${s}, above column ${j - 1}'s ${prev}: lists must be best first (the table does not match ${F.embeddingsF32})`,
+          F.neighbors_table,
+          `row ${row} column ${j} lists row ${rows[base + j]} with score ${s}, above column ${j - 1}'s ${prev}: lists must be best first (the table does not match ${F.embeddings_f32})`,
         );
       }
       scores.push(s);

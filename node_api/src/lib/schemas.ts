@@ -1,6 +1,7 @@
 /**
  * The artifact JSON Schemas (`artifact_schema/*.schema.json`, draft 2020-12), read from disk at start-up — the
- * very files the Python side validates against — and compiled once with ajv.
+ * very files the Python side validates against — and compiled once with ajv; and the artifact list of the same
+ * folder (`artifacts.json`, validated against `artifact_list.schema.json`), which gives the paths Node reads.
  */
 
 import { readFileSync, readdirSync } from 'node:fs';
@@ -10,12 +11,14 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import { createRequire } from 'node:module';
 
 import { ArtifactError, ConfigError } from './errors.js';
+import { readArtifactPaths, type ArtifactPaths } from './layout.js';
 
 // ajv-formats is CommonJS whose module.exports is the plugin function; require it as such.
 const addFormats = createRequire(import.meta.url)('ajv-formats') as (ajv: Ajv2020) => Ajv2020;
 
 /** The schemas the server itself loads artifacts with: start-up refuses a schema folder that lacks one. */
 export const SCHEMA_NAMES = [
+  'artifact_list',
   'embeddings_meta',
   'eval_results',
   'export_report',
@@ -51,14 +54,18 @@ export function formatAjvErrors(errors: ErrorObject[] | null | undefined): strin
     .join('; ');
 }
 
-/** Compiled validators for every artifact schema in one directory. */
+/** Compiled validators for every artifact schema in one directory, and the artifact paths of its list. */
 export class SchemaRegistry {
   private readonly validators = new Map<string, ValidateFunction>();
   private readonly raw = new Map<string, Record<string, unknown>>();
+  /** paths (relative to a version folder) of the artifacts Node reads, from `<dir>/artifacts.json` */
+  readonly paths: ArtifactPaths;
 
   /**
-   * Read and compile every `<name>.schema.json` of `dir` (the server's own, SCHEMA_NAMES, must all be there).
-   * @throws ConfigError when the directory or an expected schema is missing or does not compile.
+   * Read and compile every `<name>.schema.json` of `dir` (the server's own, SCHEMA_NAMES, must all be there),
+   * then read and validate `artifacts.json`.
+   * @throws ConfigError when the directory or an expected schema is missing or does not compile, or when
+   *   artifacts.json is missing, invalid or lacks a key Node reads (naming the key and the file)
    */
   constructor(readonly dir: string) {
     let files: string[];
@@ -80,6 +87,7 @@ export class SchemaRegistry {
       this.raw.set(name, schema);
       this.validators.set(name, ajv.compile(schema));
     }
+    this.paths = readArtifactPaths(dir, (obj) => this.check('artifact_list', obj));
   }
 
   /** Names of every compiled schema (the folder's `*.schema.json`). */
