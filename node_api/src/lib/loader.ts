@@ -54,7 +54,7 @@ export interface LoadOptions {
   neighborsTable: NeighborsTableMode;
   /** required with backend 'pgvector' */
   pgvector?: PgvectorOptions;
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  log?: Log;
 }
 
 export const DEFAULT_LOAD_OPTIONS: LoadOptions = {
@@ -102,49 +102,121 @@ function mismatch(file: ArtifactFile, what: string, got: unknown, expected: unkn
   return new ArtifactError(file, `${what} is ${JSON.stringify(got)} but ${other} says ${JSON.stringify(expected)}`);
 }
 
+type Log = (msg: string, fields?: Record<string, unknown>) => void;
+
+/** What every phase reads through: the source, the schemas, the options and the artifact paths. */
+interface LoadContext {
+  readonly source: ArtifactSource;
+  readonly schemas: SchemaRegistry;
+  readonly opts: LoadOptions;
+  readonly F: ArtifactPaths;
+  readonly log: Log;
+}
+
+/** The embeddings phase: the sidecar, the ids and the checked vectors (row i is trackIds[i]). */
+interface Vectors {
+  readonly meta: EmbeddingsMeta;
+  readonly trackIds: string[];
+  readonly n: number;
+  readonly dim: number;
+  readonly embSha: string;
+  /** the rows every reader uses (in wasm memory when the SIMD kernel runs) */
+  readonly emb: Float32Array;
+  readonly simd: SimdScorer | null;
+}
+
+/** The metadata phase: one row per vector row, and the album / composer indexes over them. */
+interface Metadata {
+  readonly metadataRows: number;
+  readonly tracks: TrackRow[];
+  readonly rowById: Map<string, number>;
+  readonly albumOfRow: Int32Array;
+  readonly albumSize: Int32Array;
+  readonly composerRows: Map<string, Int32Array>;
+}
+
+/** index/index_meta.json when present, and its hnswlib entry. */
+interface IndexInfo {
+  readonly indexMeta: IndexMeta | null;
+  readonly hnswEntry: IndexEntry | null;
+}
+
+type Phase = (name: string, fields?: Record<string, unknown>) => void;
+
+/** Logs `loaded <name>` with the milliseconds since the previous phase (or `t0`). */
+function phaseTimer(log: Log, t0: number): Phase {
+  let tPhase = t0;
+  return (name, fields = {}) => {
+    const now = performance.now();
+    log(`loaded ${name}`, { phase: name, ms: Math.round(now - tPhase), ...fields });
+    tPhase = now;
+  };
+}
+
 /**
  * Read, validate and cross-check one artifact version; build the backends and measure HNSW recall.
  * @throws ArtifactError naming the file and the mismatch
  */
 export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegistry, options: Partial<LoadOptions> = {}): Promise<LoadedState> {
   const opts = { ...DEFAULT_LOAD_OPTIONS, ...options };
-  const F = schemas.paths;
-  const log = opts.log ?? (() => {});
+  const ctx: LoadContext = { source, schemas, opts, F: schemas.paths, log: opts.log ?? (() => {}) };
   const t0 = performance.now();
-  let tPhase = t0;
-  const phase = (name: string, fields: Record<string, unknown> = {}): void => {
-    const now = performance.now();
-    log(`loaded ${name}`, { phase: name, ms: Math.round(now - tPhase), ...fields });
-    tPhase = now;
-  };
+  const phase = phaseTimer(ctx.log, t0);
 
-  // --- embeddings sidecar, ids, vectors
+  const v = await readVectors(ctx);
+  phase('embeddings', { count: v.n, dim: v.dim, exact_kernel: v.simd ? 'wasm-simd' : 'js' });
+  const md = await readMetadata(ctx, v);
+  phase('metadata', { metadata_rows: md.metadataRows, albums: md.albumSize.length, composers: md.composerRows.size });
+  const trackJson = renderTrackJson(md.tracks);
+  phase('track json', { size_bytes: trackJson.bytes.length });
+  const index = await readIndexMeta(ctx, v);
+  const exact = new ExactBackend(v.emb, v.dim, v.n, v.simd);
+  const neighbors = await loadNeighbors(ctx, index.indexMeta, exact, v);
+  if (neighbors) phase('neighbors', { k: neighbors.k, size_bytes: neighbors.rows.byteLength, scores_bytes: neighbors.scores.text.byteLength + neighbors.scores.offsets.byteLength });
+  const { backend, recall } = await serveBackend(ctx, v, index, exact, neighbors, phase);
+  const evalResults = await readEval(ctx, v);
+  phase('eval', { present: evalResults !== null });
+
+  return Object.freeze({
+    artifactVersion: v.meta.artifact_version,
+    source: source.description,
+    release: source.release?.release ?? null,
+    contentSha256: source.release?.contentSha256 ?? null,
+    loadedAt: new Date().toISOString(),
+    loadSec: (performance.now() - t0) / 1000,
+    dim: v.dim,
+    count: v.n,
+    embeddings: v.emb,
+    embeddingsSha256: v.embSha,
+    trackIds: Object.freeze([...v.trackIds]),
+    rowById: md.rowById,
+    tracks: Object.freeze(md.tracks),
+    trackJson,
+    albumOfRow: md.albumOfRow,
+    albumSize: md.albumSize,
+    composerRows: md.composerRows,
+    embeddingsMeta: v.meta,
+    indexMeta: index.indexMeta,
+    hnswEntry: index.hnswEntry,
+    evalResults,
+    exact,
+    backend,
+    recall,
+    neighbors,
+  });
+}
+
+/**
+ * embeddings_meta.json, track_ids.json (no repeated id; count and sha256 as the sidecar records) and
+ * embeddings.f32 (N x D x 4 bytes, the recorded sha256, every row finite and of unit length).
+ * @throws ArtifactError naming the file and the mismatch
+ */
+async function readVectors(ctx: LoadContext): Promise<Vectors> {
+  const { source, schemas, opts, F } = ctx;
   const { obj: meta } = await readJson<EmbeddingsMeta>(source, F.embeddings_meta, schemas, 'embeddings_meta');
-  const idsBytes = await source.read(F.track_ids_json);
-  let idsRaw: unknown;
-  try {
-    idsRaw = JSON.parse(idsBytes.toString('utf8'));
-  } catch (err) {
-    throw new ArtifactError(F.track_ids_json, `not valid JSON: ${(err as Error).message}`);
-  }
-  const rawList = (idsRaw as { track_ids?: unknown }).track_ids;
-  if (Array.isArray(rawList)) {
-    const seen = new Set<unknown>();
-    for (const id of rawList) {
-      if (seen.has(id)) throw new ArtifactError(F.track_ids_json, `track id ${JSON.stringify(id)} repeats`);
-      seen.add(id);
-    }
-  }
-  const ids = schemas.validate<TrackIdsFile>('track_ids', idsRaw, F.track_ids_json);
+  const ids = await readTrackIds(ctx, meta);
   const n = ids.track_ids.length;
   const dim = meta.dim;
-  if (ids.count !== n) throw new ArtifactError(F.track_ids_json, `count is ${ids.count} but the file lists ${n} track ids`);
-  if (meta.count !== n) throw mismatch(F.embeddings_meta, 'count', meta.count, n, F.track_ids_json);
-  const idsSha = sha256(idsBytes);
-  if (meta.files.track_ids_sha256 !== idsSha) {
-    throw new ArtifactError(F.track_ids_json, `sha256 is ${idsSha} but ${F.embeddings_meta} records ${meta.files.track_ids_sha256}`);
-  }
-
   const embBytes = await source.read(F.embeddings_f32);
   const expectedBytes = n * dim * 4;
   if (embBytes.length !== expectedBytes) {
@@ -158,32 +230,75 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   // with the SIMD kernel the rows live in wasm memory; every reader uses that one copy
   const simd = opts.simdKernel ? SimdScorer.create(fileEmb, dim, n) : null;
   const emb = simd ? simd.embeddings : fileEmb;
-  for (let row = 0; row < n; row++) {
+  checkRows(ctx, emb, dim, ids.track_ids);
+  return { meta, trackIds: ids.track_ids, n, dim, embSha, emb, simd };
+}
+
+/** track_ids.json: JSON, no repeated id (named), its schema, its count and the sha256 `meta` records. */
+async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<TrackIdsFile> {
+  const { source, schemas, F } = ctx;
+  const idsBytes = await source.read(F.track_ids_json);
+  let idsRaw: unknown;
+  try {
+    idsRaw = JSON.parse(idsBytes.toString('utf8'));
+  } catch (err) {
+    throw new ArtifactError(F.track_ids_json, `not valid JSON: ${(err as Error).message}`);
+  }
+  // before the schema (whose uniqueItems would not say which id repeats)
+  const rawList = (idsRaw as { track_ids?: unknown }).track_ids;
+  if (Array.isArray(rawList)) {
+    const seen = new Set<unknown>();
+    for (const id of rawList) {
+      if (seen.has(id)) throw new ArtifactError(F.track_ids_json, `track id ${JSON.stringify(id)} repeats`);
+      seen.add(id);
+    }
+  }
+  const ids = schemas.validate<TrackIdsFile>('track_ids', idsRaw, F.track_ids_json);
+  const n = ids.track_ids.length;
+  if (ids.count !== n) throw new ArtifactError(F.track_ids_json, `count is ${ids.count} but the file lists ${n} track ids`);
+  if (meta.count !== n) throw mismatch(F.embeddings_meta, 'count', meta.count, n, F.track_ids_json);
+  const idsSha = sha256(idsBytes);
+  if (meta.files.track_ids_sha256 !== idsSha) {
+    throw new ArtifactError(F.track_ids_json, `sha256 is ${idsSha} but ${F.embeddings_meta} records ${meta.files.track_ids_sha256}`);
+  }
+  return ids;
+}
+
+/** Every row finite and of L2 norm 1 within `normTolerance` (embeddings_meta.normalization is "l2"). */
+function checkRows(ctx: LoadContext, emb: Float32Array, dim: number, trackIds: readonly string[]): void {
+  const { F, opts } = ctx;
+  for (let row = 0; row < trackIds.length; row++) {
     let ss = 0;
     for (let d = 0; d < dim; d++) {
       const v = emb[row * dim + d]!;
-      if (!Number.isFinite(v)) throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${ids.track_ids[row]}) holds a non-finite value`);
+      if (!Number.isFinite(v)) throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${trackIds[row]}) holds a non-finite value`);
       ss += v * v;
     }
     if (Math.abs(Math.sqrt(ss) - 1) > opts.normTolerance) {
-      throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${ids.track_ids[row]}) has L2 norm ${Math.sqrt(ss)}, but ${F.embeddings_meta} says normalization "l2"`);
+      throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${trackIds[row]}) has L2 norm ${Math.sqrt(ss)}, but ${F.embeddings_meta} says normalization "l2"`);
     }
   }
-  phase('embeddings', { count: n, dim, exact_kernel: simd ? 'wasm-simd' : 'js' });
+}
 
-  // --- metadata
+/**
+ * tracks_metadata.csv aligned to the vector rows (every track id needs a row), with each row's album index,
+ * the album sizes and the rows of each standardised composer.
+ * @throws ArtifactError naming the CSV and the first track id without a row (or the CSV's own problem)
+ */
+async function readMetadata(ctx: LoadContext, v: Vectors): Promise<Metadata> {
+  const { source, schemas, F } = ctx;
   const csvRows = parseTracksCsv(await source.read(F.tracks_csv), schemas);
   const byId = new Map<string, TrackRow>(csvRows.map((r) => [r.track_id, r]));
   const rowById = new Map<string, number>();
   const tracks: TrackRow[] = [];
-  ids.track_ids.forEach((id, row) => {
+  v.trackIds.forEach((id, row) => {
     const t = byId.get(id);
     if (!t) throw new ArtifactError(F.tracks_csv, `track id '${id}' (row ${row} of ${F.embeddings_f32}) has no metadata row`);
     rowById.set(id, row);
     tracks.push(Object.freeze(t));
   });
   const albumIndex = new Map<string, number>();
-  const albumOfRow = new Int32Array(n);
+  const albumOfRow = new Int32Array(v.n);
   const composerLists = new Map<string, number[]>();
   tracks.forEach((t, row) => {
     let a = albumIndex.get(t.album_id);
@@ -198,72 +313,49 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   const albumSize = new Int32Array(albumIndex.size);
   for (const a of albumOfRow) albumSize[a]!++;
   const composerRows = new Map<string, Int32Array>([...composerLists].map(([c, rows]) => [c, Int32Array.from(rows)]));
-  phase('metadata', { metadata_rows: csvRows.length, albums: albumIndex.size, composers: composerRows.size });
-  const trackJson = renderTrackJson(tracks);
-  phase('track json', { size_bytes: trackJson.bytes.length });
+  return { metadataRows: csvRows.length, tracks, rowById, albumOfRow, albumSize, composerRows };
+}
 
-  // --- index
-  let indexMeta: IndexMeta | null = null;
-  let hnswEntry: IndexEntry | null = null;
-  if (await source.exists(F.index_meta)) {
-    indexMeta = (await readJson<IndexMeta>(source, F.index_meta, schemas, 'index_meta')).obj;
-    if (indexMeta.count !== n) throw mismatch(F.index_meta, 'count', indexMeta.count, n, F.track_ids_json);
-    if (indexMeta.dim !== dim) throw mismatch(F.index_meta, 'dim', indexMeta.dim, dim, F.embeddings_meta);
-    if (indexMeta.embeddings_sha256 !== embSha) {
-      throw new ArtifactError(F.index_meta, `embeddings_sha256 is ${indexMeta.embeddings_sha256} but ${F.embeddings_f32} hashes to ${embSha}`);
-    }
-    if (indexMeta.artifact_version !== meta.artifact_version) {
-      throw mismatch(F.index_meta, 'artifact_version', indexMeta.artifact_version, meta.artifact_version, F.embeddings_meta);
-    }
-    hnswEntry = indexMeta.indexes.find((e) => e.name === 'hnswlib') ?? null;
+/**
+ * index/index_meta.json when present: count, dim, embeddings sha256 and artifact_version as the embeddings
+ * say; and its hnswlib entry.
+ * @throws ArtifactError naming index_meta.json and the mismatch
+ */
+async function readIndexMeta(ctx: LoadContext, v: Vectors): Promise<IndexInfo> {
+  const { source, schemas, F } = ctx;
+  if (!(await source.exists(F.index_meta))) return { indexMeta: null, hnswEntry: null };
+  const indexMeta = (await readJson<IndexMeta>(source, F.index_meta, schemas, 'index_meta')).obj;
+  if (indexMeta.count !== v.n) throw mismatch(F.index_meta, 'count', indexMeta.count, v.n, F.track_ids_json);
+  if (indexMeta.dim !== v.dim) throw mismatch(F.index_meta, 'dim', indexMeta.dim, v.dim, F.embeddings_meta);
+  if (indexMeta.embeddings_sha256 !== v.embSha) {
+    throw new ArtifactError(F.index_meta, `embeddings_sha256 is ${indexMeta.embeddings_sha256} but ${F.embeddings_f32} hashes to ${v.embSha}`);
   }
-  const exact = new ExactBackend(emb, dim, n, simd);
-  const neighbors = await loadNeighbors(source, F, indexMeta, opts, exact, emb, dim, n, log);
-  if (neighbors) phase('neighbors', { k: neighbors.k, size_bytes: neighbors.rows.byteLength, scores_bytes: neighbors.scores.text.byteLength + neighbors.scores.offsets.byteLength });
-  let backend: VectorBackend = exact;
-  let recall: RecallReport | null = null;
-  const hnswWanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnsw_index)));
-  if (opts.backend === 'hnsw' && !hnswEntry) {
-    throw new ArtifactError(F.index_meta, `VECTOR_BACKEND=hnsw but ${indexMeta ? 'no "hnswlib" entry is listed' : 'the file is missing'} (set VECTOR_BACKEND=exact to serve without the index)`);
+  if (indexMeta.artifact_version !== v.meta.artifact_version) {
+    throw mismatch(F.index_meta, 'artifact_version', indexMeta.artifact_version, v.meta.artifact_version, F.embeddings_meta);
   }
-  if (hnswWanted && hnswEntry) {
-    const hnswFile = relativeTo(F.index_meta, F.hnsw_index);
-    if (hnswEntry.file !== hnswFile || hnswEntry.space !== 'ip') {
-      throw new ArtifactError(F.index_meta, `hnswlib entry has file '${hnswEntry.file}', space '${hnswEntry.space}'; expected '${hnswFile}', 'ip'`);
-    }
-    const idxBytes = await source.read(F.hnsw_index);
-    const idxSha = sha256(idxBytes);
-    if (idxSha !== hnswEntry.sha256) throw new ArtifactError(F.hnsw_index, `sha256 is ${idxSha} but ${F.index_meta} records ${hnswEntry.sha256}`);
-    if (idxBytes.length !== hnswEntry.size_bytes) throw mismatch(F.hnsw_index, 'size in bytes', idxBytes.length, hnswEntry.size_bytes, F.index_meta);
-    const header = readHnswHeader(idxBytes);
-    if (!header) throw new ArtifactError(F.hnsw_index, 'is not an hnswlib index (header unreadable)');
-    if (header.count !== n) throw new ArtifactError(F.hnsw_index, `holds ${header.count} elements but ${F.track_ids_json} lists ${n}`);
-    if (header.dataSize !== dim * 4) {
-      throw new ArtifactError(F.hnsw_index, `stores ${header.dataSize} bytes per vector (dim ${header.dataSize / 4}) but ${F.embeddings_meta} says dim ${dim}`);
-    }
-    if (hnswEntry.params.M !== undefined && hnswEntry.params.M !== header.M) throw mismatch(F.hnsw_index, 'M', header.M, hnswEntry.params.M, F.index_meta);
-    const index = HnswBackend.readIndex(await source.localPath(F.hnsw_index), dim);
-    if (index.getCurrentCount() !== n) throw new ArtifactError(F.hnsw_index, `addon reads ${index.getCurrentCount()} elements, expected ${n}`);
-    const labels = index.getIdsList().sort((a, b) => a - b);
-    labels.forEach((label, i) => {
-      if (label !== i) throw new ArtifactError(F.hnsw_index, `labels are not the row indices 0..${n - 1} (found label ${label} at position ${i})`);
-    });
-    for (const row of sampleRows(n, 64, 1)) {
-      const p = index.getPoint(row);
-      for (let d = 0; d < dim; d++) {
-        if (Math.fround(p[d]!) !== emb[row * dim + d]) {
-          throw new ArtifactError(F.hnsw_index, `vector of label ${row} differs from row ${row} of ${F.embeddings_f32} (component ${d})`);
-        }
-      }
-    }
-    const startEf = opts.hnswEf ?? hnswEntry.params.ef_search ?? 64;
-    const hnsw = new HnswBackend(index, emb, dim, n, startEf, {
-      M: header.M,
-      ef_construction: header.efConstruction,
-      ef_search_recorded: hnswEntry.params.ef_search ?? null,
-    });
-    phase('hnsw index', { M: header.M, ef_construction: header.efConstruction });
-    recall = tuneRecall(hnsw, exact, emb, dim, n, {
+  return { indexMeta, hnswEntry: indexMeta.indexes.find((e) => e.name === 'hnswlib') ?? null };
+}
+
+/**
+ * The backend that answers searches, with its recall against exact search: HNSW (VECTOR_BACKEND=hnsw, or auto
+ * when index_meta lists the index and the file is there; ef tuned on a seeded sample), pgvector
+ * (VECTOR_BACKEND=pgvector), else exact search (no recall to measure).
+ * @throws ArtifactError naming the file (the index, index_meta.json) or DATABASE_URL
+ */
+async function serveBackend(
+  ctx: LoadContext,
+  v: Vectors,
+  index: IndexInfo,
+  exact: ExactBackend,
+  neighbors: NeighborTable | null,
+  phase: Phase,
+): Promise<{ backend: VectorBackend; recall: RecallReport | null }> {
+  const { opts } = ctx;
+  const hnswEntry = await hnswEntryToServe(ctx, index);
+  if (hnswEntry) {
+    const { hnsw, startEf, M, efConstruction } = await openHnsw(ctx, v, hnswEntry);
+    phase('hnsw index', { M, ef_construction: efConstruction });
+    const recall = tuneRecall(hnsw, exact, v.emb, v.dim, v.n, {
       sampleSize: opts.recallSample,
       seed: opts.recallSeed,
       target: opts.recallTarget,
@@ -273,65 +365,102 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
       table: neighbors,
     });
     phase('recall', { ...recall });
-    backend = hnsw;
+    return { backend: hnsw, recall };
   }
-
   if (opts.backend === 'pgvector') {
     if (!opts.pgvector) throw new ArtifactError('DATABASE_URL', 'VECTOR_BACKEND=pgvector needs DATABASE_URL');
     const pgb = await PgvectorBackend.open({
       ...opts.pgvector,
-      artifactVersion: meta.artifact_version,
-      trackIds: ids.track_ids,
-      dim,
-      contentSha256: source.release?.contentSha256 ?? null,
+      artifactVersion: v.meta.artifact_version,
+      trackIds: v.trackIds,
+      dim: v.dim,
+      contentSha256: ctx.source.release?.contentSha256 ?? null,
     });
     phase('pgvector', pgb.describe());
-    recall = await measurePgvectorRecall(pgb, exact, emb, dim, n, ids.track_ids, opts.recallSample, opts.recallSeed);
+    const recall = await measurePgvectorRecall(pgb, exact, v, opts.recallSample, opts.recallSeed);
     phase('recall', { ...recall });
-    backend = pgb;
+    return { backend: pgb, recall };
   }
+  return { backend: exact, recall: null };
+}
 
-  // --- evaluation
-  let evalResults: EvalResults | null = null;
-  if (await source.exists(F.eval_results)) {
-    evalResults = (await readJson<EvalResults>(source, F.eval_results, schemas, 'eval_results')).obj;
-    if (evalResults.n_tracks !== n) throw mismatch(F.eval_results, 'n_tracks', evalResults.n_tracks, n, F.track_ids_json);
-    if (evalResults.embeddings_sha256 !== embSha) {
-      throw new ArtifactError(F.eval_results, `embeddings_sha256 is ${evalResults.embeddings_sha256} but ${F.embeddings_f32} hashes to ${embSha}`);
-    }
-    if (evalResults.artifact_version !== meta.artifact_version) {
-      throw mismatch(F.eval_results, 'artifact_version', evalResults.artifact_version, meta.artifact_version, F.embeddings_meta);
-    }
+/**
+ * The hnswlib entry to serve: with VECTOR_BACKEND=hnsw (refused without one), or auto when it is listed and
+ * the index file is there; null otherwise.
+ * @throws ArtifactError naming index_meta.json when VECTOR_BACKEND=hnsw and no entry is listed
+ */
+async function hnswEntryToServe(ctx: LoadContext, index: IndexInfo): Promise<IndexEntry | null> {
+  const { source, opts, F } = ctx;
+  const { indexMeta, hnswEntry } = index;
+  const wanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnsw_index)));
+  if (opts.backend === 'hnsw' && !hnswEntry) {
+    throw new ArtifactError(F.index_meta, `VECTOR_BACKEND=hnsw but ${indexMeta ? 'no "hnswlib" entry is listed' : 'the file is missing'} (set VECTOR_BACKEND=exact to serve without the index)`);
   }
-  phase('eval', { present: evalResults !== null });
+  return wanted ? hnswEntry : null;
+}
 
-  return Object.freeze({
-    artifactVersion: meta.artifact_version,
-    source: source.description,
-    release: source.release?.release ?? null,
-    contentSha256: source.release?.contentSha256 ?? null,
-    loadedAt: new Date().toISOString(),
-    loadSec: (performance.now() - t0) / 1000,
-    dim,
-    count: n,
-    embeddings: emb,
-    embeddingsSha256: embSha,
-    trackIds: Object.freeze([...ids.track_ids]),
-    rowById,
-    tracks: Object.freeze(tracks),
-    trackJson,
-    albumOfRow,
-    albumSize,
-    composerRows,
-    embeddingsMeta: meta,
-    indexMeta,
-    hnswEntry,
-    evalResults,
-    exact,
-    backend,
-    recall,
-    neighbors,
+/**
+ * index/hnsw.index checked against its entry (file, space, sha256, size, M) and the embeddings (element count,
+ * dim, labels 0..N-1, the vectors of a seeded sample of labels), opened with hnswlib-node.
+ * @throws ArtifactError naming the index (or index_meta.json) and the mismatch
+ */
+async function openHnsw(ctx: LoadContext, v: Vectors, entry: IndexEntry): Promise<{ hnsw: HnswBackend; startEf: number; M: number; efConstruction: number }> {
+  const { source, opts, F } = ctx;
+  const { n, dim, emb } = v;
+  const hnswFile = relativeTo(F.index_meta, F.hnsw_index);
+  if (entry.file !== hnswFile || entry.space !== 'ip') {
+    throw new ArtifactError(F.index_meta, `hnswlib entry has file '${entry.file}', space '${entry.space}'; expected '${hnswFile}', 'ip'`);
+  }
+  const idxBytes = await source.read(F.hnsw_index);
+  const idxSha = sha256(idxBytes);
+  if (idxSha !== entry.sha256) throw new ArtifactError(F.hnsw_index, `sha256 is ${idxSha} but ${F.index_meta} records ${entry.sha256}`);
+  if (idxBytes.length !== entry.size_bytes) throw mismatch(F.hnsw_index, 'size in bytes', idxBytes.length, entry.size_bytes, F.index_meta);
+  const header = readHnswHeader(idxBytes);
+  if (!header) throw new ArtifactError(F.hnsw_index, 'is not an hnswlib index (header unreadable)');
+  if (header.count !== n) throw new ArtifactError(F.hnsw_index, `holds ${header.count} elements but ${F.track_ids_json} lists ${n}`);
+  if (header.dataSize !== dim * 4) {
+    throw new ArtifactError(F.hnsw_index, `stores ${header.dataSize} bytes per vector (dim ${header.dataSize / 4}) but ${F.embeddings_meta} says dim ${dim}`);
+  }
+  if (entry.params.M !== undefined && entry.params.M !== header.M) throw mismatch(F.hnsw_index, 'M', header.M, entry.params.M, F.index_meta);
+  const index = HnswBackend.readIndex(await source.localPath(F.hnsw_index), dim);
+  if (index.getCurrentCount() !== n) throw new ArtifactError(F.hnsw_index, `addon reads ${index.getCurrentCount()} elements, expected ${n}`);
+  const labels = index.getIdsList().sort((a, b) => a - b);
+  labels.forEach((label, i) => {
+    if (label !== i) throw new ArtifactError(F.hnsw_index, `labels are not the row indices 0..${n - 1} (found label ${label} at position ${i})`);
   });
+  for (const row of sampleRows(n, 64, 1)) {
+    const p = index.getPoint(row);
+    for (let d = 0; d < dim; d++) {
+      if (Math.fround(p[d]!) !== emb[row * dim + d]) {
+        throw new ArtifactError(F.hnsw_index, `vector of label ${row} differs from row ${row} of ${F.embeddings_f32} (component ${d})`);
+      }
+    }
+  }
+  const startEf = opts.hnswEf ?? entry.params.ef_search ?? 64;
+  const hnsw = new HnswBackend(index, emb, dim, n, startEf, {
+    M: header.M,
+    ef_construction: header.efConstruction,
+    ef_search_recorded: entry.params.ef_search ?? null,
+  });
+  return { hnsw, startEf, M: header.M, efConstruction: header.efConstruction };
+}
+
+/**
+ * eval/eval_results.json when present: n_tracks, embeddings sha256 and artifact_version as the embeddings say.
+ * @throws ArtifactError naming eval_results.json and the mismatch
+ */
+async function readEval(ctx: LoadContext, v: Vectors): Promise<EvalResults | null> {
+  const { source, schemas, F } = ctx;
+  if (!(await source.exists(F.eval_results))) return null;
+  const evalResults = (await readJson<EvalResults>(source, F.eval_results, schemas, 'eval_results')).obj;
+  if (evalResults.n_tracks !== v.n) throw mismatch(F.eval_results, 'n_tracks', evalResults.n_tracks, v.n, F.track_ids_json);
+  if (evalResults.embeddings_sha256 !== v.embSha) {
+    throw new ArtifactError(F.eval_results, `embeddings_sha256 is ${evalResults.embeddings_sha256} but ${F.embeddings_f32} hashes to ${v.embSha}`);
+  }
+  if (evalResults.artifact_version !== v.meta.artifact_version) {
+    throw mismatch(F.eval_results, 'artifact_version', evalResults.artifact_version, v.meta.artifact_version, F.embeddings_meta);
+  }
+  return evalResults;
 }
 
 /**
@@ -341,17 +470,9 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
  * search: same rows in order, or a swap only between scores equal to 1e-12 (a float64 summation-order tie).
  * @throws ArtifactError naming the file and the first bad row / value
  */
-async function loadNeighbors(
-  source: ArtifactSource,
-  F: ArtifactPaths,
-  indexMeta: IndexMeta | null,
-  opts: LoadOptions,
-  exact: ExactBackend,
-  emb: Float32Array,
-  dim: number,
-  n: number,
-  log: (msg: string, fields?: Record<string, unknown>) => void,
-): Promise<NeighborTable | null> {
+async function loadNeighbors(ctx: LoadContext, indexMeta: IndexMeta | null, exact: ExactBackend, v: Vectors): Promise<NeighborTable | null> {
+  const { source, opts, F, log } = ctx;
+  const { n, dim, emb } = v;
   const mode = opts.neighborsTable;
   if (mode === 'off') return null;
   const entry = indexMeta?.neighbors ?? null;
@@ -393,16 +514,8 @@ async function loadNeighbors(
  * Recall@5 / @10 of the pgvector path against exact search on a seeded sample of tracks (self excluded): the
  * fraction of the exact top-k track rows that pgvector also returns.
  */
-async function measurePgvectorRecall(
-  pgb: PgvectorBackend,
-  exact: ExactBackend,
-  emb: Float32Array,
-  dim: number,
-  n: number,
-  trackIds: readonly string[],
-  sampleSize: number,
-  seed: number,
-): Promise<RecallReport | null> {
+async function measurePgvectorRecall(pgb: PgvectorBackend, exact: ExactBackend, v: Vectors, sampleSize: number, seed: number): Promise<RecallReport | null> {
+  const { n, dim, emb, trackIds } = v;
   if (sampleSize <= 0 || n < 2) return null;
   const t0 = performance.now();
   const rows = sampleRows(n, Math.min(sampleSize, n), seed);
