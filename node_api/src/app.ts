@@ -1,23 +1,21 @@
 /**
- * Build the Fastify application: plugins (config, artifact store, OpenAPI), the one error handler, request
- * validators, and the routes (one folder per resource). `buildApp` is what the server and the tests use.
- * The artifacts come through a `SourceProvider` (local folder or verified S3 release); reloads (POST
- * /models/reload, RELOAD_POLL_SEC) go through the same provider. VECTOR_BACKEND=pgvector shares one pool.
+ * Build the Fastify application: the one error handler, request validators, the plugins (OpenAPI, config,
+ * artifact store) and the routes (one folder per resource). `buildApp` is what the server and the tests use.
+ * The artifact store plugin owns the artifacts' lifecycle (source, pgvector pool, first load, reloads, poll,
+ * close); this file only registers.
  */
 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
 import type { S3Client } from '@aws-sdk/client-s3';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 
-import { makePool, redactUrl } from './lib/backends/pgvector.js';
 import { HttpError } from './lib/errors.js';
 import type { LoadOptions } from './lib/loader.js';
-import { providerFor, type SourceProvider } from './lib/provider.js';
 import { SchemaRegistry } from './lib/schemas.js';
 import type { ArtifactSource } from './lib/source.js';
-import artifactStore, { ArtifactStore, type ReloadResult } from './plugins/artifactStore.js';
+import artifactStore from './plugins/artifactStore.js';
 import env, { type AppConfig } from './plugins/env.js';
 import evalRoutes from './routes/eval/index.js';
 import health from './routes/health/index.js';
@@ -59,6 +57,27 @@ function reason(code: number): string {
   return STATUS_TEXT[code] ?? (code >= 500 ? 'Internal Server Error' : 'Bad Request');
 }
 
+/** The one error handler: `{error, message, statusCode}`; a 4xx keeps its message, anything else is a logged 500. */
+function handleError(err: FastifyError | HttpError, req: FastifyRequest, reply: FastifyReply): void {
+  let status: number;
+  let message: string;
+  if (err instanceof HttpError) {
+    status = err.statusCode;
+    message = err.message;
+  } else if ((err as FastifyError).validation) {
+    status = 400;
+    message = err.message;
+  } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    status = err.statusCode;
+    message = err.message;
+  } else {
+    status = 500;
+    message = 'Internal server error';
+    req.log.error({ err }, 'unhandled error');
+  }
+  void reply.status(status).send({ error: reason(status), message, statusCode: status });
+}
+
 /** Copy of a schema document usable as a Fastify response schema (meta keys dropped). */
 function asResponseSchema(schema: Record<string, unknown>): Record<string, unknown> {
   const { $schema: _s, $id: _i, ...rest } = schema;
@@ -82,25 +101,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const ajvBody = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajvBody : ajvQuery).compile(schema));
 
-  app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
-    let status: number;
-    let message: string;
-    if (err instanceof HttpError) {
-      status = err.statusCode;
-      message = err.message;
-    } else if ((err as FastifyError).validation) {
-      status = 400;
-      message = err.message;
-    } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-      status = err.statusCode;
-      message = err.message;
-    } else {
-      status = 500;
-      message = 'Internal server error';
-      req.log.error({ err }, 'unhandled error');
-    }
-    void reply.status(status).send({ error: reason(status), message, statusCode: status });
-  });
+  app.setErrorHandler(handleError);
   app.setNotFoundHandler((req, reply) => {
     void reply.status(404).send({ error: 'Not Found', message: `Route ${req.method} ${req.url.split('?')[0]} not found`, statusCode: 404 });
   });
@@ -118,8 +119,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   await app.register(env, { config });
-  const store = new ArtifactStore();
-  await app.register(artifactStore, { store });
+  await app.register(artifactStore, { schemas, source: opts.source, s3Client: opts.s3Client, loadOptions: opts.loadOptions });
 
   await app.register(health);
   await app.register(models);
@@ -127,72 +127,21 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(evalRoutes, { evalSchema: asResponseSchema(schemas.schema('eval_results')) });
   await app.register(search);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-
-  const fixed = opts.source;
-  const provider: SourceProvider = fixed
-    ? { description: fixed.description, follows: false, peek: async () => null, open: async () => ({ source: fixed, key: null }) }
-    : providerFor(config.artifactsUri, config.artifactCacheDir, schemas, opts.s3Client);
-  const pool = config.vectorBackend === 'pgvector' && config.databaseUrl ? makePool(config.databaseUrl, config.pgvectorEfSearch) : null;
-  const loadOptions: Partial<LoadOptions> = {
-    ...(pool && config.databaseUrl
-      ? { pgvector: { pool, databaseUrl: config.databaseUrl, version: config.pgvectorVersion, efSearch: config.pgvectorEfSearch } }
-      : {}),
-    backend: config.vectorBackend,
-    hnswEf: config.hnswEf,
-    hnswEfMax: config.hnswEfMax,
-    recallSample: config.recallSample,
-    recallTarget: config.recallTarget,
-    neighborsTable: config.neighborsTable,
-    log: (msg, fields) => app.log.info(fields ?? {}, msg),
-    ...opts.loadOptions,
-  };
-  const reload = async (): Promise<ReloadResult> => {
-    const res = await store.reload(provider, schemas, loadOptions);
-    app.log.info({ ...res }, `reload: ${res.status}`);
-    return res;
-  };
-  app.decorate('reloadArtifacts', reload);
   await app.register(reloadRoute);
-  if (pool) {
-    app.log.info({ database: redactUrl(config.databaseUrl!) }, 'pgvector backend');
-    app.addHook('onClose', async () => {
-      await pool.end();
-    });
-  }
-  let poll: NodeJS.Timeout | null = null;
-  if (config.reloadPollSec > 0 && provider.follows) {
-    poll = setInterval(() => {
-      if (store.status !== 'ready' || store.reloading) return;
-      reload().catch((err: unknown) => app.log.error({ err }, 'reload poll failed; the previous version keeps serving'));
-    }, config.reloadPollSec * 1000);
-    poll.unref();
-  }
-  app.addHook('onClose', async () => {
-    if (poll) clearInterval(poll);
-  });
 
-  app.log.info({ source: provider.description }, 'loading artifacts');
-  const loading = store.loadFrom(provider, schemas, loadOptions).then((state) => {
-    app.log.info({ artifact_version: state.artifactVersion, release: state.release, count: state.count, dim: state.dim, backend: state.backend.kind, load_sec: state.loadSec }, 'artifacts loaded');
-    return state;
-  });
   if (opts.waitForLoad ?? true) {
     try {
-      await loading;
+      await app.artifactsLoaded;
     } catch (err) {
       await app.close();
       throw err;
     }
-  } else {
-    // the caller watches app.store (see server.ts); keep the rejection from going unhandled here
-    loading.catch(() => {});
   }
-  (app as FastifyInstance & { loading?: Promise<unknown> }).loading = loading;
   await app.ready();
   return app;
 }
 
-/** The background load started by `buildApp` (resolves with the state or rejects with the load error). */
+/** The first load, started by the artifact store plugin (resolves with the state or rejects with the load error). */
 export function loadingOf(app: FastifyInstance): Promise<unknown> {
-  return (app as FastifyInstance & { loading?: Promise<unknown> }).loading ?? Promise.resolve();
+  return app.artifactsLoaded;
 }

@@ -1,7 +1,8 @@
 /**
  * Structure rules of node_api/src, read from the source files: no import cycle between modules (type-only
- * imports count: a cycle of types is how two modules end up owning one concept), and lib/ never imports
- * plugins/ or routes/ (the library sits below the Fastify layer).
+ * imports count: a cycle of types is how two modules end up owning one concept); lib/ never imports
+ * plugins/ or routes/ (the library sits below the Fastify layer); loadArtifacts and buildApp stay short (their
+ * phases are named functions, the plugins do the work); app.ts leaves the artifacts' lifecycle to the plugin.
  */
 
 import assert from 'node:assert/strict';
@@ -67,5 +68,30 @@ describe('node_api/src structure', () => {
   it('lib/ imports nothing from plugins/ or routes/', () => {
     const bad = [...graph].filter(([m]) => m.startsWith('lib/')).flatMap(([m, deps]) => deps.filter((d) => /^(plugins|routes)\//.test(d)).map((d) => `${m} -> ${d}`));
     assert.deepEqual(bad, []);
+  });
+});
+
+/** Lines of the top-level function `name` of `file` (from its `function` line to the first `}` at column 0). */
+function functionLines(file: string, name: string): number {
+  const lines = readFileSync(path.join(SRC, file), 'utf8').split('\n');
+  const start = lines.findIndex((l) => new RegExp(`^(export )?(async )?function ${name}\\b`).test(l));
+  assert.ok(start >= 0, `${file} has no top-level function ${name}`);
+  const end = lines.findIndex((l, i) => i > start && l === '}');
+  return end - start + 1;
+}
+
+describe('functions follow their phases; plugins own their lifecycle', () => {
+  it('loadArtifacts and buildApp stay short (each phase is a named function; the plugins do the work)', () => {
+    for (const [file, name] of [['lib/loader.ts', 'loadArtifacts'], ['app.ts', 'buildApp']] as const) {
+      const n = functionLines(file, name);
+      assert.ok(n <= 60, `${name} in src/${file} is ${n} lines`);
+    }
+  });
+
+  it('app.ts only registers: the provider, the pgvector pool and the reload poll live in the artifact store plugin', () => {
+    const app = readFileSync(path.join(SRC, 'app.ts'), 'utf8');
+    for (const word of ['providerFor', 'makePool', 'setInterval', 'loadFrom', 'new ArtifactStore']) assert.ok(!app.includes(word), `app.ts uses ${word}`);
+    const plugin = readFileSync(path.join(SRC, 'plugins', 'artifactStore.ts'), 'utf8');
+    for (const word of ['providerFor', 'makePool', 'setInterval', 'clearInterval', 'pool.end', "addHook('onClose'"]) assert.ok(plugin.includes(word), `artifactStore.ts lacks ${word}`);
   });
 });

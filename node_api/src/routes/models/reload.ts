@@ -11,13 +11,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 
 import { ArtifactError, HttpError, StorageError } from '../../lib/errors.js';
-import type { ReloadResult } from '../../plugins/artifactStore.js';
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    reloadArtifacts: () => Promise<ReloadResult>;
-  }
-}
 
 const ref = { type: 'object', nullable: true, properties: { artifact_version: { type: 'string' }, release: { type: ['string', 'null'] } } } as const;
 
