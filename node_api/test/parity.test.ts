@@ -13,7 +13,8 @@ import type { QueryMetrics } from '../src/lib/metrics.js';
 import { SchemaRegistry } from '../src/lib/schemas.js';
 import { composerEval } from '../src/lib/search.js';
 import { LocalDirSource } from '../src/lib/source.js';
-import { queryExclusion, rowVector, type LoadedState } from '../src/lib/state.js';
+import { queryExclusion } from '../src/lib/exact.js';
+import { rowVector, type LoadedState } from '../src/lib/state.js';
 import { cleanupTmp, generatedFixture, readJson, SCHEMA_DIR } from './helpers.js';
 
 let state: LoadedState;
@@ -42,7 +43,7 @@ describe('HNSW path vs exact search', () => {
     for (const sameAlbum of [false, true]) {
       for (let row = 0; row < state.count; row++) {
         const q = rowVector(state, row);
-        const ex = queryExclusion(state, row, sameAlbum);
+        const ex = queryExclusion(row, sameAlbum ? state : null);
         for (const k of [1, 5, 10, 30]) {
           const want = state.exact.searchSync(q, k, ex);
           const got = await state.backend.search(q, k, ex);

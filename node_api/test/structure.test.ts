@@ -2,7 +2,8 @@
  * Structure rules of node_api/src, read from the source files: no import cycle between modules (type-only
  * imports count: a cycle of types is how two modules end up owning one concept); lib/ never imports
  * plugins/ or routes/ (the library sits below the Fastify layer); loadArtifacts and buildApp stay short (their
- * phases are named functions, the plugins do the work); app.ts leaves the artifacts' lifecycle to the plugin.
+ * phases are named functions, the plugins do the work); app.ts leaves the artifacts' lifecycle to the plugin;
+ * routes/tracks uses the shared error responses; the query-row exclusion has one builder.
  */
 
 import assert from 'node:assert/strict';
@@ -93,5 +94,25 @@ describe('functions follow their phases; plugins own their lifecycle', () => {
     for (const word of ['providerFor', 'makePool', 'setInterval', 'loadFrom', 'new ArtifactStore']) assert.ok(!app.includes(word), `app.ts uses ${word}`);
     const plugin = readFileSync(path.join(SRC, 'plugins', 'artifactStore.ts'), 'utf8');
     for (const word of ['providerFor', 'makePool', 'setInterval', 'clearInterval', 'pool.end', "addHook('onClose'"]) assert.ok(plugin.includes(word), `artifactStore.ts lacks ${word}`);
+  });
+});
+
+describe('one way to do a cross-cutting thing', () => {
+  it('routes/tracks takes its error responses from the shared errorResponses', () => {
+    const text = readFileSync(path.join(SRC, 'routes', 'tracks', 'index.ts'), 'utf8');
+    assert.ok(!text.includes("$ref: 'ErrorBody#'"), 'routes/tracks spells its own ErrorBody refs');
+    assert.equal(text.match(/\.\.\.errorResponses\b/g)?.length, 2, 'both tracks routes spread errorResponses');
+  });
+
+  it('the query-row exclusion is built only by queryExclusion (lib/exact.ts)', () => {
+    const bad: string[] = [];
+    for (const file of sourceFiles(SRC)) {
+      const rel = path.relative(SRC, file).split(path.sep).join('/');
+      const text = readFileSync(file, 'utf8');
+      // an exclusion object built by hand: `has: (r) => r === row` (with or without a type on r)
+      const count = (text.match(/has:\s*\(\s*r(?:\s*:\s*number)?\s*\)\s*=>\s*r\s*===\s*row\b/g) ?? []).length;
+      if (count > (rel === 'lib/exact.ts' ? 2 : 0)) bad.push(`${rel}: ${count}`);
+    }
+    assert.deepEqual(bad, []);
   });
 });

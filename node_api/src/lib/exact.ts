@@ -21,6 +21,24 @@ export interface RowExclusion {
 
 export const NO_EXCLUSION: RowExclusion = { has: () => false, size: 0 };
 
+/** Album of each row and the row count of each album (a LoadedState has both). */
+export interface AlbumIndex {
+  readonly albumOfRow: Int32Array;
+  readonly albumSize: Int32Array;
+}
+
+/**
+ * What every search for catalogue row `row` skips: the row itself, plus its whole album when `albums` is given
+ * (exclude_same_album). The one way the routes, the loader's checks and the recall measurement exclude the
+ * query; allocation-free per tested row.
+ */
+export function queryExclusion(row: number, albums: AlbumIndex | null = null): RowExclusion {
+  if (albums === null) return { has: (r) => r === row, size: 1 };
+  const album = albums.albumOfRow[row]!;
+  const ofRow = albums.albumOfRow;
+  return { has: (r) => r === row || ofRow[r] === album, size: albums.albumSize[album]! };
+}
+
 /**
  * Exact float64 dot product of row `row` of `emb` with `q` (length `dim`).
  * Four accumulators for speed; deterministic, so identical rows always give identical scores.

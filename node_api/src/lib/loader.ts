@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 
 import { ExactBackend } from './backends/exact.js';
-import { dotRow } from './exact.js';
+import { dotRow, queryExclusion } from './exact.js';
 import { HnswBackend } from './backends/hnsw.js';
 import { PgvectorBackend } from './backends/pgvector.js';
 import type { VectorBackend } from './backends/types.js';
@@ -497,7 +497,7 @@ async function loadNeighbors(ctx: LoadContext, indexMeta: IndexMeta | null, exac
   for (const row of sampleRows(n, NEIGHBORS_SPOT_CHECK, 2)) {
     const q = new Float64Array(dim);
     for (let d = 0; d < dim; d++) q[d] = emb[row * dim + d]!;
-    const want = exact.searchSync(q, listed, { has: (r) => r === row, size: 1 });
+    const want = exact.searchSync(q, listed, queryExclusion(row));
     want.forEach((h, j) => {
       const got = table.rows[row * table.k + j]!;
       if (got === h.row) return;
@@ -528,7 +528,7 @@ async function measurePgvectorRecall(pgb: PgvectorBackend, exact: ExactBackend, 
     const q = new Float64Array(dim);
     for (let d = 0; d < dim; d++) q[d] = emb[row * dim + d]!;
     const tt = performance.now();
-    const truth = exact.searchSync(q, 10, { has: (r) => r === row, size: 1 }).map((h) => h.row);
+    const truth = exact.searchSync(q, 10, queryExclusion(row)).map((h) => h.row);
     truthSec += (performance.now() - tt) / 1000;
     const got = new Set((await pgb.searchTrack(trackIds[row]!, 10, false)).map((h) => h.row));
     truth.forEach((r, i) => {

@@ -9,6 +9,7 @@
 
 import type { ExactBackend } from './backends/exact.js';
 import type { HnswBackend } from './backends/hnsw.js';
+import { queryExclusion } from './exact.js';
 import type { NeighborTable } from './neighbors.js';
 import type { RecallReport, RecallRung } from './state.js';
 import { sampleRows } from './random.js';
@@ -61,7 +62,7 @@ export function tuneRecall(
   const table = opts.table && opts.table.k >= kMax ? opts.table : null;
   const truth = rows.map((row) => {
     if (table) return Array.from(table.rows.subarray(row * table.k, row * table.k + kMax));
-    const ex = { has: (r: number) => r === row, size: 1 };
+    const ex = queryExclusion(row);
     return exact.searchSync(rowQuery(emb, dim, row), kMax, ex).map((h) => h.row);
   });
   const truthSec = (performance.now() - t0) / 1000;
@@ -76,7 +77,7 @@ export function tuneRecall(
     let hit5 = 0;
     let hit10 = 0;
     rows.forEach((row, i) => {
-      const ex = { has: (r: number) => r === row, size: 1 };
+      const ex = queryExclusion(row);
       hit5 += overlap(hnsw.searchSync(queries[i]!, k5, ex).map((h) => h.row), truth[i]!, k5);
       hit10 += overlap(hnsw.searchSync(queries[i]!, kMax, ex).map((h) => h.row), truth[i]!, kMax);
     });

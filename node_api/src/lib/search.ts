@@ -6,11 +6,11 @@
  */
 
 import { HttpError } from './errors.js';
-import { dotRow, type Hit, type RowExclusion } from './exact.js';
+import { dotRow, queryExclusion, type Hit, type RowExclusion } from './exact.js';
 import { queryMetrics, type QueryMetrics } from './metrics.js';
 import { tableNeighbours } from './neighbors.js';
 import { hitScore, type HitScores } from './nearestBody.js';
-import { queryExclusion, rowVector, type LoadedState } from './state.js';
+import { rowVector, type LoadedState } from './state.js';
 import type { TrackRow } from './types.js';
 
 export interface TrackHit {
@@ -96,7 +96,7 @@ export function nearestRanked(
   k: number,
   opts: { excludeSameAlbum: boolean; composer: string | null },
 ): RankedRows | Promise<RankedRows> {
-  const exclude = queryExclusion(state, row, opts.excludeSameAlbum);
+  const exclude = queryExclusion(row, opts.excludeSameAlbum ? state : null);
   const composerRows = opts.composer === null ? null : composerRowsOrThrow(state, opts.composer);
   const table = state.neighbors;
   if (table !== null) {
@@ -166,7 +166,7 @@ function firstRelevantRank(state: LoadedState, row: number, composer: string, ex
  * excluded by track id (and the query's album when `excludeSameAlbum`), relevant iff same standardised composer.
  */
 export function composerEval(state: LoadedState, row: number, k: number, excludeSameAlbum: boolean): ComposerEvalResult {
-  const exclude = queryExclusion(state, row, excludeSameAlbum);
+  const exclude = queryExclusion(row, excludeSameAlbum ? state : null);
   const hits = state.exact.searchSync(rowVector(state, row), k, exclude);
   const composer = state.tracks[row]!.composer;
   const tracked = toTrackHits(state, hits).map((h) => ({ ...h, relevant: composer !== null && h.composer === composer }));

@@ -6,7 +6,6 @@
 
 import type { ExactBackend } from './backends/exact.js';
 import type { VectorBackend } from './backends/types.js';
-import type { RowExclusion } from './exact.js';
 import type { NeighborTable } from './neighbors.js';
 import type { TrackJson } from './nearestBody.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
@@ -67,14 +66,6 @@ export interface LoadedState {
   readonly recall: RecallReport | null;
   /** index/neighbors.i32 when loaded (NEIGHBORS_TABLE): /nearest answers k <= its k from it */
   readonly neighbors: NeighborTable | null;
-}
-
-/** Exclusion of the query row itself, plus its whole album when `sameAlbum`. Allocation-free. */
-export function queryExclusion(state: LoadedState, row: number, sameAlbum: boolean): RowExclusion {
-  if (!sameAlbum) return { has: (r) => r === row, size: 1 };
-  const album = state.albumOfRow[row]!;
-  const albums = state.albumOfRow;
-  return { has: (r) => r === row || albums[r] === album, size: state.albumSize[album]! };
 }
 
 /** Row `row` of the embeddings as a float64 query vector. */

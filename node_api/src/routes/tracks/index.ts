@@ -7,7 +7,7 @@ import type { FastifyPluginAsync } from 'fastify';
 
 import { composerEval, nearestRanked, rowOf, trackSummary, type RankedRows } from '../../lib/search.js';
 import { writeNearestBody } from '../../lib/nearestBody.js';
-import { hitSchema, kSchema, trackParams, trackSummary as trackSummarySchema } from '../schemas.js';
+import { errorResponses, hitSchema, kSchema, trackParams, trackSummary as trackSummarySchema } from '../schemas.js';
 
 interface Params {
   trackId: string;
@@ -59,9 +59,7 @@ const nearestSchema = {
   },
   response: {
     200: nearestResponse200,
-    400: { $ref: 'ErrorBody#' },
-    404: { $ref: 'ErrorBody#' },
-    503: { $ref: 'ErrorBody#' },
+    ...errorResponses,
   },
 } as const;
 
@@ -104,9 +102,7 @@ const evalSchema = {
       },
       required: ['query', 'k', 'exclude_same_album', 'search', 'relevance', 'n_relevant_candidates', 'metrics', 'reason', 'hits'],
     },
-    400: { $ref: 'ErrorBody#' },
-    404: { $ref: 'ErrorBody#' },
-    503: { $ref: 'ErrorBody#' },
+    ...errorResponses,
   },
 } as const;
 
