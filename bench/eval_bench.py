@@ -45,9 +45,9 @@ def child_eval(params: dict[str, Any], out: Path) -> None:
     """Time search alone, the numpy floor and evaluate(), ``repeats`` times each; dump after each step."""
     import json
 
-    from research_job.config import CommonConfig, EvaluateConfig
+    from research_job.config import CommonConfig
     from research_job.search import search
-    from research_job.steps.evaluate import evaluate
+    from research_job.steps.evaluate import EvaluateConfig, evaluate
 
     vdir = Path(params["version_dir"])
     n, d = params["n"], params["dim"]

@@ -42,7 +42,7 @@ from bench.common import (
     usable_cpus,
     utc_now,
 )
-from research_job.config import EmbedConfig
+from research_job.steps.embed import EmbedConfig
 
 MODELS = ["dsp-stats", "musicnn-msd"]
 DEFAULT_MODEL = "musicnn-msd"

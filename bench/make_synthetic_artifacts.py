@@ -102,8 +102,8 @@ def add_neighbors(vdir: Path, k: int) -> dict[str, Any]:
     """Add ``index/neighbors.i32`` (the exact top-``k`` table, :mod:`research_job.neighbors`) to a complete
     folder with an ``index_meta.json``, and list it there; reused when present. Returns the table's entry."""
     from research_job import neighbors, schema
+    from research_job.embeddings import load_embeddings
     from research_job.layout import ArtifactLayout
-    from research_job.steps.embed import load_embeddings
 
     layout = ArtifactLayout(vdir)
     meta = schema.read_artifact(layout.index_meta, "index_meta")
@@ -126,9 +126,9 @@ def make_artifacts(
         research_job.errors.SchemaValidationError: a generated JSON file does not match its schema.
     """
     from research_job import schema
+    from research_job.embeddings import write_embeddings
     from research_job.io.atomic import write_bytes
     from research_job.layout import ArtifactLayout
-    from research_job.steps.embed import write_embeddings
 
     name = f"synthetic-n{n}-d{dim}-s{seed}"
     version = f"v1_model_{name}"

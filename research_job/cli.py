@@ -1,17 +1,18 @@
-"""The ``research-job`` command line: one command per step, ``run`` for all of them, ``models`` for the registry.
+"""The ``research-job`` command line: one command per step of :func:`research_job.steps.registry`, ``run`` for the
+pipeline, ``models`` for the registry.
 
-Each command builds its step config (defaults < ``--config`` file < ``RESEARCH_JOB_<FIELD>`` env < flags), calls
-the step's library function and maps known errors (:class:`ResearchJobError`) to exit code 2 with a one-line
-``Error: ...`` message. Options are generated from the step's config dataclass, so flags and config keys match.
+Each command builds its step config (defaults < ``--config`` file < ``RESEARCH_JOB_<FIELD>`` env < flags), which
+checks every value before anything is read or written, calls the step's library function and maps known errors
+(:class:`ResearchJobError`) to exit code 2 with a one-line ``Error: ...`` message. Options are generated from the
+step's config dataclass (each field's help and choices come from :func:`research_job.config.option`), so flags
+and config keys always match.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import json
 import logging
-import os
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -20,16 +21,10 @@ from typing import Any
 import click
 
 from research_job import __version__
-from research_job.config import (
-    EXTRA_SECTIONS,
-    STEP_SECTIONS,
-    CommonConfig,
-    build_config,
-    config_class,
-    load_config_file,
-)
+from research_job.config import CommonConfig, build_config, field_help, fields_of, load_config_file
 from research_job.errors import ResearchJobError
 from research_job.logging_setup import phase, setup_logging
+from research_job.steps import Step, pipeline, registry
 
 LOG = logging.getLogger("research_job.cli")
 
@@ -43,14 +38,16 @@ class StepError(click.ClickException):
         super().__init__(" ".join(message.split()))
 
 
-def _click_type(annotation: Any) -> tuple[Any, bool]:
+def _click_type(annotation: Any, choices: tuple[str, ...] | None) -> tuple[Any, bool]:
     """(click type, is_flag) of a dataclass field annotation."""
     hint = annotation
-    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = args[0] if len(args) == 1 else str
     if hint is bool:
         return bool, True
+    if choices:
+        return click.Choice(choices), False
     if hint is Path:
         return click.Path(path_type=Path), False
     if hint in (int, float, str):
@@ -58,16 +55,26 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
     return str, False
 
 
+def _show_default(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value) if str(value) != "" else '""'
+
+
 def _field_options(cls: type, names: set[str] | None = None) -> list[Callable[[Any], Any]]:
-    hints = typing.get_type_hints(cls)
+    """One click option per settable field: its help line, its choices, its default and environment variable."""
+    hints = fields_of(cls)
     opts = []
     for f in dataclasses.fields(cls):
-        if f.name == "common" or (names is not None and f.name not in names):
+        if f.name not in hints or (names is not None and f.name not in names):
             continue
-        typ, is_flag = _click_type(hints[f.name])
+        text, choices = field_help(f)
+        typ, is_flag = _click_type(hints[f.name], choices)
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_ = f"[{f.name}; env RESEARCH_JOB_{f.name.upper()}; default {default}]"
+        help_ = f"{text} [default: {_show_default(default)}; env RESEARCH_JOB_{f.name.upper()}]"
         if is_flag:
             opts.append(click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_))
         else:
@@ -86,7 +93,7 @@ CONFIG_OPTION = click.option(
     "config_file",
     type=click.Path(path_type=Path),
     default=None,
-    help="YAML or TOML config file (common keys + one section per step).",
+    help="YAML or TOML config file: common keys plus one section per step (see configs/demo.yaml).",
 )
 
 
@@ -97,13 +104,6 @@ def _load(config_file: Path | None) -> dict[str, Any]:
         raise StepError(str(e)) from e
 
 
-def _step_module(section: str) -> Any:
-    try:
-        return importlib.import_module(f"research_job.steps.{section}")
-    except ModuleNotFoundError as e:
-        raise StepError(f"Step {section!r} is not available in this installation: {e}") from e
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="research-job")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
@@ -111,100 +111,54 @@ def cli(verbose: bool) -> None:
     """Turn a music catalogue into versioned similarity-search artifacts.
 
     \b
-    Steps: export-metadata -> pull-audio -> standardize-audio -> embed -> build-index -> evaluate -> validate
+    Steps of `run`: export-metadata -> pull-audio -> standardize-audio -> embed -> build-index -> evaluate -> validate
+    Every command works in <artifacts-root>/v1_model_<MODEL>, or in --version-dir when given.
     Example:
-      research-job run --config job.yaml --model dsp-stats
+      research-job run --config configs/demo.yaml
     """
     setup_logging(verbose)
 
 
-EXAMPLES = {
-    "export_metadata": "research-job export-metadata --database-url sqlite:///catalogue.sqlite --model dsp-stats",
-    "pull_audio": "research-job pull-audio --source s3://my-bucket/catalogue --endpoint-url http://127.0.0.1:9000",
-    "standardize_audio": "research-job standardize-audio --model dsp-stats --max-duration-sec 120",
-    "embed": "research-job embed --model dsp-stats --batch-size 8 --postprocess none",
-    "build_index": "research-job build-index --model dsp-stats --hnsw-m 16 --ef-search 64",
-    "evaluate": "research-job evaluate --model dsp-stats --k 5 --bootstrap-resamples 1000",
-    "validate": "research-job validate --model dsp-stats --version-dir artifacts/v1_model_dsp-stats",
-    "publish": "research-job publish --model musicnn-msd --bucket my-artifacts --endpoint-url http://127.0.0.1:9000",
-    "embed_segments": "research-job embed-segments --model dsp-stats --window-sec 30 --hop-sec 15",
-    "compare_models": "research-job compare-models --version-dir artifacts/v1_model_dsp-stats "
-    "--entries 'musicnn-msd,musicnn-msd#pca_whiten,dsp-stats,random' --out-dir artifacts/comparison",
-    "find_similar": "research-job find-similar --query my_track.wav --artifacts artifacts/v1_model_dsp-stats --k 10",
-}
-
-SUMMARIES = {
-    "export_metadata": "Export the catalogue (database or CSV) to metadata/tracks_metadata.csv.",
-    "pull_audio": "Pull every track's audio object into audio_cache/ (retries, resumable).",
-    "standardize_audio": "Decode audio_cache/ to mono float32 WAV at the model's sample rate in audio_wav/.",
-    "embed": "Embed every track: embeddings.f32, track_ids.json, embeddings_meta.json (resumable).",
-    "build_index": "Build the FAISS exact, FAISS HNSW and hnswlib cosine indexes and measure ANN recall.",
-    "evaluate": "Composer-retrieval evaluation with exact search; writes eval/ and prints a table.",
-    "validate": "Check a whole version folder (schemas, sizes, ids, norms, checksums); exit 2 on any problem.",
-    "publish": "Publish a version folder to S3 (manifest last, then the latest pointer) or to PostgreSQL + pgvector.",
-    "embed_segments": "Embed overlapping windows of every track: embeddings/segments.f32, segments.csv, segments_meta.json.",
-    "compare_models": "Embed + evaluate several models on one exported corpus; writes comparison.json and comparison.md.",
-    "find_similar": "Query by audio: the tracks most similar to one audio file, embedded like the corpus was.",
-}
-
-
-def _show(section: str, module: Any, cfg: Any, result: Any) -> str | None:
-    """What a command prints after its step ran (None: nothing; the logs said it)."""
-    if section in ("evaluate", "compare_models"):
-        return str(module.format_table(result))
-    if section == "validate":
-        return f"OK: {result['version_dir']} is valid"
-    if section == "publish":
-        return json.dumps(result, indent=2, sort_keys=True, default=str)
-    if section == "embed_segments":
-        return str(module.format_summary(result))
-    if section == "find_similar":
-        return json.dumps(result, indent=2) if cfg.json else str(module.format_table(result))
-    return None
-
-
-def _make_step_command(section: str) -> click.Command:
-    cls = config_class(section)
-    name = section.replace("_", "-")
-
+def _make_step_command(step: Step) -> click.Command:
     def callback(config_file: Path | None, **kwargs: Any) -> None:
         file_data = _load(config_file)
-        module = _step_module(section)
         try:
-            cfg: Any = build_config(cls, file_data=file_data, section=section, overrides=kwargs)
-            if section == "find_similar":
-                # the model the user named explicitly (flag, env or file) is checked against the artifacts
-                asked = kwargs.get("model") or os.environ.get("RESEARCH_JOB_MODEL") or file_data.get("model")
-                result = module.run(cfg, model=asked)
+            cfg: Any = build_config(step.config, file_data=file_data, section=step.name, overrides=kwargs)
+            if step.check is not None:
+                step.check(cfg)
+            if step.log_phase:
+                with phase(step.command, LOG):
+                    result = step.run(cfg)
             else:
-                with phase(name, LOG):
-                    result = module.run(cfg)
+                result = step.run(cfg)
         except ResearchJobError as e:
             raise StepError(str(e)) from e
-        text = _show(section, module, cfg, result)
+        text = step.show(cfg, result) if step.show is not None else None
         if text is not None:
             click.echo(text)
 
-    help_text = f"{SUMMARIES[section]}\n\n\b\nExample:\n  {EXAMPLES[section]}"
-    func = _apply([CONFIG_OPTION, *_field_options(CommonConfig), *_field_options(cls)], callback)
+    help_text = f"{step.summary}\n\n\b\nExample:\n  {step.example}"
+    func = _apply([CONFIG_OPTION, *_field_options(CommonConfig), *_field_options(step.config)], callback)
     return click.Command(
-        name, callback=func, params=getattr(func, "__click_params__", [])[::-1], help=help_text
+        step.command,
+        callback=func,
+        params=getattr(func, "__click_params__", [])[::-1],
+        help=help_text,
+        short_help=step.summary,
     )
 
 
-for _section in [*STEP_SECTIONS, *EXTRA_SECTIONS]:
-    cli.add_command(_make_step_command(_section))
+for _step in registry().values():
+    cli.add_command(_make_step_command(_step))
 
 
 def _run_fields() -> dict[str, set[str]]:
-    """Step fields that belong to exactly one step: these get a flag on ``run`` (others via the config file)."""
-    from research_job.steps.run_all import ORDER, step_fields
-
+    """Step fields that belong to exactly one pipeline step: these get a flag on ``run`` (others via the file)."""
     seen: dict[str, int] = {}
-    for s in ORDER:
-        for f in step_fields(s):
+    for s in pipeline():
+        for f in fields_of(s.config):
             seen[f] = seen.get(f, 0) + 1
-    return {s: {f for f in step_fields(s) if seen[f] == 1} for s in ORDER}
+    return {s.name: {f for f in fields_of(s.config) if seen[f] == 1} for s in pipeline()}
 
 
 def _run_callback(config_file: Path | None, skip: tuple[str, ...], **kwargs: Any) -> None:
@@ -216,25 +170,37 @@ def _run_callback(config_file: Path | None, skip: tuple[str, ...], **kwargs: Any
         results = run_all.run(configs, skip=[s.replace("-", "_") for s in skip])
     except ResearchJobError as e:
         raise StepError(str(e)) from e
-    if "evaluate" in results:
-        click.echo(_step_module("evaluate").format_table(results["evaluate"]))
+    evaluate = registry()["evaluate"]
+    if "evaluate" in results and evaluate.show is not None:
+        click.echo(evaluate.show(configs["evaluate"], results["evaluate"]))
 
 
 def _make_run_command() -> click.Command:
     opts = [CONFIG_OPTION, *_field_options(CommonConfig)]
-    for section, names in _run_fields().items():
-        opts += _field_options(STEP_SECTIONS[section], names)
+    steps = {s.name: s for s in pipeline()}
+    for name, names in _run_fields().items():
+        opts += _field_options(steps[name].config, names)
     opts.append(
-        click.option("--skip", multiple=True, help="Step to leave out (repeatable), e.g. --skip pull-audio.")
+        click.option(
+            "--skip",
+            multiple=True,
+            type=click.Choice([s.command for s in pipeline()]),
+            help="Step to leave out (repeatable), e.g. --skip pull-audio.",
+        )
     )
     func = _apply(opts, _run_callback)
     help_text = (
-        "Run every step in order with the same functions as the single-step commands.\n\n"
-        "Options shared by several steps (workers, seed, batch_size) are set per step in the config file.\n\n"
-        "\b\nExample:\n  research-job run --database-url sqlite:///catalogue.sqlite --source ./objects --model dsp-stats"
+        "Run every pipeline step in order with the same functions as the single-step commands; every step's "
+        "configuration is checked before the first one starts.\n\n"
+        "Options shared by several steps (workers, seed, batch_size, ...) are set per step in the config file.\n\n"
+        "\b\nExample:\n  research-job run --config configs/demo.yaml --model dsp-stats"
     )
     return click.Command(
-        "run", callback=func, params=getattr(func, "__click_params__", [])[::-1], help=help_text
+        "run",
+        callback=func,
+        params=getattr(func, "__click_params__", [])[::-1],
+        help=help_text,
+        short_help="Run every pipeline step in order (checked up front).",
     )
 
 
@@ -243,7 +209,7 @@ cli.add_command(_make_run_command())
 
 @cli.command("models")
 def models_cmd() -> None:
-    """List the embedding models of the registry.
+    """List the embedding models of the registry (the default marked).
 
     \b
     Example:

@@ -1,7 +1,9 @@
-"""Configuration: one frozen dataclass per step, loaded from a YAML/TOML file, env vars and CLI flags.
+"""Configuration: the common keys, and the machinery that builds each step's frozen config dataclass.
 
 Precedence (lowest to highest): dataclass defaults < config file < environment (``RESEARCH_JOB_<FIELD>``) <
-CLI flags. A config file has one optional top-level section of common keys and one section per step::
+CLI flags. Each step module declares its own config dataclass in its ``STEP`` (fields made with :func:`option`,
+which carries the ``--help`` text and, for a closed set, the choices); this module holds the common keys and
+the machinery. A config file has one optional top-level section of common keys and one section per step::
 
     artifacts_root: artifacts
     model: musicnn-msd
@@ -11,13 +13,13 @@ CLI flags. A config file has one optional top-level section of common keys and o
     pull_audio:
       source: s3://my-bucket/catalogue
 
-Unknown keys are an error naming the key and the valid ones (a typo never silently falls back to a default).
+Unknown keys are an error naming the key and the valid ones (a typo never silently falls back to a default),
+and :func:`build_config` checks every value (type, choices, the model spec) before any step touches the disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import tomllib
 import types
@@ -30,19 +32,43 @@ import yaml
 
 from research_job.errors import ConfigError, unknown_choice
 from research_job.layout import ArtifactLayout
-from research_job.models.registry import DEFAULT_MODEL
+from research_job.models.registry import DEFAULT_MODEL, check_spec
 
 ENV_PREFIX = "RESEARCH_JOB_"
+T = TypeVar("T")
+
+
+def option(
+    default: Any, help: str, *, choices: tuple[str, ...] | None = None, kind: str | None = None
+) -> Any:
+    """A config field with its one line of meaning (the ``--help`` text) and, for a closed set, its choices.
+
+    :func:`build_config` refuses a value outside ``choices`` naming the valid ones (``Unknown <kind> 'x'``;
+    ``kind`` defaults to the field name); the CLI lists them.
+    """
+    return field(default=default, metadata={"help": help, "choices": choices, "kind": kind})
+
+
+def field_help(f: dataclasses.Field[Any]) -> tuple[str, tuple[str, ...] | None]:
+    """(help text, choices) of a config field declared with :func:`option` (empty help otherwise)."""
+    return str(f.metadata.get("help", "")), f.metadata.get("choices")
 
 
 @dataclass(frozen=True)
 class CommonConfig:
     """Keys every step shares."""
 
-    artifacts_root: Path = Path("artifacts")
-    model: str = DEFAULT_MODEL
-    #: write a version folder somewhere else than ``<artifacts_root>/v1_model_<MODEL>`` (tests, comparisons)
-    version_dir: Path | None = None
+    artifacts_root: Path = option(
+        Path("artifacts"), "folder of the version folders: a step works in <artifacts-root>/v1_model_<MODEL>"
+    )
+    model: str = option(
+        DEFAULT_MODEL, "embedding model spec from the registry (`research-job models` lists them)"
+    )
+    version_dir: Path | None = option(
+        None, "work in this version folder instead of <artifacts-root>/v1_model_<MODEL>"
+    )
+    #: the common keys a config file, the environment or a flag set (not left at their default); by build_config
+    explicit: frozenset[str] = field(default=frozenset(), metadata={"internal": True})
 
     @property
     def layout(self) -> ArtifactLayout:
@@ -51,171 +77,11 @@ class CommonConfig:
         return ArtifactLayout.for_model(self.artifacts_root, self.model)
 
 
-@dataclass(frozen=True)
-class ExportMetadataConfig:
-    """export-metadata: catalogue database (or CSV) -> metadata/tracks_metadata.csv."""
+def sections() -> dict[str, type]:
+    """Config section name -> config class of every step (from :func:`research_job.steps.registry`)."""
+    from research_job.steps import registry
 
-    common: CommonConfig = field(default_factory=CommonConfig)
-    #: ``postgresql://user:pass@host/db`` or ``sqlite:///path.sqlite``; exclusive with ``csv_path``
-    database_url: str | None = None
-    table: str = "tracks"
-    #: a SELECT returning the seven columns; overrides ``table``
-    query: str | None = None
-    csv_path: Path | None = None
-    #: YAML/JSON mapping of composer spelling -> canonical name
-    composer_aliases: Path | None = None
-
-
-@dataclass(frozen=True)
-class PullAudioConfig:
-    """pull-audio: object store -> audio_cache/<album_id>/<track_id>.<ext>."""
-
-    common: CommonConfig = field(default_factory=CommonConfig)
-    #: ``s3://bucket/prefix`` or a local directory used as the object store
-    source: str = ""
-    endpoint_url: str | None = None
-    region: str | None = None
-    workers: int = 8
-    max_attempts: int = 5
-    #: first retry delay in seconds; doubles each attempt (with jitter)
-    backoff_sec: float = 0.5
-    #: AWS profile for S3 (None = the standard credential chain: env, shared files, instance/task role)
-    aws_profile: str | None = None
-    #: connect/read timeout of each S3 request, seconds
-    timeout_sec: float = 60.0
-
-
-@dataclass(frozen=True)
-class StandardizeAudioConfig:
-    """standardize-audio: audio_cache -> audio_wav/<track_id>.wav, mono float32 at the model's sample rate."""
-
-    common: CommonConfig = field(default_factory=CommonConfig)
-    #: target sample rate; None = the model's (looked up in the registry without loading weights when possible)
-    sample_rate: int | None = None
-    #: keep at most this many seconds per track (None = whole track)
-    max_duration_sec: float | None = None
-    workers: int = 2
-
-
-@dataclass(frozen=True)
-class EmbedConfig:
-    """embed: standardised audio -> embeddings/embeddings.f32 + track_ids.json + embeddings_meta.json."""
-
-    common: CommonConfig = field(default_factory=CommonConfig)
-    device: str = "cpu"
-    batch_size: int = 8
-    #: tracks decoded ahead by a background thread while the model runs (0 = decode inline). On 2 cores, where
-    #: torch already uses both, 8 ahead was within noise of inline for musicnn-msd (-3.6 % and +1.4 % in two
-    #: quiet runs); it pays with spare cores or slow storage
-    decode_ahead: int = 0
-    #: worker processes that decode and embed tracks in parallel, each with its own model copy (CPU only; 1 = in
-    #: this process; not called ``workers``, whose environment variable the download steps share). Start-up costs
-    #: ~3-5 s (spawn, import torch, load the weights), so it pays on catalogue-sized runs; see bench/findings.md
-    processes: int = 1
-    #: torch threads per worker process; None = usable CPUs // processes (at least 1)
-    threads_per_process: int | None = None
-    #: checkpoint partial results every this many tracks (resume after interruption)
-    checkpoint_every: int = 16
-    #: also write segment embeddings (window, hop) in seconds; None = off
-    segment_window_sec: float | None = None
-    segment_hop_sec: float | None = None
-    #: corpus-level post-processing before L2 normalisation: none | center | standardize | pca_whiten
-    postprocess: str = "none"
-
-
-@dataclass(frozen=True)
-class BuildIndexConfig:
-    """build-index: embeddings -> index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json."""
-
-    common: CommonConfig = field(default_factory=CommonConfig)
-    hnsw_m: int = 16
-    ef_construction: int = 200
-    ef_search: int = 64
-    #: number of corpus vectors used as queries to measure ANN recall (all when N is smaller)
-    recall_queries: int = 2000
-    seed: int = 0
-    #: K of index/neighbors.i32, every track's exact top-K neighbours (an exact all-pairs search, O(N^2 D));
-    #: 0 = do not write the table
-    neighbors_k: int = 20
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    """evaluate: embeddings + metadata -> eval/eval_results.json, sample top-5 lists, a printed table."""
-
-    common: CommonConfig = field(default_factory=CommonConfig)
-    k: int = 5
-    bootstrap_resamples: int = 1000
-    n_samples: int = 10
-    seed: int = 0
-    batch_size: int = 1024
-
-
-@dataclass(frozen=True)
-class ValidateConfig:
-    """validate: check a whole version folder."""
-
-    common: CommonConfig = field(default_factory=CommonConfig)
-    unit_norm_tol: float = 1e-4
-
-
-PUBLISH_TARGETS = ("s3", "pgvector")
-
-
-@dataclass(frozen=True)
-class PublishConfig:
-    """publish: a version folder -> S3 (manifest + latest pointer) or PostgreSQL + pgvector."""
-
-    common: CommonConfig = field(default_factory=CommonConfig)
-    #: where to publish: s3 | pgvector
-    to: str = "s3"
-    #: release name under ``v1_model_<MODEL>/``; None = from the embeddings' created_at (``20261122T040000Z``)
-    release: str | None = None
-    #: also upload ``audio_cache/`` and ``audio_wav/`` (S3 only)
-    include_audio: bool = False
-    #: overwrite a release that already holds different content
-    force: bool = False
-    #: move the ``latest`` pointer (S3) / flag (pgvector) to this release
-    set_latest: bool = True
-
-    # --- S3 ---
-    bucket: str = ""
-    prefix: str = "vector-artifacts"
-    #: S3-compatible store (MinIO, moto, ...); None = AWS
-    endpoint_url: str | None = None
-    region: str | None = None
-    #: files at least this large go up as multipart uploads
-    multipart_threshold: int = 64 * 1024 * 1024
-    multipart_chunksize: int = 16 * 1024 * 1024
-    max_concurrency: int = 8
-    #: also compare each object's ETag with the MD5 (single part) or multipart MD5 computed locally; turn
-    #: off for stores whose ETag is not an MD5 (SSE-KMS)
-    verify_etag: bool = True
-
-    # --- pgvector ---
-    #: ``postgresql://user@host:5432/db`` (password from PGPASSWORD or ~/.pgpass preferably)
-    database_url: str | None = None
-    hnsw_m: int = 16
-    hnsw_ef_construction: int = 64
-
-
-STEP_SECTIONS: dict[str, type] = {
-    "export_metadata": ExportMetadataConfig,
-    "pull_audio": PullAudioConfig,
-    "standardize_audio": StandardizeAudioConfig,
-    "embed": EmbedConfig,
-    "build_index": BuildIndexConfig,
-    "evaluate": EvaluateConfig,
-    "validate": ValidateConfig,
-    "publish": PublishConfig,
-}
-
-#: commands whose config class lives in their own step module ("module:Class", imported only when used)
-EXTRA_SECTIONS: dict[str, str] = {
-    "embed_segments": "research_job.steps.embed_segments:EmbedSegmentsConfig",
-    "compare_models": "research_job.steps.compare_models:CompareModelsConfig",
-    "find_similar": "research_job.steps.find_similar:FindSimilarConfig",
-}
+    return {name: step.config for name, step in registry().items()}
 
 
 def config_class(section: str) -> type:
@@ -224,15 +90,10 @@ def config_class(section: str) -> type:
     Raises:
         ConfigError: unknown section, listing the known ones.
     """
-    if section in STEP_SECTIONS:
-        return STEP_SECTIONS[section]
-    if section in EXTRA_SECTIONS:
-        module, name = EXTRA_SECTIONS[section].split(":")
-        return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
-    raise ConfigError(unknown_choice("step", section, [*STEP_SECTIONS, *EXTRA_SECTIONS]))
-
-
-T = TypeVar("T")
+    known = sections()
+    if section not in known:
+        raise ConfigError(unknown_choice("step", section, known))
+    return known[section]
 
 
 def load_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
@@ -257,12 +118,11 @@ def load_config_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
         raise ConfigError(f"Cannot parse config file {p}: {e}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {p} must hold a mapping, got {type(data).__name__}")
-    common_keys = {f.name for f in dataclasses.fields(CommonConfig)}
+    common_keys = set(fields_of(CommonConfig))
+    known = sections()
     for key in data:
-        if key not in STEP_SECTIONS and key not in EXTRA_SECTIONS and key not in common_keys:
-            raise ConfigError(
-                unknown_choice("config key", key, [*STEP_SECTIONS, *EXTRA_SECTIONS, *common_keys])
-            )
+        if key not in known and key not in common_keys:
+            raise ConfigError(unknown_choice("config key", key, [*known, *common_keys]))
     return data
 
 
@@ -296,9 +156,28 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def _fields(cls: type) -> dict[str, Any]:
+def fields_of(cls: type) -> dict[str, Any]:
+    """Settable fields of a config class (not ``common``, not internal ones) -> their type annotation."""
     hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "common"}
+    return {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(cls)
+        if f.name != "common" and not f.metadata.get("internal")
+    }
+
+
+def check_choices(cfg: Any) -> None:
+    """Refuse a field value outside the field's declared choices, naming the valid ones.
+
+    Raises:
+        ConfigError: ``Unknown <field> 'x'. Known: a, b``.
+    """
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if choices and value is not None and value not in choices:
+            kind = f.metadata.get("kind") or f.name.replace("_", " ")
+            raise ConfigError(unknown_choice(kind, value, choices))
 
 
 def build_config(
@@ -309,27 +188,26 @@ def build_config(
     overrides: dict[str, Any] | None = None,
     env: typing.Mapping[str, str] | None = None,
 ) -> T:
-    """Build a step config from defaults, a config file section, env vars and CLI overrides.
+    """Build a step config from defaults, a config file section, env vars and CLI overrides, and check it.
 
     Args:
-        cls: a step config class (e.g. :class:`EmbedConfig`).
+        cls: a step config class (e.g. ``EmbedConfig``).
         file_data: what :func:`load_config_file` returned.
-        section: the file section of this step (default: looked up from ``STEP_SECTIONS``).
+        section: the file section of this step (default: looked up from :func:`sections`).
         overrides: CLI values; ``None`` values are ignored (flag not given).
         env: environment (default ``os.environ``); ``RESEARCH_JOB_<FIELD>`` in upper case.
 
     Raises:
-        ConfigError: unknown key in the step's section, or a value of the wrong type.
+        ConfigError: unknown key in the step's section, a value of the wrong type or outside its choices.
+        ModelError: the model spec names no registry entry or takes no such option (no weights are loaded).
     """
     file_data = file_data or {}
     env = os.environ if env is None else env
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if section is None:
-        section = next((s for s, c in STEP_SECTIONS.items() if c is cls), None)
-    step_fields = _fields(cls)
-    common_fields = {
-        f.name: typing.get_type_hints(CommonConfig)[f.name] for f in dataclasses.fields(CommonConfig)
-    }
+        section = next((s for s, c in sections().items() if c is cls), None)
+    step_fields = fields_of(cls)
+    common_fields = fields_of(CommonConfig)
 
     def layered(name: str, annotation: Any, section_data: dict[str, Any]) -> tuple[bool, Any]:
         value: Any = None
@@ -364,4 +242,8 @@ def build_config(
         found, value = layered(name, ann, step_data)
         if found:
             kwargs[name] = value
-    return cls(common=CommonConfig(**common_kwargs), **kwargs)  # type: ignore[call-arg]
+    common = CommonConfig(**common_kwargs, explicit=frozenset(common_kwargs))
+    check_spec(common.model)
+    cfg = cls(common=common, **kwargs)  # type: ignore[call-arg]
+    check_choices(cfg)
+    return cfg

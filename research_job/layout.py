@@ -1,30 +1,89 @@
-"""The versioned artifact layout: every path a step reads or writes, in one place.
+"""The versioned artifact layout: every path a step reads or writes, from the one list of artifacts.
 
-``<root>/v1_model_<MODEL_NAME>/``::
+``artifact_schema/artifacts.json`` names every file and folder a version folder ``<root>/v1_model_<MODEL>/``
+may hold, once, with its format, schema, sidecar, writing step and publish rule. :class:`ArtifactLayout` turns
+its keys into paths; validate and publish iterate over :func:`artifacts`; the Node API reads the same file.
+Adding an artifact is one entry in that list (plus the code that writes it)::
 
-    metadata/tracks_metadata.csv         export-metadata
-    metadata/export_report.json
-    audio_cache/<album_id>/<track_id>.<ext>   pull-audio (the raw objects, original codec)
-    audio_cache/pull_report.json
-    audio_wav/<track_id>.wav             standardize-audio (mono float32 at the model's sample rate, optional)
-    audio_wav/standardize_report.json
-    embeddings/embeddings.f32            embed: row-major little-endian float32 N x D, L2-normalised
-    embeddings/track_ids.json            row i of embeddings.f32 is track_ids[i]
-    embeddings/embeddings_meta.json
-    index/faiss.index  index/faiss_hnsw.index  index/hnsw.index  index/neighbors.i32  index/index_meta.json   build-index
-    eval/eval_results.json  eval/sample_top5.json  eval/sample_top5.md                     evaluate
+    metadata/tracks_metadata.csv, export_report.json                     export-metadata
+    audio_cache/<album_id>/<track_id>.<ext>, pull_report.json            pull-audio (original codec)
+    audio_wav/<track_id>.wav, standardize_report.json                    standardize-audio (mono float32)
+    embeddings/embeddings.f32, track_ids.json, embeddings_meta.json      embed (row i is track_ids[i])
+    index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json   build-index
+    eval/eval_results.json, sample_top5.json, sample_top5.md             evaluate
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from research_job.errors import ConfigError
+from research_job.errors import ArtifactError, ConfigError, unknown_choice
 
 LAYOUT_VERSION = "v1"
+ARTIFACT_LIST = "artifacts.json"
 _SAFE_MODEL = re.compile(r"[^A-Za-z0-9._-]+")
+_ARTIFACT_VERSION = re.compile(r"^v[0-9]+_model_[A-Za-z0-9._-]+$")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One entry of ``artifact_schema/artifacts.json`` (see its schema ``artifact_list`` for each field)."""
+
+    key: str
+    path: str
+    format: str
+    step: str
+    publish: str
+    required: bool
+    schema: str | None = None
+    described_by: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.path.endswith("/")
+
+    def holds(self, rel: str) -> bool:
+        """Whether the POSIX path ``rel`` is this file, or lies inside this folder."""
+        return rel.startswith(self.path) if self.is_folder else rel == self.path
+
+
+@functools.cache
+def artifacts() -> dict[str, Artifact]:
+    """Every artifact of a version folder by key, in the list's order (validated against ``artifact_list``).
+
+    Raises:
+        SchemaValidationError: the list does not match its schema; ArtifactError: a key or path repeats.
+    """
+    from research_job import schema
+
+    path = schema.SCHEMA_DIR / ARTIFACT_LIST
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    schema.validate("artifact_list", data, source=path)
+    out: dict[str, Artifact] = {}
+    paths: set[str] = set()
+    for entry in data["artifacts"]:
+        a = Artifact(**entry)
+        if a.key in out or a.path in paths:
+            raise ArtifactError(f"{path}: artifact key {a.key!r} or path {a.path!r} is listed twice")
+        out[a.key] = a
+        paths.add(a.path)
+    return out
+
+
+def artifact_of(rel: str) -> Artifact | None:
+    """The listed file ``rel`` (POSIX, relative to the version folder), else the listed folder holding it."""
+    files = [a for a in artifacts().values() if not a.is_folder and a.holds(rel)]
+    if files:
+        return files[0]
+    folders = sorted(
+        (a for a in artifacts().values() if a.is_folder and a.holds(rel)), key=lambda a: -len(a.path)
+    )
+    return folders[0] if folders else None
 
 
 def model_dir_name(model_name: str) -> str:
@@ -38,6 +97,17 @@ def model_dir_name(model_name: str) -> str:
     return name
 
 
+def version_name(model_name: str) -> str:
+    """The canonical version folder name of a model spec: ``v1_model_<MODEL>``."""
+    return f"{LAYOUT_VERSION}_model_{model_dir_name(model_name)}"
+
+
+def artifact_version(layout: ArtifactLayout, model: str) -> str:
+    """The version folder's name when it follows ``v<N>_model_<MODEL>``, else the canonical one for ``model``."""
+    name = layout.version_dir.name
+    return name if _ARTIFACT_VERSION.match(name) else version_name(model)
+
+
 @dataclass(frozen=True)
 class ArtifactLayout:
     """Paths of one artifact version folder ``<root>/v1_model_<MODEL_NAME>``."""
@@ -47,25 +117,40 @@ class ArtifactLayout:
     @classmethod
     def for_model(cls, root: str | Path, model_name: str) -> ArtifactLayout:
         """Layout of the version folder of ``model_name`` under ``root`` (usually ``artifacts/``)."""
-        return cls(Path(root) / f"{LAYOUT_VERSION}_model_{model_dir_name(model_name)}")
+        return cls(Path(root) / version_name(model_name))
+
+    def path(self, key: str) -> Path:
+        """Where the artifact ``key`` of :func:`artifacts` lives in this version folder.
+
+        Raises:
+            ArtifactError: unknown key, listing the known ones.
+        """
+        entry = artifacts().get(key)
+        if entry is None:
+            raise ArtifactError(unknown_choice("artifact", key, artifacts()))
+        return self.version_dir / entry.path.rstrip("/")
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the version folder, POSIX style."""
+        return path.relative_to(self.version_dir).as_posix()
 
     # metadata
     @property
     def metadata_dir(self) -> Path:
-        return self.version_dir / "metadata"
+        return self.tracks_csv.parent
 
     @property
     def tracks_csv(self) -> Path:
-        return self.metadata_dir / "tracks_metadata.csv"
+        return self.path("tracks_csv")
 
     @property
     def export_report(self) -> Path:
-        return self.metadata_dir / "export_report.json"
+        return self.path("export_report")
 
     # raw audio
     @property
     def audio_cache_dir(self) -> Path:
-        return self.version_dir / "audio_cache"
+        return self.path("audio_cache_dir")
 
     def cached_audio(self, album_id: str, track_id: str, ext: str) -> Path:
         """Path of a pulled object: ``audio_cache/<album_id>/<track_id>.<ext>`` (ids already checked safe)."""
@@ -73,81 +158,98 @@ class ArtifactLayout:
 
     @property
     def pull_report(self) -> Path:
-        return self.audio_cache_dir / "pull_report.json"
+        return self.path("pull_report")
 
     # standardised audio
     @property
     def audio_wav_dir(self) -> Path:
-        return self.version_dir / "audio_wav"
+        return self.path("audio_wav_dir")
 
     def wav(self, track_id: str) -> Path:
         return self.audio_wav_dir / f"{track_id}.wav"
 
     @property
     def standardize_report(self) -> Path:
-        return self.audio_wav_dir / "standardize_report.json"
+        return self.path("standardize_report")
 
     # embeddings
     @property
     def embeddings_dir(self) -> Path:
-        return self.version_dir / "embeddings"
+        return self.embeddings_f32.parent
 
     @property
     def embeddings_f32(self) -> Path:
-        return self.embeddings_dir / "embeddings.f32"
+        return self.path("embeddings_f32")
 
     @property
     def track_ids_json(self) -> Path:
-        return self.embeddings_dir / "track_ids.json"
+        return self.path("track_ids_json")
 
     @property
     def embeddings_meta(self) -> Path:
-        return self.embeddings_dir / "embeddings_meta.json"
+        return self.path("embeddings_meta")
+
+    @property
+    def postprocess(self) -> Path:
+        """The fitted corpus post-processing (``embeddings_meta.json`` names it and records its sha256)."""
+        return self.path("postprocess")
 
     @property
     def embed_checkpoint_dir(self) -> Path:
         """Per-track partial results of an unfinished embed run (resume support); removed when complete."""
-        return self.embeddings_dir / "partial"
+        return self.path("embed_checkpoint_dir")
+
+    @property
+    def segments_f32(self) -> Path:
+        return self.path("segments_f32")
+
+    @property
+    def segments_csv(self) -> Path:
+        return self.path("segments_csv")
+
+    @property
+    def segments_meta(self) -> Path:
+        return self.path("segments_meta")
 
     # indexes
     @property
     def index_dir(self) -> Path:
-        return self.version_dir / "index"
+        return self.index_meta.parent
 
     @property
     def faiss_index(self) -> Path:
-        return self.index_dir / "faiss.index"
+        return self.path("faiss_index")
 
     @property
     def faiss_hnsw_index(self) -> Path:
-        return self.index_dir / "faiss_hnsw.index"
+        return self.path("faiss_hnsw_index")
 
     @property
     def hnsw_index(self) -> Path:
-        return self.index_dir / "hnsw.index"
+        return self.path("hnsw_index")
 
     @property
     def neighbors_table(self) -> Path:
         """Every track's exact top-K neighbour rows (int32 [count, K]), see research_job.neighbors."""
-        return self.index_dir / "neighbors.i32"
+        return self.path("neighbors_table")
 
     @property
     def index_meta(self) -> Path:
-        return self.index_dir / "index_meta.json"
+        return self.path("index_meta")
 
     # evaluation
     @property
     def eval_dir(self) -> Path:
-        return self.version_dir / "eval"
+        return self.eval_results.parent
 
     @property
     def eval_results(self) -> Path:
-        return self.eval_dir / "eval_results.json"
+        return self.path("eval_results")
 
     @property
     def sample_top5_json(self) -> Path:
-        return self.eval_dir / "sample_top5.json"
+        return self.path("sample_top5_json")
 
     @property
     def sample_top5_md(self) -> Path:
-        return self.eval_dir / "sample_top5.md"
+        return self.path("sample_top5_md")

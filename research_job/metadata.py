@@ -64,6 +64,15 @@ class TrackRow:
         return asdict(self)
 
     @property
+    def composer_display(self) -> str | None:
+        """The composer as a person reads it: the catalogue's spelling as exported (``composer_raw``), else the
+        standardised key; None when the composer is missing."""
+        if self.composer is None:
+            return None
+        raw = (self.composer_raw or "").strip()
+        return raw or self.composer
+
+    @property
     def audio_ext(self) -> str:
         """Extension of the audio object (from the key), used for ``audio_cache/<album>/<track>.<ext>``."""
         return key_extension(self.audio_s3_key)

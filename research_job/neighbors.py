@@ -22,7 +22,7 @@ import numpy as np
 
 from research_job.errors import ArtifactError
 from research_job.io.atomic import write_bytes
-from research_job.models.base import sha256_file
+from research_job.provenance import sha256_file
 from research_job.search import search
 
 FILE_NAME = "neighbors.i32"

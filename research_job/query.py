@@ -4,7 +4,7 @@ The recorded facts in ``embeddings/embeddings_meta.json`` decide everything: the
 registry and its ``info()`` (name, version, weights_sha256, layer) must equal the recorded one; the query is
 decoded (any codec the pipeline decodes) at the recorded sample rate and cut at the ``max_duration_sec`` the
 standardise step used (when the corpus was embedded from those WAVs); the recorded corpus post-processing and
-the L2 norm are applied with :func:`research_job.steps.embed.apply_postprocess`. A mismatch is refused, never
+the L2 norm are applied with :func:`research_job.embeddings.apply_postprocess`. A mismatch is refused, never
 silently searched.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from research_job import schema
+from research_job.embeddings import MIN_NORM, SILENCE_PEAK, apply_postprocess, embed_waveforms
 from research_job.errors import ArtifactError, AudioDecodeError, ModelError
 from research_job.io.audio import decode_audio
 from research_job.layout import ArtifactLayout
@@ -25,7 +26,6 @@ from research_job.models.base import Encoder
 
 #: the ``info()`` keys that must agree between the loaded model and ``embeddings_meta.json['model']``
 CHECKED_KEYS = ("name", "version", "weights_sha256", "layer")
-SILENCE_PEAK = 1e-5
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,6 @@ def embed_query_waveform(wav: np.ndarray, qe: QueryEncoder) -> np.ndarray:
     Raises:
         ArtifactError: the model returned a non-finite or zero vector.
     """
-    from research_job.steps.embed import MIN_NORM, apply_postprocess, embed_waveforms
-
     raw = embed_waveforms(qe.encoder, [wav])
     if raw.shape != (1, int(qe.meta["dim"])) or not np.all(np.isfinite(raw)):
         raise ArtifactError(f"The model returned a bad query vector (shape {raw.shape}, NaN or inf)")

@@ -17,10 +17,11 @@ class VectorIndex(Protocol):
 
     #: name in ``index_meta.json`` (``faiss-flat``, ``faiss-hnsw``, ``hnswlib``)
     name: ClassVar[str]
-    #: library, class name and file name recorded in ``index_meta.json``
+    #: library and class name recorded in ``index_meta.json``
     library: ClassVar[str]
     type_name: ClassVar[str]
-    file_name: ClassVar[str]
+    #: key of its file in ``artifact_schema/artifacts.json`` (``layout.path(artifact)``)
+    artifact: ClassVar[str]
     exact: ClassVar[bool]
 
     @classmethod
@@ -53,6 +54,11 @@ class VectorIndex(Protocol):
     @property
     def dim(self) -> int:
         """Vector dimension."""
+        ...
+
+    @staticmethod
+    def simd() -> str | None:
+        """The SIMD level the library runs at, when it says (recorded in ``index_meta.json``), else None."""
         ...
 
     @staticmethod

@@ -3,6 +3,7 @@ not depend on the index type (load, save, search, sizes)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -13,7 +14,13 @@ from research_job.io.atomic import atomic_open
 
 
 def faiss_module() -> Any:
-    """``import faiss`` (heavy; imported on first use)."""
+    """``import faiss`` (heavy; imported on first use).
+
+    FAISS's loader tries its fastest build first and logs each miss at INFO with a ``ModuleNotFoundError`` text,
+    which reads like a failure on every command; those lines are kept at WARNING, and the SIMD level it runs at
+    is recorded in ``index_meta.json`` instead (:meth:`FaissBacked.simd`).
+    """
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import faiss
 
     return faiss
@@ -61,3 +68,9 @@ class FaissBacked:
     @staticmethod
     def library_version() -> str:
         return str(faiss_module().__version__)
+
+    @staticmethod
+    def simd() -> str | None:
+        """The SIMD level of the FAISS build that loaded (``AVX512``, ``AVX2``, ``NEON``, ``generic``)."""
+        opts = str(faiss_module().get_compile_options()).split()
+        return next((o for o in ("AVX512_SPR", "AVX512", "AVX2", "SVE", "NEON") if o in opts), "generic")

@@ -15,7 +15,7 @@ class FaissFlatIndex(FaissBacked):
 
     name: ClassVar[str] = "faiss-flat"
     type_name: ClassVar[str] = "IndexFlatIP"
-    file_name: ClassVar[str] = "faiss.index"
+    artifact: ClassVar[str] = "faiss_index"
     exact: ClassVar[bool] = True
 
     @classmethod

@@ -18,7 +18,7 @@ class FaissHNSWIndex(FaissBacked):
 
     name: ClassVar[str] = "faiss-hnsw"
     type_name: ClassVar[str] = "IndexHNSWFlat"
-    file_name: ClassVar[str] = "faiss_hnsw.index"
+    artifact: ClassVar[str] = "faiss_hnsw_index"
     exact: ClassVar[bool] = False
 
     @classmethod

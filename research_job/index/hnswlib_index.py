@@ -29,7 +29,7 @@ class HnswlibIndex:
     name: ClassVar[str] = "hnswlib"
     library: ClassVar[str] = "hnswlib"
     type_name: ClassVar[str] = "hnswlib.Index"
-    file_name: ClassVar[str] = "hnsw.index"
+    artifact: ClassVar[str] = "hnsw_index"
     exact: ClassVar[bool] = False
 
     def __init__(self, index: Any) -> None:
@@ -93,6 +93,11 @@ class HnswlibIndex:
     @property
     def dim(self) -> int:
         return int(self.index.dim)
+
+    @staticmethod
+    def simd() -> str | None:
+        """hnswlib picks its distance kernels at build time of the wheel; not reported by the library."""
+        return None
 
     @staticmethod
     def library_version() -> str:

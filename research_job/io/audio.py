@@ -8,6 +8,10 @@ resamples with a polyphase anti-aliasing filter. :func:`write_wav` / :func:`read
 
 A file that is empty, not audio, corrupt, or decodes to no samples raises
 :class:`~research_job.errors.AudioDecodeError` naming the file.
+
+:func:`load_track_audio` is what every step that needs a catalogue track's waveform calls (embed,
+embed-segments, the head's feature extraction): the standardised WAV when it is complete, else a fresh decode of
+the pulled file.
 """
 
 from __future__ import annotations
@@ -17,11 +21,16 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from research_job.errors import AudioDecodeError
 from research_job.io.atomic import atomic_open
+
+if TYPE_CHECKING:
+    from research_job.layout import ArtifactLayout
+    from research_job.metadata import TrackRow
 
 _WAVE_FORMAT_IEEE_FLOAT = 3
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
@@ -255,3 +264,41 @@ def read_wav(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         f.seek(h.data_offset)
         x = np.frombuffer(f.read(h.n_samples * 4), dtype="<f4")
     return x.astype(np.float32), h.sample_rate
+
+
+def cached_path(layout: ArtifactLayout, row: TrackRow) -> Path:
+    """Where pull-audio put the track's original file: ``audio_cache/<album_id>/<track_id>.<ext>``."""
+    return layout.cached_audio(row.album_id, row.track_id, row.audio_ext)
+
+
+def wav_is_complete(path: Path, sample_rate: int) -> bool:
+    """True when ``path`` is a complete float32 mono WAV at ``sample_rate`` with at least one sample."""
+    try:
+        h = read_wav_header(path)
+    except AudioDecodeError:
+        return False
+    return h.sample_rate == sample_rate and h.n_samples > 0
+
+
+def load_track_audio(
+    layout: ArtifactLayout, row: TrackRow, sample_rate: int, *, max_duration_sec: float | None = None
+) -> np.ndarray:
+    """The track's mono float32 waveform at ``sample_rate``.
+
+    Reads ``audio_wav/<track_id>.wav`` when it is complete and at that rate, else decodes the pulled file in
+    ``audio_cache/``.
+
+    Raises:
+        AudioDecodeError: neither file is usable (not pulled, corrupt, empty, no samples), naming the file.
+    """
+    wav = layout.wav(row.track_id)
+    if wav_is_complete(wav, sample_rate):
+        x, _ = read_wav(wav)
+        if max_duration_sec is not None:
+            x = x[: int(round(max_duration_sec * sample_rate))]
+        return x
+    src = cached_path(layout, row)
+    if not src.is_file():
+        raise AudioDecodeError(f"No audio for track {row.track_id!r}: neither {wav} nor {src} exists")
+    x, _ = decode_audio(src, sample_rate, max_duration_sec=max_duration_sec)
+    return x

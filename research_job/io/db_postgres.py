@@ -7,10 +7,46 @@ is not chained (its message could carry the connection string).
 
 from __future__ import annotations
 
-from research_job.errors import ConfigError, MetadataError
+from typing import Any
+
+from research_job.errors import ConfigError, MetadataError, ResearchJobError
 from research_job.io.database import check_table_name, redact_text, redact_url
 
 CONNECT_TIMEOUT_SEC = 10
+
+
+def libpq_url(url: str) -> str:
+    """``url`` as libpq takes it: ``postgres://`` and SQLAlchemy's ``postgresql+psycopg://`` become
+    ``postgresql://``."""
+    scheme, sep, rest = url.partition("://")
+    return "postgresql://" + rest if sep and scheme.lower().startswith("postgres") else url
+
+
+def connect(
+    url: str, *, error: type[ResearchJobError] = MetadataError, what: str = "database", **kwargs: Any
+) -> Any:
+    """The one way this project opens a PostgreSQL connection (psycopg 3).
+
+    Args:
+        url: a ``postgresql://`` URL; its password never reaches a message.
+        error: the error class raised on failure (``MetadataError`` for the catalogue, ``StorageError`` for
+            the pgvector publisher); what: the database's role in the message (``catalogue``, ...).
+        kwargs: passed to ``psycopg.connect`` (``autocommit``, ...); ``connect_timeout`` defaults to 10 s
+            unless the URL sets it.
+
+    Raises:
+        ``error``: naming the redacted URL and the driver's message with every secret of the URL scrubbed; the
+            driver's exception is not chained (its message could carry the connection string).
+    """
+    import psycopg
+
+    if "connect_timeout" not in url:
+        kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_SEC)
+    try:
+        return psycopg.connect(libpq_url(url), **kwargs)
+    except Exception as e:  # psycopg.OperationalError, ProgrammingError (bad URL), ...
+        msg = redact_text(str(e).strip(), url)
+        raise error(f"Cannot connect to {what} {redact_url(url)}: {msg}") from None
 
 
 class PostgresSource:
@@ -19,14 +55,11 @@ class PostgresSource:
     kind = "postgresql"
 
     def __init__(self, url: str) -> None:
-        # psycopg/libpq understands postgresql:// and postgres:// but not SQLAlchemy's +driver suffix
-        scheme, sep, rest = url.partition("://")
-        self._url = "postgresql://" + rest if sep and scheme.lower().startswith("postgres") else url
+        self._url = libpq_url(url)
         self.redacted_url = redact_url(url)
 
     def fetch(self, *, table: str | None = None, query: str | None = None) -> tuple[list[str], list[tuple]]:
         """See :class:`research_job.io.database.CatalogueSource`."""
-        import psycopg
         from psycopg import sql
 
         if (table is None) == (query is None):
@@ -38,11 +71,7 @@ class PostgresSource:
             )
         else:
             stmt = sql.SQL(query)  # type: ignore[arg-type]  # the operator's own query, run read-only
-        try:
-            conn = psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT_SEC)
-        except Exception as e:  # psycopg.OperationalError, ProgrammingError (bad URL), ...
-            msg = redact_text(str(e).strip(), self._url)
-            raise MetadataError(f"Cannot connect to catalogue {self.redacted_url}: {msg}") from None
+        conn = connect(self._url, what="catalogue")
         try:
             with conn:
                 conn.read_only = True

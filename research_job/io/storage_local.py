@@ -6,22 +6,13 @@ sha256 (:attr:`ObjectInfo.sha256`), which :meth:`LocalStore.head` computes from 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from research_job.errors import StorageError
 from research_job.io.storage import ObjectInfo, ObjectNotFound, join_key
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+from research_job.provenance import sha256_file
 
 
 class LocalStore:
@@ -61,7 +52,7 @@ class LocalStore:
         p = self._path(key)
         if not p.is_file():
             raise ObjectNotFound(f"No such object {key!r} in {self.root}")
-        return ObjectInfo(key=key, size=p.stat().st_size, sha256=sha256_of(p))
+        return ObjectInfo(key=key, size=p.stat().st_size, sha256=sha256_file(p))
 
     def get_to_file(self, key: str, dest: Path) -> ObjectInfo:
         """Copy the file of ``key`` to ``dest``."""

@@ -62,6 +62,38 @@ def classify(exc: BaseException, what: str) -> StorageError:
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
 
 
+def s3_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    max_attempts: int = 5,
+    timeout_sec: float = 60.0,
+    max_pool_connections: int = 10,
+) -> Any:
+    """The one way this project makes a boto3 S3 client: the standard credential chain (or ``profile``),
+    ``endpoint_url`` / ``AWS_ENDPOINT_URL_S3`` for S3-compatible stores (addressed path-style), botocore's
+    standard retry mode with ``max_attempts`` tries in total (1 = no retries), connect/read timeouts.
+    """
+    import boto3
+    from botocore.config import Config
+
+    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    session = boto3.session.Session(profile_name=profile, region_name=region)
+    return session.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=Config(
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            connect_timeout=timeout_sec,
+            read_timeout=timeout_sec,
+            max_pool_connections=max_pool_connections,
+            # S3-compatible servers (MinIO, moto) are addressed by path: bucket.<host> rarely resolves
+            s3={"addressing_style": "path"} if endpoint else None,
+        ),
+    )
+
+
 class S3Store:
     """Objects in ``bucket`` under ``prefix``."""
 
@@ -78,9 +110,6 @@ class S3Store:
         timeout_sec: float = 60.0,
         max_pool_connections: int = 32,
     ) -> None:
-        import boto3
-        from botocore.config import Config
-
         self.bucket, self.prefix = bucket, prefix.strip("/")
         # botocore also reads the endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL: record what is used
         self.endpoint_url = (
@@ -90,18 +119,14 @@ class S3Store:
             or None
         )
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        session = boto3.session.Session(profile_name=profile, region_name=region)
-        self._client: Any = session.client(
-            "s3",
+        # the pull step retries with its own backoff: one attempt per call here
+        self._client: Any = s3_client(
             endpoint_url=endpoint_url,
-            config=Config(
-                retries={"total_max_attempts": 1, "mode": "standard"},
-                connect_timeout=timeout_sec,
-                read_timeout=timeout_sec,
-                max_pool_connections=max_pool_connections,
-                # S3-compatible servers (MinIO, moto) are addressed by path: bucket.<host> rarely resolves
-                s3={"addressing_style": "path"} if self.endpoint_url else None,
-            ),
+            region=region,
+            profile=profile,
+            max_attempts=1,
+            timeout_sec=timeout_sec,
+            max_pool_connections=max_pool_connections,
         )
 
     @classmethod

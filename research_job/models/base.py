@@ -7,8 +7,6 @@ pipeline, not the model, L2-normalises and rejects zero / non-finite vectors.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,21 +39,3 @@ class Encoder(Protocol):
         """Facts recorded in ``embeddings_meta.json['model']``: at least ``name``, ``version``,
         ``weights_sha256`` (or ``None`` for weight-less models), ``pooling``, ``layer`` and ``params``."""
         ...
-
-
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file (weights checksums)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_files(paths: Sequence[str | os.PathLike[str]]) -> str:
-    """One checksum over several weight files (sorted by name, each file's digest hashed in turn)."""
-    h = hashlib.sha256()
-    for p in sorted(map(str, paths)):
-        h.update(os.path.basename(p).encode())
-        h.update(sha256_file(p).encode())
-    return h.hexdigest()

@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from research_job.errors import AudioDecodeError, ModelError, unknown_choice
-from research_job.models.base import sha256_files
 from research_job.models.device import dtype_name, resolve_device, resolve_dtype
+from research_job.provenance import sha256_files
 
 log = logging.getLogger(__name__)
 

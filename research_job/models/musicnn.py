@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from research_job.errors import ModelError, unknown_choice
-from research_job.models.base import sha256_files
 from research_job.models.musicnn_weights import checkpoint_files
 from research_job.models.tf_checkpoint import TensorBundle
+from research_job.provenance import sha256_files
 
 SAMPLE_RATE = 16000
 N_FFT = 512

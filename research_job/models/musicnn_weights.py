@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path
 
 from research_job.errors import ModelError, unknown_choice
-from research_job.models.base import sha256_files
+from research_job.provenance import sha256_files
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,32 @@ from typing import Any
 from research_job.errors import ModelError, unknown_choice
 from research_job.models.base import Encoder
 
+#: option name -> its closed set of values, or None for a free value (a number, a path); an entry whose options
+#: are None leaves every option to its loader
+Options = dict[str, tuple[str, ...] | None]
+_HF_COMMON: Options = dict.fromkeys(
+    ("batch_size", "cache_dir", "chunk_sec", "device", "dtype", "model_id", "revision")
+)
+_MUSICNN: Options = {
+    "layer": ("penultimate", "mean_pool", "max_pool", "taggram"),
+    "batch_size": None,
+    "device": None,
+    "weights_dir": None,
+}
+
 
 @dataclass(frozen=True)
 class Entry:
-    """A registry entry: ``module:function`` of the loader and fixed keyword arguments for it."""
+    """A registry entry: ``module:function`` of the loader, fixed keyword arguments, and the spec's options.
+
+    ``options`` lets :func:`check_spec` refuse a bad spec before anything is loaded; the loader still checks
+    the values it understands (numbers, devices, paths).
+    """
 
     loader: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    options: Options | None = None
 
     def resolve(self) -> Callable[..., Encoder]:
         module, func = self.loader.split(":")
@@ -33,37 +51,48 @@ MODELS: dict[str, Entry] = {
     "musicnn-msd": Entry(
         "research_job.models.musicnn:load",
         {"checkpoint": "MSD_musicnn"},
-        "musicnn trained on the Million Song Dataset tags (default; weights from the musicnn wheel)",
+        "musicnn trained on the Million Song Dataset tags (weights from the musicnn wheel)",
+        _MUSICNN,
     ),
     "musicnn-mtt": Entry(
         "research_job.models.musicnn:load",
         {"checkpoint": "MTT_musicnn"},
         "musicnn trained on MagnaTagATune tags",
+        _MUSICNN,
     ),
     "dsp-stats": Entry(
-        "research_job.models.dsp:load", {}, "DSP baseline: MFCC, chroma and spectral statistics (no weights)"
+        "research_job.models.dsp:load",
+        {},
+        "DSP baseline: MFCC, chroma and spectral statistics (no weights)",
+        {},
     ),
     "random": Entry(
         "research_job.models.random_encoder:load",
         {},
         "floor: a seeded random vector per track (content-independent)",
+        {"seed": None, "dim": None},
     ),
     "mert-v1-95m": Entry(
         "research_job.models.hf:load_mert",
         {"model_id": "m-a-p/MERT-v1-95M"},
         "MERT-v1-95M via transformers (24 kHz, all-layer average)",
+        {**_HF_COMMON, "layer": None},
     ),
     "clap-music": Entry(
         "research_job.models.hf:load_clap",
         {"model_id": "laion/larger_clap_music"},
         "LAION CLAP music via transformers (48 kHz, 10 s chunks)",
+        _HF_COMMON,
     ),
 }
 
 #: prefixes: ``<prefix><rest>`` -> loader(rest, **kwargs)
 PREFIXES: dict[str, Entry] = {
     "hf:": Entry(
-        "research_job.models.hf:load_auto", {}, "any transformers audio encoder: hf:<model id or local path>"
+        "research_job.models.hf:load_auto",
+        {},
+        "any transformers audio encoder: hf:<model id or local path>",
+        {**_HF_COMMON, "layer": None, "trust_remote_code": None},
     ),
 }
 
@@ -88,25 +117,55 @@ def split_options(spec: str) -> tuple[str, dict[str, str]]:
     return name, opts
 
 
+def _entry(spec: str) -> tuple[str, Entry, dict[str, str]]:
+    """(name, registry entry, options) of a spec, without loading anything.
+
+    Raises:
+        ModelError: unknown name, or a malformed option.
+    """
+    name, opts = split_options(spec.strip())
+    if name in MODELS:
+        return name, MODELS[name], opts
+    for prefix, entry in PREFIXES.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name, entry, opts
+    raise ModelError(unknown_choice("model", spec.strip() or spec, known_models()))
+
+
+def check_spec(spec: str) -> str:
+    """Return ``spec`` if it names a registry entry with options it takes; nothing is imported or loaded.
+
+    Raises:
+        ModelError: unknown model (listing the known ones), an option the model does not take (listing the
+            ones it does), or a value outside an option's closed set (listing those).
+    """
+    name, entry, opts = _entry(spec)
+    if entry.options is None:
+        return spec
+    if opts and not entry.options:
+        raise ModelError(f"{name} takes no options, got {sorted(opts)} in {spec!r}")
+    for key, value in opts.items():
+        if key not in entry.options:
+            raise ModelError(unknown_choice(f"option for {name}", key, entry.options))
+        allowed = entry.options[key]
+        if allowed is not None and value not in allowed:
+            raise ModelError(unknown_choice(f"value of {name}?{key}", value, allowed))
+    return spec
+
+
 def load_model(spec: str, **overrides: Any) -> Encoder:
     """Load the encoder named by ``spec`` (``name``, ``name?opt=v`` or ``prefix:rest``).
 
     Raises:
         ModelError: unknown name, or the backend cannot load (missing weights, offline hub, ...).
     """
-    name, opts = split_options(spec.strip())
-    kwargs: dict[str, Any]
+    check_spec(spec)
+    name, entry, opts = _entry(spec)
+    kwargs = {**entry.kwargs, **opts, **overrides}
     if name in MODELS:
-        entry = MODELS[name]
-        kwargs = {**entry.kwargs, **opts, **overrides}
         encoder = entry.resolve()(**kwargs)
     else:
-        for prefix, entry in PREFIXES.items():
-            if name.startswith(prefix) and len(name) > len(prefix):
-                kwargs = {**entry.kwargs, **opts, **overrides}
-                encoder = entry.resolve()(name[len(prefix) :], **kwargs)
-                break
-        else:
-            raise ModelError(unknown_choice("model", spec, known_models()))
+        prefix = next(p for p in PREFIXES if name.startswith(p))
+        encoder = entry.resolve()(name[len(prefix) :], **kwargs)
     encoder.name = spec.strip()
     return encoder

@@ -21,41 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from research_job import __version__
+from research_job import artifact_checks
 from research_job.errors import ArtifactError, ConfigError
 from research_job.io.atomic import dumps_json
-from research_job.layout import ArtifactLayout
-from research_job.schema import read_artifact, schema_names, validate
+from research_job.layout import ArtifactLayout, artifact_of
+from research_job.provenance import code_version, sha256_file, utc_now
+from research_job.schema import read_artifact, validate
 
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = "1.0"
-_CHUNK = 1 << 20
-
-#: relative path -> schema of the JSON artifacts a version folder may hold (validated before publishing)
-JSON_ARTIFACT_SCHEMAS: dict[str, str] = {
-    "embeddings/embeddings_meta.json": "embeddings_meta",
-    "embeddings/track_ids.json": "track_ids",
-    "index/index_meta.json": "index_meta",
-    "eval/eval_results.json": "eval_results",
-    "eval/sample_top5.json": "sample_topk",
-    "metadata/export_report.json": "export_report",
-    "audio_cache/pull_report.json": "pull_report",
-    "audio_wav/standardize_report.json": "standardize_report",
-}
-
-#: files a version must have to be published (the index files listed in index_meta.json come on top)
-REQUIRED_FILES = (
-    "metadata/tracks_metadata.csv",
-    "embeddings/embeddings.f32",
-    "embeddings/track_ids.json",
-    "embeddings/embeddings_meta.json",
-    "index/index_meta.json",
-)
-
-#: top-level folders holding audio: skipped unless ``include_audio`` (their small JSON reports are kept)
-AUDIO_DIRS = ("audio_cache", "audio_wav")
-#: never published: resume checkpoints and temp files of unfinished writes
-_NEVER = ("embeddings/partial/",)
 _RELEASE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -79,30 +53,19 @@ class FileEntry:
         }
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def is_published_path(rel: str, *, include_audio: bool) -> bool:
-    """Whether the relative path ``rel`` (POSIX) of a version folder is published.
+    """Whether the relative path ``rel`` (POSIX) of a version folder is published: by its entry's ``publish``
+    rule in ``artifact_schema/artifacts.json`` (``always``; ``audio`` with ``include_audio`` only; ``never``).
 
-    Never: ``*.tmp``, ``embeddings/partial/``, the manifest itself, hidden files. Audio folders
-    (``audio_cache/``, ``audio_wav/``) only with ``include_audio``, except their top-level ``*_report.json``.
+    Never: a file the list does not know, ``*.tmp``, hidden files, the manifest itself.
     """
     name = rel.rsplit("/", 1)[-1]
     if name.endswith(".tmp") or name.startswith(".") or rel == MANIFEST_NAME:
         return False
-    if any(rel.startswith(p) for p in _NEVER):
+    entry = artifact_of(rel)
+    if entry is None or entry.publish == "never":
         return False
-    top, _, rest = rel.partition("/")
-    if top in AUDIO_DIRS and not include_audio:
-        return "/" not in rest and rest.endswith("_report.json")
-    return True
+    return entry.publish == "always" or include_audio
 
 
 def scan_files(version_dir: str | os.PathLike[str], *, include_audio: bool = False) -> list[Path]:
@@ -124,8 +87,9 @@ def scan_files(version_dir: str | os.PathLike[str], *, include_audio: bool = Fal
 
 
 def _known_schema(rel: str) -> str | None:
-    name = JSON_ARTIFACT_SCHEMAS.get(rel)
-    return name if name is not None and name in schema_names() else None
+    """The schema of a listed JSON file (None for other files)."""
+    entry = artifact_of(rel)
+    return entry.schema if entry is not None and entry.format == "json" and not entry.is_folder else None
 
 
 def file_entries(version_dir: str | os.PathLike[str], *, include_audio: bool = False) -> list[FileEntry]:
@@ -181,42 +145,17 @@ def check_release(release: str) -> str:
     return release
 
 
-def _check_consistency(root: Path, entries: list[FileEntry]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Check that the artifacts agree with each other; return (embeddings_meta, index_meta)."""
-    by_path = {e.path: e for e in entries}
-    missing = [p for p in REQUIRED_FILES if p not in by_path]
-    if missing:
-        raise ArtifactError(f"Version folder {root} is not complete: missing {', '.join(missing)}")
-    emeta = read_artifact(root / "embeddings/embeddings_meta.json", "embeddings_meta")
-    imeta = read_artifact(root / "index/index_meta.json", "index_meta")
-    ids = read_artifact(root / "embeddings/track_ids.json", "track_ids")
-    n, dim = emeta["count"], emeta["dim"]
-    emb = by_path["embeddings/embeddings.f32"]
-    problems = []
-    if emb.size_bytes != n * dim * 4:
-        problems.append(f"embeddings.f32 has {emb.size_bytes} bytes, expected N x D x 4 = {n * dim * 4}")
-    if emb.sha256 != emeta["files"]["embeddings_sha256"]:
-        problems.append("embeddings.f32 sha256 differs from embeddings_meta.json files.embeddings_sha256")
-    if by_path["embeddings/track_ids.json"].sha256 != emeta["files"]["track_ids_sha256"]:
-        problems.append("track_ids.json sha256 differs from embeddings_meta.json files.track_ids_sha256")
-    if ids["count"] != n or len(ids["track_ids"]) != n:
-        problems.append(f"track_ids.json lists {len(ids['track_ids'])} ids, embeddings_meta count is {n}")
-    if imeta["count"] != n or imeta["dim"] != dim:
-        problems.append(
-            f"index_meta.json is for {imeta['count']} x {imeta['dim']}, embeddings are {n} x {dim}"
-        )
-    if imeta["embeddings_sha256"] != emb.sha256:
-        problems.append("index_meta.json embeddings_sha256 differs from embeddings.f32")
-    for ix in [*imeta["indexes"], *([imeta["neighbors"]] if "neighbors" in imeta else [])]:
-        rel = f"index/{ix['file']}"
-        got = by_path.get(rel)
-        if got is None:
-            problems.append(f"{rel} listed in index_meta.json is missing")
-        elif got.sha256 != ix["sha256"] or got.size_bytes != ix["size_bytes"]:
-            problems.append(f"{rel} size/sha256 differ from index_meta.json")
+def _check_consistency(root: Path) -> dict[str, Any]:
+    """Refuse a folder :mod:`research_job.artifact_checks` finds a problem in; return its embeddings_meta.
+
+    Raises:
+        ArtifactError: listing every problem (a required file missing, sizes, checksums, counts, ...).
+    """
+    layout = ArtifactLayout(root)
+    problems = artifact_checks.check(layout)
     if problems:
-        raise ArtifactError(f"Version folder {root} is inconsistent: " + "; ".join(problems))
-    return emeta, imeta
+        raise ArtifactError(f"Version folder {root} is not publishable: " + "; ".join(problems))
+    return dict(read_artifact(layout.embeddings_meta, "embeddings_meta"))
 
 
 def build_manifest(
@@ -240,7 +179,7 @@ def build_manifest(
     """
     root = version_dir.version_dir if isinstance(version_dir, ArtifactLayout) else Path(version_dir)
     entries = file_entries(root, include_audio=include_audio)
-    emeta, _ = _check_consistency(root, entries)
+    emeta = _check_consistency(root)
     rel = check_release(release if release is not None else default_release(emeta["created_at"]))
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -251,19 +190,14 @@ def build_manifest(
         "dim": emeta["dim"],
         "created_at": emeta["created_at"],
         "code_version": emeta["code_version"],
-        "publisher_version": __version__,
-        "published_at": published_at or now_iso(),
+        "publisher_version": code_version(),
+        "published_at": published_at or utc_now(),
         "include_audio": include_audio,
         "content_sha256": content_digest(entries),
         "files": [e.to_json() for e in entries],
     }
     validate("manifest", manifest)
     return manifest
-
-
-def now_iso() -> str:
-    """Current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

@@ -21,7 +21,6 @@ is refused naming the files unless ``force``.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -32,13 +31,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from research_job.errors import ArtifactError, ConfigError, StorageError, unknown_choice
+from research_job.io.database import redact_url
+from research_job.layout import ArtifactLayout
+from research_job.metadata import TrackRow, read_tracks_csv
 from research_job.publish.manifest import build_manifest, diff_manifests
-from research_job.schema import read_artifact, validate
+from research_job.schema import read_artifact
 
 log = logging.getLogger(__name__)
 
@@ -69,31 +70,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS {VERSIONS_TABLE}_one_latest
 """
 
 
-def redact_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (for logs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable database url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
-
-
 def connect(database_url: str) -> Any:
-    """Open a psycopg 3 connection (autocommit off); errors never show the password."""
-    import psycopg
+    """Open a psycopg 3 connection (autocommit off) with :func:`research_job.io.db_postgres.connect`: errors
+    are :class:`StorageError` and never show a secret of the URL."""
+    from research_job.io.db_postgres import connect as pg_connect
 
-    try:
-        return psycopg.connect(database_url)
-    except psycopg.Error as e:
-        msg = str(e)
-        pw = urlsplit(database_url).password if "://" in database_url else None
-        if pw:
-            msg = msg.replace(pw, "***")
-        raise StorageError(f"Cannot connect to {redact_url(database_url)}: {msg}") from e
+    return pg_connect(database_url, error=StorageError, what="pgvector database")
 
 
 def version_name(artifact_version: str, release: str) -> str:
@@ -124,41 +106,7 @@ def ensure_schema(conn: Any) -> None:
         cur.execute(_DDL)
 
 
-def _parse_bool(value: str, where: str) -> bool:
-    v = value.strip().lower()
-    if v in {"true", "1", "yes"}:
-        return True
-    if v in {"false", "0", "no"}:
-        return False
-    raise ArtifactError(f"{where}: composer_missing {value!r} is not a boolean (true/false)")
-
-
-def read_tracks_csv(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """Parse ``metadata/tracks_metadata.csv`` into ``{track_id: row}``, each row validated against the schema.
-
-    Raises:
-        ArtifactError: a row does not parse; SchemaValidationError: a row does not match
-            ``tracks_metadata_row``.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        for lineno, raw in enumerate(reader, start=2):
-            where = f"{path}:{lineno}"
-            try:
-                row: dict[str, Any] = {k: (None if v == "" else v) for k, v in raw.items()}
-                row["track_no"] = None if row.get("track_no") is None else int(row["track_no"])
-                row["duration_sec"] = None if row.get("duration_sec") is None else float(row["duration_sec"])
-                row["composer_missing"] = _parse_bool(raw.get("composer_missing") or "", where)
-                row["title"] = row.get("title") or ""
-            except (TypeError, ValueError) as e:
-                raise ArtifactError(f"{where}: {e}") from e
-            validate("tracks_metadata_row", row, source=where)
-            out[row["track_id"]] = row
-    return out
-
-
-def _copy_payload(vectors: np.ndarray, track_ids: list[str], rows: dict[str, dict[str, Any]]) -> bytes:
+def _copy_payload(vectors: np.ndarray, track_ids: list[str], rows: dict[str, TrackRow]) -> bytes:
     """Rows in PostgreSQL binary COPY format (vectors bit-exact: pgvector's binary form is int16 dim,
     int16 unused, then big-endian float4s)."""
     n, dim = vectors.shape
@@ -176,9 +124,9 @@ def _copy_payload(vectors: np.ndarray, track_ids: list[str], rows: dict[str, dic
         r = rows[tid]
         parts.append(struct.pack(">hii", 6, 4, i))
         parts.append(text(tid))
-        parts.append(text(r["album_id"]))
-        parts.append(text(r["composer"]))
-        parts.append(text(r["title"]))
+        parts.append(text(r.album_id))
+        parts.append(text(r.composer))
+        parts.append(text(r.title))
         parts.append(vec_head + be[i].tobytes())
     parts.append(b"\xff\xff")
     return b"".join(parts)
@@ -230,9 +178,10 @@ def publish_pgvector(
     version = version_name(manifest["artifact_version"], manifest["release"])
     table = table_name_for(version)
     n, dim = manifest["count"], manifest["dim"]
-    vectors = np.fromfile(root / "embeddings/embeddings.f32", dtype="<f4").reshape(n, dim)
-    track_ids = read_artifact(root / "embeddings/track_ids.json", "track_ids")["track_ids"]
-    rows = read_tracks_csv(root / "metadata/tracks_metadata.csv")
+    layout = ArtifactLayout(root)
+    vectors = np.fromfile(layout.embeddings_f32, dtype="<f4").reshape(n, dim)
+    track_ids = read_artifact(layout.track_ids_json, "track_ids")["track_ids"]
+    rows = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
     missing = [t for t in track_ids if t not in rows]
     if missing:
         raise ArtifactError(

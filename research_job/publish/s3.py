@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from research_job.errors import ArtifactError, ConfigError, SchemaValidationError, StorageError
-from research_job.layout import LAYOUT_VERSION, model_dir_name
+from research_job.layout import LAYOUT_VERSION, version_name
+from research_job.provenance import sha256_file
 from research_job.publish.manifest import (
     MANIFEST_NAME,
     build_manifest,
@@ -37,7 +38,6 @@ from research_job.publish.manifest import (
     content_digest,
     diff_manifests,
     manifest_bytes,
-    sha256_file,
     verify_file,
 )
 from research_job.schema import validate
@@ -50,24 +50,17 @@ _MD5_BLOCK = 1 << 20
 
 
 def make_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """A boto3 S3 client from the standard credential chain, with an optional endpoint/region override."""
-    import boto3
-    from botocore.config import Config
+    """A boto3 S3 client for publishing (:func:`research_job.io.storage_s3.s3_client`, 5 attempts per call)."""
+    from research_job.io.storage_s3 import s3_client
 
-    session = boto3.session.Session()
-    return session.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name=region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-    )
+    return s3_client(endpoint_url=endpoint_url, region=region, max_attempts=5)
 
 
 def artifact_version_of(model: str) -> str:
     """``musicnn-msd`` -> ``v1_model_musicnn-msd``; an artifact version name is returned unchanged."""
     if model.startswith(f"{LAYOUT_VERSION}_model_"):
         return model
-    return f"{LAYOUT_VERSION}_model_{model_dir_name(model)}"
+    return version_name(model)
 
 
 def _norm_prefix(prefix: str) -> str:

@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from research_job import schema
-from research_job.config import CommonConfig, EmbedConfig, EvaluateConfig
+from research_job.config import CommonConfig, option
+from research_job.embeddings import POSTPROCESS
 from research_job.errors import ArtifactError, ConfigError, ResearchJobError, unknown_choice
 from research_job.io.atomic import write_json, write_text
-from research_job.layout import LAYOUT_VERSION, ArtifactLayout, model_dir_name
-from research_job.models.base import sha256_file
+from research_job.layout import ArtifactLayout, version_name
+from research_job.provenance import code_version, sha256_file, utc_now
+from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
 
@@ -53,22 +55,66 @@ class CompareModelsConfig:
     """
 
     common: CommonConfig = field(default_factory=CommonConfig)
-    #: comma-separated ``SPEC[#POSTPROCESS]`` (a list in a config file); dsp-stats and random are always added
-    entries: str | tuple[str, ...] = "dsp-stats,random"
-    #: where the per-entry version folders and the table go (default ``<artifacts_root>/comparison``)
-    out_dir: Path | None = None
-    k: int = 5
-    bootstrap_resamples: int = 1000
-    seed: int = 0
-    batch_size: int = 8
-    device: str = "cpu"
-    #: run each entry in a spawned child process (peak RSS per model); off = in-process tracemalloc peak
-    isolate: bool = True
-    #: give up on an entry after this many seconds (child processes only; None = no limit)
-    entry_timeout_sec: float | None = None
-    #: keep an entry's complete embeddings from an earlier run (embed reuses them); off = delete its
-    #: embeddings/ and eval/ first so time and memory are measured afresh
-    reuse_embeddings: bool = False
+    entries: str | tuple[str, ...] = option(
+        "dsp-stats,random",
+        "comma-separated SPEC[#POSTPROCESS] (a list in a config file); dsp-stats and random are always added",
+    )
+    out_dir: Path | None = option(
+        None, "where the entries' version folders and the table go; unset = <artifacts-root>/comparison"
+    )
+    k: int = option(5, "cut-off of the retrieval metrics")
+    bootstrap_resamples: int = option(1000, "bootstrap resamples for the 95% confidence intervals")
+    seed: int = option(0, "seed of the bootstrap")
+    batch_size: int = option(8, "tracks per call of each model")
+    device: str = option("cpu", "torch device of the models: cpu, cuda, cuda:N, mps or auto")
+    isolate: bool = option(
+        True, "run each entry in its own child process (its peak RSS); off = in this process"
+    )
+    entry_timeout_sec: float | None = option(
+        None, "give up on an entry after this many seconds (isolate only)"
+    )
+    reuse_embeddings: bool = option(
+        False,
+        "keep an entry's complete embeddings from an earlier run; off = embed afresh (times and memory measured)",
+    )
+
+
+def _out_dir(cfg: CompareModelsConfig) -> Path:
+    return Path(cfg.out_dir) if cfg.out_dir is not None else Path(cfg.common.artifacts_root) / "comparison"
+
+
+def _check_folders(cfg: CompareModelsConfig) -> list[Entry]:
+    """The parsed entries, after refusing a bad k and any entry folder that would land on the source folder.
+
+    Raises:
+        ConfigError: naming the bad value or the clashing entry.
+    """
+    if not 1 <= cfg.k <= 100:
+        raise ConfigError(f"k must be in 1..100, got {cfg.k}")
+    entries = parse_entries(cfg.entries)
+    source, out_dir = cfg.common.layout.version_dir.resolve(), _out_dir(cfg).resolve()
+    if out_dir == source:
+        raise ConfigError(f"out_dir {out_dir} must differ from the source version folder")
+    for entry in entries:
+        if out_dir / entry.folder == source:
+            raise ConfigError(
+                f"Entry {entry.label!r} would be written into the source folder {cfg.common.layout.version_dir}; "
+                "choose another out_dir (e.g. <artifacts_root>/comparison)"
+            )
+    return entries
+
+
+def check(cfg: CompareModelsConfig) -> None:
+    """Refuse a bad k, clashing folders and malformed entries (unknown model, option or post-processing) before
+    any model runs. (The library's :func:`run` keeps an entry that fails at run time as a failed row.)
+
+    Raises:
+        ConfigError / ModelError: naming the bad entry and the valid values.
+    """
+    from research_job.models.registry import check_spec
+
+    for e in _check_folders(cfg):
+        check_spec(e.model)
 
 
 @dataclass(frozen=True)
@@ -85,7 +131,7 @@ class Entry:
 
     @property
     def folder(self) -> str:
-        base = f"{LAYOUT_VERSION}_model_{model_dir_name(self.model)}"
+        base = version_name(self.model)
         return base if self.postprocess == "none" else f"{base}__{self.postprocess}"
 
 
@@ -96,7 +142,6 @@ def parse_entries(value: str | list[str] | tuple[str, ...]) -> list[Entry]:
         ConfigError: empty spec, unknown post-processing (listing the valid ones) or a duplicate entry.
     """
     from research_job.models.registry import split_options
-    from research_job.steps.embed import POSTPROCESS
 
     items = value.split(",") if isinstance(value, str) else list(value)
     out: list[Entry] = []
@@ -171,12 +216,12 @@ def _embed_and_evaluate(version_dir: str, model: str, postprocess: str, params: 
 
     common = CommonConfig(model=model, version_dir=Path(version_dir))
     embed.run(
-        EmbedConfig(
+        embed.EmbedConfig(
             common=common, postprocess=postprocess, batch_size=params["batch_size"], device=params["device"]
         )
     )
     evaluate.run(
-        EvaluateConfig(
+        evaluate.EvaluateConfig(
             common=common,
             k=params["k"],
             bootstrap_resamples=params["bootstrap_resamples"],
@@ -369,27 +414,15 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
         ConfigError: bad entries / k; ArtifactError: the source folder lacks metadata or audio, or every
             entry failed (the table is written first).
     """
-    from research_job.steps.embed import now_iso
-    from research_job.version import code_version
 
-    if not 1 <= cfg.k <= 100:
-        raise ConfigError(f"k must be in 1..100, got {cfg.k}")
-    entries = parse_entries(cfg.entries)
+    entries = _check_folders(cfg)
     source = cfg.common.layout
-    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else Path(cfg.common.artifacts_root) / "comparison"
+    out_dir = _out_dir(cfg)
     if not source.tracks_csv.is_file():
         raise ArtifactError(
             f"Source {source.version_dir} has no {source.tracks_csv.name} (run export-metadata)"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    if out_dir.resolve() == source.version_dir.resolve():
-        raise ConfigError(f"out_dir {out_dir} must differ from the source version folder")
-    for entry in entries:
-        if (out_dir / entry.folder).resolve() == source.version_dir.resolve():
-            raise ConfigError(
-                f"Entry {entry.label!r} would be written into the source folder {source.version_dir}; "
-                "choose another out_dir (e.g. <artifacts_root>/comparison)"
-            )
     params = {
         "k": cfg.k,
         "bootstrap_resamples": cfg.bootstrap_resamples,
@@ -440,7 +473,7 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
         "n_failed": sum(r["status"] != "ok" for r in rows),
         "rows": rows,
         "wall_sec": round(time.perf_counter() - t_start, 3),
-        "created_at": now_iso(),
+        "created_at": utc_now(),
         "code_version": code_version(),
     }
     schema.write_artifact(out_dir / "comparison.json", "model_comparison", result)
@@ -499,3 +532,15 @@ def to_markdown(result: dict[str, Any]) -> str:
 def format_table(result: dict[str, Any]) -> str:
     """What the CLI prints: the Markdown table."""
     return to_markdown(result)
+
+
+STEP = Step(
+    name="compare_models",
+    config=CompareModelsConfig,
+    summary="Embed + evaluate several models on one exported corpus; writes comparison.json and comparison.md.",
+    example="research-job compare-models --version-dir artifacts/v1_model_musicnn-msd "
+    "--entries 'musicnn-msd,musicnn-msd#center' --out-dir artifacts/comparison",
+    run=run,
+    check=check,
+    show=lambda cfg, result: format_table(result),
+)

@@ -2,7 +2,11 @@
 
 Per track: load the standardised waveform, run the encoder (pooled vector), reject silent / near-zero / non-finite
 results (recorded in ``failures``, never written as a row), then fit the optional corpus post-processing and
-L2-normalise. Rows follow the metadata CSV order, so a rerun yields identical bytes.
+L2-normalise (:mod:`research_job.embeddings`). Rows follow the metadata CSV order, so a rerun yields identical
+bytes.
+
+Two engines produce the same rows and failures: inline (this process, optionally decoding ahead in a thread)
+and ``processes > 1`` worker processes (CPU only), whose results are committed in submission order.
 
 Resume: finished tracks are checkpointed to ``embeddings/partial/`` every ``checkpoint_every`` tracks (a
 ``chunk_NNNNN.npy`` of raw pooled vectors, then its ``chunk_NNNNN.json`` of ids and failures as the commit
@@ -12,20 +16,18 @@ marker). ``partial/spec.json`` records the model spec and info; a different mode
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import logging
 import multiprocessing
 import os
-import re
 import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,139 +35,147 @@ import numpy as np
 from tqdm import tqdm
 
 from research_job import schema
-from research_job.config import EmbedConfig
-from research_job.errors import ArtifactError, ConfigError, ResearchJobError, unknown_choice
-from research_job.io.atomic import atomic_open, write_bytes, write_json
+from research_job.config import CommonConfig, check_choices, option
+from research_job.embeddings import (
+    MIN_NORM,
+    POSTPROCESS,
+    check_vector,
+    l2_normalize,
+    postprocess_corpus,
+    wave_problem,
+    write_embeddings,
+)
+from research_job.errors import ArtifactError, ConfigError, ResearchJobError
+from research_job.io.atomic import atomic_open, write_json
+from research_job.io.audio import load_track_audio
 from research_job.io.prefetch import Loaded, prefetched
-from research_job.layout import LAYOUT_VERSION, ArtifactLayout, model_dir_name
-from research_job.metadata import read_tracks_csv
-from research_job.models.base import Encoder, sha256_file
-from research_job.steps.standardize_audio import load_track_audio
-from research_job.version import code_version
+from research_job.layout import ArtifactLayout
+from research_job.metadata import TrackRow, read_tracks_csv
+from research_job.models.base import Encoder
+from research_job.provenance import sha256_file
+from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
 
-POSTPROCESS = ("none", "center", "standardize", "pca_whiten")
-POSTPROCESS_FILE = "postprocess.npz"
-#: a pooled vector with a smaller L2 norm is treated as silent / degenerate
-MIN_NORM = 1e-6
-#: a waveform whose peak is below this is silent (rejected before the model sees it)
-SILENCE_PEAK = 1e-5
-_ARTIFACT_VERSION = re.compile(r"^v[0-9]+_model_[A-Za-z0-9._-]+$")
+STAT_KEYS = ("audio_sec", "decode_sec", "model_sec", "wall_sec")
 
 
-def artifact_version(layout: ArtifactLayout, model: str) -> str:
-    """The version folder name when it follows ``v<N>_model_<MODEL>``, else the canonical one for ``model``."""
-    name = layout.version_dir.name
-    return name if _ARTIFACT_VERSION.match(name) else f"{LAYOUT_VERSION}_model_{model_dir_name(model)}"
+@dataclass(frozen=True)
+class EmbedConfig:
+    """embed: standardised audio -> embeddings/embeddings.f32 + track_ids.json + embeddings_meta.json."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    device: str = option("cpu", "torch device of the model: cpu, cuda, cuda:N, mps or auto")
+    batch_size: int = option(8, "tracks per call of the model")
+    #: On 2 cores, where torch already uses both, 8 ahead was within noise of inline for musicnn-msd (-3.6 % and
+    #: +1.4 % in two quiet runs); it pays with spare cores or slow storage
+    decode_ahead: int = option(0, "tracks a background thread decodes ahead while the model runs; 0 = inline")
+    #: not called ``workers``, whose environment variable the download steps share. Start-up costs ~3-5 s
+    #: (spawn, import torch, load the weights), so it pays on catalogue-sized runs; see bench/findings.md
+    processes: int = option(1, "worker processes, each with its own model copy (CPU only); 1 = this process")
+    threads_per_process: int | None = option(
+        None, "torch threads per worker process; unset = usable CPUs // processes (at least 1)"
+    )
+    checkpoint_every: int = option(
+        16, "commit partial results every this many tracks (an interrupted run resumes)"
+    )
+    postprocess: str = option(
+        "none",
+        "corpus post-processing before the L2 norm (fitted on this corpus, applied to queries)",
+        choices=POSTPROCESS,
+    )
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def now_iso() -> str:
-    """UTC timestamp in RFC 3339 form (``2026-11-22T04:00:00Z``)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ---------------------------------------------------------------- reading the artifacts back
-
-
-def load_embeddings(layout: ArtifactLayout) -> tuple[np.ndarray, list[str], dict[str, Any]]:
-    """Read ``embeddings.f32``, ``track_ids.json`` and ``embeddings_meta.json`` and check they agree.
-
-    Returns:
-        (float32 [N, D] vectors, N track ids, meta dict).
+def check(cfg: EmbedConfig) -> None:
+    """Refuse counts and combinations that cannot run, before anything is read.
 
     Raises:
-        ArtifactError: a file is missing or the sizes disagree; SchemaValidationError: a JSON is invalid.
+        ConfigError: naming the bad value (and, for a bad combination, what to set instead).
     """
-    for p in (layout.embeddings_f32, layout.track_ids_json, layout.embeddings_meta):
-        if not p.is_file():
-            raise ArtifactError(f"Missing {p} (run embed first)")
-    meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
-    ids = schema.read_artifact(layout.track_ids_json, "track_ids")["track_ids"]
-    dim = int(meta["dim"])
-    raw = np.fromfile(layout.embeddings_f32, dtype="<f4")
-    if raw.size != len(ids) * dim:
-        raise ArtifactError(
-            f"{layout.embeddings_f32}: {raw.size * 4} bytes, expected {len(ids)} x {dim} x 4 = {len(ids) * dim * 4}"
+    check_choices(cfg)
+    if cfg.batch_size < 1 or cfg.checkpoint_every < 1:
+        raise ConfigError(
+            f"batch_size and checkpoint_every must be >= 1, got {cfg.batch_size}, {cfg.checkpoint_every}"
         )
-    return raw.reshape(len(ids), dim).astype(np.float32, copy=False), list(ids), meta
+    if cfg.decode_ahead < 0:
+        raise ConfigError(f"decode_ahead must be >= 0 (0 = decode inline), got {cfg.decode_ahead}")
+    if cfg.processes < 1:
+        raise ConfigError(f"processes must be >= 1 (1 = embed in this process), got {cfg.processes}")
+    if cfg.threads_per_process is not None and cfg.threads_per_process < 1:
+        raise ConfigError(f"threads_per_process must be >= 1 or unset, got {cfg.threads_per_process}")
+    if cfg.processes > 1:
+        if cfg.device != "cpu":
+            raise ConfigError(
+                f"processes = {cfg.processes} needs device 'cpu' (got {cfg.device!r}): one accelerator is driven by one "
+                "process; set processes: 1"
+            )
+        if cfg.decode_ahead:
+            raise ConfigError(
+                f"decode_ahead = {cfg.decode_ahead} applies to processes = 1 only (each worker decodes its own tracks)"
+            )
 
 
-# ---------------------------------------------------------------- post-processing
+# ---------------------------------------------------------------- one track's outcome (both engines)
 
 
-def fit_postprocess(raw: np.ndarray, kind: str) -> dict[str, np.ndarray]:
-    """Fit a corpus transform on the raw pooled vectors [N, D] -> arrays ``mean`` (and ``scale`` / ``matrix``)."""
-    x = raw.astype(np.float64)
-    mean = x.mean(axis=0)
-    if kind == "center":
-        return {"mean": mean}
-    if kind == "standardize":
-        std = x.std(axis=0)
-        return {"mean": mean, "scale": 1.0 / np.where(std > 1e-12, std, 1.0)}
-    if kind == "pca_whiten":
-        xc = x - mean
-        cov = xc.T @ xc / max(1, x.shape[0] - 1)
-        w, v = np.linalg.eigh(cov)
-        order = np.argsort(-w, kind="stable")
-        w, v = w[order], v[:, order]
-        # deterministic eigenvector signs: largest-magnitude component positive
-        signs = np.sign(v[np.argmax(np.abs(v), axis=0), np.arange(v.shape[1])])
-        v = v * np.where(signs == 0, 1.0, signs)
-        eps = 1e-6 * max(float(w[0]), 1e-12)
-        return {"mean": mean, "matrix": v / np.sqrt(np.maximum(w, 0.0) + eps)}
-    raise ConfigError(unknown_choice("postprocess", kind, POSTPROCESS))
+def _reason(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    return msg if isinstance(e, ResearchJobError) else f"{type(e).__name__}: {msg}"
 
 
-def _transform(x: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
-    y = x.astype(np.float64) - params["mean"]
-    if "scale" in params:
-        y = y * params["scale"]
-    if "matrix" in params:
-        y = y @ params["matrix"]
-    return y
+def _fail(track_id: str, stage: str, reason: str) -> dict[str, str]:
+    return {"track_id": track_id, "stage": stage, "reason": reason}
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows divided by their L2 norm (computed in float64), as float32."""
-    x = np.asarray(x, dtype=np.float64)
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+def _embed_isolated(
+    encoder: Encoder, waves: Sequence[np.ndarray]
+) -> list[tuple[np.ndarray | None, str | None]]:
+    """(vector, None) or (None / vector, reason) per waveform. A batch that raises is retried one track at a time,
+    so one bad track fails alone."""
+    try:
+        out = np.asarray(encoder.embed(list(waves)), dtype=np.float32)
+        if out.shape != (len(waves), encoder.dim):
+            raise ArtifactError(f"encoder returned shape {out.shape}, expected {(len(waves), encoder.dim)}")
+        return [(v, check_vector(v)) for v in out]
+    except Exception as e:  # noqa: BLE001 - one bad track must not sink the run; reason recorded
+        if len(waves) == 1:
+            return [(None, _reason(e))]
+    results: list[tuple[np.ndarray | None, str | None]] = []
+    for w in waves:
+        try:
+            v = np.asarray(encoder.embed([w]), dtype=np.float32)[0]
+            results.append((v, check_vector(v)))
+        except Exception as e1:  # noqa: BLE001 - recorded as this track's failure
+            results.append((None, _reason(e1)))
+    return results
 
 
-def apply_postprocess(vectors: np.ndarray, layout: ArtifactLayout) -> np.ndarray:
-    """Apply the corpus transform recorded in ``embeddings_meta.json`` to raw pooled query vectors, then L2-normalise.
-
-    A query embedded with the same model gets exactly the treatment the corpus rows got.
-    """
-    meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
-    pp = meta["postprocess"]
-    x = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-    if pp["type"] != "none":
-        path = layout.embeddings_dir / pp["file"]
-        if sha256_file(path) != pp["sha256"]:
-            raise ArtifactError(f"{path}: sha256 differs from embeddings_meta.json['postprocess']")
-        with np.load(path, allow_pickle=False) as z:
-            x = _transform(x, {k: z[k] for k in z.files})
-    return l2_normalize(x)
-
-
-# ---------------------------------------------------------------- audio
+def _embed_kept(encoder: Encoder, kept: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    """Embed checked waveforms (``(track_id, wave)`` pairs): ``ids`` and ``vecs`` (raw pooled vectors) of those
+    that embedded, ``fails`` (stage ``embed``) of the others, ``audio_sec`` of the embedded audio, ``model_sec``."""
+    t0 = time.perf_counter()
+    results = _embed_isolated(encoder, [w for _, w in kept]) if kept else []
+    out: dict[str, Any] = {"ids": [], "vecs": [], "fails": [], "audio_sec": 0.0}
+    out["model_sec"] = time.perf_counter() - t0
+    for (tid, w), (v, why) in zip(kept, results, strict=True):
+        if why is not None or v is None:
+            out["fails"].append(_fail(tid, "embed", why or "no output"))
+        else:
+            out["ids"].append(tid)
+            out["vecs"].append(v)
+            out["audio_sec"] += w.size / encoder.sample_rate
+    return out
 
 
-def _decoded(
-    layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int, lookahead: int
-) -> Iterator[Loaded[Any, np.ndarray]]:
-    """Each row's mono float32 waveform (or its decode error), in order, decoded up to ``lookahead`` tracks ahead
-    by a background thread while the model runs (:func:`research_job.io.prefetch.prefetched`)."""
-
-    def load(row: Any) -> np.ndarray:
-        return np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
-
-    return prefetched(rows, load, lookahead, catch=(ResearchJobError,))
+def _checked_wave(
+    track_id: str, wav: np.ndarray | None, error: BaseException | None
+) -> tuple[np.ndarray | None, dict[str, str] | None]:
+    """A decoded waveform that may reach the model, or the failure (stage ``decode`` or ``validate``)."""
+    if error is not None:
+        return None, _fail(track_id, "decode", str(error))
+    assert wav is not None
+    why = wave_problem(wav)
+    return (None, _fail(track_id, "validate", why)) if why is not None else (wav, None)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -180,141 +190,150 @@ def _spec(encoder: Encoder) -> dict[str, Any]:
     }
 
 
-def _load_checkpoints(
-    part: Path, spec: dict[str, Any]
-) -> tuple[dict[str, np.ndarray], list[dict[str, str]], dict[str, float], int]:
-    """Read committed chunks of a previous run of the same model; discard the folder if the model differs."""
-    done: dict[str, np.ndarray] = {}
-    failures: list[dict[str, str]] = []
-    stats = {"audio_sec": 0.0, "decode_sec": 0.0, "model_sec": 0.0, "wall_sec": 0.0}
-    spec_file = part / "spec.json"
-    if part.exists():
-        try:
-            old = json.loads(spec_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if old != json.loads(json.dumps(spec)):
-            LOG.warning("Discarding checkpoints in %s: made by another model spec", part)
-            shutil.rmtree(part)
-    part.mkdir(parents=True, exist_ok=True)
-    write_json(spec_file, spec)
-    n_chunks = 0
-    for js in sorted(part.glob("chunk_*.json")):
-        info = json.loads(js.read_text(encoding="utf-8"))
-        vec_path = js.with_suffix(".npy")
-        vecs = (
-            np.load(vec_path, allow_pickle=False) if info["ids"] else np.zeros((0, spec["dim"]), np.float32)
+class Checkpoints:
+    """The committed chunks of ``embeddings/partial/`` plus the chunk being filled.
+
+    ``absorb`` / ``fail`` add to the current chunk; ``commit`` writes it (vectors, then the JSON commit marker)
+    and folds it into ``done``, ``failures`` and ``stats``.
+    """
+
+    def __init__(self, part: Path, spec: dict[str, Any], on_commit: Callable[[int], None] | None) -> None:
+        self.part = part
+        self.dim = int(spec["dim"])
+        self.on_commit = on_commit
+        self.done: dict[str, np.ndarray] = {}
+        self.failures: list[dict[str, str]] = []
+        #: what earlier runs measured (their chunks' stats)
+        self.previous = dict.fromkeys(STAT_KEYS, 0.0)
+        #: what this run measured
+        self.stats = dict.fromkeys(STAT_KEYS, 0.0)
+        self.n_chunk = 0
+        self._open(spec)
+        self._new_chunk()
+
+    def _open(self, spec: dict[str, Any]) -> None:
+        """Read the committed chunks of a previous run of the same model; discard the folder if it differs."""
+        spec_file = self.part / "spec.json"
+        if self.part.exists():
+            try:
+                old = json.loads(spec_file.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                old = None
+            if old != json.loads(json.dumps(spec)):
+                LOG.warning("Discarding checkpoints in %s: made by another model spec", self.part)
+                shutil.rmtree(self.part)
+        self.part.mkdir(parents=True, exist_ok=True)
+        write_json(spec_file, spec)
+        for js in sorted(self.part.glob("chunk_*.json")):
+            info = json.loads(js.read_text(encoding="utf-8"))
+            vec_path = js.with_suffix(".npy")
+            vecs = (
+                np.load(vec_path, allow_pickle=False) if info["ids"] else np.zeros((0, self.dim), np.float32)
+            )
+            if vecs.shape != (len(info["ids"]), self.dim):
+                raise ArtifactError(
+                    f"Corrupt checkpoint {vec_path}: shape {vecs.shape}; delete {self.part} and rerun"
+                )
+            self.done.update(zip(info["ids"], vecs, strict=True))
+            self.failures.extend(info["failures"])
+            for key in STAT_KEYS:
+                self.previous[key] += float(info["stats"].get(key, 0.0))
+            self.n_chunk += 1
+
+    def _new_chunk(self) -> None:
+        self.ids: list[str] = []
+        self.vecs: list[np.ndarray] = []
+        self.fails: list[dict[str, str]] = []
+        self.chunk_stats = dict.fromkeys(STAT_KEYS, 0.0)
+        self.t_chunk = time.perf_counter()
+
+    def finished(self) -> set[str]:
+        """Track ids already embedded or failed (by earlier runs and this one)."""
+        return set(self.done) | {f["track_id"] for f in self.failures}
+
+    @property
+    def filled(self) -> int:
+        """Tracks in the current, uncommitted chunk."""
+        return len(self.ids) + len(self.fails)
+
+    def fail(self, entry: dict[str, str]) -> None:
+        self.fails.append(entry)
+
+    def absorb(self, res: dict[str, Any]) -> None:
+        """Add an :func:`_embed_kept` / :func:`_worker_batch` result to the current chunk."""
+        self.ids.extend(res["ids"])
+        self.vecs.extend(res["vecs"])
+        self.fails.extend(res["fails"])
+        for key in ("audio_sec", "decode_sec", "model_sec"):
+            self.chunk_stats[key] += res.get(key, 0.0)
+
+    def commit(self) -> None:
+        """Write the current chunk (vectors first, the JSON commit marker last) and start a new one."""
+        if not self.ids and not self.fails:
+            return
+        self.chunk_stats["wall_sec"] = time.perf_counter() - self.t_chunk
+        arr = np.stack(self.vecs).astype(np.float32) if self.vecs else np.zeros((0, self.dim), np.float32)
+        with atomic_open(self.part / f"chunk_{self.n_chunk:05d}.npy", "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+        write_json(
+            self.part / f"chunk_{self.n_chunk:05d}.json",
+            {"ids": self.ids, "failures": self.fails, "stats": self.chunk_stats},
         )
-        if vecs.shape != (len(info["ids"]), spec["dim"]):
-            raise ArtifactError(f"Corrupt checkpoint {vec_path}: shape {vecs.shape}; delete {part} and rerun")
-        for tid, v in zip(info["ids"], vecs, strict=True):
-            done[tid] = v
-        failures.extend(info["failures"])
-        for key in stats:
-            stats[key] += float(info["stats"].get(key, 0.0))
-        n_chunks += 1
-    return done, failures, stats, n_chunks
+        self.done.update(zip(self.ids, self.vecs, strict=True))
+        self.failures.extend(self.fails)
+        for key in STAT_KEYS:
+            self.stats[key] += self.chunk_stats[key]
+        self.n_chunk += 1
+        self._new_chunk()
+        if self.on_commit is not None:
+            self.on_commit(len(self.done) + len(self.failures))
 
 
-def _write_chunk(
-    part: Path,
-    n: int,
-    ids: list[str],
-    vecs: list[np.ndarray],
-    failures: list[dict[str, str]],
-    stats: dict[str, float],
-    dim: int,
+# ---------------------------------------------------------------- engine: this process
+
+
+def _decoded(
+    layout: ArtifactLayout, rows: Sequence[TrackRow], sample_rate: int, lookahead: int
+) -> Iterator[Loaded[TrackRow, np.ndarray]]:
+    """Each row's mono float32 waveform (or its decode error), in order, decoded up to ``lookahead`` tracks ahead
+    by a background thread while the model runs (:func:`research_job.io.prefetch.prefetched`)."""
+
+    def load(row: TrackRow) -> np.ndarray:
+        return np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
+
+    return prefetched(rows, load, lookahead, catch=(ResearchJobError,))
+
+
+def _embed_inline(
+    cfg: EmbedConfig, layout: ArtifactLayout, todo: Sequence[TrackRow], encoder: Encoder, ckpt: Checkpoints
 ) -> None:
-    arr = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
-    with atomic_open(part / f"chunk_{n:05d}.npy", "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-    # the json is the commit marker: written last
-    write_json(part / f"chunk_{n:05d}.json", {"ids": ids, "failures": failures, "stats": stats})
+    """Decode, check and embed ``todo`` in batches of ``batch_size`` in this process, committing as it goes."""
+    pending: list[tuple[str, np.ndarray]] = []
+
+    def flush_batch() -> None:
+        if pending:
+            ckpt.absorb(_embed_kept(encoder, pending))
+            pending.clear()
+
+    decoded = _decoded(layout, todo, encoder.sample_rate, cfg.decode_ahead)
+    for got in tqdm(decoded, total=len(todo), desc="embed", unit="track", disable=None):
+        ckpt.chunk_stats["decode_sec"] += got.seconds
+        wav, failure = _checked_wave(got.item.track_id, got.value, got.error)
+        if failure is not None:
+            ckpt.fail(failure)
+        else:
+            assert wav is not None
+            pending.append((got.item.track_id, wav))
+        if len(pending) >= cfg.batch_size:
+            flush_batch()
+        if ckpt.filled + len(pending) >= cfg.checkpoint_every:
+            flush_batch()
+            ckpt.commit()
+    flush_batch()
+    ckpt.commit()
 
 
-# ---------------------------------------------------------------- the step
-
-
-def _reusable(
-    layout: ArtifactLayout, encoder: Encoder, cfg: EmbedConfig, rows: Sequence[Any]
-) -> dict[str, Any] | None:
-    """The existing ``embeddings_meta.json`` when the final files are complete, verified and made by this model
-    with this post-processing from exactly these tracks; else None (embed again)."""
-    try:
-        meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
-        ids = schema.read_artifact(layout.track_ids_json, "track_ids")["track_ids"]
-    except (OSError, ResearchJobError):
-        return None
-    info = encoder.info()
-    same_model = meta["model"]["name"] == encoder.name and meta["model"]["version"] == str(
-        info.get("version")
-    )
-    same_model = same_model and meta["model"]["params"] == json.loads(json.dumps(info.get("params", {})))
-    same_model = same_model and meta["model"]["weights_sha256"] == info.get("weights_sha256")
-    accounted = set(ids) | {f["track_id"] for f in meta["failures"]}
-    if (
-        not same_model
-        or meta["postprocess"]["type"] != cfg.postprocess
-        or accounted != {r.track_id for r in rows}
-    ):
-        return None
-    if (
-        not layout.embeddings_f32.is_file()
-        or sha256_file(layout.embeddings_f32) != meta["files"]["embeddings_sha256"]
-    ):
-        return None
-    if sha256_file(layout.track_ids_json) != meta["files"]["track_ids_sha256"]:
-        return None
-    return dict(meta)
-
-
-def _reason(e: BaseException) -> str:
-    msg = str(e) or type(e).__name__
-    return msg if isinstance(e, ResearchJobError) else f"{type(e).__name__}: {msg}"
-
-
-def _check_vector(v: np.ndarray) -> str | None:
-    if not np.all(np.isfinite(v)):
-        return "non-finite embedding (NaN or inf)"
-    if float(np.linalg.norm(v.astype(np.float64))) < MIN_NORM:
-        return f"near-zero embedding (norm < {MIN_NORM:g})"
-    return None
-
-
-def _wave_problem(wav: np.ndarray) -> str | None:
-    """Why a decoded waveform must not reach the model (empty, non-finite, silent), or None."""
-    peak = float(np.max(np.abs(wav))) if wav.size else 0.0
-    if wav.size == 0 or not np.isfinite(peak):
-        return "empty or non-finite audio"
-    if peak < SILENCE_PEAK:
-        return f"silent audio (peak {peak:.3g})"
-    return None
-
-
-def _embed_isolated(
-    encoder: Encoder, waves: Sequence[np.ndarray]
-) -> list[tuple[np.ndarray | None, str | None]]:
-    """(vector, None) or (None / vector, reason) per waveform. A batch that raises is retried one track at a time,
-    so one bad track fails alone."""
-    try:
-        out = np.asarray(encoder.embed(list(waves)), dtype=np.float32)
-        if out.shape != (len(waves), encoder.dim):
-            raise ArtifactError(f"encoder returned shape {out.shape}, expected {(len(waves), encoder.dim)}")
-        return [(v, _check_vector(v)) for v in out]
-    except Exception as e:  # noqa: BLE001 - one bad track must not sink the run; reason recorded
-        if len(waves) == 1:
-            return [(None, _reason(e))]
-    results: list[tuple[np.ndarray | None, str | None]] = []
-    for w in waves:
-        try:
-            v = np.asarray(encoder.embed([w]), dtype=np.float32)[0]
-            results.append((v, _check_vector(v)))
-        except Exception as e1:  # noqa: BLE001 - recorded as this track's failure
-            results.append((None, _reason(e1)))
-    return results
-
-
-# ---------------------------------------------------------------- worker processes (EmbedConfig.processes > 1)
+# ---------------------------------------------------------------- engine: worker processes (processes > 1)
 #: the encoder of this worker process, loaded once by _worker_init
 _WORKER: dict[str, Any] = {}
 
@@ -327,24 +346,7 @@ def _worker_init(factory: Callable[[], Encoder], threads: int) -> None:
     _WORKER["encoder"] = factory()
 
 
-def _embed_kept(encoder: Encoder, kept: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
-    """Embed checked waveforms (``(track_id, wave)`` pairs): ``ids`` and ``vecs`` (raw pooled vectors) of those
-    that embedded, ``fails`` (stage ``embed``) of the others, ``audio_sec`` of the embedded audio, ``model_sec``."""
-    t0 = time.perf_counter()
-    results = _embed_isolated(encoder, [w for _, w in kept]) if kept else []
-    out: dict[str, Any] = {"ids": [], "vecs": [], "fails": [], "audio_sec": 0.0}
-    out["model_sec"] = time.perf_counter() - t0
-    for (tid, w), (v, why) in zip(kept, results, strict=True):
-        if why is not None or v is None:
-            out["fails"].append({"track_id": tid, "stage": "embed", "reason": why or "no output"})
-        else:
-            out["ids"].append(tid)
-            out["vecs"].append(v)
-            out["audio_sec"] += w.size / encoder.sample_rate
-    return out
-
-
-def _worker_batch(layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int) -> dict[str, Any]:
+def _worker_batch(layout: ArtifactLayout, rows: Sequence[TrackRow], sample_rate: int) -> dict[str, Any]:
     """Decode, check and embed ``rows`` in a worker process; the same outcomes as the inline path.
 
     Returns :func:`_embed_kept`'s dict, with the decode and validation failures first in ``fails`` and the
@@ -355,17 +357,18 @@ def _worker_batch(layout: ArtifactLayout, rows: Sequence[Any], sample_rate: int)
     kept: list[tuple[str, np.ndarray]] = []
     for row in rows:
         t0 = time.perf_counter()
+        wav: np.ndarray | None = None
+        error: BaseException | None = None
         try:
             wav = np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
         except ResearchJobError as e:
-            fails.append({"track_id": row.track_id, "stage": "decode", "reason": str(e)})
-            continue
-        finally:
-            decode_sec += time.perf_counter() - t0
-        why = _wave_problem(wav)
-        if why is not None:
-            fails.append({"track_id": row.track_id, "stage": "validate", "reason": why})
+            error = e
+        decode_sec += time.perf_counter() - t0
+        wav, failure = _checked_wave(row.track_id, wav, error)
+        if failure is not None:
+            fails.append(failure)
         else:
+            assert wav is not None
             kept.append((row.track_id, wav))
     out = _embed_kept(_WORKER["encoder"], kept)
     out["fails"] = fails + out["fails"]
@@ -378,6 +381,137 @@ def _usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _embed_in_processes(
+    cfg: EmbedConfig,
+    layout: ArtifactLayout,
+    todo: Sequence[TrackRow],
+    factory: Callable[[], Encoder],
+    sample_rate: int,
+    ckpt: Checkpoints,
+) -> None:
+    """Send ``todo`` one track per task to ``cfg.processes`` spawned workers; commit results in submission order.
+
+    Raises:
+        ArtifactError: a worker process died (what was committed stays checkpointed).
+    """
+    threads = cfg.threads_per_process or max(1, _usable_cpus() // cfg.processes)
+    LOG.info("Embedding with %d worker processes x %d torch threads", cfg.processes, threads)
+    ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP started threads
+    with (
+        ProcessPoolExecutor(
+            cfg.processes, mp_context=ctx, initializer=_worker_init, initargs=(factory, threads)
+        ) as pool,
+        tqdm(total=len(todo), desc="embed", unit="track", disable=None) as bar,
+    ):
+        window: deque[Future[dict[str, Any]]] = deque()
+        it = iter([row] for row in todo)
+        for batch in itertools.islice(it, 2 * cfg.processes):
+            window.append(pool.submit(_worker_batch, layout, batch, sample_rate))
+        while window:
+            try:
+                res = window.popleft().result()
+            except BrokenProcessPool as e:
+                raise ArtifactError(
+                    f"an embed worker process died ({e}); tracks committed so far are checkpointed in {ckpt.part}: "
+                    "rerun to resume, with processes: 1 to isolate the track"
+                ) from e
+            nxt = next(it, None)
+            if nxt is not None:
+                window.append(pool.submit(_worker_batch, layout, nxt, sample_rate))
+            ckpt.absorb(res)
+            bar.update(len(res["ids"]) + len(res["fails"]))
+            if ckpt.filled >= cfg.checkpoint_every:
+                ckpt.commit()
+    ckpt.commit()
+
+
+# ---------------------------------------------------------------- the step
+
+
+def _reusable(
+    layout: ArtifactLayout, encoder: Encoder, cfg: EmbedConfig, rows: Sequence[TrackRow]
+) -> dict[str, Any] | None:
+    """The existing ``embeddings_meta.json`` when the final files are complete, verified and made by this model
+    with this post-processing from exactly these tracks; else None (embed again)."""
+    try:
+        meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
+        ids = schema.read_artifact(layout.track_ids_json, "track_ids")["track_ids"]
+    except (OSError, ResearchJobError):
+        return None
+    info = encoder.info()
+    same_model = (
+        meta["model"]["name"] == encoder.name
+        and meta["model"]["version"] == str(info.get("version"))
+        and meta["model"]["params"] == json.loads(json.dumps(info.get("params", {})))
+        and meta["model"]["weights_sha256"] == info.get("weights_sha256")
+    )
+    accounted = set(ids) | {f["track_id"] for f in meta["failures"]}
+    if (
+        not same_model
+        or meta["postprocess"]["type"] != cfg.postprocess
+        or accounted != {r.track_id for r in rows}
+    ):
+        return None
+    if (
+        not layout.embeddings_f32.is_file()
+        or sha256_file(layout.embeddings_f32) != meta["files"]["embeddings_sha256"]
+        or sha256_file(layout.track_ids_json) != meta["files"]["track_ids_sha256"]
+    ):
+        return None
+    return dict(meta)
+
+
+def _finish(
+    cfg: EmbedConfig,
+    layout: ArtifactLayout,
+    rows: Sequence[TrackRow],
+    encoder: Encoder,
+    ckpt: Checkpoints,
+    wall_sec: float,
+) -> dict[str, Any]:
+    """Post-process and normalise the committed vectors in metadata order and write the three embedding files.
+
+    Raises:
+        ArtifactError: every track failed (before or after post-processing).
+    """
+    failures = list(ckpt.failures)
+    ok_ids = [r.track_id for r in rows if r.track_id in ckpt.done]
+    if not ok_ids:
+        reasons = "; ".join(f"{f['track_id']}: {f['reason']}" for f in failures[:3])
+        raise ArtifactError(f"All {len(rows)} tracks failed to embed ({reasons})")
+    raw = np.stack([ckpt.done[t] for t in ok_ids]).astype(np.float32)
+    x, pp_meta = postprocess_corpus(layout, raw, cfg.postprocess)
+    keep = np.linalg.norm(x, axis=1) >= MIN_NORM
+    failures += [
+        _fail(str(t), "validate", "near-zero vector after postprocess") for t in np.asarray(ok_ids)[~keep]
+    ]
+    ok_ids = [t for t, k in zip(ok_ids, keep, strict=True) if k]
+    if not ok_ids:
+        raise ArtifactError(f"All {len(rows)} tracks failed to embed")
+    order = {r.track_id: i for i, r in enumerate(rows)}
+    failures.sort(key=lambda f: order.get(f["track_id"], len(order)))  # CSV order, for a stable file
+    total = {key: ckpt.previous[key] + ckpt.stats[key] for key in STAT_KEYS}
+    total["wall_sec"] = ckpt.previous["wall_sec"] + wall_sec
+    return write_embeddings(
+        layout,
+        l2_normalize(x[keep]),
+        ok_ids,
+        model_name=encoder.name,
+        info=encoder.info(),
+        dim=int(encoder.dim),
+        sample_rate=int(encoder.sample_rate),
+        postprocess=pp_meta,
+        stats={
+            "n_input_tracks": len(rows),
+            "n_embedded": len(ok_ids),
+            "n_failed": len(failures),
+            **{key: round(total[key], 3) for key in STAT_KEYS},
+            "x_realtime": round(total["audio_sec"] / total["wall_sec"], 3) if total["wall_sec"] > 0 else 0.0,
+        },
+        failures=failures,
+    )
 
 
 def run(
@@ -409,35 +543,12 @@ def run(
     Raises:
         ConfigError: bad postprocess/batch size; ArtifactError: no tracks, or every track failed.
     """
-    if cfg.postprocess not in POSTPROCESS:
-        raise ConfigError(unknown_choice("postprocess", cfg.postprocess, POSTPROCESS))
-    if cfg.batch_size < 1 or cfg.checkpoint_every < 1:
+    check(cfg)
+    if cfg.processes > 1 and encoder is not None and encoder_factory is None:
         raise ConfigError(
-            f"batch_size and checkpoint_every must be >= 1, got {cfg.batch_size}, {cfg.checkpoint_every}"
+            "processes > 1 loads the model in each worker process: pass encoder_factory (a picklable callable), "
+            "not a loaded encoder"
         )
-    if cfg.decode_ahead < 0:
-        raise ConfigError(f"decode_ahead must be >= 0 (0 = decode inline), got {cfg.decode_ahead}")
-    if cfg.processes < 1:
-        raise ConfigError(f"processes must be >= 1 (1 = embed in this process), got {cfg.processes}")
-    if cfg.threads_per_process is not None and cfg.threads_per_process < 1:
-        raise ConfigError(f"threads_per_process must be >= 1 or unset, got {cfg.threads_per_process}")
-    if cfg.processes > 1:
-        if cfg.device != "cpu":
-            raise ConfigError(
-                f"processes = {cfg.processes} needs device 'cpu' (got {cfg.device!r}): one accelerator is driven by one "
-                "process; set processes: 1"
-            )
-        if cfg.decode_ahead:
-            raise ConfigError(
-                f"decode_ahead = {cfg.decode_ahead} applies to processes = 1 only (each worker decodes its own tracks)"
-            )
-        if encoder is not None and encoder_factory is None:
-            raise ConfigError(
-                "processes > 1 loads the model in each worker process: pass encoder_factory (a picklable callable), "
-                "not a loaded encoder"
-            )
-    if cfg.segment_window_sec is not None:
-        raise ConfigError("segment embeddings are not implemented; leave segment_window_sec unset")
     layout = cfg.common.layout
     t_start = time.perf_counter()
     rows = read_tracks_csv(layout.tracks_csv)
@@ -451,241 +562,39 @@ def run(
         encoder_factory = functools.partial(load_model, cfg.common.model, **device_kw)
     if encoder is None:
         encoder = encoder_factory()
-    spec = _spec(encoder)
     reused = _reusable(layout, encoder, cfg, rows)
     if reused is not None:
         LOG.info(
             "Embeddings in %s are complete for this model and metadata: reusing them", layout.embeddings_dir
         )
         return reused
-    part = layout.embed_checkpoint_dir
-    done, failures, prev, n_chunk = _load_checkpoints(part, spec)
-    finished = set(done) | {f["track_id"] for f in failures}
+    ckpt = Checkpoints(layout.embed_checkpoint_dir, _spec(encoder), on_chunk_committed)
+    finished = ckpt.finished()
     todo = [r for r in rows if r.track_id not in finished]
     if finished:
         LOG.info("Resuming: %d tracks already done, %d to go", len(finished), len(todo))
-
-    stats = {"audio_sec": 0.0, "decode_sec": 0.0, "model_sec": 0.0, "wall_sec": 0.0}
-    c_ids: list[str] = []
-    c_vecs: list[np.ndarray] = []
-    c_fail: list[dict[str, str]] = []
-    c_stats = dict.fromkeys(stats, 0.0)
-    t_chunk = time.perf_counter()
-
-    def commit() -> None:
-        nonlocal n_chunk, c_ids, c_vecs, c_fail, c_stats, t_chunk
-        if not c_ids and not c_fail:
-            return
-        c_stats["wall_sec"] = time.perf_counter() - t_chunk
-        _write_chunk(part, n_chunk, c_ids, c_vecs, c_fail, c_stats, encoder.dim)
-        for tid, v in zip(c_ids, c_vecs, strict=True):
-            done[tid] = v
-        failures.extend(c_fail)
-        for key in stats:
-            stats[key] += c_stats[key]
-        n_chunk += 1
-        c_ids, c_vecs, c_fail, c_stats = [], [], [], dict.fromkeys(stats, 0.0)
-        t_chunk = time.perf_counter()
-        if on_chunk_committed is not None:
-            on_chunk_committed(len(done) + len(failures))
-
-    pending: list[tuple[str, np.ndarray]] = []
-
-    def absorb(res: dict[str, Any]) -> None:
-        """Add an :func:`_embed_kept` / :func:`_worker_batch` result to the current chunk."""
-        c_ids.extend(res["ids"])
-        c_vecs.extend(res["vecs"])
-        c_fail.extend(res["fails"])
-        for key in ("audio_sec", "decode_sec", "model_sec"):
-            c_stats[key] += res.get(key, 0.0)
-
-    def flush_batch() -> None:
-        if not pending:
-            return
-        absorb(_embed_kept(encoder, pending))
-        pending.clear()
-
     if cfg.processes > 1:
-        threads = cfg.threads_per_process or max(1, _usable_cpus() // cfg.processes)
-        batches = [[row] for row in todo]
-        LOG.info("Embedding with %d worker processes x %d torch threads", cfg.processes, threads)
-        ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP started threads
-        with (
-            ProcessPoolExecutor(
-                cfg.processes, mp_context=ctx, initializer=_worker_init, initargs=(encoder_factory, threads)
-            ) as pool,
-            tqdm(total=len(todo), desc="embed", unit="track", disable=None) as bar,
-        ):
-            window: deque[Future[dict[str, Any]]] = deque()
-            it = iter(batches)
-            for batch in itertools.islice(it, 2 * cfg.processes):
-                window.append(pool.submit(_worker_batch, layout, batch, encoder.sample_rate))
-            while window:
-                try:
-                    res = window.popleft().result()
-                except BrokenProcessPool as e:
-                    raise ArtifactError(
-                        f"an embed worker process died ({e}); tracks committed so far are checkpointed in {part}: "
-                        "rerun to resume, with processes: 1 to isolate the track"
-                    ) from e
-                nxt = next(it, None)
-                if nxt is not None:
-                    window.append(pool.submit(_worker_batch, layout, nxt, encoder.sample_rate))
-                absorb(res)
-                bar.update(len(res["ids"]) + len(res["fails"]))
-                if len(c_ids) + len(c_fail) >= cfg.checkpoint_every:
-                    commit()
-        commit()
+        _embed_in_processes(cfg, layout, todo, encoder_factory, encoder.sample_rate, ckpt)
     else:
-        decoded = _decoded(layout, todo, encoder.sample_rate, cfg.decode_ahead)
-        for got in tqdm(decoded, total=len(todo), desc="embed", unit="track", disable=None):
-            row, wav = got.item, got.value
-            if got.error is not None:
-                c_fail.append({"track_id": row.track_id, "stage": "decode", "reason": str(got.error)})
-            c_stats["decode_sec"] += got.seconds
-            if wav is not None:
-                why = _wave_problem(wav)
-                if why is not None:
-                    c_fail.append({"track_id": row.track_id, "stage": "validate", "reason": why})
-                else:
-                    pending.append((row.track_id, wav))
-            if len(pending) >= cfg.batch_size:
-                flush_batch()
-            if len(c_ids) + len(c_fail) + len(pending) >= cfg.checkpoint_every:
-                flush_batch()
-                commit()
-        flush_batch()
-        commit()
-
-    ok_ids = [r.track_id for r in rows if r.track_id in done]
-    if not ok_ids:
-        reasons = "; ".join(f"{f['track_id']}: {f['reason']}" for f in failures[:3])
-        raise ArtifactError(f"All {len(rows)} tracks failed to embed ({reasons})")
-    raw = np.stack([done[t] for t in ok_ids]).astype(np.float32)
-    pp_meta: dict[str, Any] = {"type": cfg.postprocess, "file": None, "sha256": None, "fitted_on": 0}
-    x = raw.astype(np.float64)
-    if cfg.postprocess != "none":
-        params = fit_postprocess(raw, cfg.postprocess)
-        with atomic_open(layout.embeddings_dir / POSTPROCESS_FILE, "wb") as f:
-            np.savez(f, **params)  # type: ignore[arg-type]
-        pp_meta = {
-            "type": cfg.postprocess,
-            "file": POSTPROCESS_FILE,
-            "sha256": sha256_file(layout.embeddings_dir / POSTPROCESS_FILE),
-            "fitted_on": len(ok_ids),
-        }
-        x = _transform(raw, params)
-    norms = np.linalg.norm(x, axis=1)
-    keep = norms >= MIN_NORM
-    for tid in np.asarray(ok_ids)[~keep]:
-        failures.append(
-            {"track_id": str(tid), "stage": "validate", "reason": "near-zero vector after postprocess"}
-        )
-    ok_ids = [t for t, k in zip(ok_ids, keep, strict=True) if k]
-    if not ok_ids:
-        raise ArtifactError(f"All {len(rows)} tracks failed to embed")
-    vectors = l2_normalize(x[keep])
-    # failures in CSV order, for a stable file
-    order = {r.track_id: i for i, r in enumerate(rows)}
-    failures.sort(key=lambda f: order.get(f["track_id"], len(order)))
-    wall = prev["wall_sec"] + (time.perf_counter() - t_start)
-    audio_sec = prev["audio_sec"] + stats["audio_sec"]
-    meta = write_embeddings(
-        layout,
-        vectors,
-        ok_ids,
-        model_name=encoder.name,
-        info=encoder.info(),
-        dim=int(encoder.dim),
-        sample_rate=int(encoder.sample_rate),
-        postprocess=pp_meta,
-        stats={
-            "n_input_tracks": len(rows),
-            "n_embedded": len(ok_ids),
-            "n_failed": len(failures),
-            "audio_sec": round(audio_sec, 3),
-            "wall_sec": round(wall, 3),
-            "decode_sec": round(prev["decode_sec"] + stats["decode_sec"], 3),
-            "model_sec": round(prev["model_sec"] + stats["model_sec"], 3),
-            "x_realtime": round(audio_sec / wall, 3) if wall > 0 else 0.0,
-        },
-        failures=failures,
-    )
-    shutil.rmtree(part, ignore_errors=True)
+        _embed_inline(cfg, layout, todo, encoder, ckpt)
+    meta = _finish(cfg, layout, rows, encoder, ckpt, time.perf_counter() - t_start)
+    shutil.rmtree(ckpt.part, ignore_errors=True)
     LOG.info(
-        "Embedded %d of %d tracks (%d failed), dim %d", len(ok_ids), len(rows), len(failures), encoder.dim
+        "Embedded %d of %d tracks (%d failed), dim %d",
+        meta["count"],
+        len(rows),
+        len(meta["failures"]),
+        encoder.dim,
     )
     return meta
 
 
-def write_embeddings(
-    layout: ArtifactLayout,
-    vectors: np.ndarray,
-    track_ids: Sequence[str],
-    *,
-    model_name: str,
-    info: dict[str, Any],
-    dim: int,
-    sample_rate: int,
-    stats: dict[str, Any],
-    failures: Sequence[dict[str, Any]] = (),
-    postprocess: dict[str, Any] | None = None,
-    created_at: str | None = None,
-) -> dict[str, Any]:
-    """Write the embedding artifacts of a version folder: ``embeddings.f32`` (row i is ``track_ids[i]``),
-    ``track_ids.json`` and ``embeddings_meta.json`` (validated, atomic, meta last); return the meta.
-
-    The one writer of this contract: the embed step, and the test and benchmark generators, call it.
-
-    Args:
-        vectors: float32 [N, dim], already L2-normalised; info: the encoder's ``info()``.
-        stats: the ``stats`` object of the schema; postprocess: its ``postprocess`` object (default none).
-
-    Raises:
-        SchemaValidationError: ids not unique or unsafe, or a field outside the schema.
-    """
-    data = np.ascontiguousarray(vectors, dtype="<f4").tobytes(order="C")
-    ids_obj = {"schema_version": "1.0", "count": len(track_ids), "track_ids": list(track_ids)}
-    schema.validate("track_ids", ids_obj, source=layout.track_ids_json)
-    write_bytes(layout.embeddings_f32, data)
-    schema.write_artifact(layout.track_ids_json, "track_ids", ids_obj)
-    pooling = info.get("pooling", "mean")
-    meta = {
-        "schema_version": "1.0",
-        "artifact_version": artifact_version(layout, model_name),
-        "model": {
-            "name": model_name,
-            "version": str(info.get("version", "unknown")),
-            "weights_sha256": info.get("weights_sha256"),
-            "pooling": pooling,
-            "layer": info.get("layer"),
-            "params": info.get("params", {}),
-        },
-        "dim": dim,
-        "count": len(track_ids),
-        "dtype": "float32",
-        "byte_order": "little",
-        "layout": "row-major",
-        "sample_rate": sample_rate,
-        "pooling": pooling if pooling in ("mean", "mean_std", "max") else "mean",
-        "normalization": "l2",
-        "postprocess": postprocess or {"type": "none", "file": None, "sha256": None, "fitted_on": 0},
-        "files": {
-            "embeddings": "embeddings.f32",
-            "embeddings_sha256": sha256_bytes(data),
-            "track_ids": "track_ids.json",
-            "track_ids_sha256": sha256_file(layout.track_ids_json),
-        },
-        "segments": None,
-        "stats": stats,
-        "failures": list(failures),
-        "created_at": created_at or now_iso(),
-        "code_version": code_version(),
-    }
-    schema.write_artifact(layout.embeddings_meta, "embeddings_meta", meta)
-    return meta
-
-
-def embed_waveforms(encoder: Encoder, waves: Sequence[np.ndarray]) -> np.ndarray:
-    """Pooled vectors of ``waves`` (no normalisation); convenience for query-time use with :func:`apply_postprocess`."""
-    return np.asarray(encoder.embed(list(waves)), dtype=np.float32)
+STEP = Step(
+    name="embed",
+    config=EmbedConfig,
+    summary="Embed every track: embeddings.f32, track_ids.json, embeddings_meta.json (resumable).",
+    example="research-job embed --model musicnn-msd --batch-size 8 --postprocess none",
+    run=run,
+    check=check,
+    pipeline=40,
+)

@@ -1,6 +1,6 @@
 """embed-segments: overlapping windows of every track -> ``embeddings/segments.f32`` + ``segments.csv`` + meta.
 
-Each track (loaded like embed does, :func:`research_job.steps.standardize_audio.load_track_audio`) is cut into
+Each track (loaded like embed does, :func:`research_job.io.audio.load_track_audio`) is cut into
 windows of ``window_sec`` every ``hop_sec``; a track shorter than one window gives one segment covering all of
 it, and when the regular windows stop short of the end a last window ending at the end is added, so every
 sample is covered. Each window is embedded alone with the same model as the track embeddings (the model recorded
@@ -10,9 +10,8 @@ post-processing (so segments, tracks and queries live in one space) and the L2 n
 Silent windows and windows whose vector is non-finite or near zero are skipped and listed in ``skipped``; a
 track that cannot be decoded is listed in ``failures``. Files (all written atomically):
 
-``segments.f32``        row-major little-endian float32 [count, dim], unit rows
-``segments.csv``        ``segment_row,track_id,start_sec,end_sec`` (row i of segments.f32 is segment_row i)
-``segments_meta.json``  schema ``segments_meta``: model, dim, count, window/hop, sha256 of both files, ...
+``segments.f32``, ``segments.csv`` and ``segments_meta.json``
+(see :mod:`research_job.segments`, which also reads them back).
 """
 
 from __future__ import annotations
@@ -28,19 +27,19 @@ import numpy as np
 from tqdm import tqdm
 
 from research_job import schema
-from research_job.config import CommonConfig
+from research_job.config import CommonConfig, option
+from research_job.embeddings import apply_postprocess, check_vector, l2_normalize, wave_problem
 from research_job.errors import ArtifactError, ConfigError, ResearchJobError
 from research_job.io.atomic import write_bytes
-from research_job.layout import ArtifactLayout
-from research_job.metadata import read_tracks_csv
-from research_job.models.base import Encoder, sha256_file
+from research_job.io.audio import load_track_audio
+from research_job.layout import ArtifactLayout, artifact_version
+from research_job.metadata import TrackRow, read_tracks_csv
+from research_job.models.base import Encoder
+from research_job.provenance import code_version, sha256_bytes, utc_now
+from research_job.segments import CSV_COLUMNS, segment_bounds
+from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
-
-SEGMENTS_F32 = "segments.f32"
-SEGMENTS_CSV = "segments.csv"
-SEGMENTS_META = "segments_meta.json"
-CSV_COLUMNS = ("segment_row", "track_id", "start_sec", "end_sec")
 
 
 @dataclass(frozen=True)
@@ -48,66 +47,26 @@ class EmbedSegmentsConfig:
     """embed-segments: windows of every track -> embeddings/segments.f32, segments.csv, segments_meta.json."""
 
     common: CommonConfig = field(default_factory=CommonConfig)
-    window_sec: float = 30.0
-    hop_sec: float = 15.0
-    batch_size: int = 8
-    device: str = "cpu"
+    window_sec: float = option(30.0, "window length in seconds")
+    hop_sec: float = option(15.0, "seconds between window starts (at most window_sec: no gaps)")
+    batch_size: int = option(8, "windows per call of the model")
+    device: str = option("cpu", "torch device of the model: cpu, cuda, cuda:N, mps or auto")
 
 
-def segment_bounds(
-    n_samples: int, sample_rate: int, window_sec: float, hop_sec: float
-) -> list[tuple[int, int]]:
-    """Sample ranges ``[start, end)`` of the windows of a waveform of ``n_samples``.
-
-    Windows of ``window_sec`` every ``hop_sec``; a waveform shorter than one window gives one range covering it;
-    when the regular windows end before the waveform does, one more window ending at the last sample is added.
-    """
-    win = max(1, int(round(window_sec * sample_rate)))
-    hop = max(1, int(round(hop_sec * sample_rate)))
-    if n_samples <= 0:
-        return []
-    if n_samples <= win:
-        return [(0, n_samples)]
-    out = [(s, s + win) for s in range(0, n_samples - win + 1, hop)]
-    if out[-1][1] < n_samples:
-        out.append((n_samples - win, n_samples))
-    return out
-
-
-def paths(layout: ArtifactLayout) -> dict[str, Any]:
-    """Where the three segment files live (beside the track embeddings)."""
-    d = layout.embeddings_dir
-    return {"f32": d / SEGMENTS_F32, "csv": d / SEGMENTS_CSV, "meta": d / SEGMENTS_META}
-
-
-def load_segments(layout: ArtifactLayout) -> tuple[np.ndarray, list[dict[str, Any]], dict[str, Any]]:
-    """Read the segment vectors [count, dim], the table rows and the meta; checks sizes and checksums.
+def check(cfg: EmbedSegmentsConfig) -> None:
+    """Refuse windows that leave gaps or have no length, and a bad batch size.
 
     Raises:
-        ArtifactError: a file is missing or does not match the meta.
+        ConfigError: naming the bad value.
     """
-    p = paths(layout)
-    for key in ("f32", "csv", "meta"):
-        if not p[key].is_file():
-            raise ArtifactError(f"Missing {p[key]} (run embed-segments first)")
-    meta = schema.read_artifact(p["meta"], "segments_meta")
-    for key, sha in (("f32", "segments_sha256"), ("csv", "table_sha256")):
-        if sha256_file(p[key]) != meta["files"][sha]:
-            raise ArtifactError(f"{p[key]}: sha256 differs from {p['meta']}")
-    raw = np.fromfile(p["f32"], dtype="<f4")
-    if raw.size != meta["count"] * meta["dim"]:
-        raise ArtifactError(f"{p['f32']}: {raw.size} floats, expected {meta['count']} x {meta['dim']}")
-    with open(p["csv"], encoding="utf-8", newline="") as f:
-        rows = [
-            {
-                "segment_row": int(r["segment_row"]),
-                "track_id": r["track_id"],
-                "start_sec": float(r["start_sec"]),
-                "end_sec": float(r["end_sec"]),
-            }
-            for r in csv.DictReader(f)
-        ]
-    return raw.reshape(meta["count"], meta["dim"]).astype(np.float32, copy=False), rows, meta
+    if not (cfg.window_sec > 0 and cfg.hop_sec > 0):
+        raise ConfigError(f"window_sec and hop_sec must be > 0, got {cfg.window_sec} and {cfg.hop_sec}")
+    if cfg.hop_sec > cfg.window_sec:
+        raise ConfigError(
+            f"hop_sec {cfg.hop_sec} > window_sec {cfg.window_sec} would leave gaps between windows"
+        )
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
 
 
 def _check_model(layout: ArtifactLayout, encoder: Encoder) -> dict[str, Any] | None:
@@ -118,6 +77,163 @@ def _check_model(layout: ArtifactLayout, encoder: Encoder) -> dict[str, Any] | N
         return None
     meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
     check_same_model(recorded_model(meta), loaded_model(encoder), layout.version_dir)
+    return meta
+
+
+@dataclass
+class Windows:
+    """The embedded windows so far: table rows ``(track_id, start_sec, end_sec)``, raw vectors, what was skipped."""
+
+    sample_rate: int
+    table: list[tuple[str, float, float]] = field(default_factory=list)
+    vecs: list[np.ndarray] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    audio_sec: float = 0.0
+
+    def skip(self, tid: str, start: float, end: float, reason: str) -> None:
+        self.skipped.append(
+            {"track_id": tid, "start_sec": round(start, 6), "end_sec": round(end, 6), "reason": reason}
+        )
+
+
+def _embed_windows(
+    cfg: EmbedSegmentsConfig, layout: ArtifactLayout, rows: list[TrackRow], encoder: Encoder
+) -> Windows:
+    """Cut every track into windows and embed the audible ones, ``batch_size`` at a time."""
+    sr = int(encoder.sample_rate)
+    out = Windows(sr)
+    pending: list[tuple[str, int, int, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        vecs = np.asarray(encoder.embed([w for *_, w in pending]), dtype=np.float32)
+        if vecs.shape != (len(pending), encoder.dim):
+            raise ArtifactError(
+                f"encoder returned shape {vecs.shape}, expected {(len(pending), encoder.dim)}"
+            )
+        for (tid, a, b, _), v in zip(pending, vecs, strict=True):
+            why = check_vector(v)
+            if why is not None:
+                out.skip(tid, a / sr, b / sr, why)
+            else:
+                out.table.append((tid, a / sr, b / sr))
+                out.vecs.append(v)
+        pending.clear()
+
+    for row in tqdm(rows, desc="embed-segments", unit="track", disable=None):
+        try:
+            wav = np.asarray(load_track_audio(layout, row, sr), dtype=np.float32)
+        except ResearchJobError as e:
+            out.failures.append({"track_id": row.track_id, "stage": "decode", "reason": str(e)})
+            continue
+        out.audio_sec += wav.size / sr
+        for a, b in segment_bounds(wav.size, sr, cfg.window_sec, cfg.hop_sec):
+            why = wave_problem(wav[a:b])
+            if why is not None:
+                out.skip(row.track_id, a / sr, b / sr, why)
+                continue
+            pending.append((row.track_id, a, b, wav[a:b]))
+            if len(pending) >= cfg.batch_size:
+                flush()
+    flush()
+    return out
+
+
+def _normalised(
+    layout: ArtifactLayout, win: Windows, track_meta: dict[str, Any] | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The windows' unit vectors with the track embeddings' recorded post-processing (dropping those it zeroes),
+    and the ``postprocess`` object of the meta."""
+    raw = np.stack(win.vecs)
+    if track_meta is not None:
+        vectors = apply_postprocess(raw, layout)
+        pp = {"type": track_meta["postprocess"]["type"], "sha256": track_meta["postprocess"]["sha256"]}
+    else:
+        vectors = l2_normalize(raw)
+        pp = {"type": "none", "sha256": None}
+    keep = np.all(np.isfinite(vectors), axis=1)
+    for (tid, t0, t1), k in zip(win.table, keep, strict=True):
+        if not k:
+            win.skip(tid, t0, t1, "near-zero vector after postprocess")
+    win.table = [t for t, k in zip(win.table, keep, strict=True) if k]
+    return vectors[keep], pp
+
+
+def _write(
+    cfg: EmbedSegmentsConfig,
+    layout: ArtifactLayout,
+    encoder: Encoder,
+    win: Windows,
+    vectors: np.ndarray,
+    pp: dict[str, Any],
+    n_tracks: int,
+    wall: float,
+    track_meta: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Write ``segments.f32``, ``segments.csv`` and ``segments_meta.json`` (validated first, meta last), and point
+    the track embeddings' meta at them."""
+    data = np.ascontiguousarray(vectors, dtype="<f4").tobytes(order="C")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for i, (tid, t0, t1) in enumerate(win.table):
+        w.writerow([i, tid, f"{t0:.6f}", f"{t1:.6f}"])
+    csv_bytes = buf.getvalue().encode("utf-8")
+    info = encoder.info()
+    meta: dict[str, Any] = {
+        "schema_version": "1.0",
+        "artifact_version": artifact_version(layout, encoder.name),
+        "model": {
+            "name": encoder.name,
+            "version": str(info.get("version", "unknown")),
+            "weights_sha256": info.get("weights_sha256"),
+            "layer": info.get("layer"),
+        },
+        "dim": int(encoder.dim),
+        "count": len(win.table),
+        "sample_rate": win.sample_rate,
+        "window_sec": float(cfg.window_sec),
+        "hop_sec": float(cfg.hop_sec),
+        "dtype": "float32",
+        "byte_order": "little",
+        "layout": "row-major",
+        "normalization": "l2",
+        "postprocess": pp,
+        "files": {
+            "segments": layout.segments_f32.name,
+            "segments_sha256": sha256_bytes(data),
+            "table": layout.segments_csv.name,
+            "table_sha256": sha256_bytes(csv_bytes),
+        },
+        "n_tracks": n_tracks,
+        "n_tracks_with_segments": len({t for t, _, _ in win.table}),
+        "skipped": win.skipped,
+        "failures": win.failures,
+        "stats": {
+            "audio_sec": round(win.audio_sec, 3),
+            "wall_sec": round(wall, 3),
+            "x_realtime": round(win.audio_sec / wall, 3) if wall > 0 else 0.0,
+        },
+        "created_at": utc_now(),
+        "code_version": code_version(),
+    }
+    schema.validate("segments_meta", meta, source=layout.segments_meta)
+    write_bytes(layout.segments_f32, data)
+    write_bytes(layout.segments_csv, csv_bytes)
+    schema.write_artifact(layout.segments_meta, "segments_meta", meta)
+    if track_meta is not None:
+        # point the track embeddings' meta at the segments (the field its schema reserves for them)
+        track_meta["segments"] = {
+            "file": layout.segments_f32.name,
+            "table": layout.segments_csv.name,
+            "window_sec": float(cfg.window_sec),
+            "hop_sec": float(cfg.hop_sec),
+            "count": len(win.table),
+            "sha256": meta["files"]["segments_sha256"],
+        }
+        schema.write_artifact(layout.embeddings_meta, "embeddings_meta", track_meta)
     return meta
 
 
@@ -135,26 +251,7 @@ def run(cfg: EmbedSegmentsConfig, *, encoder: Encoder | None = None) -> dict[str
         ConfigError: bad window/hop/batch size; ModelError: the model differs from the track embeddings' one;
         ArtifactError: no tracks, or no segment could be embedded.
     """
-    from research_job.steps.embed import (
-        MIN_NORM,
-        SILENCE_PEAK,
-        apply_postprocess,
-        artifact_version,
-        l2_normalize,
-        now_iso,
-        sha256_bytes,
-    )
-    from research_job.steps.standardize_audio import load_track_audio
-    from research_job.version import code_version
-
-    if not (cfg.window_sec > 0 and cfg.hop_sec > 0):
-        raise ConfigError(f"window_sec and hop_sec must be > 0, got {cfg.window_sec} and {cfg.hop_sec}")
-    if cfg.hop_sec > cfg.window_sec:
-        raise ConfigError(
-            f"hop_sec {cfg.hop_sec} > window_sec {cfg.window_sec} would leave gaps between windows"
-        )
-    if cfg.batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    check(cfg)
     layout = cfg.common.layout
     t_start = time.perf_counter()
     rows = read_tracks_csv(layout.tracks_csv)
@@ -165,148 +262,22 @@ def run(cfg: EmbedSegmentsConfig, *, encoder: Encoder | None = None) -> dict[str
 
         encoder = load_model(cfg.common.model, **({"device": cfg.device} if cfg.device != "cpu" else {}))
     track_meta = _check_model(layout, encoder)
-    sr = int(encoder.sample_rate)
-
-    table: list[tuple[str, float, float]] = []
-    vecs: list[np.ndarray] = []
-    skipped: list[dict[str, Any]] = []
-    failures: list[dict[str, str]] = []
-    audio_sec = 0.0
-    pending: list[tuple[str, int, int, np.ndarray]] = []
-
-    def skip(tid: str, a: int, b: int, reason: str) -> None:
-        skipped.append(
-            {"track_id": tid, "start_sec": round(a / sr, 6), "end_sec": round(b / sr, 6), "reason": reason}
-        )
-
-    def flush() -> None:
-        if not pending:
-            return
-        out = np.asarray(encoder.embed([w for *_, w in pending]), dtype=np.float32)
-        if out.shape != (len(pending), encoder.dim):
-            raise ArtifactError(f"encoder returned shape {out.shape}, expected {(len(pending), encoder.dim)}")
-        for (tid, a, b, _), v in zip(pending, out, strict=True):
-            if not np.all(np.isfinite(v)):
-                skip(tid, a, b, "non-finite embedding (NaN or inf)")
-            elif float(np.linalg.norm(v.astype(np.float64))) < MIN_NORM:
-                skip(tid, a, b, f"near-zero embedding (norm < {MIN_NORM:g})")
-            else:
-                table.append((tid, a / sr, b / sr))
-                vecs.append(v)
-        pending.clear()
-
-    for row in tqdm(rows, desc="embed-segments", unit="track", disable=None):
-        try:
-            wav = np.asarray(load_track_audio(layout, row, sr), dtype=np.float32)
-        except ResearchJobError as e:
-            failures.append({"track_id": row.track_id, "stage": "decode", "reason": str(e)})
-            continue
-        audio_sec += wav.size / sr
-        for a, b in segment_bounds(wav.size, sr, cfg.window_sec, cfg.hop_sec):
-            piece = wav[a:b]
-            peak = float(np.max(np.abs(piece)))
-            if not np.isfinite(peak):
-                skip(row.track_id, a, b, "non-finite audio")
-            elif peak < SILENCE_PEAK:
-                skip(row.track_id, a, b, f"silent audio (peak {peak:.3g})")
-            else:
-                pending.append((row.track_id, a, b, piece))
-                if len(pending) >= cfg.batch_size:
-                    flush()
-    flush()
-    if not vecs:
+    win = _embed_windows(cfg, layout, rows, encoder)
+    if not win.vecs:
         raise ArtifactError(
             f"No segment of the {len(rows)} tracks could be embedded "
-            f"({len(skipped)} skipped, {len(failures)} tracks failed)"
+            f"({len(win.skipped)} skipped, {len(win.failures)} tracks failed)"
         )
-    raw = np.stack(vecs)
-    if track_meta is not None:
-        vectors = apply_postprocess(raw, layout)
-        pp = {"type": track_meta["postprocess"]["type"], "sha256": track_meta["postprocess"]["sha256"]}
-    else:
-        vectors = l2_normalize(raw)
-        pp = {"type": "none", "sha256": None}
-    keep = np.all(np.isfinite(vectors), axis=1)
-    for tid, t0, t1 in [t for t, k in zip(table, keep, strict=True) if not k]:
-        skipped.append(
-            {
-                "track_id": tid,
-                "start_sec": round(t0, 6),
-                "end_sec": round(t1, 6),
-                "reason": "near-zero vector after postprocess",
-            }
-        )
-    table = [t for t, k in zip(table, keep, strict=True) if k]
-    vectors = vectors[keep]
-
-    p = paths(layout)
-    data = np.ascontiguousarray(vectors, dtype="<f4").tobytes(order="C")
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for i, (tid, t0, t1) in enumerate(table):
-        w.writerow([i, tid, f"{t0:.6f}", f"{t1:.6f}"])
-    csv_bytes = buf.getvalue().encode("utf-8")
-    info = encoder.info()
-    wall = time.perf_counter() - t_start
-    meta: dict[str, Any] = {
-        "schema_version": "1.0",
-        "artifact_version": artifact_version(layout, encoder.name),
-        "model": {
-            "name": encoder.name,
-            "version": str(info.get("version", "unknown")),
-            "weights_sha256": info.get("weights_sha256"),
-            "layer": info.get("layer"),
-        },
-        "dim": int(encoder.dim),
-        "count": len(table),
-        "sample_rate": sr,
-        "window_sec": float(cfg.window_sec),
-        "hop_sec": float(cfg.hop_sec),
-        "dtype": "float32",
-        "byte_order": "little",
-        "layout": "row-major",
-        "normalization": "l2",
-        "postprocess": pp,
-        "files": {
-            "segments": SEGMENTS_F32,
-            "segments_sha256": sha256_bytes(data),
-            "table": SEGMENTS_CSV,
-            "table_sha256": sha256_bytes(csv_bytes),
-        },
-        "n_tracks": len(rows),
-        "n_tracks_with_segments": len({t for t, _, _ in table}),
-        "skipped": skipped,
-        "failures": failures,
-        "stats": {
-            "audio_sec": round(audio_sec, 3),
-            "wall_sec": round(wall, 3),
-            "x_realtime": round(audio_sec / wall, 3) if wall > 0 else 0.0,
-        },
-        "created_at": now_iso(),
-        "code_version": code_version(),
-    }
-    schema.validate("segments_meta", meta, source=p["meta"])
-    write_bytes(p["f32"], data)
-    write_bytes(p["csv"], csv_bytes)
-    schema.write_artifact(p["meta"], "segments_meta", meta)
-    if track_meta is not None:
-        # point the track embeddings' meta at the segments (the field its schema reserves for them)
-        track_meta["segments"] = {
-            "file": SEGMENTS_F32,
-            "table": SEGMENTS_CSV,
-            "window_sec": float(cfg.window_sec),
-            "hop_sec": float(cfg.hop_sec),
-            "count": len(table),
-            "sha256": meta["files"]["segments_sha256"],
-        }
-        schema.write_artifact(layout.embeddings_meta, "embeddings_meta", track_meta)
+    vectors, pp = _normalised(layout, win, track_meta)
+    meta = _write(
+        cfg, layout, encoder, win, vectors, pp, len(rows), time.perf_counter() - t_start, track_meta
+    )
     LOG.info(
         "Embedded %d segments of %d tracks (%d skipped, %d tracks failed)",
-        len(table),
+        len(win.table),
         meta["n_tracks_with_segments"],
-        len(skipped),
-        len(failures),
+        len(win.skipped),
+        len(win.failures),
     )
     return meta
 
@@ -318,3 +289,14 @@ def format_summary(meta: dict[str, Any]) -> str:
         f"{meta['n_tracks_with_segments']}/{meta['n_tracks']} tracks, dim {meta['dim']}, model "
         f"{meta['model']['name']}; skipped {len(meta['skipped'])} segments, {len(meta['failures'])} tracks failed"
     )
+
+
+STEP = Step(
+    name="embed_segments",
+    config=EmbedSegmentsConfig,
+    summary="Embed overlapping windows of every track: embeddings/segments.f32, segments.csv, segments_meta.json.",
+    example="research-job embed-segments --window-sec 30 --hop-sec 15",
+    run=run,
+    check=check,
+    show=lambda cfg, result: format_summary(result),
+)

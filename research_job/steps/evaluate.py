@@ -16,22 +16,54 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from research_job import metrics as M
 from research_job import schema
-from research_job.config import EvaluateConfig
+from research_job.config import CommonConfig, option
+from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError, ConfigError
 from research_job.io.atomic import write_text
+from research_job.layout import artifact_version
 from research_job.metadata import read_tracks_csv
+from research_job.provenance import code_version, utc_now
 from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
-from research_job.steps.embed import artifact_version, load_embeddings, now_iso
-from research_job.version import code_version
+from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """evaluate: embeddings + metadata -> eval/eval_results.json, sample top-5 lists, a printed table."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    k: int = option(5, "cut-off of Precision@k, HitRate@k and NDCG@k (1..100)")
+    bootstrap_resamples: int = option(
+        1000, "bootstrap resamples of the queries for the 95% confidence intervals"
+    )
+    n_samples: int = option(10, "queries whose top-k lists are written to eval/sample_top5.{json,md}")
+    seed: int = option(0, "seed of the bootstrap and of the sampled queries")
+    batch_size: int = option(1024, "queries scored per matrix product (memory vs speed)")
+
+
+def check(cfg: EvaluateConfig) -> None:
+    """Refuse a cut-off or counts out of range.
+
+    Raises:
+        ConfigError: naming the bad value.
+    """
+    if not 1 <= cfg.k <= 100:
+        raise ConfigError(f"k must be in 1..100, got {cfg.k}")
+    if cfg.bootstrap_resamples < 1:
+        raise ConfigError(f"bootstrap_resamples must be >= 1, got {cfg.bootstrap_resamples}")
+    if cfg.n_samples < 0 or cfg.batch_size < 1:
+        raise ConfigError(
+            f"n_samples must be >= 0 and batch_size >= 1, got {cfg.n_samples}, {cfg.batch_size}"
+        )
 
 
 @dataclass
@@ -235,10 +267,7 @@ def _label(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
 
 def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Compute ``eval_results`` and ``sample_topk`` dicts (nothing written)."""
-    if not 1 <= cfg.k <= 100:
-        raise ConfigError(f"k must be in 1..100, got {cfg.k}")
-    if cfg.bootstrap_resamples < 1:
-        raise ConfigError(f"bootstrap_resamples must be >= 1, got {cfg.bootstrap_resamples}")
+    check(cfg)
     layout = cfg.common.layout
     t_total = time.perf_counter()
     vectors, ids, emb_meta = load_embeddings(layout)
@@ -302,7 +331,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "metrics_sec": round(metrics_sec, 4),
             "total_sec": round(time.perf_counter() - t_total, 4),
         },
-        "created_at": now_iso(),
+        "created_at": utc_now(),
         "code_version": code_version(),
     }
     rng = np.random.default_rng(cfg.seed)
@@ -312,7 +341,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         return {
             "track_id": r.track_id,
             "title": r.title or "",
-            "composer": r.composer,
+            "composer": r.composer_display,
+            "composer_key": r.composer,
             "album_id": r.album_id,
         }
 
@@ -358,7 +388,7 @@ def format_table(results: dict[str, Any]) -> str:
     }
     out = [
         f"Composer retrieval, model {results['model']}, {results['n_tracks']} tracks",
-        f"{'metric':<14}{'all':>9}{'95% CI':>17}{'random':>9}{'no album':>10}{'random':>9}",
+        f"{'metric':<14}{'all':>9}{'95% CI':>17}{'random':>9}{'no album':>10}{'random, no album':>18}",
     ]
     o, a = results["overall"], results["exclude_same_album"]
     for key, label in names.items():
@@ -370,7 +400,7 @@ def format_table(results: dict[str, Any]) -> str:
         ci_s = f"[{ci[key]['low']:.3f}, {ci[key]['high']:.3f}]" if ci else "n/a"
         out.append(
             f"{label:<14}{f(o['metrics']):>9}{ci_s:>17}{f(o['random_baseline']):>9}"
-            f"{f(a['metrics']):>10}{f(a['random_baseline']):>9}"
+            f"{f(a['metrics']):>10}{f(a['random_baseline']):>18}"
         )
     qp = results["query_policy"]
     out.append(
@@ -394,3 +424,15 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     schema.write_artifact(layout.sample_top5_json, "sample_topk", sample)
     write_text(layout.sample_top5_md, sample_markdown(sample))
     return results
+
+
+STEP = Step(
+    name="evaluate",
+    config=EvaluateConfig,
+    summary="Composer-retrieval evaluation with exact search; writes eval/ and prints a table.",
+    example="research-job evaluate --k 5 --bootstrap-resamples 1000",
+    run=run,
+    check=check,
+    show=lambda cfg, result: format_table(result),
+    pipeline=60,
+)

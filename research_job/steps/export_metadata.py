@@ -8,19 +8,56 @@ Passwords in the database URL appear only redacted, in logs, errors and the repo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from research_job.config import ExportMetadataConfig
+from research_job.config import CommonConfig, option
 from research_job.errors import ConfigError
-from research_job.io.database import open_catalogue
+from research_job.io.database import check_table_name, open_catalogue, scheme_of
 from research_job.metadata import load_aliases, normalize_records, read_source_csv, write_tracks_csv
+from research_job.provenance import code_version, sha256_file, utc_now
 from research_job.schema import write_artifact
-from research_job.steps import code_version, utc_now
+from research_job.steps import Step
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportMetadataConfig:
+    """export-metadata: catalogue database (or CSV) -> metadata/tracks_metadata.csv."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    database_url: str | None = option(
+        None, "catalogue database: postgresql://user@host/db or sqlite:///path.sqlite (or give --csv-path)"
+    )
+    table: str = option("tracks", "table to export (SELECT *); ignored with --query")
+    query: str | None = option(None, "a SELECT returning the seven catalogue columns, instead of --table")
+    csv_path: Path | None = option(None, "export a CSV file with the catalogue columns instead of a database")
+    composer_aliases: Path | None = option(
+        None, "YAML/JSON mapping of composer spellings to canonical names, applied while standardising"
+    )
+
+
+def check(cfg: ExportMetadataConfig) -> None:
+    """Refuse a config that cannot export, before anything is read or written.
+
+    Raises:
+        ConfigError: neither or both of ``database_url`` and ``csv_path``; an unknown URL scheme; a bad table
+            name; a missing CSV or alias file.
+    """
+    if (cfg.database_url is None) == (cfg.csv_path is None):
+        raise ConfigError("export-metadata needs exactly one of database_url or csv_path")
+    if cfg.database_url is not None:
+        scheme_of(cfg.database_url)
+        if cfg.query is None:
+            check_table_name(cfg.table)
+    if cfg.csv_path is not None and not Path(cfg.csv_path).is_file():
+        raise ConfigError(f"csv_path {str(cfg.csv_path)!r} is not a file")
+    if cfg.composer_aliases is not None and not Path(cfg.composer_aliases).is_file():
+        raise ConfigError(f"composer_aliases {str(cfg.composer_aliases)!r} is not a file")
 
 
 def run(cfg: ExportMetadataConfig) -> dict[str, Any]:
@@ -30,9 +67,8 @@ def run(cfg: ExportMetadataConfig) -> dict[str, Any]:
         ConfigError: neither or both of ``database_url`` and ``csv_path``; a bad table name or URL.
         MetadataError: the catalogue cannot be read, or any row is bad (all problems listed).
     """
+    check(cfg)
     layout = cfg.common.layout
-    if (cfg.database_url is None) == (cfg.csv_path is None):
-        raise ConfigError("export-metadata needs exactly one of database_url or csv_path")
     t0 = time.perf_counter()
     aliases = load_aliases(cfg.composer_aliases)
     table: str | None = None
@@ -77,7 +113,7 @@ def run(cfg: ExportMetadataConfig) -> dict[str, Any]:
         },
         "output": {
             "file": layout.tracks_csv.name,
-            "sha256": hashlib.sha256(layout.tracks_csv.read_bytes()).hexdigest(),
+            "sha256": sha256_file(layout.tracks_csv),
         },
         "timings_sec": {
             "read": round(t_read - t0, 6),
@@ -99,3 +135,14 @@ def run(cfg: ExportMetadataConfig) -> dict[str, Any]:
         report["timings_sec"]["total"],
     )
     return report
+
+
+STEP = Step(
+    name="export_metadata",
+    config=ExportMetadataConfig,
+    summary="Export the catalogue (database or CSV) to metadata/tracks_metadata.csv.",
+    example="research-job export-metadata --database-url sqlite:///.cache/demo_corpus/catalogue.sqlite",
+    run=run,
+    check=check,
+    pipeline=10,
+)

@@ -10,10 +10,15 @@ right answer for query-by-audio. ``exclude_track_id`` removes one track id from 
 
 ``by_segment`` searches the segment embeddings of embed-segments instead (exact): a track scores the best of its
 segments, and each result names that best segment's start and end (useful for an excerpt as the query).
+
+The folder searched follows the rule of every command: ``--version-dir`` when given, else
+``<artifacts-root>/v1_model_<MODEL>``. The model is the one recorded in that folder; a ``--model`` given
+explicitly (flag, environment or config file) must be that one.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +27,14 @@ from typing import Any
 import numpy as np
 
 from research_job import schema
-from research_job.config import CommonConfig
+from research_job.config import CommonConfig, option
+from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError, ConfigError, unknown_choice
 from research_job.layout import ArtifactLayout
 from research_job.metadata import read_tracks_csv
 from research_job.models.base import Encoder
 from research_job.query import embed_query_file, load_query_encoder
+from research_job.steps import Step
 
 INDEXES = ("exact", "hnswlib")
 
@@ -37,23 +44,32 @@ class FindSimilarConfig:
     """find-similar: one query audio file -> the k most similar tracks of an artifact version folder."""
 
     common: CommonConfig = field(default_factory=CommonConfig)
-    #: the query audio file (any codec the pipeline decodes)
-    query: Path | None = None
-    #: the artifact version folder to search (default: the model's folder under artifacts_root)
-    artifacts: Path | None = None
-    k: int = 10
-    #: leave this track id out of the results (e.g. the query's own track)
-    exclude_track_id: str | None = None
-    #: exact | hnswlib
-    index: str = "exact"
-    #: search the segment embeddings (embed-segments); a track scores its best segment
-    by_segment: bool = False
-    #: print JSON instead of a table
-    json: bool = False
+    query: Path | None = option(None, "the query audio file (any codec the pipeline decodes)")
+    k: int = option(10, "number of tracks to return")
+    exclude_track_id: str | None = option(
+        None, "leave this track id out of the results (e.g. the query's own)"
+    )
+    index: str = option("exact", "exact search, or the approximate index/hnsw.index", choices=INDEXES)
+    by_segment: bool = option(
+        False, "search the segment embeddings (embed-segments): a track scores its best one"
+    )
+    json: bool = option(False, "print JSON instead of a table")
 
-    @property
-    def layout(self) -> ArtifactLayout:
-        return ArtifactLayout(Path(self.artifacts)) if self.artifacts is not None else self.common.layout
+
+def check(cfg: FindSimilarConfig) -> None:
+    """Refuse a missing query, a bad k, or segment search with an ANN index.
+
+    Raises:
+        ConfigError: naming the bad value.
+    """
+    if cfg.query is None:
+        raise ConfigError("find-similar needs a query audio file (--query PATH)")
+    if cfg.k < 1:
+        raise ConfigError(f"k must be >= 1, got {cfg.k}")
+    if cfg.index not in INDEXES:
+        raise ConfigError(unknown_choice("index", cfg.index, INDEXES))
+    if cfg.by_segment and cfg.index != "exact":
+        raise ConfigError("Segment search is exact only; leave index at 'exact' with by_segment")
 
 
 def _exact(
@@ -98,11 +114,11 @@ def _by_segment(
 ) -> tuple[list[tuple[str, float]], dict[str, dict[str, Any]]]:
     """Exact scores of every segment; best segment per track; top-k tracks (ties: first segment row)."""
     from research_job.query import check_same_model, recorded_model
-    from research_job.steps.embed_segments import load_segments
+    from research_job.segments import load_segments
 
     seg, rows, smeta = load_segments(layout)
     seg_model = {key: smeta["model"].get(key) for key in ("name", "version", "weights_sha256", "layer")}
-    check_same_model(recorded_model(meta), seg_model, layout.embeddings_dir / "segments_meta.json")
+    check_same_model(recorded_model(meta), seg_model, layout.segments_meta)
     if smeta["postprocess"]["type"] != meta["postprocess"]["type"] or (
         smeta["postprocess"]["sha256"] != meta["postprocess"]["sha256"]
     ):
@@ -158,8 +174,6 @@ def find_similar(
         ConfigError: bad ``k`` or ``index``; ArtifactError: missing/inconsistent artifacts; ModelError: model
             mismatch; AudioDecodeError: the query cannot be decoded.
     """
-    from research_job.steps.embed import load_embeddings
-
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     if index not in INDEXES:
@@ -188,7 +202,8 @@ def find_similar(
             "rank": rank,
             "track_id": tid,
             "title": r.title if r is not None else "",
-            "composer": r.composer if r is not None else None,
+            "composer": r.composer_display if r is not None else None,
+            "composer_key": r.composer if r is not None else None,
             "album_id": r.album_id if r is not None else None,
             "score": round(score, 6),
         }
@@ -220,17 +235,20 @@ def format_table(result: dict[str, Any]) -> str:
         s = "" if v is None else str(v)
         return s if len(s) <= width else s[: width - 1] + "…"
 
+    # ids are never cut (two albums that differ after 16 characters must not look the same): the id columns
+    # are as wide as their longest value
+    album_w = max([5, *(len(str(h["album_id"] or "")) for h in result["results"])])
     out = [
         f"Tracks most similar to {result['query']} ({result['model']}, {result['artifact_version']}, "
         f"{result['index']} search)",
-        f"{'rank':>4}  {'score':>7}  {'title':<32}  {'composer':<24}  {'album':<16}  track_id",
+        f"{'rank':>4}  {'score':>7}  {'title':<32}  {'composer':<24}  {'album':<{album_w}}  track_id",
     ]
     for h in result["results"]:
         seg = h.get("segment")
         where = f"  [{seg['start_sec']:.1f}-{seg['end_sec']:.1f} s]" if seg else ""
         out.append(
             f"{h['rank']:>4}  {h['score']:>7.4f}  {cell(h['title'] or h['track_id'], 32):<32}  "
-            f"{cell(h['composer'], 24):<24}  {cell(h['album_id'], 16):<16}  {h['track_id']}{where}"
+            f"{cell(h['composer'], 24):<24}  {str(h['album_id'] or ''):<{album_w}}  {h['track_id']}{where}"
         )
     t = result["timings"]
     out.append(
@@ -240,16 +258,29 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def run(cfg: FindSimilarConfig, *, model: str | None = None) -> dict[str, Any]:
-    """Run :func:`find_similar` from a config (``model``: the spec the user asked for explicitly, if any)."""
-    if cfg.query is None:
-        raise ConfigError("find-similar needs a query audio file (--query PATH)")
+def run(cfg: FindSimilarConfig) -> dict[str, Any]:
+    """Run :func:`find_similar` from a config; a model named explicitly must be the folder's recorded one."""
+    check(cfg)
+    assert cfg.query is not None
     return find_similar(
         cfg.query,
-        cfg.layout,
+        cfg.common.layout,
         k=cfg.k,
-        model=model,
+        model=cfg.common.model if "model" in cfg.common.explicit else None,
         exclude_track_id=cfg.exclude_track_id,
         index=cfg.index,
         by_segment=cfg.by_segment,
     )
+
+
+STEP = Step(
+    name="find_similar",
+    config=FindSimilarConfig,
+    summary="Query by audio: the tracks most similar to one audio file, embedded like the corpus was.",
+    example="research-job find-similar --query .cache/demo_corpus/store/audio/mozart-quartet-k458/mozart-k458-mvt4.ogg "
+    "--version-dir artifacts/v1_model_musicnn-msd --k 5",
+    run=run,
+    check=check,
+    show=lambda cfg, result: json.dumps(result, indent=2) if cfg.json else format_table(result),
+    log_phase=False,
+)

@@ -24,23 +24,58 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from research_job.config import PullAudioConfig
+from research_job.config import CommonConfig, option
 from research_job.errors import ConfigError, StorageError
 from research_job.io.storage import ObjectInfo, ObjectNotFound, ObjectStore, TransientStorageError, open_store
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
+from research_job.provenance import code_version, utc_now
 from research_job.schema import write_artifact
-from research_job.steps import code_version, utc_now
+from research_job.steps import Step
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: longest single backoff delay, seconds
 MAX_BACKOFF_SEC = 30.0
+
+
+@dataclass(frozen=True)
+class PullAudioConfig:
+    """pull-audio: object store -> audio_cache/<album_id>/<track_id>.<ext>."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    source: str = option("", "the object store: s3://bucket/prefix or a local folder used as one")
+    endpoint_url: str | None = option(None, "S3-compatible endpoint (MinIO, moto, ...); unset = AWS")
+    region: str | None = option(None, "AWS region; unset = from the standard AWS configuration")
+    workers: int = option(8, "concurrent downloads")
+    max_attempts: int = option(5, "tries per object on transient errors (5xx, throttling, timeouts)")
+    backoff_sec: float = option(0.5, "first retry delay in seconds; doubles each attempt, with jitter")
+    aws_profile: str | None = option(
+        None, "AWS profile; unset = the standard credential chain (env, shared files, instance/task role)"
+    )
+    timeout_sec: float = option(60.0, "connect/read timeout of each S3 request, seconds")
+
+
+def check(cfg: PullAudioConfig) -> None:
+    """Refuse counts and delays that cannot work, and a missing source, before anything is read.
+
+    Raises:
+        ConfigError: naming the bad value.
+    """
+    if cfg.workers < 1 or cfg.max_attempts < 1 or cfg.backoff_sec < 0 or cfg.timeout_sec <= 0:
+        raise ConfigError(
+            f"pull-audio needs workers >= 1, max_attempts >= 1, backoff_sec >= 0, timeout_sec > 0; got "
+            f"workers={cfg.workers}, max_attempts={cfg.max_attempts}, backoff_sec={cfg.backoff_sec}, "
+            f"timeout_sec={cfg.timeout_sec}"
+        )
+    if not cfg.source.strip():
+        raise ConfigError("No object store given: set pull_audio.source to s3://bucket/prefix or a directory")
 
 
 class VerificationError(TransientStorageError):
@@ -192,11 +227,7 @@ def run(cfg: PullAudioConfig) -> dict[str, Any]:
         MetadataError: ``tracks_metadata.csv`` missing or invalid.
         StorageError: the store cannot be opened, or not a single track could be pulled.
     """
-    if cfg.workers < 1 or cfg.max_attempts < 1 or cfg.backoff_sec < 0:
-        raise ConfigError(
-            f"pull-audio needs workers >= 1, max_attempts >= 1, backoff_sec >= 0; got workers={cfg.workers}, "
-            f"max_attempts={cfg.max_attempts}, backoff_sec={cfg.backoff_sec}"
-        )
+    check(cfg)
     layout = cfg.common.layout
     rows = read_tracks_csv(layout.tracks_csv)
     store = open_store(
@@ -257,3 +288,14 @@ def run(cfg: PullAudioConfig) -> dict[str, Any]:
             f"({counts['missing']} missing, {counts['failed']} failed); see {layout.pull_report}"
         )
     return report
+
+
+STEP = Step(
+    name="pull_audio",
+    config=PullAudioConfig,
+    summary="Pull every track's audio object into audio_cache/ (concurrent, retried, resumable).",
+    example="research-job pull-audio --source .cache/demo_corpus/store --workers 4",
+    run=run,
+    check=check,
+    pipeline=20,
+)

@@ -9,9 +9,6 @@ complete (parses, right sample rate, data chunk not truncated) unless the last r
 
 The target sample rate is ``sample_rate`` from the config, else the model's: looked up in
 :data:`MODEL_SAMPLE_RATES` without loading weights, or, for other specs, by loading the model.
-
-:func:`load_track_audio` is the library entry the embed step uses: the standardised WAV if present, else a
-fresh decode of the cached file.
 """
 
 from __future__ import annotations
@@ -19,19 +16,26 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
-from research_job.config import StandardizeAudioConfig
+from research_job.config import CommonConfig, option
 from research_job.errors import AudioDecodeError, ConfigError, SchemaValidationError
-from research_job.io.audio import decode_audio, probe_audio, read_wav, read_wav_header, write_wav
+from research_job.io.audio import (
+    cached_path,
+    decode_audio,
+    probe_audio,
+    read_wav_header,
+    wav_is_complete,
+    write_wav,
+)
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
+from research_job.provenance import code_version, utc_now
 from research_job.schema import read_artifact, write_artifact
-from research_job.steps import code_version, utc_now
+from research_job.steps import Step
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,32 @@ MODEL_SAMPLE_RATES: dict[str, int] = {
     "mert-v1-95m": 24000,
     "clap-music": 48000,
 }
+
+
+@dataclass(frozen=True)
+class StandardizeAudioConfig:
+    """standardize-audio: audio_cache -> audio_wav/<track_id>.wav, mono float32 at the model's sample rate."""
+
+    common: CommonConfig = field(default_factory=CommonConfig)
+    sample_rate: int | None = option(
+        None, "target sample rate in Hz; unset = the model's (known without loading weights for named models)"
+    )
+    max_duration_sec: float | None = option(None, "keep at most this many seconds of each track; unset = all")
+    workers: int = option(2, "tracks decoded in parallel (threads)")
+
+
+def check(cfg: StandardizeAudioConfig) -> None:
+    """Refuse a bad worker count, sample rate or duration before anything is read.
+
+    Raises:
+        ConfigError: naming the bad value.
+    """
+    if cfg.workers < 1:
+        raise ConfigError(f"standardize-audio needs workers >= 1, got {cfg.workers}")
+    if cfg.max_duration_sec is not None and cfg.max_duration_sec <= 0:
+        raise ConfigError(f"Bad max_duration_sec {cfg.max_duration_sec}: must be > 0 or unset")
+    if cfg.sample_rate is not None and cfg.sample_rate <= 0:
+        raise ConfigError(f"Bad sample_rate {cfg.sample_rate}: must be a positive number of Hz")
 
 
 def resolve_sample_rate(cfg: StandardizeAudioConfig) -> tuple[int, str]:
@@ -63,44 +93,6 @@ def resolve_sample_rate(cfg: StandardizeAudioConfig) -> tuple[int, str]:
     if name in MODEL_SAMPLE_RATES:
         return MODEL_SAMPLE_RATES[name], "model_table"
     return int(load_model(cfg.common.model).sample_rate), "model"
-
-
-def cached_path(layout: ArtifactLayout, row: TrackRow) -> Path:
-    """Where pull-audio put the track's original file."""
-    return layout.cached_audio(row.album_id, row.track_id, row.audio_ext)
-
-
-def wav_is_complete(path: Path, sample_rate: int) -> bool:
-    """True when ``path`` is a complete float32 mono WAV at ``sample_rate`` with at least one sample."""
-    try:
-        h = read_wav_header(path)
-    except AudioDecodeError:
-        return False
-    return h.sample_rate == sample_rate and h.n_samples > 0
-
-
-def load_track_audio(
-    layout: ArtifactLayout, row: TrackRow, sample_rate: int, *, max_duration_sec: float | None = None
-) -> np.ndarray:
-    """The track's mono float32 waveform at ``sample_rate``.
-
-    Reads ``audio_wav/<track_id>.wav`` when it is complete and at that rate, else decodes the pulled file in
-    ``audio_cache/``.
-
-    Raises:
-        AudioDecodeError: neither file is usable (not pulled, corrupt, empty, no samples), naming the file.
-    """
-    wav = layout.wav(row.track_id)
-    if wav_is_complete(wav, sample_rate):
-        x, _ = read_wav(wav)
-        if max_duration_sec is not None:
-            x = x[: int(round(max_duration_sec * sample_rate))]
-        return x
-    src = cached_path(layout, row)
-    if not src.is_file():
-        raise AudioDecodeError(f"No audio for track {row.track_id!r}: neither {wav} nor {src} exists")
-    x, _ = decode_audio(src, sample_rate, max_duration_sec=max_duration_sec)
-    return x
 
 
 def _previous_max_duration_matches(layout: ArtifactLayout, max_duration_sec: float | None) -> bool:
@@ -129,7 +121,7 @@ def _standardize_one(
         "duration_sec": None,
         "source": None,
     }
-    rel = lambda p: p.relative_to(layout.version_dir).as_posix()  # noqa: E731
+    rel = layout.rel
     try:
         if not src.is_file():
             raise AudioDecodeError(
@@ -161,10 +153,7 @@ def run(cfg: StandardizeAudioConfig) -> dict[str, Any]:
         ModelError: the sample rate must come from a model that cannot be loaded.
         AudioDecodeError: not a single track could be standardised (after writing the report).
     """
-    if cfg.workers < 1:
-        raise ConfigError(f"standardize-audio needs workers >= 1, got {cfg.workers}")
-    if cfg.max_duration_sec is not None and cfg.max_duration_sec <= 0:
-        raise ConfigError(f"Bad max_duration_sec {cfg.max_duration_sec}: must be > 0 or unset")
+    check(cfg)
     layout = cfg.common.layout
     rows = read_tracks_csv(layout.tracks_csv)
     sample_rate, rate_from = resolve_sample_rate(cfg)
@@ -227,3 +216,14 @@ def run(cfg: StandardizeAudioConfig) -> dict[str, Any]:
             f"standardize-audio: none of {len(done)} tracks could be decoded; see {layout.standardize_report}"
         )
     return report
+
+
+STEP = Step(
+    name="standardize_audio",
+    config=StandardizeAudioConfig,
+    summary="Decode audio_cache/ to mono float32 WAV at the model's sample rate in audio_wav/.",
+    example="research-job standardize-audio --max-duration-sec 120",
+    run=run,
+    check=check,
+    pipeline=30,
+)

@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research_job.config import BuildIndexConfig, CommonConfig, EvaluateConfig
+from research_job.config import CommonConfig
+from research_job.embeddings import load_embeddings
 from research_job.layout import ArtifactLayout
 from research_job.metadata import read_tracks_csv
 from research_job.search import exact_scores, search
 from research_job.steps import build_index, evaluate
-from research_job.steps.embed import load_embeddings
+from research_job.steps.build_index import BuildIndexConfig
+from research_job.steps.evaluate import EvaluateConfig
 from tests.helpers.artifact_factory import make_version
 
 pytestmark = pytest.mark.slow
@@ -145,7 +147,7 @@ def version(tmp_path_factory: pytest.TempPathFactory) -> ArtifactLayout:
 def _rewrite_embeddings(layout: ArtifactLayout, vec: np.ndarray) -> None:
     """Replace embeddings.f32 and keep embeddings_meta's checksum true (the factory wrote the old one)."""
     from research_job.io.atomic import write_bytes
-    from research_job.publish.manifest import sha256_file
+    from research_job.provenance import sha256_file
     from research_job.schema import read_artifact, write_artifact
 
     write_bytes(layout.embeddings_f32, vec.astype("<f4").tobytes())

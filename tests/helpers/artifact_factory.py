@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from research_job.embeddings import write_embeddings
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, write_tracks_csv
-from research_job.publish.manifest import sha256_file
+from research_job.provenance import sha256_file
 from research_job.schema import SCHEMA_DIR, write_artifact
-from research_job.steps.embed import write_embeddings
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from research_job import embeddings
 from research_job.config import CommonConfig
 from research_job.layout import ArtifactLayout
 from research_job.metadata import CSV_COLUMNS as COLUMNS
@@ -79,9 +80,8 @@ def write_embeddings(
     layout: ArtifactLayout, vectors: np.ndarray, ids: Sequence[str], model: str = "test"
 ) -> None:
     """Write the three embedding files directly (vectors used as given, no normalisation)."""
-    from research_job.steps import embed
 
-    embed.write_embeddings(
+    embeddings.write_embeddings(
         layout,
         vectors,
         ids,

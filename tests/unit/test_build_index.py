@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from research_job import neighbors, schema
-from research_job.config import BuildIndexConfig, CommonConfig
+from research_job.config import CommonConfig
 from research_job.index import BACKENDS
 from research_job.search import brute_force, search
 from research_job.steps import build_index
+from research_job.steps.build_index import BuildIndexConfig
 from tests.unit._core_corpus import write_embeddings
 
 

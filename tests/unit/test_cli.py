@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from research_job import cli as cli_mod
+from research_job import embeddings
 from research_job.config import CommonConfig
-from research_job.steps import embed
 from tests.unit._core_corpus import make_corpus
 
 COMMANDS = [
@@ -47,7 +47,7 @@ def test_models_lists_registry() -> None:
 
 
 def _embed_dim(layout: object) -> int:
-    return embed.load_embeddings(layout)[2]["model"]["params"]["dim"]  # type: ignore[arg-type]
+    return embeddings.load_embeddings(layout)[2]["model"]["params"]["dim"]  # type: ignore[arg-type]
 
 
 def test_precedence_file_env_flag(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_precedence_file_env_flag(tmp_path: Path) -> None:
         env={"RESEARCH_JOB_MODEL": "random?dim=6"},
     )
     assert res.exit_code == 0, res.output
-    vecs, _, meta = embed.load_embeddings(common.layout)
+    vecs, _, meta = embeddings.load_embeddings(common.layout)
     assert meta["dim"] == 7 and vecs.shape == (4, 7)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
 

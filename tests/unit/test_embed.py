@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from research_job import schema
-from research_job.config import EmbedConfig
+from research_job import embeddings, schema
 from research_job.errors import ArtifactError, ConfigError
 from research_job.steps import embed
+from research_job.steps.embed import EmbedConfig
 from tests.unit._core_corpus import make_corpus
 
 SR = 8000
@@ -70,7 +70,7 @@ def _poke(common: Any, track: str, first: float) -> None:
 def test_embed_writes_normalised_rows_in_csv_order(tmp_path: Path) -> None:
     common = make_corpus(tmp_path, SR, n=7)
     meta = embed.run(_cfg(common), encoder=FakeEncoder())
-    vecs, ids, meta2 = embed.load_embeddings(common.layout)
+    vecs, ids, meta2 = embeddings.load_embeddings(common.layout)
     assert ids == [f"t{i:02d}" for i in range(7)]
     assert meta == meta2 and meta["count"] == 7 and meta["dim"] == 8
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-6)
@@ -89,7 +89,7 @@ def test_bad_tracks_are_reported_and_skipped(tmp_path: Path, ahead: int) -> None
     common.layout.wav("t05").write_bytes(b"not audio at all")  # decode failure
     common.layout.wav("t06").unlink()  # missing file
     meta = embed.run(_cfg(common, decode_ahead=ahead), encoder=FakeEncoder())
-    _, ids, _ = embed.load_embeddings(common.layout)
+    _, ids, _ = embeddings.load_embeddings(common.layout)
     assert ids == ["t00", "t07"]
     reasons = {f["track_id"]: (f["stage"], f["reason"]) for f in meta["failures"]}
     assert list(reasons) == ["t01", "t02", "t03", "t04", "t05", "t06"]  # CSV order
@@ -157,14 +157,14 @@ def test_postprocess_recorded_and_reapplied(tmp_path: Path, kind: str) -> None:
     meta = embed.run(_cfg(common, postprocess=kind), encoder=FakeEncoder())
     assert meta["postprocess"]["type"] == kind and meta["postprocess"]["fitted_on"] == 12
     schema.validate("embeddings_meta", meta)
-    vecs, ids, _ = embed.load_embeddings(common.layout)
+    vecs, ids, _ = embeddings.load_embeddings(common.layout)
     enc = FakeEncoder()
     raw = np.stack([enc.embed([sf.read(common.layout.wav(t), dtype="float32")[0]])[0] for t in ids])
-    again = embed.apply_postprocess(raw, common.layout)
+    again = embeddings.apply_postprocess(raw, common.layout)
     np.testing.assert_allclose(again, vecs, atol=1e-6)
     none_dir = make_corpus(tmp_path / "none", SR, n=12)
     embed.run(_cfg(none_dir), encoder=FakeEncoder())
-    plain, _, _ = embed.load_embeddings(none_dir.layout)
+    plain, _, _ = embeddings.load_embeddings(none_dir.layout)
     assert not np.allclose(plain, vecs, atol=1e-3)  # the transform really changed the vectors
 
 

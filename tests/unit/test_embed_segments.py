@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from research_job import schema
+from research_job import embeddings, schema
 from research_job.cli import cli
-from research_job.config import CommonConfig, EmbedConfig
+from research_job.config import CommonConfig
 from research_job.errors import ConfigError, ModelError
+from research_job.io.audio import load_track_audio
 from research_job.metadata import read_tracks_csv
 from research_job.models.dsp import DspStatsEncoder
+from research_job.segments import load_segments, paths, segment_bounds
 from research_job.steps import embed
-from research_job.steps.embed_segments import EmbedSegmentsConfig, load_segments, paths, run, segment_bounds
-from research_job.steps.standardize_audio import load_track_audio
+from research_job.steps.embed import EmbedConfig
+from research_job.steps.embed_segments import EmbedSegmentsConfig, run
 from tests.unit._audio_corpus import FakeEncoder, make_audio_corpus
 
 
@@ -111,7 +113,7 @@ def test_segments_follow_the_track_embeddings(seg_corpus: CommonConfig, tmp_path
     pointer = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")["segments"]
     assert pointer["count"] == meta["count"] and pointer["sha256"] == meta["files"]["segments_sha256"]
     # a segment equal to a whole track (1.5 s track, one window) gets exactly that track's vector
-    tv, ids, _ = embed.load_embeddings(layout)
+    tv, ids, _ = embeddings.load_embeddings(layout)
     short = next(i for i, r in enumerate(rows) if r["track_id"] == "t01")
     np.testing.assert_allclose(vectors[short], tv[ids.index("t01")], atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(vectors.astype(np.float64), axis=1), 1.0, atol=1e-5)

@@ -10,9 +10,10 @@ import pytest
 
 from research_job import metrics as M
 from research_job import schema
-from research_job.config import CommonConfig, EvaluateConfig
+from research_job.config import CommonConfig
 from research_job.search import exact_scores
 from research_job.steps import evaluate
+from research_job.steps.evaluate import EvaluateConfig
 from tests.unit._core_corpus import row, write_csv, write_embeddings
 
 

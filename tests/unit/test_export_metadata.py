@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from research_job.config import CommonConfig, ExportMetadataConfig
+from research_job.config import CommonConfig
 from research_job.errors import ConfigError, MetadataError
 from research_job.io.database import redact_text, redact_url
 from research_job.metadata import read_tracks_csv
 from research_job.schema import read_artifact
 from research_job.steps import export_metadata
+from research_job.steps.export_metadata import ExportMetadataConfig
 
 COLS = ("track_id", "album_id", "track_no", "title", "composer", "audio_s3_key", "duration_sec")
 CATALOGUE = [

@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from research_job import embeddings
 from research_job.cli import cli
-from research_job.config import CommonConfig, EmbedConfig
+from research_job.config import CommonConfig
 from research_job.errors import ArtifactError, AudioDecodeError, ConfigError, ModelError
 from research_job.layout import ArtifactLayout
+from research_job.metadata import read_tracks_csv
 from research_job.models import registry
 from research_job.query import embed_query_file, load_query_encoder
 from research_job.steps import embed
+from research_job.steps.embed import EmbedConfig
 from research_job.steps.find_similar import find_similar, format_table
 from tests.helpers.audio_fixtures import write_audio, write_corrupt
 from tests.unit._audio_corpus import SOURCE_RATE, FakeEncoder, make_audio_corpus, signal
@@ -52,7 +55,7 @@ def test_flac_query_of_a_wav_corpus_track_returns_it_first(corpus: tuple[Artifac
 
 def test_query_vector_equals_the_corpus_row(corpus: tuple[ArtifactLayout, Path]) -> None:
     layout, qdir = corpus
-    vectors, ids, _ = embed.load_embeddings(layout)
+    vectors, ids, _ = embeddings.load_embeddings(layout)
     q = embed_query_file(qdir / "t04.flac", load_query_encoder(layout))
     assert q.shape == (1, vectors.shape[1]) and q.dtype == np.float32
     assert float(np.linalg.norm(q)) == pytest.approx(1.0, abs=1e-5)
@@ -67,8 +70,8 @@ def test_lossy_query_still_finds_its_track(corpus: tuple[ArtifactLayout, Path]) 
 
 
 def test_exclude_track_id_and_hnswlib_agree_with_exact(corpus: tuple[ArtifactLayout, Path]) -> None:
-    from research_job.config import BuildIndexConfig
     from research_job.steps import build_index
+    from research_job.steps.build_index import BuildIndexConfig
 
     layout, qdir = corpus
     exact = find_similar(qdir / "t04.flac", layout, k=4, exclude_track_id="t04")["results"]
@@ -153,8 +156,8 @@ def test_search_by_segment_finds_the_excerpt(corpus: tuple[ArtifactLayout, Path]
 
 
 def test_query_is_cut_like_the_standardised_corpus(tmp_path: Path) -> None:
-    from research_job.config import StandardizeAudioConfig
     from research_job.steps import standardize_audio
+    from research_job.steps.standardize_audio import StandardizeAudioConfig
 
     common = make_audio_corpus(tmp_path, 6, codec="wav", seconds=3.0)
     standardize_audio.run(StandardizeAudioConfig(common=common, max_duration_sec=1.0, workers=1))
@@ -169,7 +172,7 @@ def test_query_is_cut_like_the_standardised_corpus(tmp_path: Path) -> None:
 def test_cli_table_and_json(corpus: tuple[ArtifactLayout, Path]) -> None:
     layout, qdir = corpus
     runner = CliRunner()
-    args = ["find-similar", "--query", str(qdir / "t00.flac"), "--artifacts", str(layout.version_dir)]
+    args = ["find-similar", "--query", str(qdir / "t00.flac"), "--version-dir", str(layout.version_dir)]
     t0 = time.perf_counter()
     out = runner.invoke(cli, [*args, "--k", "3", "--json"])
     assert out.exit_code == 0, out.output
@@ -178,9 +181,14 @@ def test_cli_table_and_json(corpus: tuple[ArtifactLayout, Path]) -> None:
     assert set(doc) >= {"query", "model", "k", "results", "timings"}
     assert doc["model"] == "dsp-stats" and doc["k"] == 3
     assert [set(h) for h in doc["results"]] == [
-        {"rank", "track_id", "title", "composer", "album_id", "score"}
+        {"rank", "track_id", "title", "composer", "composer_key", "album_id", "score"}
     ] * 3
     assert doc["results"][0]["track_id"] == "t00"
+    # the composer as exported for people, the standardised key beside it
+    rows = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
+    for h in doc["results"]:
+        r = rows[h["track_id"]]
+        assert (h["composer"], h["composer_key"]) == (r.composer_raw or r.composer, r.composer)
     table = runner.invoke(cli, [*args, "--k", "2"])
     assert table.exit_code == 0, table.output
     assert "rank" in table.output and "Title t00" in table.output
@@ -188,6 +196,6 @@ def test_cli_table_and_json(corpus: tuple[ArtifactLayout, Path]) -> None:
     refused = runner.invoke(cli, [*args, "--model", "random"])
     assert refused.exit_code == 2 and "'random'" in refused.output and "'dsp-stats'" in refused.output
     missing = runner.invoke(
-        cli, ["find-similar", "--query", "/nonexistent.ogg", "--artifacts", str(layout.version_dir)]
+        cli, ["find-similar", "--query", "/nonexistent.ogg", "--version-dir", str(layout.version_dir)]
     )
     assert missing.exit_code == 2 and "/nonexistent.ogg" in missing.output

@@ -23,9 +23,10 @@ transformers = pytest.importorskip("transformers")
 
 from research_job.errors import AudioDecodeError, ModelError  # noqa: E402
 from research_job.models import hf  # noqa: E402
-from research_job.models.base import Encoder, sha256_files  # noqa: E402
+from research_job.models.base import Encoder  # noqa: E402
 from research_job.models.device import resolve_device, resolve_dtype  # noqa: E402
 from research_job.models.registry import load_model  # noqa: E402
+from research_job.provenance import sha256_files  # noqa: E402
 
 SR = 24_000
 CHUNK_SEC = 0.05  # 1200 samples at 24 kHz

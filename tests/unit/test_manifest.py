@@ -132,14 +132,14 @@ def test_inconsistent_folder_is_refused(tmp_path: Path) -> None:
 def test_index_file_not_matching_index_meta_is_refused(tmp_path: Path) -> None:
     c = make_version(tmp_path, n=10, dim=4, indexes=("hnswlib",))
     c.layout.hnsw_index.write_bytes(c.layout.hnsw_index.read_bytes()[:-1] + b"\x01")
-    with pytest.raises(ArtifactError, match=r"index/hnsw\.index size/sha256 differ"):
+    with pytest.raises(ArtifactError, match=r"index/hnsw\.index: sha256 differs from index_meta\.json"):
         build_manifest(c.layout.version_dir)
 
 
 def test_missing_required_file_is_named(tmp_path: Path) -> None:
     c = make_version(tmp_path, n=10, dim=4, indexes=("hnswlib",))
     c.layout.tracks_csv.unlink()
-    with pytest.raises(ArtifactError, match=r"missing metadata/tracks_metadata\.csv"):
+    with pytest.raises(ArtifactError, match=r"metadata/tracks_metadata\.csv: missing"):
         build_manifest(c.layout.version_dir)
 
 

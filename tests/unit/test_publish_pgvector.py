@@ -253,9 +253,10 @@ def test_database_password_is_never_shown() -> None:
 
 
 def test_step_run_to_pgvector(tmp_path: Path, db: str, conn: Any) -> None:
-    from research_job.config import PublishConfig, build_config
+    from research_job.config import build_config
     from research_job.errors import ConfigError
     from research_job.steps import publish
+    from research_job.steps.publish import PublishConfig
 
     c = make_version(tmp_path, model="step-model", n=20, dim=4, indexes=("hnswlib",))
     cfg = build_config(

@@ -278,9 +278,10 @@ def test_nothing_published_and_missing_bucket_are_named(tmp_path: Path, bucket: 
 
 
 def test_step_run_from_config_layers(tmp_path: Path, bucket: str, endpoint: str) -> None:
-    from research_job.config import PublishConfig, build_config
+    from research_job.config import build_config
     from research_job.errors import ConfigError
     from research_job.steps import publish
+    from research_job.steps.publish import PublishConfig
 
     c = make_version(tmp_path / "art", n=10, dim=4)
     cfg = build_config(

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research_job.config import CommonConfig, PullAudioConfig
+from research_job.config import CommonConfig
 from research_job.errors import StorageError
 from research_job.metadata import TrackRow, write_tracks_csv
 from research_job.schema import read_artifact
 from research_job.steps import pull_audio
+from research_job.steps.pull_audio import PullAudioConfig
 from tests.helpers.s3server import FaultProxy
 
 pytestmark = pytest.mark.network_services

@@ -8,13 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research_job.config import CommonConfig, StandardizeAudioConfig
+from research_job.config import CommonConfig
 from research_job.errors import AudioDecodeError, ModelError
-from research_job.io.audio import decode_audio, read_wav
+from research_job.io.audio import decode_audio, load_track_audio, read_wav
 from research_job.metadata import TrackRow, write_tracks_csv
 from research_job.schema import read_artifact
 from research_job.steps import standardize_audio
-from research_job.steps.standardize_audio import MODEL_SAMPLE_RATES, load_track_audio, resolve_sample_rate
+from research_job.steps.standardize_audio import (
+    MODEL_SAMPLE_RATES,
+    StandardizeAudioConfig,
+    resolve_sample_rate,
+)
 from tests.conftest import AUDIO_SECONDS
 from tests.helpers.audio_fixtures import CODECS, write_corrupt, write_empty, write_zero_length
 

@@ -11,10 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research_job.config import BuildIndexConfig, CommonConfig, EmbedConfig, EvaluateConfig, ValidateConfig
+from research_job.config import CommonConfig
 from research_job.errors import ArtifactError
 from research_job.layout import ArtifactLayout
 from research_job.steps import build_index, embed, evaluate, validate
+from research_job.steps.build_index import BuildIndexConfig
+from research_job.steps.embed import EmbedConfig
+from research_job.steps.evaluate import EvaluateConfig
+from research_job.steps.validate import ValidateConfig
 from tests.unit._core_corpus import make_corpus
 
 
@@ -89,7 +93,7 @@ def _bad_csv_row(layout: ArtifactLayout) -> None:
 def _index_wrong_size(layout: ArtifactLayout) -> None:
     # a valid hnswlib file of other vectors, with its sidecar checksum updated: only the element count is off
     from research_job.index.hnswlib_index import HnswlibIndex
-    from research_job.models.base import sha256_file
+    from research_job.provenance import sha256_file
 
     meta = json.loads(layout.index_meta.read_text())
     idx = HnswlibIndex.build(np.eye(meta["dim"], dtype=np.float32)[:3], {})
@@ -103,7 +107,7 @@ def _index_wrong_size(layout: ArtifactLayout) -> None:
 
 def _table_rewrite(layout: ArtifactLayout, edit: Callable[[np.ndarray], np.ndarray]) -> None:
     # edit the neighbour table and update its sidecar checksum and size: only the values are wrong
-    from research_job.models.base import sha256_file
+    from research_job.provenance import sha256_file
 
     meta = json.loads(layout.index_meta.read_text())
     table = np.fromfile(layout.neighbors_table, dtype="<i4").reshape(meta["count"], meta["neighbors"]["k"])
