@@ -1,7 +1,8 @@
 /**
  * The /nearest body written as bytes (src/lib/nearestBody.ts): byte-for-byte what JSON.stringify writes for the same
  * object, for hostile strings (quotes, backslashes, control characters, U+2028, lone surrogates, non-ASCII,
- * emoji), null composers, both score kinds, every k and filter, and valid against the route's response schema;
+ * emoji), every composer case (display name from composer_raw, the key when it is empty or blank, null when
+ * missing; composer_key beside it), both score kinds, every k and filter, and valid against the route's response schema;
  * pre-rendered numbers round-trip exactly across chunk boundaries; bad numbers are refused by name.
  */
 
@@ -24,12 +25,26 @@ function track(i: number, rnd: () => number): TrackRow {
     album_id: `a${i % 7}`,
     track_no: null,
     title: pick(),
-    composer: rnd() < 0.3 ? null : pick(),
+    ...composers(rnd, pick),
     audio_s3_key: `audio/${i}.m4a`,
     duration_sec: null,
-    composer_raw: null,
-    composer_missing: false,
   };
+}
+
+/** Key, catalogue string and missing flag: missing (raw kept or not), a raw string (any, blank or empty), or no raw. */
+function composers(rnd: () => number, pick: () => string): Pick<TrackRow, 'composer' | 'composer_raw' | 'composer_missing'> {
+  const u = rnd();
+  if (u < 0.2) return { composer: null, composer_raw: rnd() < 0.5 ? null : pick(), composer_missing: true };
+  const key = pick();
+  if (u < 0.35) return { composer: key, composer_raw: null, composer_missing: false };
+  if (u < 0.45) return { composer: key, composer_raw: rnd() < 0.5 ? '' : ' \t ', composer_missing: false };
+  return { composer: key, composer_raw: pick(), composer_missing: false };
+}
+
+/** The public fields written independently of src/lib/trackView.ts: display name = raw unless blank, else the key. */
+function pub(t: TrackRow) {
+  const display = t.composer === null ? null : t.composer_raw !== null && t.composer_raw.trim() !== '' ? t.composer_raw : t.composer;
+  return { track_id: t.track_id, title: t.title, composer: display, composer_key: t.composer, album_id: t.album_id };
 }
 
 function tracks(n: number, seed: number): TrackRow[] {
@@ -39,7 +54,6 @@ function tracks(n: number, seed: number): TrackRow[] {
 
 /** The same body built as an object (our key order) and serialised by JSON.stringify. */
 function reference(ts: readonly TrackRow[], b: NearestBody): string {
-  const pub = (t: TrackRow) => ({ track_id: t.track_id, title: t.title, composer: t.composer, album_id: t.album_id });
   return JSON.stringify({
     query: pub(ts[b.queryRow]!),
     k: b.k,
@@ -61,10 +75,13 @@ describe('renderTrackJson / writeNearestBody', () => {
     ts.forEach((t, row) => {
       const got = Buffer.from(json.bytes.subarray(json.offsets[row]!, json.offsets[row + 1]!)).toString('utf8');
       assert.equal(got, trackMembers(t));
-      assert.deepEqual(JSON.parse(`{${got}}`), { track_id: t.track_id, title: t.title, composer: t.composer, album_id: t.album_id });
+      assert.deepEqual(JSON.parse(`{${got}}`), pub(t));
+      assert.equal(got, JSON.stringify(pub(t)).slice(1, -1), 'members in the order of the public fields');
     });
     assert.equal(Buffer.byteLength(ts.map(trackMembers).join(''), 'utf8'), json.bytes.length);
     assert.ok(text.includes('\\u0000') && text.includes('\\ud800') && text.includes('Dvořák'), 'escapes and UTF-8 present');
+    const kinds = new Set(ts.map((t) => (t.composer === null ? 'missing' : pub(t).composer === t.composer_raw ? 'raw' : 'key fallback')));
+    assert.deepEqual([...kinds].sort(), ['key fallback', 'missing', 'raw'], 'every composer case is exercised');
   });
 
   it('writes bytes equal to JSON.stringify of the same object, for numbers and pre-rendered scores, any k and filter', () => {

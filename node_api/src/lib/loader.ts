@@ -24,6 +24,7 @@ import { relativeTo, type ArtifactFile, type ArtifactPaths } from './layout.js';
 import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
+import { composerFilterNames } from './trackView.js';
 import type { BackendChoice, NeighborsTableMode } from './options.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
 import type { ArtifactSource } from './source.js';
@@ -133,6 +134,7 @@ interface Metadata {
   readonly albumOfRow: Int32Array;
   readonly albumSize: Int32Array;
   readonly composerRows: Map<string, Int32Array>;
+  readonly composerFilterRows: Map<string, Int32Array>;
 }
 
 /** index/index_meta.json when present, and its hnswlib entry. */
@@ -195,6 +197,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     albumOfRow: md.albumOfRow,
     albumSize: md.albumSize,
     composerRows: md.composerRows,
+    composerFilterRows: md.composerFilterRows,
     embeddingsMeta: v.meta,
     indexMeta: index.indexMeta,
     hnswEntry: index.hnswEntry,
@@ -282,7 +285,8 @@ function checkRows(ctx: LoadContext, emb: Float32Array, dim: number, trackIds: r
 
 /**
  * tracks_metadata.csv aligned to the vector rows (every track id needs a row), with each row's album index,
- * the album sizes and the rows of each standardised composer.
+ * the album sizes, the rows of each standardised composer, and the rows each normalised `composer` filter
+ * value finds (a key or a display name, trimmed and lower-cased).
  * @throws ArtifactError naming the CSV and the first track id without a row (or the CSV's own problem)
  */
 async function readMetadata(ctx: LoadContext, v: Vectors): Promise<Metadata> {
@@ -300,20 +304,31 @@ async function readMetadata(ctx: LoadContext, v: Vectors): Promise<Metadata> {
   const albumIndex = new Map<string, number>();
   const albumOfRow = new Int32Array(v.n);
   const composerLists = new Map<string, number[]>();
+  const filterLists = new Map<string, number[]>();
+  const add = (lists: Map<string, number[]>, name: string, row: number): void => {
+    const list = lists.get(name);
+    if (list) list.push(row);
+    else lists.set(name, [row]);
+  };
   tracks.forEach((t, row) => {
     let a = albumIndex.get(t.album_id);
     if (a === undefined) albumIndex.set(t.album_id, (a = albumIndex.size));
     albumOfRow[row] = a;
-    if (t.composer !== null) {
-      const list = composerLists.get(t.composer) ?? [];
-      list.push(row);
-      composerLists.set(t.composer, list);
-    }
+    if (t.composer !== null) add(composerLists, t.composer, row);
+    for (const name of composerFilterNames(t)) add(filterLists, name, row);
   });
   const albumSize = new Int32Array(albumIndex.size);
   for (const a of albumOfRow) albumSize[a]!++;
-  const composerRows = new Map<string, Int32Array>([...composerLists].map(([c, rows]) => [c, Int32Array.from(rows)]));
-  return { metadataRows: csvRows.length, tracks, rowById, albumOfRow, albumSize, composerRows };
+  const asRows = (lists: Map<string, number[]>) => new Map<string, Int32Array>([...lists].map(([c, rows]) => [c, Int32Array.from(rows)]));
+  return {
+    metadataRows: csvRows.length,
+    tracks,
+    rowById,
+    albumOfRow,
+    albumSize,
+    composerRows: asRows(composerLists),
+    composerFilterRows: asRows(filterLists),
+  };
 }
 
 /**

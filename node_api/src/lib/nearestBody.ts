@@ -1,6 +1,6 @@
 /**
  * The /nearest response body written as bytes: every track's public fields (track_id, title, composer,
- * album_id) are rendered to JSON once, when the artifacts load, into one UTF-8 buffer; a response is then
+ * composer_key, album_id: see trackView.ts) are rendered to JSON once, when the artifacts load, into one UTF-8 buffer; a response is then
  * assembled by copying those fragments between a few ASCII pieces (rank, score, k, method, filters). This is
  * the same JSON as the route's response schema describes (the tests parse it and validate it against that
  * schema), without building per-hit objects, serialising them and encoding the result to UTF-8 per request.
@@ -10,9 +10,10 @@
  * as String() and JSON.stringify write it, converted once instead of per request.
  */
 
+import { displayComposer } from './trackView.js';
 import type { TrackRow } from './types.js';
 
-/** One UTF-8 buffer of `"track_id":..,"title":..,"composer":..,"album_id":..` per row; row i is bytes[offsets[i], offsets[i+1]). */
+/** One UTF-8 buffer of `"track_id":..,"title":..,"composer":..,"composer_key":..,"album_id":..` per row; row i is bytes[offsets[i], offsets[i+1]). */
 export interface TrackJson {
   /** a plain Uint8Array (its subarray views are cheaper than a Buffer's) */
   readonly bytes: Uint8Array;
@@ -20,11 +21,13 @@ export interface TrackJson {
   readonly offsets: Float64Array;
 }
 
-/** JSON members (no braces) of a track's public fields. */
+/** JSON members (no braces) of a track's public fields (publicTrack's, in its order). */
 export function trackMembers(t: TrackRow): string {
+  const display = displayComposer(t);
   return (
     `"track_id":${JSON.stringify(t.track_id)},"title":${JSON.stringify(t.title)},` +
-    `"composer":${t.composer === null ? 'null' : JSON.stringify(t.composer)},"album_id":${JSON.stringify(t.album_id)}`
+    `"composer":${display === null ? 'null' : JSON.stringify(display)},` +
+    `"composer_key":${t.composer === null ? 'null' : JSON.stringify(t.composer)},"album_id":${JSON.stringify(t.album_id)}`
   );
 }
 

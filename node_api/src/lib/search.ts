@@ -11,15 +11,12 @@ import { queryMetrics, type QueryMetrics } from './metrics.js';
 import { tableNeighbours } from './neighbors.js';
 import { hitScore, type HitScores } from './nearestBody.js';
 import { rowVector, type LoadedState } from './state.js';
-import type { TrackRow } from './types.js';
+import { displayComposer, normalizeComposer, publicTrack, type PublicTrack } from './trackView.js';
 
-export interface TrackHit {
+/** One hit: its rank and score, and the track's public fields (trackView.ts). */
+export interface TrackHit extends PublicTrack {
   rank: number;
-  track_id: string;
   score: number;
-  title: string;
-  composer: string | null;
-  album_id: string;
 }
 
 export interface NearestResult {
@@ -34,14 +31,9 @@ export function rowOf(state: LoadedState, trackId: string): number {
   return row;
 }
 
-/** Public fields of a track. */
-export function trackSummary(t: TrackRow): Omit<TrackHit, 'rank' | 'score'> {
-  return { track_id: t.track_id, title: t.title, composer: t.composer, album_id: t.album_id };
-}
-
 function trackHit(state: LoadedState, i: number, row: number, score: number): TrackHit {
   const t = state.tracks[row]!;
-  return { rank: i + 1, score, track_id: t.track_id, title: t.title, composer: t.composer, album_id: t.album_id };
+  return { rank: i + 1, score, ...publicTrack(t) };
 }
 
 function toTrackHits(state: LoadedState, hits: Hit[]): TrackHit[] {
@@ -50,17 +42,35 @@ function toTrackHits(state: LoadedState, hits: Hit[]): TrackHit[] {
   return out;
 }
 
-function composerRowsOrThrow(state: LoadedState, composer: string): Int32Array {
-  const rows = state.composerRows.get(composer);
-  if (!rows) {
-    const example = state.composerRows.keys().next().value;
-    throw new HttpError(
-      400,
-      `Unknown composer '${composer}': no loaded track has this standardised composer` +
-        (example ? ` (names are standardised, e.g. '${example}')` : ''),
-    );
+/**
+ * Rows (ascending) the `composer` filter finds: tracks whose standardised key or display name equals it,
+ * both sides trimmed and lower-cased.
+ * @throws HttpError 400 naming the value, how it is matched and an example of each form
+ */
+function composerFilterOrThrow(state: LoadedState, composer: string): Int32Array {
+  const rows = state.composerFilterRows.get(normalizeComposer(composer));
+  if (rows) return rows;
+  const firstRow = state.composerRows.values().next().value?.[0];
+  const example = firstRow === undefined ? null : state.tracks[firstRow]!;
+  throw new HttpError(
+    400,
+    `Unknown composer '${composer}': no loaded track has this composer (matched against the display name or the standardised key, ignoring case and surrounding spaces` +
+      (example ? `, e.g. '${displayComposer(example)}' or '${example.composer}')` : ')'),
+  );
+}
+
+/** Whether ascending `rows` holds `row` (binary search: no allocation). */
+function holdsRow(rows: Int32Array, row: number): boolean {
+  let lo = 0;
+  let hi = rows.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const r = rows[mid]!;
+    if (r === row) return true;
+    if (r < row) lo = mid + 1;
+    else hi = mid - 1;
   }
-  return rows;
+  return false;
 }
 
 /** Hits of one /nearest query, best first, and which path produced them. */
@@ -83,10 +93,10 @@ function ranked(method: string, hits: Hit[]): RankedRows {
 /**
  * Top-k neighbours of track `row` (never itself), as rows and scores. When the precomputed neighbour table is
  * loaded and k <= its k, the row's list is walked with the filters applied (same album: the exclusion the
- * backends get; composer: same standardised composer) and, when k tracks survive, they are the answer
+ * backends get; composer: the rows the filter finds by key or display name) and, when k tracks survive, they are the answer
  * (`method: "precomputed"`) with the table's exact float64 scores, so equal to exact search; that answer is
  * returned synchronously (no promise on the hot path). Otherwise a promise: with a composer filter the
- * candidates are that composer's rows, searched exactly (small and exact); else the configured backend runs
+ * candidates are the rows it finds, searched exactly (small and exact); else the configured backend runs
  * with the exclusion.
  * @throws HttpError 400 (synchronously) on an unknown composer
  */
@@ -97,11 +107,10 @@ export function nearestRanked(
   opts: { excludeSameAlbum: boolean; composer: string | null },
 ): RankedRows | Promise<RankedRows> {
   const exclude = queryExclusion(row, opts.excludeSameAlbum ? state : null);
-  const composerRows = opts.composer === null ? null : composerRowsOrThrow(state, opts.composer);
+  const composerRows = opts.composer === null ? null : composerFilterOrThrow(state, opts.composer);
   const table = state.neighbors;
   if (table !== null) {
-    const composer = opts.composer;
-    const keep = composer === null ? null : (r: number) => state.tracks[r]!.composer === composer;
+    const keep = composerRows === null ? null : (r: number) => holdsRow(composerRows, r);
     const hits = tableNeighbours(table, row, k, exclude, keep);
     if (hits !== null) {
       table.stats.served++;
@@ -169,7 +178,7 @@ export function composerEval(state: LoadedState, row: number, k: number, exclude
   const exclude = queryExclusion(row, excludeSameAlbum ? state : null);
   const hits = state.exact.searchSync(rowVector(state, row), k, exclude);
   const composer = state.tracks[row]!.composer;
-  const tracked = toTrackHits(state, hits).map((h) => ({ ...h, relevant: composer !== null && h.composer === composer }));
+  const tracked = toTrackHits(state, hits).map((h) => ({ ...h, relevant: composer !== null && h.composer_key === composer }));
   if (composer === null) return { hits: tracked, n_relevant_candidates: 0, metrics: null, reason: 'missing_composer' };
   let nRel = 0;
   for (const r of state.composerRows.get(composer)!) if (!exclude.has(r)) nRel++;

@@ -55,8 +55,10 @@ export interface LoadedState {
   /** album index of each row, for zero-allocation same-album exclusion */
   readonly albumOfRow: Int32Array;
   readonly albumSize: Int32Array;
-  /** rows (ascending) of each standardised composer */
+  /** rows (ascending) of each standardised composer (composer_key): what composer-eval's relevance uses */
   readonly composerRows: ReadonlyMap<string, Int32Array>;
+  /** rows (ascending) a `composer` filter value finds, by the value normalised (normalizeComposer): every key and display name */
+  readonly composerFilterRows: ReadonlyMap<string, Int32Array>;
   readonly embeddingsMeta: EmbeddingsMeta;
   readonly indexMeta: IndexMeta | null;
   readonly hnswEntry: IndexEntry | null;

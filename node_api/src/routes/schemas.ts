@@ -28,16 +28,28 @@ export const trackIdSchema = {
 
 export const kSchema = { type: 'integer', minimum: 1, maximum: 100, default: 5, description: 'number of neighbours (1..100)' } as const;
 
+/** A track's composer fields (lib/trackView.ts): the display name, and the standardised key relevance uses. */
+const composerFields = {
+  composer: {
+    type: ['string', 'null'],
+    description: "display name: the catalogue's string as exported (composer_raw), or the standardised key when the catalogue has none; null when the composer is missing",
+  },
+  composer_key: {
+    type: ['string', 'null'],
+    description: 'standardised composer (what composer-eval counts as relevant); null when the composer is missing',
+  },
+} as const;
+
 export const trackSummary = {
   type: 'object',
   additionalProperties: false,
   properties: {
     track_id: { type: 'string' },
     title: { type: 'string' },
-    composer: { type: ['string', 'null'] },
+    ...composerFields,
     album_id: { type: 'string' },
   },
-  required: ['track_id', 'title', 'composer', 'album_id'],
+  required: ['track_id', 'title', 'composer', 'composer_key', 'album_id'],
 } as const;
 
 export const hitSchema = {
@@ -48,10 +60,10 @@ export const hitSchema = {
     track_id: { type: 'string' },
     score: { type: 'number', description: 'cosine similarity (float64 inner product of L2-normalised rows)' },
     title: { type: 'string' },
-    composer: { type: ['string', 'null'] },
+    ...composerFields,
     album_id: { type: 'string' },
   },
-  required: ['rank', 'track_id', 'score', 'title', 'composer', 'album_id'],
+  required: ['rank', 'track_id', 'score', 'title', 'composer', 'composer_key', 'album_id'],
 } as const;
 
 export const trackParams = {

@@ -5,8 +5,9 @@
 
 import type { FastifyPluginAsync } from 'fastify';
 
-import { composerEval, nearestRanked, rowOf, trackSummary, type RankedRows } from '../../lib/search.js';
+import { composerEval, nearestRanked, rowOf, type RankedRows } from '../../lib/search.js';
 import { writeNearestBody } from '../../lib/nearestBody.js';
+import { publicTrack } from '../../lib/trackView.js';
 import { errorResponses, hitSchema, kSchema, trackParams, trackSummary as trackSummarySchema } from '../schemas.js';
 
 interface Params {
@@ -37,7 +38,7 @@ export const nearestResponse200 = {
     filters: {
       type: 'object',
       additionalProperties: false,
-      properties: { exclude_same_album: { type: 'boolean' }, composer: { type: ['string', 'null'] } },
+      properties: { exclude_same_album: { type: 'boolean' }, composer: { type: ['string', 'null'], description: 'the composer filter as given' } },
       required: ['exclude_same_album', 'composer'],
     },
     hits: { type: 'array', items: hitSchema },
@@ -54,7 +55,12 @@ const nearestSchema = {
     properties: {
       k: kSchema,
       exclude_same_album: excludeSameAlbum,
-      composer: { type: 'string', minLength: 1, maxLength: 256, description: 'only tracks by this standardised composer' },
+      composer: {
+        type: 'string',
+        minLength: 1,
+        maxLength: 256,
+        description: "only tracks by this composer: its display name or its standardised key (composer_key), ignoring case and surrounding spaces (e.g. 'Debussy, Claude' or 'claude debussy')",
+      },
     },
   },
   response: {
@@ -127,7 +133,7 @@ const tracks: FastifyPluginAsync = async (app) => {
     const row = rowOf(state, req.params.trackId);
     const res = composerEval(state, row, req.query.k, req.query.exclude_same_album);
     return {
-      query: trackSummary(state.tracks[row]!),
+      query: publicTrack(state.tracks[row]!),
       k: req.query.k,
       exclude_same_album: req.query.exclude_same_album,
       search: 'exact' as const,
