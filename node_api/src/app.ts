@@ -140,8 +140,3 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.ready();
   return app;
 }
-
-/** The first load, started by the artifact store plugin (resolves with the state or rejects with the load error). */
-export function loadingOf(app: FastifyInstance): Promise<unknown> {
-  return app.artifactsLoaded;
-}

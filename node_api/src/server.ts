@@ -4,7 +4,7 @@
  * or unservable artifacts exit with code 1 and one message naming the variable or the file.
  */
 
-import { buildApp, loadingOf } from './app.js';
+import { buildApp } from './app.js';
 import { ArtifactError, ConfigError, StorageError } from './lib/errors.js';
 import { loadConfig } from './plugins/env.js';
 
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
 
   await app.listen({ host: config.host, port: config.port });
   try {
-    await loadingOf(app);
+    await app.artifactsLoaded;
   } catch (err) {
     const msg = err instanceof ArtifactError || err instanceof ConfigError || err instanceof StorageError ? err.message : String(err);
     app.log.fatal({ err }, 'artifacts cannot be served');
