@@ -19,10 +19,14 @@ MUSICNN_WEIGHTS_DIR ?= .cache/musicnn
 export MUSICNN_WEIGHTS_DIR
 STEP_ARGS   = --config $(CONFIG) --model $(MODEL)
 
-.PHONY: help install install-dev weights node-install demo demo-corpus run export-metadata pull-audio \
+NODE_STAMP  := node_api/node_modules/.installed
+NODE_BUILT  := node_api/dist/src/server.js
+NODE_SRC    := $(shell find node_api/src -name '*.ts' 2>/dev/null) node_api/tsconfig.json node_api/tsconfig.build.json
+
+.PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate validate publish compare-models serve \
-        demo-deps demo-piano embed-segments find-similar \
-        test test-python test-node lint format bench bench-quick bench-deps clean
+        demo-deps demo-piano embed-segments find-similar realmusic-corpus \
+        test test-python test-node lint format bench bench-quick bench-deps timings clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -33,15 +37,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[demo,hf,dev]'
 	touch $@
 
-install: $(VENV)/.installed weights ## create .venv with the pinned CPU torch and every dependency, fetch model weights
+install: $(VENV)/.installed weights $(NODE_STAMP) ## .venv (pinned CPU torch, every dependency), musicnn weights, node_api's npm packages
 
-install-dev: install node-install ## install + the Node API's dependencies
+install-dev: install ## the same as install (kept for old scripts)
 
 weights: $(VENV)/.installed ## fetch the musicnn checkpoints from the musicnn wheel on PyPI (no deps installed)
 	$(PY) scripts/fetch_musicnn_weights.py --dest $(MUSICNN_WEIGHTS_DIR)
 
-node-install: ## npm ci in node_api/
+$(NODE_STAMP): node_api/package.json node_api/package-lock.json
 	cd node_api && npm ci --no-audit --no-fund
+	touch $@
+
+node-install: $(NODE_STAMP) ## npm ci in node_api/ (once; again when package*.json change)
+
+$(NODE_BUILT): $(NODE_STAMP) $(NODE_SRC)
+	npm --prefix node_api run build:prod
+
+node-build: $(NODE_BUILT) ## compile the Node API once (npm start and make serve run what was built)
 
 demo-deps: ## FluidSynth + a GM soundfont for the demo renders (apt, when root); without them a plain synth is used
 	@if command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then echo "fluidsynth present"; \
@@ -53,7 +65,7 @@ demo-deps: ## FluidSynth + a GM soundfont for the demo renders (apt, when root);
 demo-corpus: $(VENV)/.installed demo-deps ## render the demo catalogue (music21 scores -> audio in 5 codecs, SQLite, local object store)
 	$(PY) -m research_job.demo.build --out $(DEMO_DIR) --n-tracks $(DEMO_TRACKS) --rendering $(RENDERING)
 
-demo: install demo-corpus ## fresh machine -> installed, demo corpus rendered, whole pipeline run, evaluation table printed
+demo: install demo-corpus node-build ## fresh machine -> installed, demo corpus rendered, pipeline run, API built, table printed
 	$(RJ) run $(STEP_ARGS)
 	$(RJ) validate $(STEP_ARGS)
 
@@ -96,20 +108,27 @@ embed-segments: ## optional 30 s / 15 s hop segment embeddings beside the track 
 	$(RJ) embed-segments $(STEP_ARGS)
 
 find-similar: ## query by audio: make find-similar QUERY=my_track.wav [K=10]
-	$(RJ) find-similar --query $(QUERY) --artifacts $(VERSION_DIR) --k $${K:-10}
+	$(RJ) find-similar --query $(QUERY) --version-dir $(VERSION_DIR) --k $${K:-10}
 
-serve: ## serve the demo artifacts with the Node API on 127.0.0.1:8080
+REALMUSIC_DIR ?= .cache/realmusic_corpus
+realmusic-corpus: $(VENV)/.installed ## the real-music development corpus: 7 pinned Debian soundtrack packages (apt, ~565 MB)
+	$(PY) -m research_job.realmusic.build --out $(REALMUSIC_DIR)
+
+serve: node-build ## serve the demo artifacts with the Node API on 127.0.0.1:8080
 	cd node_api && ARTIFACTS_DIR=$(abspath $(VERSION_DIR)) PORT=$${PORT:-8080} npm start
 
-test: test-python test-node ## the whole test suite (Python + Node)
+test: lint test-python test-node ## the whole test suite: ruff, Python (pytest), Node (node --test)
 
-test-python: $(VENV)/.installed
+test-python: $(VENV)/.installed weights
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-node:
+test-node: $(NODE_STAMP)
 	cd node_api && PYTHON=$(abspath $(PY)) ARTIFACT_SCHEMA_DIR=$(abspath artifact_schema) npm test
 
-lint: ## ruff check + ruff format --check
+timings: ## the README's newcomer figures: a fresh clone, `make demo` then `make test`, timed -> docs/newcomer_timings.json
+	$(PYTHON_BOOT) scripts/newcomer_timings.py --out docs/newcomer_timings.json
+
+lint: $(VENV)/.installed ## ruff check + ruff format --check
 	$(VENV)/bin/ruff check research_job tests bench scripts
 	$(VENV)/bin/ruff format --check research_job tests bench scripts
 
@@ -117,9 +136,8 @@ format:
 	$(VENV)/bin/ruff check --fix research_job tests bench scripts
 	$(VENV)/bin/ruff format research_job tests bench scripts
 
-bench-deps: install node-install ## autocannon for the Node load test, the compiled Node API
+bench-deps: install node-build ## autocannon for the Node load test, the compiled Node API
 	npm --prefix bench/node ci --no-audit --no-fund
-	npm --prefix node_api run build
 
 bench: bench-deps ## full benchmarks (long: N up to 1M) -> bench/results/, docs/benchmarks.md
 	$(PY) -m bench.run --full

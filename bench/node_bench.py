@@ -321,7 +321,7 @@ def run(mode: str) -> dict[str, Any]:
     if shutil.which("node") is None:
         why = "node is not installed"
     elif not SERVER_JS.is_file():
-        why = f"not available yet: node_api ({SERVER_JS.relative_to(ROOT)} missing: build it with `npm --prefix node_api ci && npm --prefix node_api run build`)"
+        why = f"not available yet: node_api ({SERVER_JS.relative_to(ROOT)} missing: build it with `make node-build`)"
     elif not AUTOCANNON.is_dir():
         why = "autocannon not installed: run `npm --prefix bench/node ci` (bench/node/package-lock.json)"
     if why:

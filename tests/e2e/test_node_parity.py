@@ -52,7 +52,7 @@ def _node_server_js() -> Path:
     if SERVER_JS.is_file():
         return SERVER_JS
     if shutil.which("npm") is None or not (NODE_API / "node_modules").is_dir():
-        pytest.fail("node_api is not installed: run `make node-install` (CI runs `make install-dev`)")
+        pytest.fail("node_api is not installed: run `make node-build` (`make demo` and `make test` do)")
     subprocess.run(["npm", "run", "build:prod"], cwd=NODE_API, check=True, capture_output=True, timeout=300)
     return SERVER_JS
 
