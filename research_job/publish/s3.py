@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,26 @@ def _list_keys(client: Any, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
+@dataclass
+class _Publish:
+    """What the phases of one :func:`publish_s3` share: where it goes, what it puts there, the report so far."""
+
+    s3: Any
+    bucket: str
+    root: Path  # the local version folder
+    manifest: dict[str, Any]
+    vprefix: str  # key prefix of the release
+    mkey: str  # key of its manifest
+    lkey: str  # key of the latest pointer of its artifact version
+    transfer: Any  # boto3 TransferConfig: multipart_threshold, multipart_chunksize, max_concurrency
+    verify_etag: bool
+    report: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return str(self.report["status"])
+
+
 def publish_s3(
     version_dir: str | os.PathLike[str],
     *,
@@ -214,7 +235,6 @@ def publish_s3(
         StorageError: an S3 call failed or an uploaded object does not verify.
     """
     from boto3.exceptions import Boto3Error
-    from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     if not bucket:
@@ -222,7 +242,61 @@ def publish_s3(
     if multipart_threshold < 1 or multipart_chunksize < 1 or max_concurrency < 1:
         raise ConfigError("multipart_threshold, multipart_chunksize and max_concurrency must be >= 1")
     t0 = time.perf_counter()
-    root = Path(version_dir)
+    pub = _scan(
+        Path(version_dir),
+        t0,
+        bucket=bucket,
+        prefix=prefix,
+        release=release,
+        include_audio=include_audio,
+        client=client,
+        endpoint_url=endpoint_url,
+        region=region,
+        multipart_threshold=multipart_threshold,
+        multipart_chunksize=multipart_chunksize,
+        max_concurrency=max_concurrency,
+        verify_etag=verify_etag,
+    )
+    try:
+        rewrite_manifest = _compare_with_release(pub, force=force)
+        _upload_files(pub, on_file_done)
+        # an unchanged release whose objects or manifest had to be mended
+        if pub.status == "unchanged" and (rewrite_manifest or pub.report["uploaded"]):
+            pub.report["status"] = "repaired"
+        manifest_sha256 = _put_manifest(pub, rewrite=rewrite_manifest)
+        if set_latest:
+            _move_latest(pub, manifest_sha256)
+        if pub.status == "overwritten":
+            _delete_stale(pub)
+    except NoCredentialsError as e:
+        raise StorageError(
+            "No AWS credentials found (standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+            "~/.aws/credentials, container or instance role)"
+        ) from e
+    except (ClientError, BotoCoreError, Boto3Error) as e:  # Boto3Error: S3UploadFailedError from upload_file
+        raise StorageError(f"S3 publish to s3://{bucket}/{pub.vprefix} failed: {_error_code(e)}: {e}") from e
+    return _finish_report(pub, t0)
+
+
+def _scan(
+    root: Path,
+    t0: float,
+    *,
+    bucket: str,
+    prefix: str,
+    release: str | None,
+    include_audio: bool,
+    client: Any,
+    endpoint_url: str | None,
+    region: str | None,
+    multipart_threshold: int,
+    multipart_chunksize: int,
+    max_concurrency: int,
+    verify_etag: bool,
+) -> _Publish:
+    """Scan, hash and check the local folder, build its manifest, name the keys and start the report."""
+    from boto3.s3.transfer import TransferConfig
+
     manifest = build_manifest(root, release=release, include_audio=include_audio)
     t_scan = time.perf_counter() - t0
     artifact_version, rel = manifest["artifact_version"], manifest["release"]
@@ -257,165 +331,200 @@ def publish_s3(
         "deleted_stale": 0,
         "latest_moved": False,
     }
-    try:
-        old_raw = _get_bytes(s3, bucket, mkey)
-        status = "published"
-        rewrite_manifest = True
-        if old_raw is not None:
-            old = _parse_manifest(old_raw, f"s3://{bucket}/{mkey}")
-            diffs = diff_manifests(old, manifest) if old is not None else ["manifest.json is unreadable"]
-            if old is not None and not diffs and old["content_sha256"] == manifest["content_sha256"]:
-                status = "unchanged"
-                # keep what the first publish recorded; rewrite only if the stored manifest was altered
-                manifest = {
-                    **manifest,
-                    "published_at": old["published_at"],
-                    "publisher_version": old["publisher_version"],
-                }
-                rewrite_manifest = manifest_bytes(manifest) != old_raw
-            elif not force:
-                shown = ", ".join(diffs[:20]) + (f" (+{len(diffs) - 20} more)" if len(diffs) > 20 else "")
-                raise ArtifactError(
-                    f"Release {rel!r} of {artifact_version} already exists at s3://{bucket}/{vprefix} with "
-                    f"different content: {shown}. Publish under another --release, or pass --force to overwrite"
-                )
-            else:
-                status = "overwritten"
-        report["status"] = status
-
-        tcfg = TransferConfig(
+    return _Publish(
+        s3=s3,
+        bucket=bucket,
+        root=root,
+        manifest=manifest,
+        vprefix=vprefix,
+        mkey=mkey,
+        lkey=lkey,
+        transfer=TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunksize,
             max_concurrency=max_concurrency,
-        )
+        ),
+        verify_etag=verify_etag,
+        report=report,
+    )
 
-        def etag_of(entry: dict[str, Any]) -> str | None:
-            if not verify_etag:
-                return None
-            return expected_etag(
-                root / entry["path"], entry["size_bytes"], multipart_threshold, multipart_chunksize
-            )
 
-        def put_one(entry: dict[str, Any]) -> tuple[str, bool, bool]:
-            """Upload one file unless an identical object is there; verify; (path, uploaded, multipart)."""
-            key = vprefix + entry["path"]
-            local = root / entry["path"]
-            # an object already there is matched on size + stored sha256 only: its ETag depends on the part
-            # size of the upload that made it, which may have used other transfer settings
-            ok, _ = _object_matches(_head(s3, bucket, key), entry, None)
-            if ok:
-                return entry["path"], False, False
-            if status == "unchanged":
-                log.warning("repairing s3://%s/%s (does not match the manifest)", bucket, key)
-            verify_file(local, entry)  # the bytes about to go up are the ones the manifest lists
-            s3.upload_file(
-                str(local),
-                bucket,
-                key,
-                ExtraArgs={
-                    "Metadata": {SHA256_METADATA: entry["sha256"]},
-                    "ContentType": _content_type(entry["path"]),
-                },
-                Config=tcfg,
-            )
-            ok, why = _object_matches(_head(s3, bucket, key), entry, etag_of(entry))
-            if not ok:
-                raise StorageError(f"Uploaded s3://{bucket}/{key} does not verify: {why}")
-            return entry["path"], True, entry["size_bytes"] >= multipart_threshold
+def _compare_with_release(pub: _Publish, *, force: bool) -> bool:
+    """Compare with the manifest the release already has, if any; set the report's status; return whether the
+    manifest must be (re)written.
 
-        t1 = time.perf_counter()
-        sizes = {f["path"]: f["size_bytes"] for f in manifest["files"]}
-        # largest first so the long multipart uploads overlap with the many small files
-        todo = sorted(manifest["files"], key=lambda f: -f["size_bytes"])
-        with ThreadPoolExecutor(max_workers=max(1, min(max_concurrency, len(todo)))) as pool:
-            pending = {pool.submit(put_one, f) for f in todo}
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                    for fut in done:
-                        path, uploaded, multipart = fut.result()
-                        if uploaded:
-                            report["uploaded"] += 1
-                            report["bytes_uploaded"] += sizes[path]
-                            report["multipart_uploads"] += int(multipart)
-                        else:
-                            report["skipped"] += 1
-                        if on_file_done is not None:
-                            on_file_done(path)
-            except BaseException:
-                for fut in pending:
-                    fut.cancel()
-                raise
-        t_upload = time.perf_counter() - t1
-        report["upload_sec"] = round(t_upload, 3)
-
-        if status == "unchanged" and (rewrite_manifest or report["uploaded"]):
-            status = report["status"] = "repaired"
-        written: bytes | None = None
-        if rewrite_manifest:
-            written = manifest_bytes(manifest)
-            s3.put_object(
-                Bucket=bucket,
-                Key=mkey,
-                Body=written,
-                ContentType="application/json",
-                Metadata={SHA256_METADATA: hashlib.sha256(written).hexdigest()},
-            )
-        stored = _get_bytes(s3, bucket, mkey)
-        if (
-            stored is None
-            or (written is not None and stored != written)
-            or json.loads(stored)["content_sha256"] != manifest["content_sha256"]
-        ):
-            raise StorageError(f"Manifest s3://{bucket}/{mkey} does not read back as written")
-        body = stored
-        msha = hashlib.sha256(body).hexdigest()
-        report["manifest_sha256"] = msha
-
-        if set_latest:
-            pointer = {
-                "schema_version": "1.0",
-                "artifact_version": artifact_version,
-                "model": manifest["model"],
-                "release": rel,
-                "version_prefix": vprefix,
-                "manifest_key": mkey,
-                "manifest_sha256": msha,
-                "content_sha256": manifest["content_sha256"],
-                "published_at": manifest["published_at"],
+    No manifest: ``published``. Same content: ``unchanged``, keeping what the first publish recorded.
+    Different (or unreadable) content: ``overwritten`` with ``force``, else :class:`ArtifactError` naming the
+    differing files.
+    """
+    old_raw = _get_bytes(pub.s3, pub.bucket, pub.mkey)
+    status = "published"
+    rewrite_manifest = True
+    if old_raw is not None:
+        manifest = pub.manifest
+        old = _parse_manifest(old_raw, f"s3://{pub.bucket}/{pub.mkey}")
+        diffs = diff_manifests(old, manifest) if old is not None else ["manifest.json is unreadable"]
+        if old is not None and not diffs and old["content_sha256"] == manifest["content_sha256"]:
+            status = "unchanged"
+            # keep what the first publish recorded; rewrite only if the stored manifest was altered
+            pub.manifest = {
+                **manifest,
+                "published_at": old["published_at"],
+                "publisher_version": old["publisher_version"],
             }
-            validate("latest_pointer", pointer)
-            current_raw = _get_bytes(s3, bucket, lkey)
-            current = json.loads(current_raw) if current_raw is not None else None
-            if current is None or (current.get("manifest_key"), current.get("manifest_sha256")) != (
-                mkey,
-                msha,
-            ):
-                data = json.dumps(pointer, indent=2, sort_keys=True).encode("utf-8") + b"\n"
-                s3.put_object(
-                    Bucket=bucket,
-                    Key=lkey,
-                    Body=data,
-                    ContentType="application/json",
-                    CacheControl="no-cache",
-                    Metadata={SHA256_METADATA: hashlib.sha256(data).hexdigest()},
-                )
-                report["latest_moved"] = True
+            rewrite_manifest = manifest_bytes(pub.manifest) != old_raw
+        elif not force:
+            shown = ", ".join(diffs[:20]) + (f" (+{len(diffs) - 20} more)" if len(diffs) > 20 else "")
+            raise ArtifactError(
+                f"Release {manifest['release']!r} of {manifest['artifact_version']} already exists at "
+                f"s3://{pub.bucket}/{pub.vprefix} with different content: {shown}. "
+                "Publish under another --release, or pass --force to overwrite"
+            )
+        else:
+            status = "overwritten"
+    pub.report["status"] = status
+    return rewrite_manifest
 
-        if status == "overwritten":
-            keep = {vprefix + f["path"] for f in manifest["files"]} | {mkey}
-            stale = [k for k in _list_keys(s3, bucket, vprefix) if k not in keep]
-            for k in stale:
-                s3.delete_object(Bucket=bucket, Key=k)
-            report["deleted_stale"] = len(stale)
-    except NoCredentialsError as e:
-        raise StorageError(
-            "No AWS credentials found (standard chain: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-            "~/.aws/credentials, container or instance role)"
-        ) from e
-    except (ClientError, BotoCoreError, Boto3Error) as e:  # Boto3Error: S3UploadFailedError from upload_file
-        raise StorageError(f"S3 publish to s3://{bucket}/{vprefix} failed: {_error_code(e)}: {e}") from e
 
+def _upload_files(pub: _Publish, on_file_done: Callable[[str], None] | None) -> None:
+    """Upload every file of the manifest, ``max_concurrency`` at a time; count uploads and skips in the report."""
+    report = pub.report
+    t1 = time.perf_counter()
+    sizes = {f["path"]: f["size_bytes"] for f in pub.manifest["files"]}
+    # largest first so the long multipart uploads overlap with the many small files
+    todo = sorted(pub.manifest["files"], key=lambda f: -f["size_bytes"])
+    with ThreadPoolExecutor(max_workers=max(1, min(pub.transfer.max_concurrency, len(todo)))) as pool:
+        pending = {pool.submit(_put_file, pub, f) for f in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for fut in done:
+                    path, uploaded, multipart = fut.result()
+                    if uploaded:
+                        report["uploaded"] += 1
+                        report["bytes_uploaded"] += sizes[path]
+                        report["multipart_uploads"] += int(multipart)
+                    else:
+                        report["skipped"] += 1
+                    if on_file_done is not None:
+                        on_file_done(path)
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
+    t_upload = time.perf_counter() - t1
+    report["upload_sec"] = round(t_upload, 3)
+
+
+def _put_file(pub: _Publish, entry: dict[str, Any]) -> tuple[str, bool, bool]:
+    """Upload one file unless an identical object is there; verify; (path, uploaded, multipart)."""
+    key = pub.vprefix + entry["path"]
+    local = pub.root / entry["path"]
+    # an object already there is matched on size + stored sha256 only: its ETag depends on the part
+    # size of the upload that made it, which may have used other transfer settings
+    ok, _ = _object_matches(_head(pub.s3, pub.bucket, key), entry, None)
+    if ok:
+        return entry["path"], False, False
+    if pub.status == "unchanged":
+        log.warning("repairing s3://%s/%s (does not match the manifest)", pub.bucket, key)
+    verify_file(local, entry)  # the bytes about to go up are the ones the manifest lists
+    pub.s3.upload_file(
+        str(local),
+        pub.bucket,
+        key,
+        ExtraArgs={
+            "Metadata": {SHA256_METADATA: entry["sha256"]},
+            "ContentType": _content_type(entry["path"]),
+        },
+        Config=pub.transfer,
+    )
+    ok, why = _object_matches(_head(pub.s3, pub.bucket, key), entry, _expected_etag_of(pub, entry))
+    if not ok:
+        raise StorageError(f"Uploaded s3://{pub.bucket}/{key} does not verify: {why}")
+    return entry["path"], True, entry["size_bytes"] >= pub.transfer.multipart_threshold
+
+
+def _expected_etag_of(pub: _Publish, entry: dict[str, Any]) -> str | None:
+    """The ETag the uploaded object must have; None when ETags are not checked."""
+    if not pub.verify_etag:
+        return None
+    return expected_etag(
+        pub.root / entry["path"],
+        entry["size_bytes"],
+        pub.transfer.multipart_threshold,
+        pub.transfer.multipart_chunksize,
+    )
+
+
+def _put_manifest(pub: _Publish, *, rewrite: bool) -> str:
+    """Put the manifest (if ``rewrite``), after every file; read it back; return its sha256."""
+    written: bytes | None = None
+    if rewrite:
+        written = manifest_bytes(pub.manifest)
+        pub.s3.put_object(
+            Bucket=pub.bucket,
+            Key=pub.mkey,
+            Body=written,
+            ContentType="application/json",
+            Metadata={SHA256_METADATA: hashlib.sha256(written).hexdigest()},
+        )
+    stored = _get_bytes(pub.s3, pub.bucket, pub.mkey)
+    if (
+        stored is None
+        or (written is not None and stored != written)
+        or json.loads(stored)["content_sha256"] != pub.manifest["content_sha256"]
+    ):
+        raise StorageError(f"Manifest s3://{pub.bucket}/{pub.mkey} does not read back as written")
+    msha = hashlib.sha256(stored).hexdigest()
+    pub.report["manifest_sha256"] = msha
+    return msha
+
+
+def _move_latest(pub: _Publish, manifest_sha256: str) -> None:
+    """Point ``latest`` at this release's manifest, unless it already points there."""
+    manifest = pub.manifest
+    pointer = {
+        "schema_version": "1.0",
+        "artifact_version": manifest["artifact_version"],
+        "model": manifest["model"],
+        "release": manifest["release"],
+        "version_prefix": pub.vprefix,
+        "manifest_key": pub.mkey,
+        "manifest_sha256": manifest_sha256,
+        "content_sha256": manifest["content_sha256"],
+        "published_at": manifest["published_at"],
+    }
+    validate("latest_pointer", pointer)
+    current_raw = _get_bytes(pub.s3, pub.bucket, pub.lkey)
+    current = json.loads(current_raw) if current_raw is not None else None
+    if current is None or (current.get("manifest_key"), current.get("manifest_sha256")) != (
+        pub.mkey,
+        manifest_sha256,
+    ):
+        data = json.dumps(pointer, indent=2, sort_keys=True).encode("utf-8") + b"\n"
+        pub.s3.put_object(
+            Bucket=pub.bucket,
+            Key=pub.lkey,
+            Body=data,
+            ContentType="application/json",
+            CacheControl="no-cache",
+            Metadata={SHA256_METADATA: hashlib.sha256(data).hexdigest()},
+        )
+        pub.report["latest_moved"] = True
+
+
+def _delete_stale(pub: _Publish) -> None:
+    """After an overwrite: delete the release's objects that the new manifest does not list."""
+    keep = {pub.vprefix + f["path"] for f in pub.manifest["files"]} | {pub.mkey}
+    stale = [k for k in _list_keys(pub.s3, pub.bucket, pub.vprefix) if k not in keep]
+    for k in stale:
+        pub.s3.delete_object(Bucket=pub.bucket, Key=k)
+    pub.report["deleted_stale"] = len(stale)
+
+
+def _finish_report(pub: _Publish, t0: float) -> dict[str, Any]:
+    """Add the wall time and the upload rate to the report, log its summary, return it."""
+    report = pub.report
     wall = time.perf_counter() - t0
     report["wall_sec"] = round(wall, 3)
     report["upload_mb_per_sec"] = (
@@ -423,7 +532,7 @@ def publish_s3(
     )
     log.info(
         "publish %s: %s, %d uploaded (%d multipart), %d already there, %.1f MB in %.2fs, latest moved: %s",
-        rel,
+        report["release"],
         report["status"],
         report["uploaded"],
         report["multipart_uploads"],
