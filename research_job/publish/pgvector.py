@@ -29,6 +29,7 @@ import re
 import struct
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,20 @@ def _copy_payload(vectors: np.ndarray, track_ids: list[str], rows: dict[str, Tra
     return b"".join(parts)
 
 
+@dataclass(frozen=True)
+class _Version:
+    """One checked version folder, read for a publish: its manifest, the rows to COPY, where they go."""
+
+    manifest: dict[str, Any]
+    version: str  # v1_model_<MODEL>/<release>
+    table: str
+    n: int
+    dim: int
+    vectors: np.ndarray  # float32 [n, dim], row i is track_ids[i]
+    track_ids: list[str]
+    rows: dict[str, TrackRow]  # metadata by track_id
+
+
 def publish_pgvector(
     version_dir: str | os.PathLike[str],
     *,
@@ -166,17 +181,55 @@ def publish_pgvector(
         StorageError: database errors (the URL's password is never shown).
     """
     import psycopg
-    from psycopg import sql
 
     if (database_url is None) == (conn is None):
         raise ConfigError("publish to pgvector needs exactly one of database_url (--database-url) or conn")
     if hnsw_m < 2 or hnsw_ef_construction < 1:
         raise ConfigError(f"Bad HNSW parameters m={hnsw_m}, ef_construction={hnsw_ef_construction}")
     t0 = time.perf_counter()
-    root = Path(version_dir)
+    v = _read_version(Path(version_dir), release)
+    report: dict[str, Any] = {
+        "target": "pgvector",
+        "version": v.version,
+        "table": v.table,
+        "n": v.n,
+        "dim": v.dim,
+        "content_sha256": v.manifest["content_sha256"],
+        "latest_moved": False,
+    }
+    own = conn is None
+    if own:
+        assert database_url is not None
+        conn = connect(database_url)
+        log.info("publish %s -> %s table %s", v.version, redact_url(database_url), v.table)
+    try:
+        # ONE transaction: another session sees the previous state or the complete new version (module docstring)
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            ensure_schema(conn)
+            report["status"] = _compare_with_existing(cur, v, force=force)
+            if report["status"] != "unchanged":
+                _create_table(cur, v)
+                report["copy_sec"] = _copy_rows(cur, v)
+                report["index_sec"] = _build_index(cur, v.table, hnsw_m, hnsw_ef_construction)
+                _analyze(cur, v.table)
+                _insert_catalogue_row(cur, v, hnsw_m, hnsw_ef_construction)
+            if set_latest:
+                report["latest_moved"] = _move_latest(cur, v)
+            if before_commit is not None:
+                before_commit(conn)
+    except psycopg.Error as e:
+        raise StorageError(f"pgvector publish of {v.version} failed: {e}") from e
+    finally:
+        if own:
+            conn.close()
+    return _finish_report(report, t0)
+
+
+def _read_version(root: Path, release: str | None) -> _Version:
+    """Check and hash the folder (its manifest), read the vectors, ids and metadata; every track needs a row."""
     manifest = build_manifest(root, release=release)
     version = version_name(manifest["artifact_version"], manifest["release"])
-    table = table_name_for(version)
     n, dim = manifest["count"], manifest["dim"]
     layout = ArtifactLayout(root)
     vectors = np.fromfile(layout.embeddings_f32, dtype="<f4").reshape(n, dim)
@@ -187,127 +240,145 @@ def publish_pgvector(
         raise ArtifactError(
             f"{len(missing)} embedded tracks have no row in tracks_metadata.csv, e.g. {', '.join(missing[:5])}"
         )
-    report: dict[str, Any] = {
-        "target": "pgvector",
-        "version": version,
-        "table": table,
-        "n": n,
-        "dim": dim,
-        "content_sha256": manifest["content_sha256"],
-        "latest_moved": False,
-    }
-    own = conn is None
-    if own:
-        assert database_url is not None
-        conn = connect(database_url)
-        log.info("publish %s -> %s table %s", version, redact_url(database_url), table)
-    try:
-        with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            ensure_schema(conn)
-            cur.execute(
-                f"SELECT content_sha256, manifest, table_name, is_latest FROM {VERSIONS_TABLE} "
-                "WHERE version = %s FOR UPDATE",
-                (version,),
-            )
-            existing = cur.fetchone()
-            status = "published"
-            if existing is not None:
-                old_sha, old_manifest, old_table, old_latest = existing
-                if old_sha == manifest["content_sha256"]:
-                    status = "unchanged"
-                elif not force:
-                    diffs = diff_manifests(old_manifest, manifest)
-                    raise ArtifactError(
-                        f"Version {version!r} is already in the database with different content: "
-                        f"{', '.join(diffs[:20]) or 'content digest differs'}. "
-                        "Publish under another --release, or pass --force to replace it"
-                    )
-                else:
-                    status = "overwritten"
-                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(old_table)))
-                    cur.execute(f"DELETE FROM {VERSIONS_TABLE} WHERE version = %s", (version,))
-            report["status"] = status
-            if status != "unchanged":
-                ident = sql.Identifier(table)
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TABLE {} (row_id integer PRIMARY KEY, track_id text NOT NULL UNIQUE, "
-                        "album_id text NOT NULL, composer text, title text NOT NULL, "
-                        "embedding vector({}) NOT NULL)"
-                    ).format(ident, sql.Literal(dim))
-                )
-                t1 = time.perf_counter()
-                payload = _copy_payload(vectors, track_ids, rows)
-                with cur.copy(
-                    sql.SQL(
-                        "COPY {} (row_id, track_id, album_id, composer, title, embedding) FROM STDIN (FORMAT BINARY)"
-                    ).format(ident)
-                ) as cp:
-                    step = 8 << 20
-                    for off in range(0, len(payload), step):
-                        cp.write(payload[off : off + step])
-                report["copy_sec"] = round(time.perf_counter() - t1, 3)
-                t2 = time.perf_counter()
-                cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
-                cur.execute(
-                    sql.SQL(
-                        "CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) "
-                        "WITH (m = {}, ef_construction = {})"
-                    ).format(
-                        sql.Identifier(f"{table}_hnsw"),
-                        ident,
-                        sql.Literal(hnsw_m),
-                        sql.Literal(hnsw_ef_construction),
-                    )
-                )
-                report["index_sec"] = round(time.perf_counter() - t2, 3)
-                cur.execute(sql.SQL("ANALYZE {}").format(ident))
-                cur.execute(
-                    f"INSERT INTO {VERSIONS_TABLE} (version, artifact_version, release, model, dim, n, table_name, "
-                    "content_sha256, manifest, hnsw_m, hnsw_ef_construction, created_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (
-                        version,
-                        manifest["artifact_version"],
-                        manifest["release"],
-                        manifest["model"],
-                        dim,
-                        n,
-                        table,
-                        manifest["content_sha256"],
-                        json.dumps(manifest),
-                        hnsw_m,
-                        hnsw_ef_construction,
-                        manifest["created_at"],
-                    ),
-                )
-            if set_latest:
-                cur.execute(
-                    f"SELECT version FROM {VERSIONS_TABLE} WHERE artifact_version = %s AND is_latest",
-                    (manifest["artifact_version"],),
-                )
-                current = cur.fetchone()
-                if current is None or current[0] != version:
-                    cur.execute(
-                        f"UPDATE {VERSIONS_TABLE} SET is_latest = false WHERE artifact_version = %s AND is_latest",
-                        (manifest["artifact_version"],),
-                    )
-                    cur.execute(
-                        f"UPDATE {VERSIONS_TABLE} SET is_latest = true WHERE version = %s", (version,)
-                    )
-                    report["latest_moved"] = True
-            if before_commit is not None:
-                before_commit(conn)
-    except psycopg.Error as e:
-        raise StorageError(f"pgvector publish of {version} failed: {e}") from e
-    finally:
-        if own:
-            conn.close()
+    return _Version(manifest, version, table_name_for(version), n, dim, vectors, track_ids, rows)
+
+
+def _compare_with_existing(cur: Any, v: _Version, *, force: bool) -> str:
+    """Compare with the version's catalogue row, if any (locked FOR UPDATE); return the status.
+
+    ``published`` (no row), ``unchanged`` (same content digest), ``overwritten`` (different content and
+    ``force``: the old table and row are dropped here), else :class:`ArtifactError` naming the files.
+    """
+    from psycopg import sql
+
+    cur.execute(
+        f"SELECT content_sha256, manifest, table_name, is_latest FROM {VERSIONS_TABLE} "
+        "WHERE version = %s FOR UPDATE",
+        (v.version,),
+    )
+    existing = cur.fetchone()
+    if existing is None:
+        return "published"
+    old_sha, old_manifest, old_table, old_latest = existing
+    if old_sha == v.manifest["content_sha256"]:
+        return "unchanged"
+    if not force:
+        diffs = diff_manifests(old_manifest, v.manifest)
+        raise ArtifactError(
+            f"Version {v.version!r} is already in the database with different content: "
+            f"{', '.join(diffs[:20]) or 'content digest differs'}. "
+            "Publish under another --release, or pass --force to replace it"
+        )
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(old_table)))
+    cur.execute(f"DELETE FROM {VERSIONS_TABLE} WHERE version = %s", (v.version,))
+    return "overwritten"
+
+
+def _create_table(cur: Any, v: _Version) -> None:
+    """The version's table, ``embedding vector(D)`` typed with its dimension."""
+    from psycopg import sql
+
+    cur.execute(
+        sql.SQL(
+            "CREATE TABLE {} (row_id integer PRIMARY KEY, track_id text NOT NULL UNIQUE, "
+            "album_id text NOT NULL, composer text, title text NOT NULL, "
+            "embedding vector({}) NOT NULL)"
+        ).format(sql.Identifier(v.table), sql.Literal(v.dim))
+    )
+
+
+def _copy_rows(cur: Any, v: _Version) -> float:
+    """COPY every row in binary format (vectors bit-exact); return the seconds it took."""
+    from psycopg import sql
+
+    t1 = time.perf_counter()
+    payload = _copy_payload(v.vectors, v.track_ids, v.rows)
+    with cur.copy(
+        sql.SQL(
+            "COPY {} (row_id, track_id, album_id, composer, title, embedding) FROM STDIN (FORMAT BINARY)"
+        ).format(sql.Identifier(v.table))
+    ) as cp:
+        step = 8 << 20
+        for off in range(0, len(payload), step):
+            cp.write(payload[off : off + step])
+    return round(time.perf_counter() - t1, 3)
+
+
+def _build_index(cur: Any, table: str, hnsw_m: int, hnsw_ef_construction: int) -> float:
+    """Build the table's HNSW index (cosine); return the seconds it took."""
+    from psycopg import sql
+
+    t2 = time.perf_counter()
+    cur.execute("SET LOCAL maintenance_work_mem = '512MB'")
+    cur.execute(
+        sql.SQL(
+            "CREATE INDEX {} ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})"
+        ).format(
+            sql.Identifier(f"{table}_hnsw"),
+            sql.Identifier(table),
+            sql.Literal(hnsw_m),
+            sql.Literal(hnsw_ef_construction),
+        )
+    )
+    return round(time.perf_counter() - t2, 3)
+
+
+def _analyze(cur: Any, table: str) -> None:
+    """Planner statistics for the new table, so its first queries are planned on real numbers."""
+    from psycopg import sql
+
+    cur.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+
+
+def _insert_catalogue_row(cur: Any, v: _Version, hnsw_m: int, hnsw_ef_construction: int) -> None:
+    """The version's row in ``vector_versions`` (not yet latest)."""
+    manifest = v.manifest
+    cur.execute(
+        f"INSERT INTO {VERSIONS_TABLE} (version, artifact_version, release, model, dim, n, table_name, "
+        "content_sha256, manifest, hnsw_m, hnsw_ef_construction, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            v.version,
+            manifest["artifact_version"],
+            manifest["release"],
+            manifest["model"],
+            v.dim,
+            v.n,
+            v.table,
+            manifest["content_sha256"],
+            json.dumps(manifest),
+            hnsw_m,
+            hnsw_ef_construction,
+            manifest["created_at"],
+        ),
+    )
+
+
+def _move_latest(cur: Any, v: _Version) -> bool:
+    """Flag this version as the latest of its artifact version; whether the flag moved."""
+    artifact_version = v.manifest["artifact_version"]
+    cur.execute(
+        f"SELECT version FROM {VERSIONS_TABLE} WHERE artifact_version = %s AND is_latest",
+        (artifact_version,),
+    )
+    current = cur.fetchone()
+    if current is not None and current[0] == v.version:
+        return False
+    # off first: the partial unique index allows one latest row per artifact version at any moment
+    cur.execute(
+        f"UPDATE {VERSIONS_TABLE} SET is_latest = false WHERE artifact_version = %s AND is_latest",
+        (artifact_version,),
+    )
+    cur.execute(f"UPDATE {VERSIONS_TABLE} SET is_latest = true WHERE version = %s", (v.version,))
+    return True
+
+
+def _finish_report(report: dict[str, Any], t0: float) -> dict[str, Any]:
+    """Add the wall time to the report, log its summary, return it."""
     report["wall_sec"] = round(time.perf_counter() - t0, 3)
     log.info(
         "publish %s: %s (copy %.2fs, index %.2fs, total %.2fs), latest moved: %s",
-        version,
+        report["version"],
         report["status"],
         report.get("copy_sec", 0.0),
         report.get("index_sec", 0.0),
