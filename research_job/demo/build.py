@@ -33,7 +33,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -276,6 +276,50 @@ def _copy_if_changed(src: Path, dst: Path) -> None:
     write_bytes(dst, src.read_bytes())
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The checked options of one build; its fields, in this order, are ``options`` in build_report.json."""
+
+    n_tracks: int
+    rendering: str
+    max_clip_sec: float
+    seed: int
+    workers: int
+    composers: list[str] | None
+    synth: str  # the resolved kind: fluidsynth | additive
+    synth_id: str  # the kind, plus the SoundFont's path and size for FluidSynth (part of the cache key)
+    sample_rate: int
+    key_prefix: str
+    work_timeout_s: float
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """What the render phase left: the sidecar metadata of every track that has audio, and what failed."""
+
+    results: dict[str, dict]  # by track_id, cached and fresh
+    failures: dict[str, str]  # reason by track_id
+    cache_hits: int
+    rendered: int
+    render_sec: float
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """Counts over the catalogue rows, for build_report.json and the returned :class:`DemoCorpus`."""
+
+    n_tracks: int
+    n_composers: int  # distinct named composers
+    n_albums: int
+    n_null_composer: int
+    codec_counts: dict[str, int]  # the dicts sorted by key
+    tracks_per_composer: dict[str, int]
+    tracks_per_album: dict[str, int]
+    total_audio_sec: float
+    total_bytes: int
+    dropped_zero_length_notes: int
+
+
 def build_demo_corpus(
     out_dir: str | os.PathLike[str],
     *,
@@ -313,6 +357,43 @@ def build_demo_corpus(
         DemoCorpusError: no work could be rendered.
     """
     t_start = time.monotonic()
+    opts = _check_options(
+        n_tracks=n_tracks,
+        rendering=rendering,
+        max_clip_sec=max_clip_sec,
+        seed=seed,
+        workers=workers,
+        composers=composers,
+        synth=synth,
+        sample_rate=sample_rate,
+        key_prefix=key_prefix,
+        work_timeout_s=work_timeout_s,
+    )
+    out = Path(out_dir).resolve()
+    works = select_works(n_tracks, seed=seed, composers=composers)
+    jobs = _plan_jobs(works, out / "cache", opts)
+    done = _render_tracks(jobs, opts, progress=progress)
+    store_dir = out / "store"
+    rows = _write_store(jobs, works, done.results, store_dir, key_prefix)
+    db_path = out / "catalogue.sqlite"
+    _write_sqlite(db_path, rows)
+    return _report(out, db_path, store_dir, opts, jobs, rows, done, t_start)
+
+
+def _check_options(
+    *,
+    n_tracks: int,
+    rendering: str,
+    max_clip_sec: float,
+    seed: int,
+    workers: int | None,
+    composers: Sequence[str] | None,
+    synth: str,
+    sample_rate: int,
+    key_prefix: str,
+    work_timeout_s: float,
+) -> _Options:
+    """Check the options (:class:`ConfigError` naming the bad one), fill in ``workers``, resolve the synth."""
     if rendering not in RENDERINGS:
         raise ConfigError(unknown_choice("rendering", rendering, RENDERINGS))
     if not max_clip_sec > 0:
@@ -336,19 +417,33 @@ def build_demo_corpus(
 
         sf = find_soundfont()
         synth_id = f"fluidsynth:{sf}:{sf.stat().st_size if sf else 0}"
+    return _Options(
+        n_tracks=n_tracks,
+        rendering=rendering,
+        max_clip_sec=max_clip_sec,
+        seed=seed,
+        workers=workers,
+        composers=list(composers) if composers is not None else None,
+        synth=synth_kind,
+        synth_id=synth_id,
+        sample_rate=sample_rate,
+        key_prefix=key_prefix,
+        work_timeout_s=work_timeout_s,
+    )
 
-    out = Path(out_dir).resolve()
-    store_dir = out / "store"
-    cache = out / "cache"
-    works = select_works(n_tracks, seed=seed, composers=composers)
+
+def _plan_jobs(works: Sequence[Work], cache: Path, opts: _Options) -> list[_Job]:
+    """One job per selected score: its codec and its cache files, keyed on everything that shapes them."""
     exts = assign_codecs(works)
     import music21
     import pretty_midi  # noqa: F401 - imported before the workers fork, so that each inherits it
 
     jobs = []
     for w, ext in zip(works, exts, strict=True):
-        midi_key = _hash(MIDI_CACHE_VERSION, w.corpus_path, music21.__version__, max_clip_sec)
-        audio_key = _hash(CACHE_VERSION, midi_key, rendering, synth_id, sample_rate, ext, max_clip_sec)
+        midi_key = _hash(MIDI_CACHE_VERSION, w.corpus_path, music21.__version__, opts.max_clip_sec)
+        audio_key = _hash(
+            CACHE_VERSION, midi_key, opts.rendering, opts.synth_id, opts.sample_rate, ext, opts.max_clip_sec
+        )
         base = cache / "audio" / f"{w.track_id}-{audio_key}"
         jobs.append(
             _Job(
@@ -359,7 +454,11 @@ def build_demo_corpus(
                 base.with_name(base.name + ".json"),
             )
         )
+    return jobs
 
+
+def _from_cache(jobs: Sequence[_Job]) -> tuple[dict[str, dict], list[_Job]]:
+    """The sidecars of the jobs complete in the cache (by track_id), and the jobs still to convert."""
     results: dict[str, dict] = {}
     todo = []
     for job in jobs:
@@ -369,20 +468,30 @@ def build_demo_corpus(
                 results[job.work.track_id] = meta
                 continue
         todo.append(job)
+    return results, todo
+
+
+def _render_tracks(jobs: Sequence[_Job], opts: _Options, *, progress: bool) -> _Rendered:
+    """Score -> MIDI -> waveform -> encoded file for each job the cache lacks, in worker processes.
+
+    Raises:
+        DemoCorpusError: no track has audio (the message shows the first failure).
+    """
+    results, todo = _from_cache(jobs)
     cache_hits = len(results)
     log.info("demo corpus: %d tracks planned, %d cached, %d to render", len(jobs), cache_hits, len(todo))
     t_render = time.monotonic()
     fresh, failures = run_jobs(
         todo,
-        workers=workers,
-        work_timeout_s=work_timeout_s,
+        workers=opts.workers,
+        work_timeout_s=opts.work_timeout_s,
         convert_kwargs={
-            "rendering": rendering,
-            "synth": synth_kind,
-            "clip_sec": max_clip_sec,
-            "sample_rate": sample_rate,
+            "rendering": opts.rendering,
+            "synth": opts.synth,
+            "clip_sec": opts.max_clip_sec,
+            "sample_rate": opts.sample_rate,
             # FluidSynth's own limit stays below the worker's so the worker reports it itself
-            "timeout_s": max(1.0, 0.8 * work_timeout_s),
+            "timeout_s": max(1.0, 0.8 * opts.work_timeout_s),
         },
         progress=progress,
     )
@@ -395,7 +504,13 @@ def build_demo_corpus(
             f"No work of the demo corpus could be rendered ({len(failures)} failed); first failure: "
             f"{next(iter(sorted(failures.items())), ('-', '-'))}"
         )
+    return _Rendered(results, failures, cache_hits, len(fresh), render_sec)
 
+
+def _write_store(
+    jobs: Sequence[_Job], works: Sequence[Work], results: Mapping[str, dict], store_dir: Path, key_prefix: str
+) -> list[tuple[Any, ...]]:
+    """Put each rendered track in the store under its object key, remove objects no row names; the rows."""
     raw_composers = composer_strings(works)
     rows = []
     keep: set[Path] = set()
@@ -423,84 +538,104 @@ def build_demo_corpus(
     for p in sorted(prefix_dir.rglob("*")) if prefix_dir.is_dir() else []:
         if p.is_file() and p not in keep:
             p.unlink()
-    db_path = out / "catalogue.sqlite"
-    _write_sqlite(db_path, rows)
+    return rows
 
+
+def _tally(jobs: Sequence[_Job], rows: Sequence[tuple[Any, ...]], results: Mapping[str, dict]) -> _Tally:
+    """Count the catalogue rows by codec, composer and album; total their audio and bytes."""
     by_track = {j.work.track_id: j for j in jobs}
     codec_counts = Counter(by_track[r[0]].ext for r in rows)
     composer_counts = Counter(by_track[r[0]].work.composer_key for r in rows)
     album_counts = Counter(r[1] for r in rows)
-    total_sec = sum(r[6] for r in rows)
-    total_bytes = sum(int(results[r[0]]["bytes"]) for r in rows)
-    n_null = sum(1 for r in rows if r[4] is None)
-    n_composers = len({by_track[r[0]].work.composer_key for r in rows if r[4] is not None})
+    return _Tally(
+        n_tracks=len(rows),
+        n_composers=len({by_track[r[0]].work.composer_key for r in rows if r[4] is not None}),
+        n_albums=len(album_counts),
+        n_null_composer=sum(1 for r in rows if r[4] is None),
+        codec_counts=dict(sorted(codec_counts.items())),
+        tracks_per_composer=dict(sorted(composer_counts.items())),
+        tracks_per_album=dict(sorted(album_counts.items())),
+        total_audio_sec=sum(r[6] for r in rows),
+        total_bytes=sum(int(results[r[0]]["bytes"]) for r in rows),
+        dropped_zero_length_notes=sum(int(results[r[0]]["dropped_zero_length_notes"]) for r in rows),
+    )
+
+
+def _report(
+    out: Path,
+    db_path: Path,
+    store_dir: Path,
+    opts: _Options,
+    jobs: Sequence[_Job],
+    rows: Sequence[tuple[Any, ...]],
+    done: _Rendered,
+    t_start: float,
+) -> DemoCorpus:
+    """Write build_report.json, log its summary, and describe the corpus built."""
+    tally = _tally(jobs, rows, done.results)
     elapsed = time.monotonic() - t_start
-    report = {
-        "options": {
-            "n_tracks": n_tracks,
-            "rendering": rendering,
-            "max_clip_sec": max_clip_sec,
-            "seed": seed,
-            "workers": workers,
-            "composers": list(composers) if composers is not None else None,
-            "synth": synth_kind,
-            "synth_id": synth_id,
-            "sample_rate": sample_rate,
-            "key_prefix": key_prefix,
-            "work_timeout_s": work_timeout_s,
-        },
-        "db_url": f"sqlite:///{db_path}",
-        "store_dir": str(store_dir),
-        "aliases_file": str(ALIASES_PATH),
-        "n_tracks": len(rows),
-        "n_composers": n_composers,
-        "n_albums": len(album_counts),
-        "n_null_composer": n_null,
-        "codec_counts": dict(sorted(codec_counts.items())),
-        "tracks_per_composer": dict(sorted(composer_counts.items())),
-        "tracks_per_album": dict(sorted(album_counts.items())),
-        "total_audio_sec": round(total_sec, 3),
-        "total_bytes": total_bytes,
-        "dropped_zero_length_notes": sum(int(results[r[0]]["dropped_zero_length_notes"]) for r in rows),
-        "cache_hits": cache_hits,
-        "rendered": len(fresh),
-        "skipped": [{"track_id": t, "reason": r} for t, r in sorted(failures.items())],
-        "render_sec": round(render_sec, 3),
-        "elapsed_sec": round(elapsed, 3),
-    }
     report_path = out / "build_report.json"
-    write_json(report_path, report)
+    write_json(
+        report_path, _report_json(opts, tally, done, db_path=db_path, store_dir=store_dir, elapsed=elapsed)
+    )
     log.info(
         "demo corpus: %d tracks, %d composers, %d albums, %.0f s audio, %.1f MB in %.1f s (%d cached, %d skipped)",
-        len(rows),
-        n_composers,
-        len(album_counts),
-        total_sec,
-        total_bytes / 1e6,
+        tally.n_tracks,
+        tally.n_composers,
+        tally.n_albums,
+        tally.total_audio_sec,
+        tally.total_bytes / 1e6,
         elapsed,
-        cache_hits,
-        len(failures),
+        done.cache_hits,
+        len(done.failures),
     )
     return DemoCorpus(
         out_dir=out,
         db_path=db_path,
         db_url=f"sqlite:///{db_path}",
         store_dir=store_dir,
-        key_prefix=key_prefix,
-        n_tracks=len(rows),
-        n_composers=n_composers,
-        n_albums=len(album_counts),
-        n_null_composer=n_null,
-        rendering=rendering,
-        synth=synth_kind,
-        total_audio_sec=total_sec,
-        total_bytes=total_bytes,
-        codec_counts=dict(sorted(codec_counts.items())),
-        skipped=tuple(sorted(failures.items())),
-        cache_hits=cache_hits,
+        key_prefix=opts.key_prefix,
+        n_tracks=tally.n_tracks,
+        n_composers=tally.n_composers,
+        n_albums=tally.n_albums,
+        n_null_composer=tally.n_null_composer,
+        rendering=opts.rendering,
+        synth=opts.synth,
+        total_audio_sec=tally.total_audio_sec,
+        total_bytes=tally.total_bytes,
+        codec_counts=dict(tally.codec_counts),
+        skipped=tuple(sorted(done.failures.items())),
+        cache_hits=done.cache_hits,
         elapsed_sec=elapsed,
         report_path=report_path,
     )
+
+
+def _report_json(
+    opts: _Options, tally: _Tally, done: _Rendered, *, db_path: Path, store_dir: Path, elapsed: float
+) -> dict[str, Any]:
+    """The content of build_report.json."""
+    return {
+        "options": asdict(opts),
+        "db_url": f"sqlite:///{db_path}",
+        "store_dir": str(store_dir),
+        "aliases_file": str(ALIASES_PATH),
+        "n_tracks": tally.n_tracks,
+        "n_composers": tally.n_composers,
+        "n_albums": tally.n_albums,
+        "n_null_composer": tally.n_null_composer,
+        "codec_counts": tally.codec_counts,
+        "tracks_per_composer": tally.tracks_per_composer,
+        "tracks_per_album": tally.tracks_per_album,
+        "total_audio_sec": round(tally.total_audio_sec, 3),
+        "total_bytes": tally.total_bytes,
+        "dropped_zero_length_notes": tally.dropped_zero_length_notes,
+        "cache_hits": done.cache_hits,
+        "rendered": done.rendered,
+        "skipped": [{"track_id": t, "reason": r} for t, r in sorted(done.failures.items())],
+        "render_sec": round(done.render_sec, 3),
+        "elapsed_sec": round(elapsed, 3),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
