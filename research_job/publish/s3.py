@@ -638,8 +638,19 @@ def verify_published(
 
     out = Path(dest) / artifact_version / release
     out.mkdir(parents=True, exist_ok=True)
+    downloaded, cached = _download_verified(s3, bucket, vprefix, manifest["files"], out)
+    (out / MANIFEST_NAME).write_bytes(raw)
+    log.info("verified %s/%s: %d downloaded, %d cached", artifact_version, release, downloaded, cached)
+    return {"dir": out, "manifest": manifest, "pointer": pointer, "downloaded": downloaded, "cached": cached}
+
+
+def _download_verified(
+    s3: Any, bucket: str, vprefix: str, files: list[dict[str, Any]], out: Path
+) -> tuple[int, int]:
+    """Bring every file of a manifest into ``out``: kept when it already matches, else downloaded to
+    ``<file>.tmp``, verified and renamed. Returns (downloaded, cached)."""
     downloaded = cached = 0
-    for entry in manifest["files"]:
+    for entry in files:
         local = _safe_join(out, entry["path"])
         if (
             local.is_file()
@@ -663,6 +674,4 @@ def verify_published(
             raise ArtifactError(f"Refusing s3://{bucket}/{key}: {e}") from e
         os.replace(tmp, local)
         downloaded += 1
-    (out / MANIFEST_NAME).write_bytes(raw)
-    log.info("verified %s/%s: %d downloaded, %d cached", artifact_version, release, downloaded, cached)
-    return {"dir": out, "manifest": manifest, "pointer": pointer, "downloaded": downloaded, "cached": cached}
+    return downloaded, cached
