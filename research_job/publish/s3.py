@@ -31,7 +31,7 @@ from typing import Any
 
 from research_job.errors import ArtifactError, ConfigError, SchemaValidationError, StorageError
 from research_job.layout import LAYOUT_VERSION, version_name
-from research_job.provenance import sha256_file
+from research_job.provenance import sha256_bytes, sha256_file
 from research_job.publish.manifest import (
     MANIFEST_NAME,
     build_manifest,
@@ -466,7 +466,7 @@ def _put_manifest(pub: _Publish, *, rewrite: bool) -> str:
             Key=pub.mkey,
             Body=written,
             ContentType="application/json",
-            Metadata={SHA256_METADATA: hashlib.sha256(written).hexdigest()},
+            Metadata={SHA256_METADATA: sha256_bytes(written)},
         )
     stored = _get_bytes(pub.s3, pub.bucket, pub.mkey)
     if (
@@ -475,7 +475,7 @@ def _put_manifest(pub: _Publish, *, rewrite: bool) -> str:
         or json.loads(stored)["content_sha256"] != pub.manifest["content_sha256"]
     ):
         raise StorageError(f"Manifest s3://{pub.bucket}/{pub.mkey} does not read back as written")
-    msha = hashlib.sha256(stored).hexdigest()
+    msha = sha256_bytes(stored)
     pub.report["manifest_sha256"] = msha
     return msha
 
@@ -508,7 +508,7 @@ def _move_latest(pub: _Publish, manifest_sha256: str) -> None:
             Body=data,
             ContentType="application/json",
             CacheControl="no-cache",
-            Metadata={SHA256_METADATA: hashlib.sha256(data).hexdigest()},
+            Metadata={SHA256_METADATA: sha256_bytes(data)},
         )
         pub.report["latest_moved"] = True
 
@@ -622,7 +622,7 @@ def verify_published(
     raw = _get_bytes(s3, bucket, mkey)
     if raw is None:
         raise ArtifactError(f"Manifest s3://{bucket}/{mkey} not found")
-    msha = hashlib.sha256(raw).hexdigest()
+    msha = sha256_bytes(raw)
     if expected_manifest_sha is not None and msha != expected_manifest_sha:
         raise ArtifactError(
             f"{MANIFEST_NAME}: sha256 {msha} != latest pointer {expected_manifest_sha} (s3://{bucket}/{mkey})"

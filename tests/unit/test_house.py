@@ -306,7 +306,6 @@ def test_no_second_clock_hash_or_client() -> None:
                 "research_job/realmusic/debs.py",
                 "research_job/realmusic/sources.py",
                 "research_job/realmusic/scan.py",  # a short id digest of a title, not a file checksum
-                "research_job/publish/s3.py",  # TODO(house): sha256_bytes once the publish split lands
             },
         ),
     ]
