@@ -195,6 +195,30 @@ def _check_segments(rep: Report, unit_norm_tol: float) -> None:
         rep.add(f"{layout.segments_meta}: dim {dim} != embeddings dim {rep.dim}")
 
 
+def _check_frames(rep: Report) -> None:
+    """The frame (and view) files against ``frames_meta.json`` and the track rows they belong to."""
+    from research_job.frames import load_frames
+
+    layout = rep.layout
+    meta = rep.json.get("frames_meta")
+    present = [
+        p
+        for p in (layout.frames_f16, layout.frames_offsets, layout.views_f16, layout.views_offsets)
+        if p.is_file()
+    ]
+    if not isinstance(meta, dict):
+        for p in present:
+            rep.add(f"{p}: present without a readable {layout.frames_meta.name}")
+        return
+    try:
+        frames = load_frames(layout)
+    except ResearchJobError as e:
+        rep.add(str(e))
+        return
+    if frames.n_tracks != len(rep.ids):
+        rep.add(f"{layout.frames_meta}: n_tracks {frames.n_tracks} != {len(rep.ids)} embeddings")
+
+
 def _check_indexes(rep: Report) -> None:
     layout = rep.layout
     imeta = rep.json.get("index_meta")
@@ -270,6 +294,7 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:
     _check_listing(rep)
     _check_embeddings(rep, unit_norm_tol)
     _check_segments(rep, unit_norm_tol)
+    _check_frames(rep)
     _check_indexes(rep)
     _check_eval(rep)
     return rep.problems

@@ -211,6 +211,27 @@ class ArtifactLayout:
     def segments_meta(self) -> Path:
         return self.path("segments_meta")
 
+    @property
+    def frames_f16(self) -> Path:
+        """Per-frame backbone features (see :mod:`research_job.frames`)."""
+        return self.path("frames_f16")
+
+    @property
+    def frames_offsets(self) -> Path:
+        return self.path("frames_offsets")
+
+    @property
+    def views_f16(self) -> Path:
+        return self.path("views_f16")
+
+    @property
+    def views_offsets(self) -> Path:
+        return self.path("views_offsets")
+
+    @property
+    def frames_meta(self) -> Path:
+        return self.path("frames_meta")
+
     # indexes
     @property
     def index_dir(self) -> Path:

@@ -39,3 +39,22 @@ class Encoder(Protocol):
         """Facts recorded in ``embeddings_meta.json['model']``: at least ``name``, ``version``,
         ``weights_sha256`` (or ``None`` for weight-less models), ``pooling``, ``layer`` and ``params``."""
         ...
+
+
+@runtime_checkable
+class FrameEncoder(Encoder, Protocol):
+    """An encoder that can also return its per-frame features (musicnn: one frame per 3 s patch), so that the
+    embed step can keep them beside the pooled vectors (:mod:`research_job.frames`) for heads to train on."""
+
+    #: layers whose per-frame outputs :meth:`embed_frames` can return, name -> dim
+    frame_layers: dict[str, int]
+    #: length of one frame and the hop between frames, seconds
+    frame_sec: float
+    hop_sec: float
+
+    def embed_frames(
+        self, batch: Sequence[np.ndarray], layers: Sequence[str]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One forward pass: the pooled vectors :meth:`embed` returns ([n, dim]) and, per waveform, its frames
+        [T_i, sum of the chosen layers' dims] (float32, the layers concatenated in the given order)."""
+        ...

@@ -389,17 +389,45 @@ class MusicnnEncoder:
         ``penultimate`` [n, 200], ``logits``, ``taggram`` [n, 50] (columns named by ``self.tags``)."""
         return self.patch_outputs_from_logmel(patches(self.logmel(wave)))
 
+    #: layers :meth:`embed_frames` can return per 3 s patch (the FrameEncoder protocol)
+    frame_layers = LAYERS
+    frame_sec = PATCH_FRAMES * HOP / SAMPLE_RATE
+    hop_sec = PATCH_FRAMES * HOP / SAMPLE_RATE
+
+    def _per_patch(self, batch: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every layer's per-patch outputs of the whole batch, and the patch bounds of each waveform."""
+        cut = [patches(self.logmel(w)) for w in batch]
+        bounds = np.cumsum([0, *(len(p) for p in cut)])
+        return self.patch_outputs_from_logmel(np.concatenate(cut)), bounds
+
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """One vector per waveform: the chosen layer per patch, mean-pooled over the track's patches."""
+        return self.embed_frames(batch, ())[0]
+
+    def embed_frames(
+        self, batch: Sequence[np.ndarray], layers: Sequence[str]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The pooled vectors of :meth:`embed` and, per waveform, the chosen layers' outputs per 3 s patch
+        (concatenated in ``layers`` order), from one forward pass.
+
+        Raises:
+            ModelError: an unknown layer, naming the known ones.
+        """
+        for name in layers:
+            if name not in LAYERS:
+                raise ModelError(unknown_choice("musicnn frame layer", name, LAYERS))
         if not len(batch):
-            return np.zeros((0, self.dim), dtype=np.float32)
-        cut = [patches(self.logmel(w)) for w in batch]
-        counts = [len(p) for p in cut]
-        layer = self.patch_outputs_from_logmel(np.concatenate(cut))[self.layer]
-        bounds = np.cumsum([0, *counts])
-        return np.stack(
-            [layer[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        ).astype(np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        outs, bounds = self._per_patch(batch)
+        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+        pooled = np.stack([outs[self.layer][a:b].mean(axis=0) for a, b in spans]).astype(np.float32)
+        frames = [
+            np.concatenate([outs[name][a:b] for name in layers], axis=1).astype(np.float32)
+            if layers
+            else np.zeros((b - a, 0), np.float32)
+            for a, b in spans
+        ]
+        return pooled, frames
 
     def info(self) -> dict[str, Any]:
         """Facts for ``embeddings_meta.json['model']``."""

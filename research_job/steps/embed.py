@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from research_job import schema
+from research_job.augment import CHAINS, augmented, describe, seed_for
 from research_job.config import CommonConfig, check_choices, option
 from research_job.embeddings import (
     MIN_NORM,
@@ -45,13 +46,13 @@ from research_job.embeddings import (
     wave_problem,
     write_embeddings,
 )
-from research_job.errors import ArtifactError, ConfigError, ResearchJobError
+from research_job.errors import ArtifactError, ConfigError, ResearchJobError, unknown_choice
 from research_job.io.atomic import atomic_open, write_json
 from research_job.io.audio import load_track_audio
 from research_job.io.prefetch import Loaded, prefetched
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
-from research_job.models.base import Encoder
+from research_job.models.base import Encoder, FrameEncoder
 from research_job.provenance import sha256_file
 from research_job.steps import Step
 
@@ -84,6 +85,21 @@ class EmbedConfig:
         "corpus post-processing before the L2 norm (fitted on this corpus, applied to queries)",
         choices=POSTPROCESS,
     )
+    frames: str | None = option(
+        None,
+        "also keep these layers' per-frame features (comma-separated, e.g. penultimate) for train-head; unset = off",
+    )
+    views: int = option(
+        0, "seeded augmented excerpts per track whose frames are kept too (needs --frames); 0 = none"
+    )
+    view_sec: float = option(30.0, "length of each augmented view's excerpt, seconds")
+    view_chain: str = option("train", "augmentation of the views (research_job.augment)", choices=CHAINS)
+    view_seed: int = option(0, "seed of the views' excerpts and augmentation")
+
+    @property
+    def frame_layers(self) -> tuple[str, ...]:
+        """The layers named by ``frames`` (empty: no frames)."""
+        return tuple(x.strip() for x in (self.frames or "").split(",") if x.strip())
 
 
 def check(cfg: EmbedConfig) -> None:
@@ -113,6 +129,48 @@ def check(cfg: EmbedConfig) -> None:
             raise ConfigError(
                 f"decode_ahead = {cfg.decode_ahead} applies to processes = 1 only (each worker decodes its own tracks)"
             )
+    if cfg.views < 0 or (cfg.views and not cfg.frame_layers):
+        raise ConfigError(f"views = {cfg.views} needs >= 0 and frames set (the views keep frames only)")
+    if cfg.views and not cfg.view_sec > 0:
+        raise ConfigError(f"view_sec must be > 0, got {cfg.view_sec}")
+    if cfg.frames is not None and not cfg.frame_layers:
+        raise ConfigError(f"frames {cfg.frames!r} names no layer; e.g. --frames penultimate")
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """What to keep besides the pooled vectors (from :class:`EmbedConfig`); picklable for worker processes."""
+
+    layers: tuple[str, ...] = ()
+    views: int = 0
+    view_sec: float = 30.0
+    view_chain: str = "train"
+    view_seed: int = 0
+
+    @classmethod
+    def of(cls, cfg: EmbedConfig) -> FrameSpec:
+        return cls(cfg.frame_layers, cfg.views, cfg.view_sec, cfg.view_chain, cfg.view_seed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"layers": list(self.layers), "views": self.views, "view_sec": self.view_sec,
+                "view_chain": self.view_chain, "view_seed": self.view_seed}  # fmt: skip
+
+
+def _check_frame_encoder(encoder: Encoder, spec: FrameSpec) -> None:
+    """Refuse frames from a model that has none, or layers it does not know.
+
+    Raises:
+        ConfigError: naming the model or the layer, and the valid ones.
+    """
+    if not spec.layers:
+        return
+    if not isinstance(encoder, FrameEncoder):
+        raise ConfigError(
+            f"Model {encoder.name!r} returns no per-frame features; frames need a frame encoder (musicnn-msd, musicnn-mtt)"
+        )
+    for name in spec.layers:
+        if name not in encoder.frame_layers:
+            raise ConfigError(unknown_choice(f"frame layer of {encoder.name}", name, encoder.frame_layers))
 
 
 # ---------------------------------------------------------------- one track's outcome (both engines)
@@ -127,43 +185,93 @@ def _fail(track_id: str, stage: str, reason: str) -> dict[str, str]:
     return {"track_id": track_id, "stage": stage, "reason": reason}
 
 
+#: one track's outcome: (pooled vector or None, its frames or None, why it failed or None)
+Outcome = tuple[np.ndarray | None, np.ndarray | None, str | None]
+
+
+def _forward(
+    encoder: Encoder, waves: Sequence[np.ndarray], layers: tuple[str, ...]
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(pooled, frames or None) per waveform from one call of the model; the shape is checked."""
+    if layers:
+        assert isinstance(encoder, FrameEncoder)
+        pooled, frames = encoder.embed_frames(list(waves), layers)
+        out: list[np.ndarray | None] = list(frames)
+    else:
+        pooled, out = encoder.embed(list(waves)), [None] * len(waves)
+    pooled = np.asarray(pooled, dtype=np.float32)
+    if pooled.shape != (len(waves), encoder.dim) or len(out) != len(waves):
+        raise ArtifactError(f"encoder returned shape {pooled.shape}, expected {(len(waves), encoder.dim)}")
+    return list(zip(pooled, out, strict=True))
+
+
 def _embed_isolated(
-    encoder: Encoder, waves: Sequence[np.ndarray]
-) -> list[tuple[np.ndarray | None, str | None]]:
-    """(vector, None) or (None / vector, reason) per waveform. A batch that raises is retried one track at a time,
-    so one bad track fails alone."""
+    encoder: Encoder, waves: Sequence[np.ndarray], layers: tuple[str, ...] = ()
+) -> list[Outcome]:
+    """(vector, frames, None) or (None / vector, None, reason) per waveform. A batch that raises is retried one
+    track at a time, so one bad track fails alone."""
+
+    def checked(v: np.ndarray, f: np.ndarray | None) -> Outcome:
+        why = check_vector(v)
+        if why is None and f is not None and not np.all(np.isfinite(f)):
+            why = "non-finite frame features (NaN or inf)"
+        return v, f, why
+
     try:
-        out = np.asarray(encoder.embed(list(waves)), dtype=np.float32)
-        if out.shape != (len(waves), encoder.dim):
-            raise ArtifactError(f"encoder returned shape {out.shape}, expected {(len(waves), encoder.dim)}")
-        return [(v, check_vector(v)) for v in out]
+        return [checked(v, f) for v, f in _forward(encoder, waves, layers)]
     except Exception as e:  # noqa: BLE001 - one bad track must not sink the run; reason recorded
         if len(waves) == 1:
-            return [(None, _reason(e))]
-    results: list[tuple[np.ndarray | None, str | None]] = []
+            return [(None, None, _reason(e))]
+    results: list[Outcome] = []
     for w in waves:
         try:
-            v = np.asarray(encoder.embed([w]), dtype=np.float32)[0]
-            results.append((v, check_vector(v)))
+            results.append(checked(*_forward(encoder, [w], layers)[0]))
         except Exception as e1:  # noqa: BLE001 - recorded as this track's failure
-            results.append((None, _reason(e1)))
+            results.append((None, None, _reason(e1)))
     return results
 
 
-def _embed_kept(encoder: Encoder, kept: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
-    """Embed checked waveforms (``(track_id, wave)`` pairs): ``ids`` and ``vecs`` (raw pooled vectors) of those
-    that embedded, ``fails`` (stage ``embed``) of the others, ``audio_sec`` of the embedded audio, ``model_sec``."""
+def _views(encoder: Encoder, tid: str, wave: np.ndarray, spec: FrameSpec) -> list[np.ndarray]:
+    """The frames of ``spec.views`` seeded augmented excerpts of one track (the same on every run)."""
+    waves = [
+        augmented(wave, encoder.sample_rate, spec.view_chain, seed_for(tid, v, spec.view_seed), spec.view_sec)
+        for v in range(spec.views)
+    ]
+    assert isinstance(encoder, FrameEncoder)
+    _, frames = encoder.embed_frames(waves, spec.layers)
+    if not all(np.all(np.isfinite(f)) and f.shape[0] for f in frames):
+        raise ArtifactError("an augmented view gave no or non-finite frame features")
+    return [f.astype(np.float16) for f in frames]
+
+
+def _embed_kept(
+    encoder: Encoder, kept: Sequence[tuple[str, np.ndarray]], spec: FrameSpec = FrameSpec()
+) -> dict[str, Any]:
+    """Embed checked waveforms (``(track_id, wave)`` pairs): ``ids`` and ``vecs`` (raw pooled vectors), ``frames``
+    and ``views`` (float16, when ``spec`` asks for them) of those that embedded, ``fails`` (stage ``embed`` or
+    ``views``) of the others, ``audio_sec`` of the embedded audio, ``model_sec``."""
     t0 = time.perf_counter()
-    results = _embed_isolated(encoder, [w for _, w in kept]) if kept else []
-    out: dict[str, Any] = {"ids": [], "vecs": [], "fails": [], "audio_sec": 0.0}
-    out["model_sec"] = time.perf_counter() - t0
-    for (tid, w), (v, why) in zip(kept, results, strict=True):
+    results = _embed_isolated(encoder, [w for _, w in kept], spec.layers) if kept else []
+    out: dict[str, Any] = {"ids": [], "vecs": [], "frames": [], "views": [], "fails": [], "audio_sec": 0.0}
+    for (tid, w), (v, f, why) in zip(kept, results, strict=True):
         if why is not None or v is None:
             out["fails"].append(_fail(tid, "embed", why or "no output"))
-        else:
-            out["ids"].append(tid)
-            out["vecs"].append(v)
-            out["audio_sec"] += w.size / encoder.sample_rate
+            continue
+        views: list[np.ndarray] = []
+        if spec.views:
+            try:
+                views = _views(encoder, tid, w, spec)
+            except Exception as e:  # noqa: BLE001 - this track fails alone, with the reason
+                out["fails"].append(_fail(tid, "views", _reason(e)))
+                continue
+        out["ids"].append(tid)
+        out["vecs"].append(v)
+        if spec.layers:
+            assert f is not None
+            out["frames"].append(f.astype(np.float16))
+            out["views"].append(views)
+        out["audio_sec"] += w.size / encoder.sample_rate
+    out["model_sec"] = time.perf_counter() - t0
     return out
 
 
@@ -181,12 +289,14 @@ def _checked_wave(
 # ---------------------------------------------------------------- checkpoints
 
 
-def _spec(encoder: Encoder) -> dict[str, Any]:
+def _spec(encoder: Encoder, frames: FrameSpec) -> dict[str, Any]:
+    """What the checkpoints were made with (another spec discards them)."""
     return {
         "model": encoder.name,
         "dim": int(encoder.dim),
         "sample_rate": int(encoder.sample_rate),
         "info": encoder.info(),
+        "frames": frames.to_json(),
     }
 
 
@@ -202,6 +312,9 @@ class Checkpoints:
         self.dim = int(spec["dim"])
         self.on_commit = on_commit
         self.done: dict[str, np.ndarray] = {}
+        #: per embedded track: its frames and its views' frames (float16), when the spec keeps them
+        self.frames: dict[str, np.ndarray] = {}
+        self.views: dict[str, list[np.ndarray]] = {}
         self.failures: list[dict[str, str]] = []
         #: what earlier runs measured (their chunks' stats)
         self.previous = dict.fromkeys(STAT_KEYS, 0.0)
@@ -235,14 +348,37 @@ class Checkpoints:
                     f"Corrupt checkpoint {vec_path}: shape {vecs.shape}; delete {self.part} and rerun"
                 )
             self.done.update(zip(info["ids"], vecs, strict=True))
+            self._read_frames(js, info)
             self.failures.extend(info["failures"])
             for key in STAT_KEYS:
                 self.previous[key] += float(info["stats"].get(key, 0.0))
             self.n_chunk += 1
 
+    def _read_frames(self, js: Path, info: dict[str, Any]) -> None:
+        """The frames and views of a committed chunk (``.frames.npy`` / ``.views.npy`` beside it)."""
+        for kind, counts in (("frames", info.get("frame_counts")), ("views", info.get("view_counts"))):
+            if counts is None:
+                continue
+            path = js.with_suffix(f".{kind}.npy")
+            flat = counts if kind == "frames" else [c for per in counts for c in per]
+            data = np.load(path, allow_pickle=False) if sum(flat) else np.zeros((0, 0), np.float16)
+            if data.shape[0] != sum(flat):
+                raise ArtifactError(f"Corrupt checkpoint {path}: {data.shape[0]} rows, expected {sum(flat)}")
+            bounds = np.cumsum([0, *flat])
+            blocks = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            if kind == "frames":
+                self.frames.update(zip(info["ids"], blocks, strict=True))
+            else:
+                it = iter(blocks)
+                self.views.update(
+                    {tid: [next(it) for _ in per] for tid, per in zip(info["ids"], counts, strict=True)}
+                )
+
     def _new_chunk(self) -> None:
         self.ids: list[str] = []
         self.vecs: list[np.ndarray] = []
+        self.chunk_frames: list[np.ndarray] = []
+        self.chunk_views: list[list[np.ndarray]] = []
         self.fails: list[dict[str, str]] = []
         self.chunk_stats = dict.fromkeys(STAT_KEYS, 0.0)
         self.t_chunk = time.perf_counter()
@@ -263,6 +399,8 @@ class Checkpoints:
         """Add an :func:`_embed_kept` / :func:`_worker_batch` result to the current chunk."""
         self.ids.extend(res["ids"])
         self.vecs.extend(res["vecs"])
+        self.chunk_frames.extend(res.get("frames", []))
+        self.chunk_views.extend(res.get("views", []))
         self.fails.extend(res["fails"])
         for key in ("audio_sec", "decode_sec", "model_sec"):
             self.chunk_stats[key] += res.get(key, 0.0)
@@ -273,13 +411,26 @@ class Checkpoints:
             return
         self.chunk_stats["wall_sec"] = time.perf_counter() - self.t_chunk
         arr = np.stack(self.vecs).astype(np.float32) if self.vecs else np.zeros((0, self.dim), np.float32)
-        with atomic_open(self.part / f"chunk_{self.n_chunk:05d}.npy", "wb") as f:
+        stem = self.part / f"chunk_{self.n_chunk:05d}"
+        with atomic_open(stem.with_suffix(".npy"), "wb") as f:
             np.save(f, arr, allow_pickle=False)
-        write_json(
-            self.part / f"chunk_{self.n_chunk:05d}.json",
-            {"ids": self.ids, "failures": self.fails, "stats": self.chunk_stats},
-        )
+        marker: dict[str, Any] = {"ids": self.ids, "failures": self.fails, "stats": self.chunk_stats}
+        if self.chunk_frames:
+            marker["frame_counts"] = [int(b.shape[0]) for b in self.chunk_frames]
+            with atomic_open(stem.with_suffix(".frames.npy"), "wb") as f:
+                np.save(f, np.concatenate(self.chunk_frames).astype(np.float16), allow_pickle=False)
+        if any(self.chunk_views):
+            marker["view_counts"] = [[int(b.shape[0]) for b in per] for per in self.chunk_views]
+            with atomic_open(stem.with_suffix(".views.npy"), "wb") as f:
+                np.save(
+                    f,
+                    np.concatenate([b for per in self.chunk_views for b in per]).astype(np.float16),
+                    allow_pickle=False,
+                )
+        write_json(stem.with_suffix(".json"), marker)  # the commit marker: written last
         self.done.update(zip(self.ids, self.vecs, strict=True))
+        self.frames.update(zip(self.ids, self.chunk_frames, strict=False))
+        self.views.update(zip(self.ids, self.chunk_views, strict=False))
         self.failures.extend(self.fails)
         for key in STAT_KEYS:
             self.stats[key] += self.chunk_stats[key]
@@ -309,10 +460,11 @@ def _embed_inline(
 ) -> None:
     """Decode, check and embed ``todo`` in batches of ``batch_size`` in this process, committing as it goes."""
     pending: list[tuple[str, np.ndarray]] = []
+    spec = FrameSpec.of(cfg)
 
     def flush_batch() -> None:
         if pending:
-            ckpt.absorb(_embed_kept(encoder, pending))
+            ckpt.absorb(_embed_kept(encoder, pending, spec))
             pending.clear()
 
     decoded = _decoded(layout, todo, encoder.sample_rate, cfg.decode_ahead)
@@ -346,7 +498,9 @@ def _worker_init(factory: Callable[[], Encoder], threads: int) -> None:
     _WORKER["encoder"] = factory()
 
 
-def _worker_batch(layout: ArtifactLayout, rows: Sequence[TrackRow], sample_rate: int) -> dict[str, Any]:
+def _worker_batch(
+    layout: ArtifactLayout, rows: Sequence[TrackRow], sample_rate: int, spec: FrameSpec = FrameSpec()
+) -> dict[str, Any]:
     """Decode, check and embed ``rows`` in a worker process; the same outcomes as the inline path.
 
     Returns :func:`_embed_kept`'s dict, with the decode and validation failures first in ``fails`` and the
@@ -370,7 +524,7 @@ def _worker_batch(layout: ArtifactLayout, rows: Sequence[TrackRow], sample_rate:
         else:
             assert wav is not None
             kept.append((row.track_id, wav))
-    out = _embed_kept(_WORKER["encoder"], kept)
+    out = _embed_kept(_WORKER["encoder"], kept, spec)
     out["fails"] = fails + out["fails"]
     out["decode_sec"] = decode_sec
     return out
@@ -408,7 +562,7 @@ def _embed_in_processes(
         window: deque[Future[dict[str, Any]]] = deque()
         it = iter([row] for row in todo)
         for batch in itertools.islice(it, 2 * cfg.processes):
-            window.append(pool.submit(_worker_batch, layout, batch, sample_rate))
+            window.append(pool.submit(_worker_batch, layout, batch, sample_rate, FrameSpec.of(cfg)))
         while window:
             try:
                 res = window.popleft().result()
@@ -419,7 +573,7 @@ def _embed_in_processes(
                 ) from e
             nxt = next(it, None)
             if nxt is not None:
-                window.append(pool.submit(_worker_batch, layout, nxt, sample_rate))
+                window.append(pool.submit(_worker_batch, layout, nxt, sample_rate, FrameSpec.of(cfg)))
             ckpt.absorb(res)
             bar.update(len(res["ids"]) + len(res["fails"]))
             if ckpt.filled >= cfg.checkpoint_every:
@@ -460,7 +614,70 @@ def _reusable(
         or sha256_file(layout.track_ids_json) != meta["files"]["track_ids_sha256"]
     ):
         return None
+    if cfg.frame_layers and not _frames_match(layout, FrameSpec.of(cfg)):
+        return None
     return dict(meta)
+
+
+def _frames_match(layout: ArtifactLayout, spec: FrameSpec) -> bool:
+    """Whether the folder's frame files are complete, verified and made with ``spec``'s layers and views."""
+    from research_job.frames import load_frames
+
+    try:
+        frames = load_frames(layout)
+    except (OSError, ResearchJobError):
+        return False
+    views = frames.meta["views"] or {}
+    return [b["name"] for b in frames.meta["layers"]] == list(spec.layers) and (
+        (views.get("n_views", 0), views.get("seconds"), views.get("chain"), views.get("seed"))
+        == (
+            (spec.views, spec.view_sec, spec.view_chain, spec.view_seed)
+            if spec.views
+            else (0, None, None, None)
+        )
+    )
+
+
+def _write_frames(
+    layout: ArtifactLayout, encoder: Encoder, ckpt: Checkpoints, ok_ids: list[str], spec: FrameSpec
+) -> None:
+    """The frame files of the embedded rows, or, when the spec keeps none, no stale ones of earlier rows."""
+    from research_job.frames import write_frames
+
+    if not spec.layers:
+        for p in (
+            layout.frames_meta,
+            layout.frames_f16,
+            layout.frames_offsets,
+            layout.views_f16,
+            layout.views_offsets,
+        ):
+            p.unlink(missing_ok=True)
+        return
+    assert isinstance(encoder, FrameEncoder)
+    info = encoder.info()
+    write_frames(
+        layout,
+        ok_ids,
+        [ckpt.frames[t] for t in ok_ids],
+        model={
+            "name": encoder.name,
+            "version": str(info.get("version", "unknown")),
+            "weights_sha256": info.get("weights_sha256"),
+        },
+        layers=[{"name": n, "dim": encoder.frame_layers[n]} for n in spec.layers],
+        frame_sec=encoder.frame_sec,
+        hop_sec=encoder.hop_sec,
+        views=[ckpt.views[t] for t in ok_ids] if spec.views else None,
+        view_spec={
+            "seconds": spec.view_sec,
+            "chain": spec.view_chain,
+            "augmentation": describe(spec.view_chain),
+            "seed": spec.view_seed,
+        }
+        if spec.views
+        else None,
+    )
 
 
 def _finish(
@@ -494,7 +711,7 @@ def _finish(
     failures.sort(key=lambda f: order.get(f["track_id"], len(order)))  # CSV order, for a stable file
     total = {key: ckpt.previous[key] + ckpt.stats[key] for key in STAT_KEYS}
     total["wall_sec"] = ckpt.previous["wall_sec"] + wall_sec
-    return write_embeddings(
+    meta = write_embeddings(
         layout,
         l2_normalize(x[keep]),
         ok_ids,
@@ -512,6 +729,8 @@ def _finish(
         },
         failures=failures,
     )
+    _write_frames(layout, encoder, ckpt, ok_ids, FrameSpec.of(cfg))
+    return meta
 
 
 def run(
@@ -562,13 +781,14 @@ def run(
         encoder_factory = functools.partial(load_model, cfg.common.model, **device_kw)
     if encoder is None:
         encoder = encoder_factory()
+    _check_frame_encoder(encoder, FrameSpec.of(cfg))
     reused = _reusable(layout, encoder, cfg, rows)
     if reused is not None:
         LOG.info(
             "Embeddings in %s are complete for this model and metadata: reusing them", layout.embeddings_dir
         )
         return reused
-    ckpt = Checkpoints(layout.embed_checkpoint_dir, _spec(encoder), on_chunk_committed)
+    ckpt = Checkpoints(layout.embed_checkpoint_dir, _spec(encoder, FrameSpec.of(cfg)), on_chunk_committed)
     finished = ckpt.finished()
     todo = [r for r in rows if r.track_id not in finished]
     if finished:
