@@ -25,7 +25,7 @@ from research_job import metrics as M
 from research_job import schema
 from research_job.config import CommonConfig, option
 from research_job.embeddings import load_embeddings
-from research_job.errors import ArtifactError, ConfigError
+from research_job.errors import ArtifactError, ConfigError, unknown_choice
 from research_job.io.atomic import write_text
 from research_job.layout import artifact_version
 from research_job.metadata import read_tracks_csv
@@ -34,6 +34,11 @@ from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_s
 from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
+
+#: metadata columns a hit's relevance can compare, and how eval_results.json names that relevance
+LABELS = ("composer", "album_id")
+RELEVANCE = {"composer": "same_standardized_composer", "album_id": "same_album_id"}
+TRACK_SETS = ("all", "multi_label_albums")
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,14 @@ class EvaluateConfig:
     n_samples: int = option(10, "queries whose top-k lists are written to eval/sample_top5.{json,md}")
     seed: int = option(0, "seed of the bootstrap and of the sampled queries")
     batch_size: int = option(1024, "queries scored per matrix product (memory vs speed)")
+    label: str = option("composer", "metadata column whose equality makes a hit relevant", choices=LABELS)
+    tracks: str = option(
+        "all",
+        "queries and candidates: all tracks, or only those of albums holding several label values (e.g. the "
+        "soundtracks with several artists)",
+        choices=TRACK_SETS,
+    )
+    clustering: bool = option(True, "also report silhouette (cosine) and KMeans NMI / ARI (scikit-learn)")
 
 
 def check(cfg: EvaluateConfig) -> None:
@@ -256,6 +269,52 @@ def _summary(
     )
 
 
+def track_set(labels: list[Any], albums: list[str], which: str) -> np.ndarray:
+    """Rows taking part (as queries and candidates): all, or those of albums with >= 2 distinct known labels.
+
+    Raises:
+        ConfigError: unknown set, naming the known ones.
+    """
+    if which == "all":
+        return np.arange(len(labels))
+    if which != "multi_label_albums":
+        raise ConfigError(unknown_choice("track set", which, TRACK_SETS))
+    seen: dict[str, set[Any]] = {}
+    for lab, alb in zip(labels, albums, strict=True):
+        if lab is not None:
+            seen.setdefault(alb, set()).add(lab)
+    rows = [i for i, alb in enumerate(albums) if len(seen.get(alb, ())) >= 2]
+    if not rows:
+        raise ConfigError("no album holds two or more label values: 'multi_label_albums' leaves no track")
+    return np.asarray(rows)
+
+
+def clustering_scores(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any] | None:
+    """How well the labels form clusters in the embedding space (scikit-learn, tracks with a label only):
+    silhouette of the true labels under cosine distance, and NMI / ARI of a seeded KMeans with k = number of
+    labels on the unit vectors against the labels (S002's reference lines: silhouette > 0.5, NMI > 0.6).
+    None with fewer than two labels or three tracks."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+
+    sel = labels >= 0
+    y = labels[sel]
+    n_labels = len(np.unique(y))
+    if n_labels < 2 or y.size < 3 or n_labels >= y.size:
+        return None
+    x = np.asarray(vectors[sel], dtype=np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    pred = KMeans(n_clusters=n_labels, n_init=10, random_state=seed).fit_predict(x)
+    return {
+        "n_tracks": int(y.size),
+        "n_labels": int(n_labels),
+        "silhouette_cosine": float(silhouette_score(x, y, metric="cosine")),
+        "kmeans_nmi": float(normalized_mutual_info_score(y, pred)),
+        "kmeans_ari": float(adjusted_rand_score(y, pred)),
+        "method": "sklearn KMeans(n_clusters=n_labels, n_init=10) on unit vectors; silhouette of the true labels",
+    }
+
+
 def _label(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
     """Integer labels of values (None -> -1), in order of first appearance."""
     index: dict[Any, int] = {}
@@ -278,14 +337,17 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{len(missing)} embedded tracks are not in {layout.tracks_csv}, e.g. {missing[:3]}"
         )
     meta_rows = [rows_by_id[t] for t in ids]
-    labels, composers = _label([r.composer for r in meta_rows])
+    keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
+    vectors, ids, meta_rows = vectors[keep], [ids[i] for i in keep], [meta_rows[i] for i in keep]
+    labels, composers = _label([getattr(r, cfg.label) for r in meta_rows])
     albums, _ = _label([r.album_id for r in meta_rows])
     t0 = time.perf_counter()
     v_all, v_album = rank_all(vectors, ids, labels, albums, cfg.k, batch_size=cfg.batch_size)
     search_sec = time.perf_counter() - t0
     t0 = time.perf_counter()
     overall, qi, values = _summary(v_all, labels, cfg.k, cfg, True)
-    album, _, _ = _summary(v_album, labels, cfg.k, cfg, True)
+    # with the album as the label, removing same-album candidates leaves nothing relevant
+    album = _summary(v_album, labels, cfg.k, cfg, True)[0] if cfg.label != "album_id" else None
     per_composer = []
     counts = np.bincount(labels[labels >= 0], minlength=len(composers))
     q_labels = labels[qi]
@@ -311,7 +373,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "artifact_version": av,
         "model": model,
         "k": cfg.k,
-        "relevance": "same_standardized_composer",
+        "relevance": RELEVANCE[cfg.label],
+        "tracks": cfg.tracks,
         "self_exclusion": "by_track_id",
         "tie_break": "score_desc_then_row_asc",
         "search": "exact",
@@ -326,6 +389,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "overall": overall,
         "exclude_same_album": album,
         "per_composer": per_composer,
+        **({"clustering": clustering_scores(vectors, labels, cfg.seed)} if cfg.clustering else {}),
         "timings": {
             "search_sec": round(search_sec, 4),
             "metrics_sec": round(metrics_sec, 4),
@@ -386,11 +450,17 @@ def format_table(results: dict[str, Any]) -> str:
         "ndcg_at_k": f"NDCG@{k}",
         "mrr": "MRR",
     }
+    what = {"same_standardized_composer": "Composer", "same_album_id": "Album"}.get(
+        results["relevance"], "Label"
+    )
     out = [
-        f"Composer retrieval, model {results['model']}, {results['n_tracks']} tracks",
+        f"{what} retrieval, model {results['model']}, {results['n_tracks']} tracks",
         f"{'metric':<14}{'all':>9}{'95% CI':>17}{'random':>9}{'no album':>10}{'random, no album':>18}",
     ]
-    o, a = results["overall"], results["exclude_same_album"]
+    o, a = (
+        results["overall"],
+        results["exclude_same_album"] or {"metrics": None, "random_baseline": None, "n_queries": 0},
+    )
     for key, label in names.items():
 
         def f(block: dict[str, Any] | None, key: str = key) -> str:
@@ -408,6 +478,12 @@ def format_table(results: dict[str, Any]) -> str:
         f"{qp['n_excluded_no_other_track']} with no other track by their composer, "
         f"{qp['n_excluded_missing_composer']} with composer missing"
     )
+    c = results.get("clustering")
+    if c:
+        out.append(
+            f"clustering of {c['n_tracks']} tracks into {c['n_labels']} labels: silhouette (cosine) "
+            f"{c['silhouette_cosine']:.3f}, KMeans NMI {c['kmeans_nmi']:.3f}, ARI {c['kmeans_ari']:.3f}"
+        )
     return "\n".join(out)
 
 
