@@ -163,6 +163,7 @@ def test_eval_table_columns_are_told_apart() -> None:
     }
     res = {
         "k": 5,
+        "relevance": "same_standardized_composer",
         "model": "m",
         "n_tracks": 4,
         "overall": block,
