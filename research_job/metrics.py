@@ -131,9 +131,17 @@ def means(values: np.ndarray) -> dict[str, float] | None:
 
 
 def bootstrap_ci(
-    values: np.ndarray, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0, chunk: int = 50
+    values: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    chunk: int = 50,
+    names: tuple[str, ...] = METRICS,
 ) -> dict[str, object] | None:
     """Percentile bootstrap CI of each metric mean, resampling queries with replacement (seeded).
+
+    ``values`` has one column per name of ``names`` (default :data:`METRICS`); every metric lies in [0, 1].
 
     Returns:
         ``{"level", "n_resamples", "seed", <metric>: {"low", "high"}}`` or None when there are no rows.
@@ -155,7 +163,7 @@ def bootstrap_ci(
     lo = np.quantile(boot, alpha, axis=0)
     hi = np.quantile(boot, 1.0 - alpha, axis=0)
     out: dict[str, object] = {"level": level, "n_resamples": n_resamples, "seed": seed}
-    for i, name in enumerate(METRICS):
+    for i, name in enumerate(names):
         out[name] = {"low": float(min(1.0, max(0.0, lo[i]))), "high": float(min(1.0, max(0.0, hi[i])))}
     return out
 

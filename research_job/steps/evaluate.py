@@ -23,11 +23,12 @@ import numpy as np
 
 from research_job import metrics as M
 from research_job import schema
+from research_job.augment import CHAINS
 from research_job.config import CommonConfig, option
 from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError, ConfigError, unknown_choice
 from research_job.io.atomic import write_text
-from research_job.layout import artifact_version
+from research_job.layout import ArtifactLayout, artifact_version
 from research_job.metadata import read_tracks_csv
 from research_job.provenance import code_version, utc_now
 from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
@@ -39,6 +40,7 @@ LOG = logging.getLogger(__name__)
 LABELS = ("composer", "album_id")
 RELEVANCE = {"composer": "same_standardized_composer", "album_id": "same_album_id"}
 TRACK_SETS = ("all", "multi_label_albums")
+TASKS = ("label", "excerpt")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,20 @@ class EvaluateConfig:
         choices=TRACK_SETS,
     )
     clustering: bool = option(True, "also report silhouette (cosine) and KMeans NMI / ARI (scikit-learn)")
+    task: str = option(
+        "label",
+        "label: retrieval of same-label tracks (eval_results.json); excerpt: augmented excerpts find their own "
+        "track (excerpt_results.json)",
+        choices=TASKS,
+    )
+    excerpt_sec: float = option(10.0, "excerpt task: length of each query excerpt, seconds")
+    excerpt_chain: str = option(
+        "query", "excerpt task: augmentation of the queries (research_job.augment)", choices=CHAINS
+    )
+    excerpts_per_track: int = option(1, "excerpt task: query excerpts per track")
+    excerpt_tracks: int | None = option(
+        None, "excerpt task: query at most this many tracks (seeded sample); unset = all"
+    )
 
 
 def check(cfg: EvaluateConfig) -> None:
@@ -73,6 +89,15 @@ def check(cfg: EvaluateConfig) -> None:
         raise ConfigError(f"k must be in 1..100, got {cfg.k}")
     if cfg.bootstrap_resamples < 1:
         raise ConfigError(f"bootstrap_resamples must be >= 1, got {cfg.bootstrap_resamples}")
+    if (
+        cfg.excerpt_sec <= 0
+        or cfg.excerpts_per_track < 1
+        or (cfg.excerpt_tracks is not None and cfg.excerpt_tracks < 1)
+    ):
+        raise ConfigError(
+            f"excerpt_sec must be > 0, excerpts_per_track >= 1 and excerpt_tracks >= 1 or unset; got "
+            f"{cfg.excerpt_sec}, {cfg.excerpts_per_track}, {cfg.excerpt_tracks}"
+        )
     if cfg.n_samples < 0 or cfg.batch_size < 1:
         raise ConfigError(
             f"n_samples must be >= 0 and batch_size >= 1, got {cfg.n_samples}, {cfg.batch_size}"
@@ -487,12 +512,52 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def run_excerpt(cfg: EvaluateConfig) -> dict[str, Any]:
+    """The excerpt task (:mod:`research_job.excerpt`) on the folder; writes ``eval/excerpt_results.json``."""
+    from research_job.excerpt import evaluate_excerpts
+
+    layout = cfg.common.layout
+    result = evaluate_excerpts(
+        layout,
+        seconds=cfg.excerpt_sec,
+        chain=cfg.excerpt_chain,
+        per_track=cfg.excerpts_per_track,
+        max_tracks=cfg.excerpt_tracks,
+        seed=cfg.seed,
+        resamples=cfg.bootstrap_resamples,
+        rows=_test_rows(layout),
+    )
+    schema.write_artifact(layout.path("excerpt_results"), "excerpt_results", result)
+    return result
+
+
+def _test_rows(layout: ArtifactLayout) -> list[int] | None:
+    """For a head folder, the rows of its test split (the tracks the head never saw); else None (all rows)."""
+    try:
+        from research_job.heads import is_head_folder, test_rows
+    except ImportError:
+        return None
+    return test_rows(layout) if is_head_folder(layout) else None
+
+
+def _show(cfg: EvaluateConfig, result: dict[str, Any]) -> str:
+    if cfg.task == "excerpt":
+        from research_job.excerpt import format_excerpt
+
+        return format_excerpt(result)
+    return format_table(result)
+
+
 def run(cfg: EvaluateConfig) -> dict[str, Any]:
-    """Evaluate and write ``eval_results.json``, ``sample_top5.json`` and ``sample_top5.md``.
+    """Evaluate and write ``eval_results.json``, ``sample_top5.json`` and ``sample_top5.md`` (task ``label``) or
+    ``excerpt_results.json`` (task ``excerpt``).
 
     Returns:
-        the ``eval_results.json`` dict.
+        the result dict written.
     """
+    check(cfg)
+    if cfg.task == "excerpt":
+        return run_excerpt(cfg)
     layout = cfg.common.layout
     results, sample = evaluate(cfg)
     schema.validate("sample_topk", sample, source=layout.sample_top5_json)
@@ -509,6 +574,6 @@ STEP = Step(
     example="research-job evaluate --k 5 --bootstrap-resamples 1000",
     run=run,
     check=check,
-    show=lambda cfg, result: format_table(result),
+    show=_show,
     pipeline=60,
 )
