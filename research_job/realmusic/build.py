@@ -201,7 +201,7 @@ def probe_audio(data: bytes, name: str) -> dict[str, Any]:
     import av
 
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), "r") as container:
             if not container.streams.audio:
                 raise AudioDecodeError(f"{name}: no audio stream")
             stream = container.streams.audio[0]
