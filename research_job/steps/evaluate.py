@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from research_job.io.atomic import write_text
 from research_job.layout import ArtifactLayout, artifact_version
 from research_job.metadata import read_tracks_csv
 from research_job.provenance import code_version, utc_now
+from research_job.rerank import METHODS, Rerank, scores, track_stats
 from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
 from research_job.steps import Step
 
@@ -63,6 +65,14 @@ class EvaluateConfig:
         choices=TRACK_SETS,
     )
     clustering: bool = option(True, "also report silhouette (cosine) and KMeans NMI / ARI (scikit-learn)")
+    rerank: str = option(
+        "none",
+        "re-rank the cosine neighbours to reduce hubness or expand the query (research_job.rerank)",
+        choices=METHODS,
+    )
+    rerank_k: int = option(10, "re-ranking: neighbourhood size of csls and local_scaling")
+    rerank_n: int = option(2, "re-ranking: neighbours added to the query by qe_avg and qe_alpha")
+    rerank_alpha: float = option(3.0, "re-ranking: exponent of qe_alpha's weights")
     task: str = option(
         "label",
         "label: retrieval of same-label tracks (eval_results.json); excerpt: augmented excerpts find their own "
@@ -272,6 +282,62 @@ def rank_all(
     return out["all"], out["album"]
 
 
+def rank_by_scores(
+    score_rows: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    labels: np.ndarray,
+    albums: np.ndarray,
+    k: int,
+    *,
+    batch_size: int = 512,
+) -> tuple[Variant, Variant]:
+    """The facts of :func:`rank_all` for any similarity: ``score_rows(rows)`` gives float64 [B, n] scores of the
+    query rows against every track (the query's own column at -inf), e.g. a re-ranked cosine or a Musly matrix.
+
+    Ranking is score descending, ties by ascending row, as for cosine; every candidate is scored (exact).
+    """
+    out = {
+        name: Variant(
+            np.full((n, k), -1, np.int64),
+            np.full((n, k), -np.inf),
+            np.zeros(n, np.int64),
+            np.zeros(n, np.int64),
+            np.full(n, np.inf),
+            np.full(n, -np.inf),
+            np.full(n, -1, np.int64),
+        )
+        for name in ("all", "album")
+    }
+    cols = np.arange(n)
+    for s in range(0, n, max(1, batch_size)):
+        rows = np.arange(s, min(n, s + batch_size))
+        base = np.array(score_rows(rows), dtype=np.float64)
+        base[np.arange(rows.size), rows] = -np.inf
+        for name, v in out.items():
+            sc = base.copy()
+            excluded = cols[None, :] == rows[:, None]
+            if name == "album":
+                excluded = excluded | (albums[None, :] == albums[rows][:, None])
+            sc[excluded] = -np.inf
+            order = np.lexsort((np.broadcast_to(cols, sc.shape), -sc), axis=1)
+            kk = min(k, n)
+            top = order[:, :kk]
+            top_s = np.take_along_axis(sc, top, axis=1)
+            v.rows[rows, :kk] = np.where(np.isfinite(top_s), top, -1)
+            v.scores[rows, :kk] = top_s
+            relevant = (labels[None, :] == labels[rows][:, None]) & (labels[rows][:, None] >= 0) & ~excluded
+            v.n_relevant[rows] = relevant.sum(axis=1)
+            v.n_candidates[rows] = (~excluded).sum(axis=1)
+            ranked_rel = np.take_along_axis(relevant, order, axis=1)
+            has = ranked_rel.any(axis=1)
+            first = np.argmax(ranked_rel, axis=1)
+            v.first_rank[rows] = np.where(has, first + 1.0, np.inf)
+            best = order[np.arange(rows.size), first]
+            v.best_row[rows] = np.where(has, best, -1)
+            v.best_score[rows] = np.where(has, sc[np.arange(rows.size), best], -np.inf)
+    return out["all"], out["album"]
+
+
 def _summary(
     v: Variant, labels: np.ndarray, k: int, cfg: EvaluateConfig, with_ci: bool
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
@@ -367,7 +433,14 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     labels, composers = _label([getattr(r, cfg.label) for r in meta_rows])
     albums, _ = _label([r.album_id for r in meta_rows])
     t0 = time.perf_counter()
-    v_all, v_album = rank_all(vectors, ids, labels, albums, cfg.k, batch_size=cfg.batch_size)
+    spec = Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha)
+    if spec.method == "none":
+        v_all, v_album = rank_all(vectors, ids, labels, albums, cfg.k, batch_size=cfg.batch_size)
+    else:
+        stats = track_stats(vectors, spec)
+        v_all, v_album = rank_by_scores(
+            lambda rows: scores(vectors, rows, spec, stats), len(ids), labels, albums, cfg.k
+        )
     search_sec = time.perf_counter() - t0
     t0 = time.perf_counter()
     overall, qi, values = _summary(v_all, labels, cfg.k, cfg, True)
@@ -400,6 +473,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "k": cfg.k,
         "relevance": RELEVANCE[cfg.label],
         "tracks": cfg.tracks,
+        "rerank": spec.to_json(),
         "self_exclusion": "by_track_id",
         "tie_break": "score_desc_then_row_asc",
         "search": "exact",
