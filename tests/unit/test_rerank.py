@@ -70,7 +70,7 @@ def test_a_planted_hub_is_demoted() -> None:
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     occ = {m: int((topk(x, 10, Rerank(m))[0] == 0).sum()) for m in ("none", "csls", "mutual_proximity")}
     assert (
-        occ["none"] > 100 and occ["csls"] < occ["none"] / 3 and occ["mutual_proximity"] < occ["none"] / 3
+        occ["none"] > 100 and occ["csls"] < occ["none"] / 2 and occ["mutual_proximity"] < occ["none"] / 2
     ), occ
 
 
