@@ -23,9 +23,9 @@ import numpy as np
 from research_job.errors import ArtifactError
 from research_job.io.atomic import write_bytes
 from research_job.provenance import sha256_file
+from research_job.rerank import Rerank, topk
 from research_job.search import search
 
-FILE_NAME = "neighbors.i32"
 DTYPE = np.dtype("<i4")
 
 
@@ -43,17 +43,26 @@ def compute(vectors: np.ndarray, ids: Sequence[str], k: int, batch_size: int = 1
     return res.rows.astype(DTYPE)
 
 
-def write(path: Path, table: np.ndarray, build_sec: float) -> dict[str, Any]:
-    """Write ``table`` atomically to ``path``; returns the ``index_meta.json['neighbors']`` entry."""
+#: the ranking of a plain table, and of one re-ranked by research_job.rerank (recorded with its method)
+COSINE_RANKING = "score_desc_float64_then_row_asc"
+RERANKED = "rerank_score_desc_then_row_asc"
+
+
+def write(
+    path: Path, table: np.ndarray, build_sec: float, rerank: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``table`` atomically to ``path``; returns the ``index_meta.json['neighbors']`` entry (with the
+    re-ranking that ordered it, when not plain cosine)."""
     data = np.ascontiguousarray(table, dtype=DTYPE)
     write_bytes(path, data.tobytes())
     return {
-        "file": FILE_NAME,
+        "file": path.name,
         "k": int(data.shape[1]),
         "dtype": "int32",
         "byte_order": "little",
         "exact": True,
-        "ranking": "score_desc_float64_then_row_asc",
+        "ranking": COSINE_RANKING if rerank is None else RERANKED,
+        **({"rerank": rerank} if rerank is not None else {}),
         "self_excluded": True,
         "build_sec": round(build_sec, 4),
         "size_bytes": path.stat().st_size,
@@ -61,11 +70,19 @@ def write(path: Path, table: np.ndarray, build_sec: float) -> dict[str, Any]:
     }
 
 
-def build(vectors: np.ndarray, ids: Sequence[str], k: int, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Compute and write the table; returns it and its ``index_meta.json`` entry."""
+def build(
+    vectors: np.ndarray, ids: Sequence[str], k: int, path: Path, rerank: Rerank | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Compute and write the table (exact cosine, or the exact ranking of a :mod:`research_job.rerank` method);
+    returns it and its ``index_meta.json`` entry."""
     t0 = time.perf_counter()
-    table = compute(vectors, ids, k)
-    return table, write(path, table, time.perf_counter() - t0)
+    if rerank is None or rerank.method == "none":
+        table = compute(vectors, ids, k)
+        return table, write(path, table, time.perf_counter() - t0)
+    if len(set(ids)) != len(ids):
+        raise ArtifactError("track ids of the embeddings are not unique")
+    table = topk(vectors, k, rerank)[0].astype(DTYPE)
+    return table, write(path, table, time.perf_counter() - t0, rerank.to_json())
 
 
 def read(path: Path, count: int, k: int) -> np.ndarray:

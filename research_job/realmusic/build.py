@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -47,8 +46,9 @@ import numpy as np
 from research_job.errors import AudioDecodeError, ConfigError, ResearchJobError, unknown_choice
 from research_job.io.atomic import write_bytes, write_json
 from research_job.metadata import unsafe_id_reason
+from research_job.provenance import sha256_bytes, sha256_file
 from research_job.realmusic import RealMusicError
-from research_job.realmusic.debs import fetch_package, sha256_of
+from research_job.realmusic.debs import fetch_package
 from research_job.realmusic.scan import (
     Candidate,
     CopyrightParagraph,
@@ -287,7 +287,7 @@ def _probe_and_label(
         items = tqdm(candidates, desc="probe", unit="file", file=sys.stderr)
     for c in items:
         data = c.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_bytes(data)
         if digest in entries:
             hits += 1
         else:
@@ -363,11 +363,11 @@ def _write_store(tracks: Sequence[Track], store_dir: Path, key_prefix: str) -> d
     for t in tracks:
         dst = store_dir / t.key
         keep.add(dst)
-        if dst.is_file() and dst.stat().st_size == t.size and sha256_of(dst) == t.sha256:
+        if dst.is_file() and dst.stat().st_size == t.size and sha256_file(dst) == t.sha256:
             kept += 1
             continue
         data = t.candidate.read_bytes()
-        if hashlib.sha256(data).hexdigest() != t.sha256:
+        if sha256_bytes(data) != t.sha256:
             raise RealMusicError(
                 f"{t.candidate.logical_path} changed on disk while the corpus was being built"
             )

@@ -13,7 +13,6 @@ that fails the check is downloaded once more before that.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from research_job.io.atomic import write_json
+from research_job.provenance import sha256_file
 from research_job.realmusic import ChecksumError, RealMusicError
 from research_job.realmusic.sources import DebPackage
 
@@ -32,22 +32,13 @@ _CHUNK = 1 << 20
 _MARKER = ".complete.json"
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_deb(path: Path, pkg: DebPackage) -> None:
     """Check that ``path`` has ``pkg``'s pinned sha256.
 
     Raises:
         ChecksumError: naming the package, the file, the expected and the actual digest.
     """
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != pkg.sha256:
         raise ChecksumError(
             f"{pkg.name} {pkg.version}: sha256 of {path} is {actual}, expected {pkg.sha256}; refusing to use it"

@@ -28,6 +28,7 @@ from research_job.index import BACKENDS
 from research_job.index.base import VectorIndex
 from research_job.layout import artifact_version
 from research_job.provenance import code_version, sha256_file, utc_now
+from research_job.rerank import METHODS, Rerank
 from research_job.search import search
 from research_job.steps import Step
 
@@ -52,6 +53,14 @@ class BuildIndexConfig:
     seed: int = option(0, "seed of the recall sample and of the HNSW builds")
     #: an exact all-pairs search, O(N^2 D): ~30 s at 100k x 200, ~50 min at 1M on 2 cores
     neighbors_k: int = option(20, "K of index/neighbors.i32, every track's exact top-K; 0 = no table")
+    rerank: str = option(
+        "none",
+        "order the neighbour table by a re-ranked similarity (hubness reduction, query expansion; research_job.rerank)",
+        choices=METHODS,
+    )
+    rerank_k: int = option(10, "re-ranking: neighbourhood size of csls and local_scaling")
+    rerank_n: int = option(2, "re-ranking: neighbours added to the query by qe_avg and qe_alpha")
+    rerank_alpha: float = option(3.0, "re-ranking: exponent of qe_alpha's weights")
 
 
 def check(cfg: BuildIndexConfig) -> None:
@@ -69,6 +78,9 @@ def check(cfg: BuildIndexConfig) -> None:
         raise ConfigError(f"neighbors_k must be >= 0 (0 = no neighbour table), got {cfg.neighbors_k}")
     if cfg.recall_queries < 1:
         raise ConfigError(f"recall_queries must be >= 1, got {cfg.recall_queries}")
+    if cfg.rerank != "none" and not cfg.neighbors_k:
+        raise ConfigError(f"rerank {cfg.rerank!r} orders the neighbour table: set neighbors_k >= 1")
+    Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha)
 
 
 def recall_sample(n: int, n_queries: int, seed: int) -> np.ndarray:
@@ -118,11 +130,12 @@ def run(cfg: BuildIndexConfig) -> dict[str, Any]:
     table_entry = None
     if cfg.neighbors_k:
         layout.index_dir.mkdir(parents=True, exist_ok=True)
-        table, table_entry = neighbors.build(vectors, ids, cfg.neighbors_k, layout.neighbors_table)
+        spec = Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha)
+        table, table_entry = neighbors.build(vectors, ids, cfg.neighbors_k, layout.neighbors_table, spec)
         LOG.info("Exact top-%d of all %d tracks in %.2fs", cfg.neighbors_k, n, table_entry["build_sec"])
     else:
         layout.neighbors_table.unlink(missing_ok=True)  # a table of earlier embeddings must not outlive them
-    if cfg.neighbors_k >= 10:
+    if cfg.neighbors_k >= 10 and cfg.rerank == "none":  # a re-ranked table is not the cosine ground truth
         exact = table[rows, :10].astype(np.int64)
     else:
         t0 = time.perf_counter()

@@ -129,3 +129,25 @@ def test_table_problems_name_the_bad_row() -> None:
     for what, t in cases.items():
         got = neighbors.problems(np.array(t, dtype=np.int32))
         assert any(what in p for p in got), (what, got)
+
+
+def test_reranked_table_is_recorded_and_recall_stays_against_cosine(tmp_path: Path) -> None:
+    from research_job.rerank import Rerank, topk
+
+    common = CommonConfig(artifacts_root=tmp_path, model="fake")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((60, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    write_embeddings(common.layout, x, [f"t{i:02d}" for i in range(60)])
+    meta = build_index.run(BuildIndexConfig(common=common, neighbors_k=6, rerank="csls", rerank_k=5))
+    entry = meta["neighbors"]
+    assert entry["ranking"] == "rerank_score_desc_then_row_asc"
+    assert entry["rerank"] == {"method": "csls", "params": {"k": 5}}
+    table = neighbors.read(common.layout.neighbors_table, 60, 6)
+    assert np.array_equal(table, topk(x, 6, Rerank("csls", k=5))[0])
+    # the ANN recall is still measured against exact cosine, not against the re-ranked lists
+    hnsw = next(e for e in meta["indexes"] if e["name"] == "hnswlib")
+    assert hnsw["recall_at_5"] >= 0.99
+    schema.validate("index_meta", meta)
+    with pytest.raises(Exception, match="neighbors_k >= 1"):
+        build_index.check(BuildIndexConfig(common=common, neighbors_k=0, rerank="csls"))

@@ -303,8 +303,6 @@ def test_no_second_clock_hash_or_client() -> None:
                 "research_job/publish/manifest.py",
                 "research_job/models/random_encoder.py",
                 "research_job/demo/build.py",
-                "research_job/realmusic/build.py",
-                "research_job/realmusic/debs.py",
                 "research_job/realmusic/sources.py",
                 "research_job/realmusic/scan.py",  # a short id digest of a title, not a file checksum
             },

@@ -20,6 +20,7 @@ import pytest
 from research_job.config import CommonConfig
 from research_job.errors import ConfigError
 from research_job.metadata import read_tracks_csv, unsafe_id_reason
+from research_job.provenance import sha256_file
 from research_job.realmusic import ChecksumError, RealMusicError, debs
 from research_job.realmusic.build import (
     LABEL_COLUMNS,
@@ -384,7 +385,7 @@ def test_wrong_sha256_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         return dest / p.filename
 
     monkeypatch.setattr(debs, "apt_download", fake_download)
-    actual = debs.sha256_of(Path(fake_download(pkg, tmp_path)))
+    actual = sha256_file(Path(fake_download(pkg, tmp_path)))
     with pytest.raises(ChecksumError) as err:
         debs.ensure_deb(pkg, tmp_path / "cache")
     msg = str(err.value)
