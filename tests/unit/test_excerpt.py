@@ -36,14 +36,18 @@ def test_excerpt_task_end_to_end(tmp_path: Path) -> None:
     common = make_audio_corpus(tmp_path, n=9, seconds=4.0, model="dsp-stats")
     embed.run(EmbedConfig(common=common))
     res = evaluate.run(
-        EvaluateConfig(common=common, task="excerpt", excerpt_sec=2.0, excerpt_chain="none", bootstrap_resamples=50)
+        EvaluateConfig(
+            common=common, task="excerpt", excerpt_sec=2.0, excerpt_chain="none", bootstrap_resamples=50
+        )
     )
     assert res["n_queries"] == 9 and res["n_candidates"] == 9 and res["frozen"] is None
     # clean 2 s excerpts of distinct tones find their own track far more often than chance (1/9)
     assert res["metrics"]["recall_at_1"] >= 0.5 > res["random_baseline"]["recall_at_1"]
     assert common.layout.path("excerpt_results").is_file()
     again = evaluate.run(
-        EvaluateConfig(common=common, task="excerpt", excerpt_sec=2.0, excerpt_chain="none", bootstrap_resamples=50)
+        EvaluateConfig(
+            common=common, task="excerpt", excerpt_sec=2.0, excerpt_chain="none", bootstrap_resamples=50
+        )
     )
     assert again["metrics"] == res["metrics"], "seeded queries give the same figures"
     hard = excerpt.evaluate_excerpts(common.layout, seconds=1.0, chain="query", resamples=50, seed=3)
