@@ -21,7 +21,7 @@ from research_job.layout import ArtifactLayout, artifact_version
 from research_job.models.base import Encoder
 from research_job.provenance import code_version, sha256_bytes, sha256_file, utc_now
 
-POSTPROCESS = ("none", "center", "standardize", "pca_whiten")
+POSTPROCESS = ("none", "center", "standardize", "block_standardize", "pca_whiten")
 POSTPROCESS_FILE = "postprocess.npz"
 #: a pooled vector with a smaller L2 norm is treated as silent / degenerate
 MIN_NORM = 1e-6
@@ -52,15 +52,27 @@ def load_embeddings(layout: ArtifactLayout) -> tuple[np.ndarray, list[str], dict
     return raw.reshape(len(ids), dim).astype(np.float32, copy=False), list(ids), meta
 
 
-def fit_postprocess(raw: np.ndarray, kind: str) -> dict[str, np.ndarray]:
-    """Fit a corpus transform on the raw pooled vectors [N, D] -> arrays ``mean`` (and ``scale`` / ``matrix``)."""
+def fit_postprocess(raw: np.ndarray, kind: str, blocks: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Fit a corpus transform on the raw pooled vectors [N, D] -> arrays ``mean`` (and ``scale`` / ``matrix``).
+
+    ``block_standardize`` z-scores every dimension, then divides each block of ``blocks`` (the dimensions of a
+    fusion's members) by the square root of its size, so every block has the same total variance.
+    """
     x = raw.astype(np.float64)
     mean = x.mean(axis=0)
     if kind == "center":
         return {"mean": mean}
-    if kind == "standardize":
+    if kind in ("standardize", "block_standardize"):
         std = x.std(axis=0)
-        return {"mean": mean, "scale": 1.0 / np.where(std > 1e-12, std, 1.0)}
+        scale = 1.0 / np.where(std > 1e-12, std, 1.0)
+        if kind == "block_standardize":
+            sizes = list(blocks or [x.shape[1]])
+            if sum(sizes) != x.shape[1] or any(b < 1 for b in sizes):
+                raise ConfigError(
+                    f"block_standardize: blocks {sizes} do not add up to the dimension {x.shape[1]}"
+                )
+            scale = scale / np.sqrt(np.repeat(np.asarray(sizes, dtype=np.float64), sizes))
+        return {"mean": mean, "scale": scale}
     if kind == "pca_whiten":
         xc = x - mean
         cov = xc.T @ xc / max(1, x.shape[0] - 1)
@@ -201,7 +213,7 @@ def embed_waveforms(encoder: Encoder, waves: Sequence[np.ndarray]) -> np.ndarray
 
 
 def postprocess_corpus(
-    layout: ArtifactLayout, raw: np.ndarray, kind: str
+    layout: ArtifactLayout, raw: np.ndarray, kind: str, blocks: Sequence[int] | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fit the corpus post-processing ``kind`` on the raw pooled rows and apply it (not yet normalised).
 
@@ -215,7 +227,7 @@ def postprocess_corpus(
         raise ConfigError(unknown_choice("postprocess", kind, POSTPROCESS))
     if kind == "none":
         return raw.astype(np.float64), {"type": "none", "file": None, "sha256": None, "fitted_on": 0}
-    params = fit_postprocess(raw, kind)
+    params = fit_postprocess(raw, kind, blocks)
     path = layout.postprocess
     with atomic_open(path, "wb") as f:
         np.savez(f, **params)  # type: ignore[arg-type]

@@ -88,6 +88,12 @@ MODELS: dict[str, Entry] = {
 
 #: prefixes: ``<prefix><rest>`` -> loader(rest, **kwargs)
 PREFIXES: dict[str, Entry] = {
+    "fusion:": Entry(
+        "research_job.models.fusion:load",
+        {},
+        "several models side by side, one L2-normalised block each: fusion:<spec>+<spec> (use #block_standardize)",
+        {},
+    ),
     "hf:": Entry(
         "research_job.models.hf:load_auto",
         {},
@@ -97,11 +103,13 @@ PREFIXES: dict[str, Entry] = {
 }
 
 DEFAULT_MODEL = "musicnn-msd"
+#: what follows each prefix, as known_models() shows it
+PREFIX_ARGS = {"fusion:": "<spec>+<spec>", "hf:": "<id-or-path>"}
 
 
 def known_models() -> list[str]:
     """Names and prefixes the registry accepts."""
-    return sorted(MODELS) + [f"{p}<id-or-path>" for p in PREFIXES]
+    return sorted(MODELS) + [f"{p}{PREFIX_ARGS.get(p, '<id-or-path>')}" for p in PREFIXES]
 
 
 def split_options(spec: str) -> tuple[str, dict[str, str]]:
@@ -123,6 +131,8 @@ def _entry(spec: str) -> tuple[str, Entry, dict[str, str]]:
     Raises:
         ModelError: unknown name, or a malformed option.
     """
+    if spec.strip().startswith("fusion:"):  # the members carry their own options: nothing to split here
+        return spec.strip(), PREFIXES["fusion:"], {}
     name, opts = split_options(spec.strip())
     if name in MODELS:
         return name, MODELS[name], opts
@@ -140,6 +150,12 @@ def check_spec(spec: str) -> str:
             ones it does), or a value outside an option's closed set (listing those).
     """
     name, entry, opts = _entry(spec)
+    if name.startswith("fusion:"):
+        from research_job.models.fusion import split_members
+
+        for member in split_members(name[len("fusion:") :]):
+            check_spec(member)
+        return spec
     if entry.options is None:
         return spec
     if opts and not entry.options:

@@ -699,7 +699,8 @@ def _finish(
         reasons = "; ".join(f"{f['track_id']}: {f['reason']}" for f in failures[:3])
         raise ArtifactError(f"All {len(rows)} tracks failed to embed ({reasons})")
     raw = np.stack([ckpt.done[t] for t in ok_ids]).astype(np.float32)
-    x, pp_meta = postprocess_corpus(layout, raw, cfg.postprocess)
+    blocks = encoder.info().get("params", {}).get("blocks")  # a fusion's member dimensions
+    x, pp_meta = postprocess_corpus(layout, raw, cfg.postprocess, blocks)
     keep = np.linalg.norm(x, axis=1) >= MIN_NORM
     failures += [
         _fail(str(t), "validate", "near-zero vector after postprocess") for t in np.asarray(ok_ids)[~keep]

@@ -128,7 +128,7 @@ def test_every_option_says_what_it_does() -> None:
 @pytest.mark.parametrize(
     ("command", "option", "choices"),
     [
-        ("embed", "postprocess", {"none", "center", "standardize", "pca_whiten"}),
+        ("embed", "postprocess", {"none", "center", "standardize", "block_standardize", "pca_whiten"}),
         ("find-similar", "index", {"exact", "hnswlib"}),
         ("publish", "to", {"s3", "pgvector"}),
         ("run", "skip", {s.command for s in pipeline()}),
