@@ -33,7 +33,7 @@ def test_parse_entries_adds_floors_and_checks_values() -> None:
         Entry("random?seed=3", "none", "random_floor"),
         Entry("dsp-stats", "center", "dsp_baseline"),
     ]
-    with pytest.raises(ConfigError, match="Known: center, none, pca_whiten, standardize"):
+    with pytest.raises(ConfigError, match="Known: block_standardize, center, none, pca_whiten, standardize"):
         parse_entries("dsp-stats#whiten")
     with pytest.raises(ConfigError, match="listed twice"):
         parse_entries("random, random#none")
