@@ -30,7 +30,7 @@ from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError, ConfigError, unknown_choice
 from research_job.io.atomic import write_text
 from research_job.layout import ArtifactLayout, artifact_version
-from research_job.metadata import read_tracks_csv
+from research_job.metadata import TrackRow, read_tracks_csv
 from research_job.provenance import code_version, utc_now
 from research_job.rerank import METHODS, Rerank, scores, track_stats
 from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
@@ -415,24 +415,48 @@ def _label(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
     return out, list(index)
 
 
-def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Compute ``eval_results`` and ``sample_topk`` dicts (nothing written)."""
-    check(cfg)
-    layout = cfg.common.layout
-    t_total = time.perf_counter()
-    vectors, ids, emb_meta = load_embeddings(layout)
-    rows_by_id = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
-    missing = [t for t in ids if t not in rows_by_id]
-    if missing:
-        raise ArtifactError(
-            f"{len(missing)} embedded tracks are not in {layout.tracks_csv}, e.g. {missing[:3]}"
-        )
-    meta_rows = [rows_by_id[t] for t in ids]
-    keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
-    vectors, ids, meta_rows = vectors[keep], [ids[i] for i in keep], [meta_rows[i] for i in keep]
-    labels, composers = _label([getattr(r, cfg.label) for r in meta_rows])
-    albums, _ = _label([r.album_id for r in meta_rows])
+@dataclass
+class Scored:
+    """One evaluation of a set of vectors: the metric blocks of eval_results.json and what the samples need."""
+
+    block: dict[str, Any]  # n_tracks, query_policy, overall, exclude_same_album, per_composer, clustering
+    ranking: Variant  # self excluded: every query's top-k
+    labels: np.ndarray
+    search_sec: float
+    metrics_sec: float
+
+
+def _per_label(
+    labels: np.ndarray, names: list[Any], qi: np.ndarray, values: np.ndarray
+) -> list[dict[str, Any]]:
+    """Per label value: tracks, scored queries and the mean of each metric (most tracks first)."""
+    out = []
+    counts = np.bincount(labels[labels >= 0], minlength=len(names))
+    q_labels = labels[qi]
+    for c, name in enumerate(names):
+        sel = q_labels == c
+        if sel.any():
+            m = values[sel].mean(axis=0)
+            out.append(
+                {
+                    "composer": name,
+                    "n_tracks": int(counts[c]),
+                    "n_queries": int(sel.sum()),
+                    **{key: float(min(1.0, max(0.0, m[i]))) for i, key in enumerate(M.METRICS)},
+                }
+            )
+    return sorted(out, key=lambda p: (-p["n_tracks"], p["composer"]))
+
+
+def score_vectors(
+    vectors: np.ndarray, ids: list[str], label_values: list[Any], album_values: list[str], cfg: EvaluateConfig
+) -> Scored:
+    """Rank every track against the others (exact cosine, or the configured re-ranking) and score the labels:
+    the blocks ``overall``, ``exclude_same_album`` (None when the label is the album), ``per_composer``,
+    ``clustering`` and ``query_policy`` of eval_results.json."""
     t0 = time.perf_counter()
+    labels, names = _label(label_values)
+    albums, _ = _label(album_values)
     spec = Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha)
     if spec.method == "none":
         v_all, v_album = rank_all(vectors, ids, labels, albums, cfg.k, batch_size=cfg.batch_size)
@@ -441,29 +465,85 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         v_all, v_album = rank_by_scores(
             lambda rows: scores(vectors, rows, spec, stats), len(ids), labels, albums, cfg.k
         )
-    search_sec = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t1 = time.perf_counter()
     overall, qi, values = _summary(v_all, labels, cfg.k, cfg, True)
-    # with the album as the label, removing same-album candidates leaves nothing relevant
-    album = _summary(v_album, labels, cfg.k, cfg, True)[0] if cfg.label != "album_id" else None
-    per_composer = []
-    counts = np.bincount(labels[labels >= 0], minlength=len(composers))
-    q_labels = labels[qi]
-    for c, name in enumerate(composers):
-        sel = q_labels == c
-        if not sel.any():
-            continue
-        m = values[sel].mean(axis=0)
-        per_composer.append(
-            {
-                "composer": name,
-                "n_tracks": int(counts[c]),
-                "n_queries": int(sel.sum()),
-                **{key: float(min(1.0, max(0.0, m[i]))) for i, key in enumerate(M.METRICS)},
-            }
+    block = {
+        "n_tracks": len(ids),
+        "query_policy": {
+            "no_other_track_by_composer": "excluded_from_means",
+            "missing_composer": "excluded_from_means_and_never_relevant",
+            "n_excluded_no_other_track": int(((labels >= 0) & (v_all.n_relevant == 0)).sum()),
+            "n_excluded_missing_composer": int((labels < 0).sum()),
+        },
+        "overall": overall,
+        # with the album as the label, removing same-album candidates leaves nothing relevant
+        "exclude_same_album": _summary(v_album, labels, cfg.k, cfg, True)[0]
+        if cfg.label != "album_id"
+        else None,
+        "per_composer": _per_label(labels, names, qi, values),
+        **({"clustering": clustering_scores(vectors, labels, cfg.seed)} if cfg.clustering else {}),
+    }
+    return Scored(block, v_all, labels, t1 - t0, time.perf_counter() - t1)
+
+
+def _describe(r: TrackRow) -> dict[str, Any]:
+    return {
+        "track_id": r.track_id,
+        "title": r.title or "",
+        "composer": r.composer_display,
+        "composer_key": r.composer,
+        "album_id": r.album_id,
+    }
+
+
+def _samples(scored: Scored, meta_rows: list[TrackRow], cfg: EvaluateConfig, av: str) -> dict[str, Any]:
+    """The ``sample_topk`` dict: the top-k lists of a seeded sample of queries."""
+    rng = np.random.default_rng(cfg.seed)
+    picks = np.sort(rng.choice(len(meta_rows), size=min(cfg.n_samples, len(meta_rows)), replace=False))
+    v, labels = scored.ranking, scored.labels
+    samples = []
+    for q in picks:
+        hits = []
+        for rank, (row, score) in enumerate(zip(v.rows[q], v.scores[q], strict=True), start=1):
+            if row < 0:
+                break
+            rel = labels[q] >= 0 and labels[row] == labels[q]
+            hits.append(
+                {"rank": rank, **_describe(meta_rows[row]), "score": float(score), "relevant": bool(rel)}
+            )
+        samples.append({"query": _describe(meta_rows[q]), "hits": hits})
+    return {"schema_version": "1.0", "artifact_version": av, "k": cfg.k, "samples": samples}
+
+
+def _metadata_rows(layout: ArtifactLayout, ids: list[str]) -> list[TrackRow]:
+    """The metadata row of every embedded track, in embedding order.
+
+    Raises:
+        ArtifactError: an embedded track has no row.
+    """
+    rows_by_id = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
+    missing = [t for t in ids if t not in rows_by_id]
+    if missing:
+        raise ArtifactError(
+            f"{len(missing)} embedded tracks are not in {layout.tracks_csv}, e.g. {missing[:3]}"
         )
-    per_composer.sort(key=lambda p: (-p["n_tracks"], p["composer"]))
-    metrics_sec = time.perf_counter() - t0
+    return [rows_by_id[t] for t in ids]
+
+
+def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Compute ``eval_results`` and ``sample_topk`` dicts (nothing written)."""
+    check(cfg)
+    layout = cfg.common.layout
+    t_total = time.perf_counter()
+    vectors, ids, emb_meta = load_embeddings(layout)
+    meta_rows = _metadata_rows(layout, ids)
+    keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
+    vectors, ids, meta_rows = vectors[keep], [ids[i] for i in keep], [meta_rows[i] for i in keep]
+    t0 = time.perf_counter()
+    scored = score_vectors(
+        vectors, ids, [getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg
+    )
+    score_sec = time.perf_counter() - t0
     model = emb_meta["model"]["name"]
     av = artifact_version(layout, model)
     results = {
@@ -473,54 +553,21 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "k": cfg.k,
         "relevance": RELEVANCE[cfg.label],
         "tracks": cfg.tracks,
-        "rerank": spec.to_json(),
+        "rerank": Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha).to_json(),
         "self_exclusion": "by_track_id",
         "tie_break": "score_desc_then_row_asc",
         "search": "exact",
         "embeddings_sha256": emb_meta["files"]["embeddings_sha256"],
-        "n_tracks": len(ids),
-        "query_policy": {
-            "no_other_track_by_composer": "excluded_from_means",
-            "missing_composer": "excluded_from_means_and_never_relevant",
-            "n_excluded_no_other_track": int(((labels >= 0) & (v_all.n_relevant == 0)).sum()),
-            "n_excluded_missing_composer": int((labels < 0).sum()),
-        },
-        "overall": overall,
-        "exclude_same_album": album,
-        "per_composer": per_composer,
-        **({"clustering": clustering_scores(vectors, labels, cfg.seed)} if cfg.clustering else {}),
+        **scored.block,
         "timings": {
-            "search_sec": round(search_sec, 4),
-            "metrics_sec": round(metrics_sec, 4),
+            "search_sec": round(scored.search_sec, 4),
+            "metrics_sec": round(scored.metrics_sec, 4),
             "total_sec": round(time.perf_counter() - t_total, 4),
         },
         "created_at": utc_now(),
         "code_version": code_version(),
     }
-    rng = np.random.default_rng(cfg.seed)
-    picks = np.sort(rng.choice(len(ids), size=min(cfg.n_samples, len(ids)), replace=False))
-
-    def desc(r: Any) -> dict[str, Any]:
-        return {
-            "track_id": r.track_id,
-            "title": r.title or "",
-            "composer": r.composer_display,
-            "composer_key": r.composer,
-            "album_id": r.album_id,
-        }
-
-    samples = []
-    for q in picks:
-        hits = []
-        for rank, (row, score) in enumerate(zip(v_all.rows[q], v_all.scores[q], strict=True), start=1):
-            if row < 0:
-                break
-            hr = meta_rows[row]
-            rel = labels[q] >= 0 and labels[row] == labels[q]
-            hits.append({"rank": rank, **desc(hr), "score": float(score), "relevant": bool(rel)})
-        samples.append({"query": desc(meta_rows[q]), "hits": hits})
-    sample = {"schema_version": "1.0", "artifact_version": av, "k": cfg.k, "samples": samples}
-    return results, sample
+    return results, _samples(scored, meta_rows, cfg, av)
 
 
 def sample_markdown(sample: dict[str, Any]) -> str:
