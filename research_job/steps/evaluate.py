@@ -539,11 +539,9 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     meta_rows = _metadata_rows(layout, ids)
     keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
     vectors, ids, meta_rows = vectors[keep], [ids[i] for i in keep], [meta_rows[i] for i in keep]
-    t0 = time.perf_counter()
     scored = score_vectors(
         vectors, ids, [getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg
     )
-    score_sec = time.perf_counter() - t0
     model = emb_meta["model"]["name"]
     av = artifact_version(layout, model)
     results = {
