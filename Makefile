@@ -25,7 +25,7 @@ NODE_SRC    := $(shell find node_api/src -name '*.ts' 2>/dev/null) node_api/tsco
 
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate validate publish compare-models serve \
-        demo-deps demo-piano embed-segments find-similar realmusic-corpus \
+        demo-deps demo-piano embed-segments find-similar realmusic-corpus realmusic train-head quality \
         test test-python test-node lint format bench bench-quick bench-deps timings clean
 
 help: ## list the targets
@@ -113,6 +113,20 @@ find-similar: ## query by audio: make find-similar QUERY=my_track.wav [K=10]
 REALMUSIC_DIR ?= .cache/realmusic_corpus
 realmusic-corpus: $(VENV)/.installed ## the real-music development corpus: 7 pinned Debian soundtrack packages (apt, ~565 MB)
 	$(PY) -m research_job.realmusic.build --out $(REALMUSIC_DIR)
+
+realmusic: install realmusic-corpus ## the whole pipeline on the real-music corpus (recorded game soundtracks), frames kept
+	$(RJ) run --config configs/realmusic.yaml --model $(MODEL)
+	$(RJ) embed --config configs/realmusic.yaml --model $(MODEL) $(FRAME_ARGS)
+
+FRAME_ARGS  ?= --frames penultimate,mean_pool,max_pool --views 4 --view-sec 30
+HEAD_ARGS   ?= --objective contrastive --architecture mlp --split track
+train-head: ## train a head on the version folder's frames: make train-head HEAD_ARGS='--objective triplet --split label'
+	$(RJ) embed $(STEP_ARGS) $(FRAME_ARGS)
+	$(RJ) train-head $(STEP_ARGS) $(HEAD_ARGS)
+
+quality: ## the quality benchmark on both corpora (long: ~1-2 h) -> bench/results/quality_*.json, docs/quality.md, README
+	$(PY) -m bench.quality --corpus demo
+	$(PY) -m bench.quality --corpus realmusic
 
 serve: node-build ## serve the demo artifacts with the Node API on 127.0.0.1:8080
 	cd node_api && ARTIFACTS_DIR=$(abspath $(VERSION_DIR)) PORT=$${PORT:-8080} npm start
