@@ -4,7 +4,8 @@
  * schema; N or dim disagree between files; embeddings.f32 is not N x D x 4 bytes or holds non-finite values or
  * rows that are not unit length; a recorded sha256 differs from the file's; ids repeat; a track id has no
  * metadata row; the HNSW index disagrees with the embeddings (element count, dim, labels, vectors); the
- * precomputed neighbour table index/neighbors.i32 is malformed or disagrees with exact search on a sample.
+ * precomputed neighbour table index/neighbors.i32 is malformed or (a plain-cosine table) disagrees with exact
+ * search on a sample; a re-ranked table gets the structural checks only (its order is not the cosine's).
  */
 
 import { createHash } from 'node:crypto';
@@ -18,7 +19,7 @@ import type { VectorBackend } from './backends/types.js';
 import { parseTracksCsv } from './csv.js';
 import { ArtifactError } from './errors.js';
 import { readHnswHeader } from './hnswHeader.js';
-import { parseNeighborTable, type NeighborTable } from './neighbors.js';
+import { COSINE_RANKING, parseNeighborTable, type NeighborTable } from './neighbors.js';
 import { renderTrackJson } from './nearestBody.js';
 import { relativeTo, type ArtifactFile, type ArtifactPaths } from './layout.js';
 import { sampleRows } from './random.js';
@@ -481,8 +482,11 @@ async function readEval(ctx: LoadContext, v: Vectors): Promise<EvalResults | nul
 /**
  * index/neighbors.i32 when index_meta lists it and NEIGHBORS_TABLE allows it (auto: when listed and present,
  * except with VECTOR_BACKEND=pgvector, whose answers come from the database; require: always, refusing
- * without it; off: never). Checked in full (parseNeighborTable) and, on a seeded sample of rows, against exact
- * search: same rows in order, or a swap only between scores equal to 1e-12 (a float64 summation-order tie).
+ * without it; off: never). Checked in full (parseNeighborTable) and, a plain-cosine table, on a seeded sample of
+ * rows against exact search: same rows in order, or a swap only between scores equal to 1e-12 (a float64
+ * summation-order tie). A re-ranked table (index_meta's `rerank`) orders its lists by another similarity, which
+ * Node does not recompute: it gets the structural checks and its sha256, recorded beside the embeddings' in
+ * index_meta.json, ties it to the embeddings it was built from.
  * @throws ArtifactError naming the file and the first bad row / value
  */
 async function loadNeighbors(ctx: LoadContext, indexMeta: IndexMeta | null, exact: ExactBackend, v: Vectors): Promise<NeighborTable | null> {
@@ -508,6 +512,14 @@ async function loadNeighbors(ctx: LoadContext, indexMeta: IndexMeta | null, exac
   }
   const bytes = await source.read(F.neighbors_table);
   const table = parseNeighborTable(bytes, entry, n, sha256(bytes), emb, dim, F);
+  if (table.ranking !== COSINE_RANKING) {
+    log(`neighbors table ordered by ${table.ranking.method}: served in its order, scored by the cosine (no cosine-order checks)`, {
+      phase: 'neighbors',
+      ranking: table.order,
+      rerank: table.ranking,
+    });
+    return table;
+  }
   const listed = Math.min(table.k, n - 1);
   for (const row of sampleRows(n, NEIGHBORS_SPOT_CHECK, 2)) {
     const q = new Float64Array(dim);

@@ -2,7 +2,10 @@
  * The precomputed neighbour table `index/neighbors.i32` (index_meta.json's `neighbors`): for every row of
  * embeddings.f32, the rows of its K nearest other tracks by exact search (float64 score descending, ties by
  * ascending row, the track itself never listed), best first; little-endian int32, row-major [count, K]; -1 pads a
- * row only when count - 1 < K. Catalogue-track queries with k <= K are answered by walking the row's list (filters
+ * row only when count - 1 < K. A re-ranked table (`ranking` "rerank_score_desc_then_row_asc", `rerank` naming the
+ * method: hubness reduction or query expansion, research_job.rerank) lists the exact top K of the re-scored
+ * similarity instead, so its lists are not in descending cosine order; it is served in its own order, each hit
+ * still scored by the cosine. Catalogue-track queries with k <= K are answered by walking the row's list (filters
  * applied) instead of searching; this file reads and checks the table, scores it once (the exact float64 inner
  * product of each listed pair, kept beside the rows already rendered as JSON text, so that a request reads one
  * contiguous run of bytes instead of K scattered embedding rows and converts no number) and does that walk.
@@ -14,7 +17,13 @@ import { ArtifactError } from './errors.js';
 import { dotRows, type RowExclusion } from './exact.js';
 import type { ArtifactPaths } from './layout.js';
 import { NumberTextBuilder, type RenderedNumbers } from './nearestBody.js';
-import type { NeighborsEntry } from './types.js';
+import type { NeighborsEntry, Ranking } from './types.js';
+
+/** index_meta's `ranking` of a plain table: float64 cosine descending, ties by ascending row. */
+export const COSINE_ORDER = 'score_desc_float64_then_row_asc';
+
+/** The ranking of a plain-cosine answer (a plain table's, and every backend search's). */
+export const COSINE_RANKING: Ranking = Object.freeze({ method: 'cosine', params: Object.freeze({}) });
 
 /** A loaded, checked table. `stats` counts the /nearest requests it answered and those it passed on. */
 export interface NeighborTable {
@@ -27,6 +36,10 @@ export interface NeighborTable {
    */
   readonly scores: RenderedNumbers;
   readonly sha256: string;
+  /** index_meta's `ranking` of the table */
+  readonly order: NeighborsEntry['ranking'];
+  /** what ordered the lists: COSINE_RANKING, or the table's `rerank` (frozen; a /nearest answer from it reports it) */
+  readonly ranking: Ranking;
   readonly stats: { served: number; fallbacks: number };
 }
 
@@ -45,11 +58,23 @@ function toInt32(buf: Buffer): Int32Array {
 export const ORDER_TOLERANCE = 1e-12;
 
 /**
+ * What ordered the table's lists: COSINE_RANKING for a plain table, else its `rerank` entry (method, params) frozen.
+ * @throws ArtifactError naming index_meta.json when a re-ranked table does not say which re-ranking (the schema requires it)
+ */
+function tableRanking(entry: NeighborsEntry, F: Pick<ArtifactPaths, 'index_meta'>): Ranking {
+  if (entry.ranking === COSINE_ORDER) return COSINE_RANKING;
+  if (!entry.rerank) throw new ArtifactError(F.index_meta, `neighbors.ranking is '${entry.ranking}' but no neighbors.rerank names the method`);
+  return Object.freeze({ method: entry.rerank.method, params: Object.freeze({ ...entry.rerank.params }) });
+}
+
+/**
  * Check `bytes` against its index_meta entry, the row count and the embeddings, and view them as the table.
  * Checks: size = count x k x 4 = size_bytes, sha256 (computed by the caller, `sha`), every row: exactly
  * min(k, count - 1) distinct rows of [0, count) other than itself, then only -1; and, scoring every listed pair
- * against `emb` (row-major [count, dim]), every list best first (no score above the previous one by more than
- * ORDER_TOLERANCE), which a table built from other embeddings fails. `F` names the files in errors.
+ * against `emb` (row-major [count, dim]), for a plain-cosine table every list best first (no score above the
+ * previous one by more than ORDER_TOLERANCE), which a table built from other embeddings fails. A re-ranked table
+ * is not in cosine order by design: it gets every check but that one (its pairs are scored all the same).
+ * `F` names the files in errors.
  * @throws ArtifactError naming index/neighbors.i32 and the first bad row / value
  */
 export function parseNeighborTable(
@@ -70,6 +95,8 @@ export function parseNeighborTable(
     throw new ArtifactError(F.neighbors_table, `size is ${bytes.length} bytes but ${F.index_meta} records size_bytes ${entry.size_bytes}`);
   }
   if (sha !== entry.sha256) throw new ArtifactError(F.neighbors_table, `sha256 is ${sha} but ${F.index_meta} records ${entry.sha256}`);
+  const ranking = tableRanking(entry, F);
+  const bestFirst = ranking === COSINE_RANKING;
   const rows = toInt32(bytes);
   const listed = Math.min(k, count - 1);
   // seenBy[r] = 1 + the row whose list last named r: finds a repeat within one list without clearing per row
@@ -100,7 +127,7 @@ export function parseNeighborTable(
         continue;
       }
       const s = dotRows(emb, dim, row, rows[base + j]!);
-      if (s > prev + ORDER_TOLERANCE) {
+      if (bestFirst && s > prev + ORDER_TOLERANCE) {
         throw new ArtifactError(
           F.neighbors_table,
           `row ${row} column ${j} lists row ${rows[base + j]} with score ${s}, above column ${j - 1}'s ${prev}: lists must be best first (the table does not match ${F.embeddings_f32})`,
@@ -110,10 +137,10 @@ export function parseNeighborTable(
       prev = s;
     }
   }
-  return { k, rows, scores: scores.finish(), sha256: sha, stats: { served: 0, fallbacks: 0 } };
+  return { k, rows, scores: scores.finish(), sha256: sha, order: entry.ranking, ranking, stats: { served: 0, fallbacks: 0 } };
 }
 
-/** Hits read from the table: rows and their scores, best first. */
+/** Hits read from the table: rows and their scores, in the table's order (best first by its ranking). */
 export interface TableHits {
   rows: number[];
   /** entries (i * k + j) of the hits, for the table's pre-rendered scores */
@@ -121,7 +148,7 @@ export interface TableHits {
 }
 
 /**
- * The first `k` entries of `row`'s list whose rows are not excluded and pass `keep`, best first, with their
+ * The first `k` entries of `row`'s list whose rows are not excluded and pass `keep`, in the list's order, with their
  * entry numbers (for the scores); null when fewer than `k` survive (or k > K), so the caller falls back to a search.
  */
 export function tableNeighbours(table: NeighborTable, row: number, k: number, exclude: RowExclusion, keep: ((r: number) => boolean) | null): TableHits | null {

@@ -1,7 +1,7 @@
 /**
  * Measure, at start-up, the recall of the HNSW search path against exact search on a seeded sample of tracks
  * (self excluded, k = 5 and 10), and choose ef: the ground truth of the sample is computed once (from the
- * precomputed neighbour table when it is loaded with k >= 10, else by exact scans), then a ladder of ef values
+ * precomputed neighbour table when it is loaded with k >= 10 and ranks by plain cosine, else by exact scans), then a ladder of ef values
  * is evaluated, 16, 32, 64, ... (powers of two from the smallest >= the candidates a k = 5 request fetches) up
  * to the cap, and the smallest ef whose recall@5 reaches the target is kept (the cap when none does). Every
  * rung is reported. A fixed ef (HNSW_EF) is measured but not tuned; with an empty sample nothing is tuned.
@@ -10,7 +10,7 @@
 import type { ExactBackend } from './backends/exact.js';
 import type { HnswBackend } from './backends/hnsw.js';
 import { queryExclusion } from './exact.js';
-import type { NeighborTable } from './neighbors.js';
+import { COSINE_ORDER, type NeighborTable } from './neighbors.js';
 import type { RecallReport, RecallRung } from './state.js';
 import { sampleRows } from './random.js';
 
@@ -23,7 +23,7 @@ export interface RecallOptions {
   /** ef kept when there is nothing to measure (empty sample) */
   startEf: number;
   maxEf: number;
-  /** the loaded neighbour table: its first 10 columns are the ground truth when k >= 10 */
+  /** the loaded neighbour table: its first 10 columns are the ground truth when k >= 10 and it ranks by cosine (not a re-ranked one) */
   table?: NeighborTable | null;
 }
 
@@ -59,7 +59,7 @@ export function tuneRecall(
   const rows = sampleRows(count, opts.sampleSize, opts.seed);
   const kMax = Math.min(10, count - 1);
   const k5 = Math.min(5, kMax);
-  const table = opts.table && opts.table.k >= kMax ? opts.table : null;
+  const table = opts.table && opts.table.k >= kMax && opts.table.order === COSINE_ORDER ? opts.table : null;
   const truth = rows.map((row) => {
     if (table) return Array.from(table.rows.subarray(row * table.k, row * table.k + kMax));
     const ex = queryExclusion(row);

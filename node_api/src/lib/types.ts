@@ -58,6 +58,16 @@ export interface IndexEntry {
   recall_at_10?: number | null;
 }
 
+/**
+ * A re-ranking of the similarity (research_job.rerank): index_meta.json's `neighbors.rerank`, and what a /nearest
+ * answer reports as its `ranking` ('cosine' with no params: the plain inner product, eval_results' method "none").
+ * The method names are the artifact schema's (the authority: every entry is validated against it).
+ */
+export interface Ranking {
+  method: string;
+  params: Record<string, number>;
+}
+
 /** index_meta.json's `neighbors`: the precomputed exact top-k table index/neighbors.i32. */
 export interface NeighborsEntry {
   file: 'neighbors.i32';
@@ -65,7 +75,10 @@ export interface NeighborsEntry {
   dtype: 'int32';
   byte_order: 'little';
   exact: true;
-  ranking: 'score_desc_float64_then_row_asc';
+  /** plain cosine, or the exact ranking of the re-scored similarity named in `rerank` */
+  ranking: 'score_desc_float64_then_row_asc' | 'rerank_score_desc_then_row_asc';
+  /** present exactly when ranking is 'rerank_score_desc_then_row_asc' (the schema's if/then/else) */
+  rerank?: Ranking;
   self_excluded: true;
   build_sec: number;
   size_bytes: number;
