@@ -2,7 +2,8 @@
  * The /nearest body written as bytes (src/lib/nearestBody.ts): byte-for-byte what JSON.stringify writes for the same
  * object, for hostile strings (quotes, backslashes, control characters, U+2028, lone surrogates, non-ASCII,
  * emoji), every composer case (display name from composer_raw, the key when it is empty or blank, null when
- * missing; composer_key beside it), both score kinds, every k and filter, and valid against the route's response schema;
+ * missing; composer_key beside it), both score kinds, every k, filter and ranking (cosine and re-rankings, the mid-body
+ * cache keeping rankings apart), and valid against the route's response schema;
  * pre-rendered numbers round-trip exactly across chunk boundaries; bad numbers are refused by name.
  */
 
@@ -12,8 +13,9 @@ import { describe, it } from 'node:test';
 import { Ajv } from 'ajv';
 
 import { mulberry32 } from '../src/lib/random.js';
+import { COSINE_RANKING } from '../src/lib/neighbors.js';
 import { hitScore, NumberTextBuilder, numberAt, renderTrackJson, trackMembers, writeNearestBody, type NearestBody } from '../src/lib/nearestBody.js';
-import type { TrackRow } from '../src/lib/types.js';
+import type { Ranking, TrackRow } from '../src/lib/types.js';
 import { nearestResponse200 } from '../src/routes/tracks/index.js';
 
 const NASTY = ['plain', 'with "quotes"', 'back\\slash', 'new\nline\ttab', 'nul\u0000bell\u0007', 'line\u2028sep', 'lone \ud800 surrogate', 'Dvořák – Slavonic', '🎻 emoji', '', 'del\u007f'];
@@ -58,10 +60,20 @@ function reference(ts: readonly TrackRow[], b: NearestBody): string {
     query: pub(ts[b.queryRow]!),
     k: b.k,
     method: b.method,
+    ranking: b.ranking,
     filters: { exclude_same_album: b.excludeSameAlbum, composer: b.composer },
     hits: Array.from(b.rows, (r, i) => ({ rank: i + 1, score: hitScore(b.scores, i), ...pub(ts[r]!) })),
   });
 }
+
+/** Rankings as the loader makes them (frozen; a table's params in index_meta's key order), and a hostile name. */
+const RANKINGS: Ranking[] = [
+  COSINE_RANKING,
+  Object.freeze({ method: 'csls', params: Object.freeze({ k: 10 }) }),
+  Object.freeze({ method: 'mutual_proximity', params: Object.freeze({}) }),
+  Object.freeze({ method: 'qe_alpha', params: Object.freeze({ n: 2, alpha: 3.5 }) }),
+  Object.freeze({ method: 'x "\\ \u2028', params: Object.freeze({ alpha: 1e-7, k: 1 }) }),
+];
 
 const SPECIAL_SCORES = [1, -1, 0, -0, 0.5, 1e-7, -3.3e-10, 0.1 + 0.2, 0.9999999999999999, -0.000001234567890123456, Number.MIN_VALUE];
 
@@ -98,6 +110,7 @@ describe('renderTrackJson / writeNearestBody', () => {
         queryRow: Math.floor(rnd() * ts.length),
         k: 1 + Math.floor(rnd() * 100),
         method: ['precomputed', 'hnsw', 'exact', 'exact (composer subset)', 'méthode "x"'][trial % 5]!,
+        ranking: RANKINGS[Math.floor(rnd() * RANKINGS.length)]!,
         excludeSameAlbum: rnd() < 0.5,
         composer: rnd() < 0.5 ? null : NASTY[trial % NASTY.length]!,
         rows,
@@ -113,10 +126,23 @@ describe('renderTrackJson / writeNearestBody', () => {
     }
   });
 
+  it('keeps rankings apart in the mid-body cache: same method, k and filters, another ranking, other bytes', () => {
+    const body = (ranking: Ranking): NearestBody => ({ queryRow: 1, k: 3, method: 'precomputed', ranking, excludeSameAlbum: false, composer: null, rows: [4, 9, 2], scores: { kind: 'numbers', values: [0.5, 0.25, 0.75] } });
+    for (let pass = 0; pass < 2; pass++) {
+      for (const r of RANKINGS) {
+        const got = JSON.parse(writeNearestBody(json, body(r)).toString('utf8'));
+        assert.deepEqual(got.ranking, r);
+        assert.equal(writeNearestBody(json, body(r)).toString('utf8'), reference(ts, body(r)));
+      }
+    }
+    // an equal ranking in another object (another loaded state) writes the same bytes
+    assert.ok(writeNearestBody(json, body({ method: 'csls', params: { k: 10 } })).equals(writeNearestBody(json, body(RANKINGS[1]!))));
+  });
+
   it('refuses a non-finite score, naming the hit and its row', () => {
     for (const bad of [NaN, Infinity, -Infinity]) {
       assert.throws(
-        () => writeNearestBody(json, { queryRow: 0, k: 2, method: 'exact', excludeSameAlbum: false, composer: null, rows: [4, 9], scores: { kind: 'numbers', values: [0.5, bad] } }),
+        () => writeNearestBody(json, { queryRow: 0, k: 2, method: 'exact', ranking: COSINE_RANKING, excludeSameAlbum: false, composer: null, rows: [4, 9], scores: { kind: 'numbers', values: [0.5, bad] } }),
         new RegExp(`^RangeError: hit 2 \\(row 9\\) has score ${bad}, not a finite number$`),
       );
     }

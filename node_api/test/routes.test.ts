@@ -157,6 +157,7 @@ describe('GET /tracks/:trackId/nearest', () => {
         assert.equal(Number(res.headers.get('content-length')), Buffer.byteLength(text));
         const body = JSON.parse(text);
         assert.ok(validate(body), `${q} row ${row}: ${JSON.stringify(validate.errors)}`);
+        assert.deepEqual(body.ranking, { method: 'cosine', params: {} }, 'a plain table and every backend rank by cosine');
         methods.add(body.method);
       }
     }

@@ -1,7 +1,7 @@
 /**
  * The /nearest response body written as bytes: every track's public fields (track_id, title, composer,
  * composer_key, album_id: see trackView.ts) are rendered to JSON once, when the artifacts load, into one UTF-8 buffer; a response is then
- * assembled by copying those fragments between a few ASCII pieces (rank, score, k, method, filters). This is
+ * assembled by copying those fragments between a few pieces (rank, score, k, method, ranking, filters). This is
  * the same JSON as the route's response schema describes (the tests parse it and validate it against that
  * schema), without building per-hit objects, serialising them and encoding the result to UTF-8 per request.
  * Strings are escaped by JSON.stringify, so any title or id (quotes, backslashes, control characters, lone
@@ -11,7 +11,7 @@
  */
 
 import { displayComposer } from './trackView.js';
-import type { TrackRow } from './types.js';
+import type { Ranking, TrackRow } from './types.js';
 
 /** One UTF-8 buffer of `"track_id":..,"title":..,"composer":..,"composer_key":..,"album_id":..` per row; row i is bytes[offsets[i], offsets[i+1]). */
 export interface TrackJson {
@@ -129,11 +129,13 @@ export function hitScore(s: HitScores, i: number): number {
   return s.kind === 'numbers' ? s.values[i]! : numberAt(s.rendered, s.entries[i]!);
 }
 
-/** What one /nearest response says. `rows` and `scores` are the hits, best first (rank = position + 1). */
+/** What one /nearest response says. `rows` and `scores` are the hits, best first by `ranking` (rank = position + 1). */
 export interface NearestBody {
   queryRow: number;
   k: number;
   method: string;
+  /** what ordered the hits (written as JSON.stringify writes the object: its own key order) */
+  ranking: Ranking;
   excludeSameAlbum: boolean;
   composer: string | null;
   rows: ArrayLike<number>;
@@ -165,26 +167,32 @@ function rankHead(rank: number): Uint8Array {
   return (rankHeads[rank] ??= Buffer.from(`{"rank":${rank},"score":`, 'latin1'));
 }
 
-/** UTF-8 of the members between the query and the hits; without a composer filter, cached per (method, k, same album). */
-const midCache = new Map<string, Uint8Array[]>();
+/**
+ * UTF-8 of the members between the query and the hits; without a composer filter, cached per (ranking object,
+ * method, k, same album): a loaded table's ranking is one frozen object, so a reload's new one gets its own entries
+ * and the old ones go with the old state.
+ */
+const midCache = new WeakMap<Ranking, Map<string, Uint8Array[]>>();
 function renderMid(b: NearestBody): Uint8Array {
   return Buffer.from(
-    `},"k":${b.k},"method":${JSON.stringify(b.method)},"filters":{"exclude_same_album":${b.excludeSameAlbum},` +
+    `},"k":${b.k},"method":${JSON.stringify(b.method)},"ranking":${JSON.stringify(b.ranking)},"filters":{"exclude_same_album":${b.excludeSameAlbum},` +
       `"composer":${b.composer === null ? 'null' : JSON.stringify(b.composer)}},"hits":[`,
     'utf8',
   );
 }
 function midBytes(b: NearestBody): Uint8Array {
   if (b.composer !== null || !Number.isInteger(b.k) || b.k < 0 || b.k > 1000) return renderMid(b);
-  let perMethod = midCache.get(b.method);
-  if (perMethod === undefined) midCache.set(b.method, (perMethod = []));
+  let perRanking = midCache.get(b.ranking);
+  if (perRanking === undefined) midCache.set(b.ranking, (perRanking = new Map()));
+  let perMethod = perRanking.get(b.method);
+  if (perMethod === undefined) perRanking.set(b.method, (perMethod = []));
   const slot = 2 * b.k + (b.excludeSameAlbum ? 1 : 0);
   return (perMethod[slot] ??= renderMid(b));
 }
 
 /**
  * The /nearest JSON body as bytes:
- * `{"query":{..},"k":..,"method":..,"filters":{"exclude_same_album":..,"composer":..},"hits":[{"rank":..,"score":..,<track>},..]}`.
+ * `{"query":{..},"k":..,"method":..,"ranking":{"method":..,"params":{..}},"filters":{"exclude_same_album":..,"composer":..},"hits":[{"rank":..,"score":..,<track>},..]}`.
  * Sized first (the scores' shortest round-trip decimal strings, as JSON.stringify writes them), then filled in one
  * pass (ASCII pieces by a JS loop, track members by TypedArray#set): no binding call but the allocation.
  * @throws RangeError on a non-finite score (JSON has no such number; normalised embeddings never produce one)

@@ -1,17 +1,18 @@
 /**
  * The search operations behind the routes, over one `LoadedState`: nearest neighbours of a track (with
  * optional same-album exclusion and composer filter; from the precomputed neighbour table when it holds the
- * answer, then synchronously), composer-retrieval evaluation of one query (exact search, as the Python evaluation does), and
+ * answer, then synchronously, in the table's order: plain cosine or the re-ranking it was built with), composer-retrieval evaluation of one query (exact search, as the Python evaluation does), and
  * search by a caller-supplied vector.
  */
 
 import { HttpError } from './errors.js';
 import { dotRow, queryExclusion, type Hit, type RowExclusion } from './exact.js';
 import { queryMetrics, type QueryMetrics } from './metrics.js';
-import { tableNeighbours } from './neighbors.js';
+import { COSINE_RANKING, tableNeighbours } from './neighbors.js';
 import { hitScore, type HitScores } from './nearestBody.js';
 import { rowVector, type LoadedState } from './state.js';
 import { displayComposer, normalizeComposer, publicTrack, type PublicTrack } from './trackView.js';
+import type { Ranking } from './types.js';
 
 /** One hit: its rank and score, and the track's public fields (trackView.ts). */
 export interface TrackHit extends PublicTrack {
@@ -21,6 +22,8 @@ export interface TrackHit extends PublicTrack {
 
 export interface NearestResult {
   method: string;
+  /** what ordered the hits: a re-ranked table's re-ranking when it answered, else plain cosine (scores: the cosine either way) */
+  ranking: Ranking;
   hits: TrackHit[];
 }
 
@@ -73,9 +76,10 @@ function holdsRow(rows: Int32Array, row: number): boolean {
   return false;
 }
 
-/** Hits of one /nearest query, best first, and which path produced them. */
+/** Hits of one /nearest query, best first by `ranking`, and which path produced them. */
 export interface RankedRows {
   method: string;
+  ranking: Ranking;
   rows: ArrayLike<number>;
   scores: HitScores;
 }
@@ -87,17 +91,18 @@ function ranked(method: string, hits: Hit[]): RankedRows {
     rows[i] = hits[i]!.row;
     scores[i] = hits[i]!.score;
   }
-  return { method, rows, scores: { kind: 'numbers', values: scores } };
+  return { method, ranking: COSINE_RANKING, rows, scores: { kind: 'numbers', values: scores } };
 }
 
 /**
  * Top-k neighbours of track `row` (never itself), as rows and scores. When the precomputed neighbour table is
  * loaded and k <= its k, the row's list is walked with the filters applied (same album: the exclusion the
  * backends get; composer: the rows the filter finds by key or display name) and, when k tracks survive, they are the answer
- * (`method: "precomputed"`) with the table's exact float64 scores, so equal to exact search; that answer is
- * returned synchronously (no promise on the hot path). Otherwise a promise: with a composer filter the
- * candidates are the rows it finds, searched exactly (small and exact); else the configured backend runs
- * with the exclusion.
+ * (`method: "precomputed"`) in the table's order with the table's exact float64 cosine scores: for a plain table
+ * equal to exact search, for a re-ranked one the order Python evaluated (`ranking`: the table's re-ranking); that
+ * answer is returned synchronously (no promise on the hot path). Otherwise a promise, ranked by plain cosine
+ * (`ranking`: cosine, whatever the table's): with a composer filter the candidates are the rows it finds, searched
+ * exactly (small and exact); else the configured backend runs with the exclusion.
  * @throws HttpError 400 (synchronously) on an unknown composer
  */
 export function nearestRanked(
@@ -114,7 +119,7 @@ export function nearestRanked(
     const hits = tableNeighbours(table, row, k, exclude, keep);
     if (hits !== null) {
       table.stats.served++;
-      return { method: 'precomputed', rows: hits.rows, scores: { kind: 'rendered', rendered: table.scores, entries: hits.entries } };
+      return { method: 'precomputed', ranking: table.ranking, rows: hits.rows, scores: { kind: 'rendered', rendered: table.scores, entries: hits.entries } };
     }
     table.stats.fallbacks++;
   }
@@ -135,7 +140,7 @@ export async function nearestToRow(
   const res = await nearestRanked(state, row, k, opts);
   const hits: TrackHit[] = new Array(res.rows.length);
   for (let i = 0; i < hits.length; i++) hits[i] = trackHit(state, i, res.rows[i]!, hitScore(res.scores, i));
-  return { method: res.method, hits };
+  return { method: res.method, ranking: res.ranking, hits };
 }
 
 export interface ComposerEvalResult {
@@ -214,5 +219,5 @@ export async function searchVector(state: LoadedState, vector: readonly number[]
     rows.add(r);
   });
   const exclude: RowExclusion = rows;
-  return { method: state.backend.kind, hits: toTrackHits(state, await state.backend.search(q, k, exclude)) };
+  return { method: state.backend.kind, ranking: COSINE_RANKING, hits: toTrackHits(state, await state.backend.search(q, k, exclude)) };
 }

@@ -58,7 +58,10 @@ export const hitSchema = {
   properties: {
     rank: { type: 'integer', minimum: 1 },
     track_id: { type: 'string' },
-    score: { type: 'number', description: 'cosine similarity (float64 inner product of L2-normalised rows)' },
+    score: {
+      type: 'number',
+      description: 'cosine similarity (float64 inner product of L2-normalised rows), also when a re-ranking ordered the hits (see the response\'s ranking)',
+    },
     title: { type: 'string' },
     ...composerFields,
     album_id: { type: 'string' },
@@ -71,4 +74,34 @@ export const trackParams = {
   additionalProperties: false,
   properties: { trackId: trackIdSchema },
   required: ['trackId'],
+} as const;
+
+/** A re-ranking's parameters as index_meta.json records them (k: neighbourhood; n, alpha: query expansion). */
+const rerankParams = {
+  type: 'object',
+  additionalProperties: { type: 'number' },
+  description: "the method's parameters as index_meta.json's neighbors.rerank.params records them (k: neighbourhood of csls and local_scaling; n, alpha: query expansion); {} for cosine",
+} as const;
+
+/** What ordered a /nearest answer: plain cosine, or the re-ranking a neighbour table was built with. */
+export const rankingSchema = {
+  type: 'object',
+  additionalProperties: false,
+  description:
+    'the similarity that ordered the hits. "cosine": plain cosine (eval_results\' rerank method "none"): every backend answer, and a plain table\'s. ' +
+    'A re-ranking method (csls, mutual_proximity, local_scaling, qe_avg, qe_alpha; index_meta.schema.json): the hits are the table\'s list in its order, ' +
+    "the ranking the research job evaluated (method \"precomputed\" only; a fallback to the backend is plain cosine). Scores are the cosine either way, so a re-ranked answer's scores need not descend",
+  properties: {
+    method: { type: 'string', description: '"cosine", or the re-ranking method of index_meta.json neighbors.rerank' },
+    params: rerankParams,
+  },
+  required: ['method', 'params'],
+} as const;
+
+/** index_meta.json's neighbors.rerank (null for a plain table), as GET /models reports it. */
+export const rerankSchema = {
+  type: ['object', 'null'],
+  additionalProperties: false,
+  properties: { method: { type: 'string' }, params: rerankParams },
+  required: ['method', 'params'],
 } as const;

@@ -1,6 +1,7 @@
 /**
  * GET /tracks/:trackId/nearest and GET /tracks/:trackId/composer-eval: nearest neighbours of a catalogue
- * track (never itself), and the composer-retrieval metrics of that one query.
+ * track (never itself), and the composer-retrieval metrics of that one query. /nearest says which path answered
+ * (`method`) and which similarity ordered the hits (`ranking`: a re-ranked neighbour table's method, or cosine).
  */
 
 import type { FastifyPluginAsync } from 'fastify';
@@ -8,7 +9,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { composerEval, nearestRanked, rowOf, type RankedRows } from '../../lib/search.js';
 import { writeNearestBody } from '../../lib/nearestBody.js';
 import { publicTrack } from '../../lib/trackView.js';
-import { errorResponses, hitSchema, kSchema, trackParams, trackSummary as trackSummarySchema } from '../schemas.js';
+import { errorResponses, hitSchema, kSchema, rankingSchema, trackParams, trackSummary as trackSummarySchema } from '../schemas.js';
 
 interface Params {
   trackId: string;
@@ -34,7 +35,11 @@ export const nearestResponse200 = {
   properties: {
     query: trackSummarySchema,
     k: { type: 'integer' },
-    method: { type: 'string' },
+    method: {
+      type: 'string',
+      description: 'the path that answered: "precomputed" (the neighbour table), or the backend search ("hnsw", "exact", "pgvector", "exact (composer subset)") when the filters left fewer than k tracks of the table or k exceeds its k',
+    },
+    ranking: rankingSchema,
     filters: {
       type: 'object',
       additionalProperties: false,
@@ -43,7 +48,7 @@ export const nearestResponse200 = {
     },
     hits: { type: 'array', items: hitSchema },
   },
-  required: ['query', 'k', 'method', 'filters', 'hits'],
+  required: ['query', 'k', 'method', 'ranking', 'filters', 'hits'],
 } as const;
 
 const nearestSchema = {
@@ -122,7 +127,7 @@ const tracks: FastifyPluginAsync = async (app) => {
     const sameAlbum = req.query.exclude_same_album;
     const composer = req.query.composer ?? null;
     const body = (res: RankedRows): Buffer =>
-      writeNearestBody(state.trackJson, { queryRow: row, k, method: res.method, excludeSameAlbum: sameAlbum, composer, rows: res.rows, scores: res.scores });
+      writeNearestBody(state.trackJson, { queryRow: row, k, method: res.method, ranking: res.ranking, excludeSameAlbum: sameAlbum, composer, rows: res.rows, scores: res.scores });
     void reply.type(JSON_UTF8);
     const res = nearestRanked(state, row, k, { excludeSameAlbum: sameAlbum, composer });
     return res instanceof Promise ? res.then(body) : body(res);
