@@ -210,19 +210,19 @@ describe('NEIGHBORS_TABLE', () => {
   it('GET /models reports the table and counts requests served from it and passed on', async () => {
     const app = await appFor(dir, { RECALL_SAMPLE: '10' });
     try {
-      assert.deepEqual((await app.inject('/models')).json().neighbors, { loaded: true, k: K, served: 0, fallbacks: 0 });
+      assert.deepEqual((await app.inject('/models')).json().neighbors, { loaded: true, k: K, ranking: 'score_desc_float64_then_row_asc', rerank: null, served: 0, fallbacks: 0 });
       const id = encodeURIComponent(withTable.trackIds[0]!);
       const a = (await app.inject(`/tracks/${id}/nearest?k=5`)).json();
       assert.equal(a.method, 'precomputed');
       assert.equal(a.hits.length, 5);
       assert.equal((await app.inject(`/tracks/${id}/nearest?k=11`)).json().method, 'hnsw');
-      assert.deepEqual((await app.inject('/models')).json().neighbors, { loaded: true, k: K, served: 1, fallbacks: 1 });
+      assert.deepEqual((await app.inject('/models')).json().neighbors, { loaded: true, k: K, ranking: 'score_desc_float64_then_row_asc', rerank: null, served: 1, fallbacks: 1 });
     } finally {
       await app.close();
     }
     const off = await appFor(dir, { RECALL_SAMPLE: '10', NEIGHBORS_TABLE: 'off' });
     try {
-      assert.deepEqual((await off.inject('/models')).json().neighbors, { loaded: false, k: null, served: 0, fallbacks: 0 });
+      assert.deepEqual((await off.inject('/models')).json().neighbors, { loaded: false, k: null, ranking: null, rerank: null, served: 0, fallbacks: 0 });
     } finally {
       await off.close();
     }

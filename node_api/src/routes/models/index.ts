@@ -1,10 +1,14 @@
 /**
  * GET /models: what is loaded — model, dim, N, artifact version, created_at, the vector backend with its
  * parameters (ef in use), the recall@5/@10 of the HNSW path against exact search measured at start-up, and
- * whether the precomputed neighbour table answers /nearest (its k, requests served from it and passed on).
+ * whether the precomputed neighbour table answers /nearest (its k, its ranking and re-ranking, requests served
+ * from it and passed on).
  */
 
 import type { FastifyPluginAsync } from 'fastify';
+
+import { COSINE_ORDER } from '../../lib/neighbors.js';
+import { rerankSchema } from '../schemas.js';
 
 const nullableNumber = { type: ['number', 'null'] } as const;
 
@@ -100,14 +104,20 @@ const modelsResponse = {
     neighbors: {
       type: 'object',
       additionalProperties: false,
-      description: 'index/neighbors.i32, the precomputed exact top-k table: /nearest with k <= its k is answered from it (method "precomputed") when enough tracks pass the filters',
+      description:
+        'index/neighbors.i32, the precomputed exact top-k table: /nearest with k <= its k is answered from it (method "precomputed", in the order of its ranking) when enough tracks pass the filters',
       properties: {
         loaded: { type: 'boolean' },
         k: { type: ['integer', 'null'], description: 'columns of the table (null when not loaded)' },
+        ranking: {
+          type: ['string', 'null'],
+          description: 'index_meta.json neighbors.ranking: "score_desc_float64_then_row_asc" (plain cosine) or "rerank_score_desc_then_row_asc" (see rerank); null when not loaded',
+        },
+        rerank: { ...rerankSchema, description: 'the re-ranking that ordered the table (index_meta.json neighbors.rerank: method and params); null for a plain table or when not loaded' },
         served: { type: 'integer', description: '/nearest requests answered from the table since load' },
         fallbacks: { type: 'integer', description: '/nearest requests passed on to the backend (k > table k, or fewer than k tracks left by the filters)' },
       },
-      required: ['loaded', 'k', 'served', 'fallbacks'],
+      required: ['loaded', 'k', 'ranking', 'rerank', 'served', 'fallbacks'],
     },
     eval_created_at: { type: ['string', 'null'] },
   },
@@ -157,8 +167,15 @@ const models: FastifyPluginAsync = async (app) => {
             : null,
         recall: s.recall,
         neighbors: s.neighbors
-          ? { loaded: true, k: s.neighbors.k, served: s.neighbors.stats.served, fallbacks: s.neighbors.stats.fallbacks }
-          : { loaded: false, k: null, served: 0, fallbacks: 0 },
+          ? {
+              loaded: true,
+              k: s.neighbors.k,
+              ranking: s.neighbors.order,
+              rerank: s.neighbors.order === COSINE_ORDER ? null : s.neighbors.ranking,
+              served: s.neighbors.stats.served,
+              fallbacks: s.neighbors.stats.fallbacks,
+            }
+          : { loaded: false, k: null, ranking: null, rerank: null, served: 0, fallbacks: 0 },
         eval_created_at: s.evalResults?.created_at ?? null,
       };
     },
