@@ -9,6 +9,7 @@ Adding an artifact is one entry in that list (plus the code that writes it)::
     audio_cache/<album_id>/<track_id>.<ext>, pull_report.json            pull-audio (original codec)
     audio_wav/<track_id>.wav, standardize_report.json                    standardize-audio (mono float32)
     embeddings/embeddings.f32, track_ids.json, embeddings_meta.json      embed (row i is track_ids[i])
+    head/head.pt, frozen.f32, head_meta.json, curves.json, curves.png    train-head (a head version folder)
     index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json   build-index
     eval/eval_results.json, sample_top5.json, sample_top5.md             evaluate
 """
@@ -231,6 +232,34 @@ class ArtifactLayout:
     @property
     def frames_meta(self) -> Path:
         return self.path("frames_meta")
+
+    # trained head (train-head; see research_job.heads)
+    @property
+    def head_pt(self) -> Path:
+        """The head's weights and what rebuilds its module (a torch ``state_dict`` dict, loaded weights_only)."""
+        return self.path("head_pt")
+
+    @property
+    def head_frozen(self) -> Path:
+        """The backbone folder's ``embeddings.f32`` rows (same row order), for frozen-vs-head comparisons."""
+        return self.path("head_frozen")
+
+    @property
+    def head_meta(self) -> Path:
+        return self.path("head_meta")
+
+    @property
+    def head_curves_json(self) -> Path:
+        return self.path("head_curves_json")
+
+    @property
+    def head_curves_png(self) -> Path:
+        return self.path("head_curves_png")
+
+    @property
+    def head_checkpoint(self) -> Path:
+        """The epoch checkpoint of an unfinished train-head run (resume support); removed when complete."""
+        return self.path("head_checkpoint")
 
     # indexes
     @property
