@@ -219,6 +219,63 @@ def _check_frames(rep: Report) -> None:
         rep.add(f"{layout.frames_meta}: n_tracks {frames.n_tracks} != {len(rep.ids)} embeddings")
 
 
+def _check_head(rep: Report) -> None:
+    """A head folder's ``head.pt`` and ``frozen.f32`` against ``head_meta.json`` (sha256, size, shapes), its split
+    against the track rows, and the embeddings against the head (model name, dim)."""
+    layout = rep.layout
+    meta = rep.json.get("head_meta")
+    present = [p for p in (layout.head_pt, layout.head_frozen, layout.head_curves_json) if p.is_file()]
+    if not isinstance(meta, dict):
+        for p in present:
+            rep.add(f"{p}: present without a readable {layout.head_meta.name}")
+        return
+    files = meta.get("files", {})
+    if rep.sha_matches(layout.head_pt, files.get("head_sha256"), "head_meta.json files.head_sha256"):
+        if layout.head_pt.stat().st_size != files.get("size_bytes"):
+            rep.add(
+                f"{layout.head_pt}: {layout.head_pt.stat().st_size} bytes != head_meta.json size_bytes {files.get('size_bytes')}"
+            )
+        try:
+            from research_job.heads.apply import load_module
+
+            load_module(layout, meta)
+        except ResearchJobError as e:
+            rep.add(str(e))
+        except Exception as e:  # noqa: BLE001 - any load failure of the weights is a reported problem
+            rep.add(f"{layout.head_pt}: cannot be loaded as a head: {type(e).__name__}: {e}")
+    if rep.sha_matches(layout.head_frozen, files.get("frozen_sha256"), "head_meta.json files.frozen_sha256"):
+        dim = files.get("frozen_dim")
+        if isinstance(dim, int):
+            _vectors(rep, layout.head_frozen, len(rep.ids), dim)
+    emeta = rep.json.get("embeddings_meta")
+    if isinstance(emeta, dict):
+        model = emeta.get("model", {})
+        if model.get("name") != meta.get("model_name") or model.get("weights_sha256") != files.get(
+            "head_sha256"
+        ):
+            rep.add(
+                f"{layout.embeddings_meta}: model {model.get('name')!r} / weights {model.get('weights_sha256')!r}, "
+                f"head_meta.json records {meta.get('model_name')!r} / {files.get('head_sha256')!r}"
+            )
+    if rep.dim is not None and meta.get("out_dim") != rep.dim:
+        rep.add(f"{layout.head_meta}: out_dim {meta.get('out_dim')} != embeddings dim {rep.dim}")
+    split = meta.get("split", {})
+    ids = set(rep.ids)
+    parts = {part: set(split.get(part, [])) for part in ("train", "val", "test")}
+    for part, got in parts.items():
+        if got - ids:
+            rep.add(f"{layout.head_meta}: split.{part} has {len(got - ids)} ids not in track_ids.json")
+        if split.get("counts", {}).get(part) != len(got):
+            rep.add(
+                f"{layout.head_meta}: split.counts.{part} {split.get('counts', {}).get(part)} != {len(got)} ids"
+            )
+    if parts["train"] & (parts["val"] | parts["test"]) or parts["val"] & parts["test"]:
+        rep.add(f"{layout.head_meta}: a track id is in two split parts")
+    curves = rep.json.get("head_curves_json")
+    if isinstance(curves, dict):
+        rep.sha_matches(layout.head_curves_png, curves.get("png_sha256"), "curves.json png_sha256")
+
+
 def _check_indexes(rep: Report) -> None:
     layout = rep.layout
     imeta = rep.json.get("index_meta")
@@ -295,6 +352,7 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:
     _check_embeddings(rep, unit_norm_tol)
     _check_segments(rep, unit_norm_tol)
     _check_frames(rep)
+    _check_head(rep)
     _check_indexes(rep)
     _check_eval(rep)
     return rep.problems
