@@ -378,6 +378,137 @@ def train(
         return _train(frames, split, labels, params, checkpoint, fingerprint, config, device, on_epoch_end)
 
 
+@dataclass
+class _Run:
+    """One training run's objects and the state a checkpoint carries (``st``)."""
+
+    p: HeadParams
+    d: _Data
+    module: Any
+    module_params: dict[str, Any]
+    opt: Any
+    sched: Any
+    objective: _Objective
+    val: _Validation
+    device: str
+    st: dict[str, Any] = field(
+        default_factory=lambda: {
+            "epoch": 0,
+            "history": [],
+            "best_metric": -1.0,
+            "best_epoch": 0,
+            "bad_epochs": 0,
+            "best_state": None,
+            "finished": False,
+        }  # fmt: skip
+    )
+    resumed_at: int | None = None
+
+    def embed(self, seqs: list[np.ndarray]) -> np.ndarray:
+        return embed_frames(self.module, seqs, max_frames=self.p.max_frames, device=self.device)
+
+
+def _setup(d: _Data, in_dim: int, p: HeadParams, device: str) -> _Run:
+    """The seeded module (standardised on the train frames), AdamW, the cosine schedule, loss and validation."""
+    torch.manual_seed(p.seed)
+    module_params = p.module_params(in_dim)
+    module = build(p.architecture, module_params)
+    if p.standardize:
+        standardize = module.get_submodule("standardize")
+        assert isinstance(standardize, Standardize)
+        standardize.fit(*d.train.standardization())
+    module = module.to(device)
+    opt = torch.optim.AdamW(module.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=p.epochs)
+    return _Run(p, d, module, module_params, opt, sched, _Objective(p), _validation(d, p), device)
+
+
+def _restore(run: _Run, ck: dict[str, Any]) -> None:
+    """Continue from a checkpoint of this configuration: weights, optimiser, schedule, RNG, loop state."""
+    run.module.load_state_dict(ck["model"])
+    run.opt.load_state_dict(ck["optimizer"])
+    run.sched.load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["rng"]["torch"])
+    run.st = {k: ck[k] for k in run.st}
+    run.resumed_at = int(run.st["epoch"])
+
+
+def _epoch(run: _Run, e: int) -> dict[str, Any]:
+    """Train epoch ``e`` (every draw seeded by ``(seed, e)``), step the schedule, validate; its history entry."""
+    t0 = time.perf_counter()
+    seed = epoch_seed(run.p.seed, e)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    run.module.train()
+    losses, n = 0.0, 0
+    for seqs, lab in run.objective.batches(run.d, rng, seed):
+        loss = run.objective(forward_batch(run.module, seqs, run.device), lab)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        losses += float(loss.detach())
+        n += 1
+    lr = float(run.opt.param_groups[0]["lr"])
+    run.sched.step()
+    metric = run.val.score(run.embed)
+    return {"epoch": e + 1, "train_loss": losses / max(n, 1), "val_metric": metric, "lr": lr, "batches": n,
+            "sec": round(time.perf_counter() - t0, 4), "seed": seed}  # fmt: skip
+
+
+def _record(
+    run: _Run, entry: dict[str, Any], checkpoint: Path, fingerprint: str, config: dict[str, Any]
+) -> None:
+    """Fold an epoch into the state (best weights, patience) and write the checkpoint atomically."""
+    st, seed = run.st, entry.pop("seed")
+    st["epoch"] = entry["epoch"]
+    st["history"].append(entry)
+    if entry["val_metric"] > st["best_metric"] + 1e-9:
+        st.update(best_metric=entry["val_metric"], best_epoch=entry["epoch"], bad_epochs=0)
+        st["best_state"] = copy.deepcopy({k: v.detach().cpu() for k, v in run.module.state_dict().items()})
+    else:
+        st["bad_epochs"] += 1
+    st["finished"] = st["bad_epochs"] >= run.p.patience or st["epoch"] >= run.p.epochs
+    _save_checkpoint(
+        checkpoint,
+        {
+            **st,
+            "fingerprint": fingerprint,
+            "config": config,
+            "model": run.module.state_dict(),
+            "optimizer": run.opt.state_dict(),
+            "scheduler": run.sched.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "epoch_seed": seed},
+        },  # fmt: skip
+    )
+
+
+def _result(run: _Run, frozen: float) -> TrainResult:
+    """The best epoch's module and the figures of the run."""
+    st, d, p = run.st, run.d, run.p
+    run.module.load_state_dict(st["best_state"])
+    run.module.eval()
+    hist = st["history"]
+    return TrainResult(
+        module=run.module,
+        module_params=run.module_params,
+        metric=run.val.metric,
+        best_metric=float(st["best_metric"]),
+        best_epoch=int(st["best_epoch"]),
+        frozen_metric=float(frozen),
+        history=hist,
+        stopped_early=int(st["epoch"]) < p.epochs,
+        resumed_at=run.resumed_at,
+        train_sec=round(float(sum(h["sec"] for h in hist)), 3),
+        batch_size=p.batch_size
+        if d.train_labels is None
+        else triplet_batch_size(p, int(np.unique(d.train_labels).size)),
+        n_train_used=len(d.train_rows),
+        n_val_used=len(d.val_rows),
+        train_rows_read=set(d.train.touched),
+        val_rows_read=set(d.val.touched),
+    )
+
+
 def _train(
     frames: Frames,
     split: Split,
@@ -389,112 +520,23 @@ def _train(
     device: str,
     on_epoch_end: Callable[[int], None] | None,
 ) -> TrainResult:
-    d = _prepare(frames, split, labels, p)
-    torch.manual_seed(p.seed)
-    module_params = p.module_params(int(frames.meta["dim"]))
-    module = build(p.architecture, module_params)
-    if p.standardize:
-        standardize = module.get_submodule("standardize")
-        assert isinstance(standardize, Standardize)
-        standardize.fit(*d.train.standardization())
-    module = module.to(device)
-    opt = torch.optim.AdamW(module.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=p.epochs)
-    objective = _Objective(p)
-    val = _validation(d, p)
-
-    def embed(seqs: list[np.ndarray]) -> np.ndarray:
-        return embed_frames(module, seqs, max_frames=p.max_frames, device=device)
-
-    frozen = val.score(pooled_unit)
-    st: dict[str, Any] = {"epoch": 0, "history": [], "best_metric": -1.0, "best_epoch": 0, "bad_epochs": 0,
-                          "best_state": None, "finished": False}  # fmt: skip
+    run = _setup(_prepare(frames, split, labels, p), int(frames.meta["dim"]), p, device)
+    frozen = run.val.score(pooled_unit)
     ck = _load_checkpoint(checkpoint, fingerprint, config)
-    resumed_at = None
     if ck is not None:
-        module.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        st = {k: ck[k] for k in st}
-        resumed_at = int(st["epoch"])
-        LOG.info("Resuming train-head from %s after epoch %d", checkpoint, resumed_at)
-    bar = tqdm(total=p.epochs, initial=int(st["epoch"]), desc="train-head", unit="epoch", disable=None)
+        _restore(run, ck)
+        LOG.info("Resuming train-head from %s after epoch %d", checkpoint, run.resumed_at)
+    bar = tqdm(total=p.epochs, initial=int(run.st["epoch"]), desc="train-head", unit="epoch", disable=None)
     try:
-        while not st["finished"] and st["epoch"] < p.epochs:
-            e = int(st["epoch"])
-            t0 = time.perf_counter()
-            seed = epoch_seed(p.seed, e)
-            torch.manual_seed(seed)
-            rng = np.random.default_rng(seed)
-            module.train()
-            losses, n = 0.0, 0
-            for seqs, lab in objective.batches(d, rng, seed):
-                loss = objective(forward_batch(module, seqs, device), lab)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses += float(loss.detach())
-                n += 1
-            lr = float(opt.param_groups[0]["lr"])
-            sched.step()
-            metric = val.score(embed)
-            st["epoch"] = e + 1
-            st["history"].append(
-                {
-                    "epoch": e + 1,
-                    "train_loss": losses / max(n, 1),
-                    "val_metric": metric,
-                    "lr": lr,
-                    "batches": n,
-                    "sec": round(time.perf_counter() - t0, 4),
-                }  # fmt: skip
-            )
-            if metric > st["best_metric"] + 1e-9:
-                st.update(best_metric=metric, best_epoch=e + 1, bad_epochs=0)
-                st["best_state"] = copy.deepcopy(
-                    {k: v.detach().cpu() for k, v in module.state_dict().items()}
-                )
-            else:
-                st["bad_epochs"] += 1
-            st["finished"] = st["bad_epochs"] >= p.patience or st["epoch"] >= p.epochs
-            _save_checkpoint(
-                checkpoint,
-                {
-                    **st,
-                    "fingerprint": fingerprint,
-                    "config": config,
-                    "model": module.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(), "epoch_seed": seed},
-                },  # fmt: skip
-            )
+        while not run.st["finished"] and run.st["epoch"] < p.epochs:
+            entry = _epoch(run, int(run.st["epoch"]))
+            _record(run, entry, checkpoint, fingerprint, config)
             bar.update(1)
-            bar.set_postfix(loss=f"{losses / max(n, 1):.4f}", **{val.metric: f"{metric:.4f}"})
+            bar.set_postfix(
+                loss=f"{entry['train_loss']:.4f}", **{run.val.metric: f"{entry['val_metric']:.4f}"}
+            )
             if on_epoch_end is not None:
-                on_epoch_end(e + 1)
+                on_epoch_end(entry["epoch"])
     finally:
         bar.close()
-    module.load_state_dict(st["best_state"])
-    module.eval()
-    hist = st["history"]
-    return TrainResult(
-        module=module,
-        module_params=module_params,
-        metric=val.metric,
-        best_metric=float(st["best_metric"]),
-        best_epoch=int(st["best_epoch"]),
-        frozen_metric=float(frozen),
-        history=hist,
-        stopped_early=int(st["epoch"]) < p.epochs,
-        resumed_at=resumed_at,
-        train_sec=round(float(sum(h["sec"] for h in hist)), 3),
-        batch_size=triplet_batch_size(p, int(np.unique(d.train_labels).size))
-        if d.train_labels is not None
-        else p.batch_size,
-        n_train_used=len(d.train_rows),
-        n_val_used=len(d.val_rows),
-        train_rows_read=set(d.train.touched),
-        val_rows_read=set(d.val.touched),
-    )
+    return _result(run, frozen)
