@@ -6,6 +6,11 @@ decoded (any codec the pipeline decodes) at the recorded sample rate and cut at 
 standardise step used (when the corpus was embedded from those WAVs); the recorded corpus post-processing and
 the L2 norm are applied with :func:`research_job.embeddings.apply_postprocess`. A mismatch is refused, never
 silently searched.
+
+A head folder (:func:`research_job.heads.is_head_folder`) is queried through its head: the backbone recorded in
+``head/head_meta.json`` is loaded and must match that record (name, version, weights_sha256, layer), the head is
+loaded with its ``head.pt`` checked against the record, and a query's vector is
+``head.embed(encoder.embed_frames([wave], head.layers)[1])``, exactly how train-head embedded every row.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class QueryEncoder:
     layout: ArtifactLayout
     meta: dict[str, Any]
     max_duration_sec: float | None
+    #: the trained head of a head folder (:class:`research_job.heads.Head`), else None
+    head: Any = None
 
 
 def recorded_model(meta: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +104,10 @@ def load_query_encoder(
     if not layout.embeddings_meta.is_file():
         raise ArtifactError(f"Missing {layout.embeddings_meta}: {layout.version_dir} has no embeddings")
     meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
+    from research_job.heads import is_head_folder
+
+    if is_head_folder(layout):
+        return _load_head_query_encoder(layout, meta, model=model, encoder=encoder)
     spec = meta["model"]["name"]
     if model is not None and model.strip() != spec:
         raise ModelError(
@@ -113,6 +124,52 @@ def load_query_encoder(
             f"{layout.embeddings_meta} records {meta['sample_rate']} and {meta['dim']}"
         )
     return QueryEncoder(encoder, layout, meta, _recorded_max_duration(layout, int(meta["sample_rate"])))
+
+
+def _load_head_query_encoder(
+    layout: ArtifactLayout, meta: dict[str, Any], *, model: str | None, encoder: Encoder | None
+) -> QueryEncoder:
+    """The recorded backbone, checked against ``head_meta.json``, plus the verified head of a head folder.
+
+    Raises:
+        ModelError: ``model`` is neither the head's nor its backbone's spec, the backbone or head.pt differs from
+            the record (both values named), or the backbone returns no such frames; ArtifactError: the
+            embeddings were not written by this head.
+    """
+    from research_job.heads import load_head, read_head_meta
+    from research_job.models.base import FrameEncoder
+
+    hmeta = read_head_meta(layout)
+    recorded = hmeta["backbone"]["model"]
+    spec = recorded["name"]
+    if model is not None and model.strip() not in (spec, meta["model"]["name"]):
+        raise ModelError(
+            f"--model {model.strip()!r} differs from the backbone of the head in {layout.version_dir}: {spec!r}"
+        )
+    if (
+        meta["model"]["name"] != hmeta["model_name"]
+        or meta["model"]["weights_sha256"] != hmeta["files"]["head_sha256"]
+    ):
+        raise ArtifactError(
+            f"{layout.embeddings_meta} records model {meta['model']['name']!r} with weights "
+            f"{meta['model']['weights_sha256']!r}, head_meta.json the head {hmeta['model_name']!r} with "
+            f"{hmeta['files']['head_sha256']!r}: run train-head again"
+        )
+    if encoder is None:
+        from research_job.models.registry import load_model
+
+        encoder = load_model(spec)
+    check_same_model({k: recorded.get(k) for k in CHECKED_KEYS}, loaded_model(encoder), layout.head_meta)
+    head = load_head(layout)
+    if not isinstance(encoder, FrameEncoder) or any(n not in encoder.frame_layers for n in head.layers):
+        raise ModelError(
+            f"Backbone {spec!r} does not return the frame layers {list(head.layers)} the head reads"
+        )
+    if int(encoder.sample_rate) != int(meta["sample_rate"]):
+        raise ModelError(
+            f"Loaded {spec!r} has sample rate {encoder.sample_rate}; {layout.embeddings_meta} records {meta['sample_rate']}"
+        )
+    return QueryEncoder(encoder, layout, meta, _recorded_max_duration(layout, int(meta["sample_rate"])), head)
 
 
 def load_query_audio(path: str | os.PathLike[str], qe: QueryEncoder) -> np.ndarray:
@@ -134,9 +191,14 @@ def load_query_audio(path: str | os.PathLike[str], qe: QueryEncoder) -> np.ndarr
 def embed_query_waveform(wav: np.ndarray, qe: QueryEncoder) -> np.ndarray:
     """Pooled vector of one waveform -> recorded post-processing -> L2 norm: float32 [1, D].
 
+    For a head folder: the backbone's frames of the head's layers -> the head (unit norm already).
+
     Raises:
         ArtifactError: the model returned a non-finite or zero vector.
     """
+    if qe.head is not None:
+        _, frames = qe.encoder.embed_frames([wav], qe.head.layers)  # type: ignore[attr-defined]
+        return np.asarray(qe.head.embed([np.asarray(frames[0], np.float32)]), dtype=np.float32)
     raw = embed_waveforms(qe.encoder, [wav])
     if raw.shape != (1, int(qe.meta["dim"])) or not np.all(np.isfinite(raw)):
         raise ArtifactError(f"The model returned a bad query vector (shape {raw.shape}, NaN or inf)")

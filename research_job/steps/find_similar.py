@@ -11,6 +11,11 @@ right answer for query-by-audio. ``exclude_track_id`` removes one track id from 
 ``by_segment`` searches the segment embeddings of embed-segments instead (exact): a track scores the best of its
 segments, and each result names that best segment's start and end (useful for an excerpt as the query).
 
+A head folder (train-head) is queried through its head: the backbone recorded in ``head/head_meta.json`` computes
+the query's frames and the head maps them to the folder's space; a backbone or ``head.pt`` that differs from the
+record is refused, naming both values (:func:`research_job.query.load_query_encoder`). ``--model`` may then name
+the backbone spec.
+
 The folder searched follows the rule of every command: ``--version-dir`` when given, else
 ``<artifacts-root>/v1_model_<MODEL>``. The model is the one recorded in that folder; a ``--model`` given
 explicitly (flag, environment or config file) must be that one.
@@ -215,6 +220,7 @@ def find_similar(
         "artifact_version": layout.version_dir.name,
         "model": meta["model"]["name"],
         "postprocess": meta["postprocess"]["type"],
+        "head": qe.head.name if qe.head is not None else None,
         "k": k,
         "index": "segments" if by_segment else index,
         "excluded_track_id": exclude_track_id,
