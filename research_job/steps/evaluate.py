@@ -515,6 +515,46 @@ def _samples(scored: Scored, meta_rows: list[TrackRow], cfg: EvaluateConfig, av:
     return {"schema_version": "1.0", "artifact_version": av, "k": cfg.k, "samples": samples}
 
 
+def _head_comparison(
+    layout: ArtifactLayout,
+    vectors: np.ndarray,
+    ids: list[str],
+    meta_rows: list[TrackRow],
+    keep: np.ndarray,
+    cfg: EvaluateConfig,
+) -> dict[str, Any] | None:
+    """For a head folder: the head's vectors and the frozen backbone's (``head/frozen.f32``) scored on the same
+    tracks, its test split (queries and candidates both; the tracks the head never trained on); else None.
+
+    Raises:
+        ArtifactError: ``frozen.f32`` does not hold one row per embedded track.
+    """
+    from research_job.heads import is_head_folder, read_head_meta, test_rows
+
+    if not is_head_folder(layout):
+        return None
+    frozen_raw = np.fromfile(layout.path("head_frozen"), dtype="<f4")
+    total = int(schema.read_artifact(layout.track_ids_json, "track_ids")["count"])
+    if frozen_raw.size % total:
+        raise ArtifactError(f"{layout.path('head_frozen')}: {frozen_raw.size} floats is not {total} rows")
+    frozen = frozen_raw.reshape(total, -1)[keep]
+    pos = {int(r): i for i, r in enumerate(keep)}
+    test = [pos[r] for r in test_rows(layout) if r in pos]
+    if len(test) < 3:
+        return None
+    sel = np.asarray(sorted(test))
+    sub_ids = [ids[i] for i in sel]
+    labels = [getattr(meta_rows[i], cfg.label) for i in sel]
+    albums = [meta_rows[i].album_id for i in sel]
+    meta = read_head_meta(layout)
+    return {
+        "split": (meta.get("split") or {}).get("by"),
+        "n_test": int(sel.size),
+        "head": score_vectors(vectors[sel], sub_ids, labels, albums, cfg).block,
+        "frozen": score_vectors(frozen[sel], sub_ids, labels, albums, cfg).block,
+    }
+
+
 def _metadata_rows(layout: ArtifactLayout, ids: list[str]) -> list[TrackRow]:
     """The metadata row of every embedded track, in embedding order.
 
@@ -544,6 +584,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     )
     model = emb_meta["model"]["name"]
     av = artifact_version(layout, model)
+    comparison = _head_comparison(layout, vectors, ids, meta_rows, keep, cfg)
     results = {
         "schema_version": "1.0",
         "artifact_version": av,
@@ -557,6 +598,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "search": "exact",
         "embeddings_sha256": emb_meta["files"]["embeddings_sha256"],
         **scored.block,
+        **({"head_comparison": comparison} if comparison is not None else {}),
         "timings": {
             "search_sec": round(scored.search_sec, 4),
             "metrics_sec": round(scored.metrics_sec, 4),
@@ -622,6 +664,20 @@ def format_table(results: dict[str, Any]) -> str:
         f"{qp['n_excluded_no_other_track']} with no other track by their composer, "
         f"{qp['n_excluded_missing_composer']} with composer missing"
     )
+    hc = results.get("head_comparison")
+    if hc:
+        out.append(
+            f"on the head's test split ({hc['split']}, {hc['n_test']} tracks), queries and candidates:"
+        )
+        for which in ("head", "frozen"):
+            o2 = hc[which]["overall"]
+            if o2["metrics"]:
+                ci2 = o2["confidence_intervals"]["precision_at_k"]
+                out.append(
+                    f"  {which:<7}P@{k} {o2['metrics']['precision_at_k']:.4f} [{ci2['low']:.3f}, {ci2['high']:.3f}]"
+                    f"  HitRate@{k} {o2['metrics']['hit_rate_at_k']:.4f}  MRR {o2['metrics']['mrr']:.4f}"
+                    f"  (random P@{k} {o2['random_baseline']['precision_at_k']:.4f})"
+                )
     c = results.get("clustering")
     if c:
         out.append(
@@ -656,7 +712,8 @@ def _test_rows(layout: ArtifactLayout) -> list[int] | None:
         from research_job.heads import is_head_folder, test_rows
     except ImportError:
         return None
-    return test_rows(layout) if is_head_folder(layout) else None
+    rows = test_rows(layout) if is_head_folder(layout) else []
+    return rows or None  # a head trained with no test split: every track is queried
 
 
 def _show(cfg: EvaluateConfig, result: dict[str, Any]) -> str:

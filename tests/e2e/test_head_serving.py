@@ -23,6 +23,7 @@ from research_job.config import CommonConfig
 from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError, ModelError
 from research_job.layout import ArtifactLayout
+from research_job.metadata import read_tracks_csv
 from research_job.models import registry
 from research_job.search import search
 from research_job.steps import build_index, embed, train_head
@@ -165,3 +166,28 @@ def test_find_similar_refuses_a_mismatching_backbone_or_head(
     schema.write_artifact(copy.head_meta, "head_meta", meta)
     with pytest.raises(ArtifactError, match=rf"weights '{recorded}'.*'{'0' * 64}'"):
         find_similar(q, copy)
+
+
+def test_evaluate_puts_head_and_frozen_side_by_side_on_the_test_split(head_dir: ArtifactLayout) -> None:
+    from research_job.heads import test_rows
+    from research_job.steps import evaluate
+    from research_job.steps.evaluate import EvaluateConfig, score_vectors
+
+    res = evaluate.run(
+        EvaluateConfig(common=CommonConfig(version_dir=head_dir.version_dir), bootstrap_resamples=50)
+    )
+    hc = res["head_comparison"]
+    rows = sorted(test_rows(head_dir))
+    assert hc["split"] == "track" and hc["n_test"] == len(rows) >= 3
+    # the frozen block is exactly the frozen vectors scored on the same test tracks
+    vectors, ids, _ = load_embeddings(head_dir)
+    frozen = np.fromfile(head_dir.path("head_frozen"), dtype="<f4").reshape(len(ids), -1)
+    meta = {r.track_id: r for r in read_tracks_csv(head_dir.tracks_csv)}
+    sub = [ids[i] for i in rows]
+    cfg = EvaluateConfig(common=CommonConfig(version_dir=head_dir.version_dir), bootstrap_resamples=50)
+    ref = score_vectors(
+        frozen[rows], sub, [meta[t].composer for t in sub], [meta[t].album_id for t in sub], cfg
+    )
+    assert hc["frozen"]["overall"] == ref.block["overall"]
+    assert hc["head"]["n_tracks"] == hc["frozen"]["n_tracks"] == len(rows)
+    assert "test split" in evaluate.format_table(res)
