@@ -6,7 +6,8 @@ listed file is checked against the sidecar that describes it (size, shape and sh
 missing and a file the list does not know are problems. The cross-checks: ``embeddings.f32`` size = N x D x 4,
 N = len(track_ids) = meta count, ids unique and present in the metadata CSV, rows finite and unit-norm, each
 index loads with the right ntotal / dim, the neighbour table's values, segment files against
-``segments_meta.json``, and the eval results referring to the same embeddings sha256.
+``segments_meta.json``, the frame features against ``frames_meta.json``, a trained head (``head.pt``,
+``frozen.f32``) against ``head_meta.json``, and the eval results referring to the same embeddings sha256.
 """
 
 from __future__ import annotations

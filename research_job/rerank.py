@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from research_job.config import option
 from research_job.errors import ConfigError, unknown_choice
 
 METHODS = ("none", "csls", "mutual_proximity", "local_scaling", "qe_avg", "qe_alpha")
@@ -61,6 +62,25 @@ class Rerank:
         if self.method == "qe_alpha":
             params["alpha"] = self.alpha
         return {"method": self.method, "params": params}
+
+
+@dataclass(frozen=True)
+class RerankOptions:
+    """The re-ranking fields a step config inherits (build-index, evaluate): one declaration, one help text."""
+
+    rerank: str = option(
+        "none",
+        "re-rank the cosine neighbours: hubness reduction or query expansion (research_job.rerank)",
+        choices=METHODS,
+    )
+    rerank_k: int = option(10, "re-ranking: neighbourhood size of csls and local_scaling")
+    rerank_n: int = option(2, "re-ranking: neighbours added to the query by qe_avg and qe_alpha")
+    rerank_alpha: float = option(3.0, "re-ranking: exponent of qe_alpha's weights")
+
+    @property
+    def rerank_spec(self) -> Rerank:
+        """The :class:`Rerank` these fields describe (raises ConfigError on bad values)."""
+        return Rerank(self.rerank, self.rerank_k, self.rerank_n, self.rerank_alpha)
 
 
 @dataclass(frozen=True)

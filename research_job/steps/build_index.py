@@ -28,7 +28,7 @@ from research_job.index import BACKENDS
 from research_job.index.base import VectorIndex
 from research_job.layout import artifact_version
 from research_job.provenance import code_version, sha256_file, utc_now
-from research_job.rerank import METHODS, Rerank
+from research_job.rerank import RerankOptions
 from research_job.search import search
 from research_job.steps import Step
 
@@ -40,7 +40,7 @@ ORDER = ("faiss-flat", "faiss-hnsw", "hnswlib")
 
 
 @dataclass(frozen=True)
-class BuildIndexConfig:
+class BuildIndexConfig(RerankOptions):
     """build-index: embeddings -> index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json."""
 
     common: CommonConfig = field(default_factory=CommonConfig)
@@ -53,14 +53,6 @@ class BuildIndexConfig:
     seed: int = option(0, "seed of the recall sample and of the HNSW builds")
     #: an exact all-pairs search, O(N^2 D): ~30 s at 100k x 200, ~50 min at 1M on 2 cores
     neighbors_k: int = option(20, "K of index/neighbors.i32, every track's exact top-K; 0 = no table")
-    rerank: str = option(
-        "none",
-        "order the neighbour table by a re-ranked similarity (hubness reduction, query expansion; research_job.rerank)",
-        choices=METHODS,
-    )
-    rerank_k: int = option(10, "re-ranking: neighbourhood size of csls and local_scaling")
-    rerank_n: int = option(2, "re-ranking: neighbours added to the query by qe_avg and qe_alpha")
-    rerank_alpha: float = option(3.0, "re-ranking: exponent of qe_alpha's weights")
 
 
 def check(cfg: BuildIndexConfig) -> None:
@@ -80,7 +72,7 @@ def check(cfg: BuildIndexConfig) -> None:
         raise ConfigError(f"recall_queries must be >= 1, got {cfg.recall_queries}")
     if cfg.rerank != "none" and not cfg.neighbors_k:
         raise ConfigError(f"rerank {cfg.rerank!r} orders the neighbour table: set neighbors_k >= 1")
-    Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha)
+    _ = cfg.rerank_spec  # refuses bad re-ranking parameters
 
 
 def recall_sample(n: int, n_queries: int, seed: int) -> np.ndarray:
@@ -130,7 +122,7 @@ def run(cfg: BuildIndexConfig) -> dict[str, Any]:
     table_entry = None
     if cfg.neighbors_k:
         layout.index_dir.mkdir(parents=True, exist_ok=True)
-        spec = Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha)
+        spec = cfg.rerank_spec
         table, table_entry = neighbors.build(vectors, ids, cfg.neighbors_k, layout.neighbors_table, spec)
         LOG.info("Exact top-%d of all %d tracks in %.2fs", cfg.neighbors_k, n, table_entry["build_sec"])
     else:

@@ -32,7 +32,7 @@ from research_job.io.atomic import write_text
 from research_job.layout import ArtifactLayout, artifact_version
 from research_job.metadata import TrackRow, read_tracks_csv
 from research_job.provenance import code_version, utc_now
-from research_job.rerank import METHODS, Rerank, scores, track_stats
+from research_job.rerank import RerankOptions, scores, track_stats
 from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
 from research_job.steps import Step
 
@@ -46,7 +46,7 @@ TASKS = ("label", "excerpt")
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(RerankOptions):
     """evaluate: embeddings + metadata -> eval/eval_results.json, sample top-5 lists, a printed table."""
 
     common: CommonConfig = field(default_factory=CommonConfig)
@@ -65,14 +65,6 @@ class EvaluateConfig:
         choices=TRACK_SETS,
     )
     clustering: bool = option(True, "also report silhouette (cosine) and KMeans NMI / ARI (scikit-learn)")
-    rerank: str = option(
-        "none",
-        "re-rank the cosine neighbours to reduce hubness or expand the query (research_job.rerank)",
-        choices=METHODS,
-    )
-    rerank_k: int = option(10, "re-ranking: neighbourhood size of csls and local_scaling")
-    rerank_n: int = option(2, "re-ranking: neighbours added to the query by qe_avg and qe_alpha")
-    rerank_alpha: float = option(3.0, "re-ranking: exponent of qe_alpha's weights")
     task: str = option(
         "label",
         "label: retrieval of same-label tracks (eval_results.json); excerpt: augmented excerpts find their own "
@@ -457,7 +449,7 @@ def score_vectors(
     t0 = time.perf_counter()
     labels, names = _label(label_values)
     albums, _ = _label(album_values)
-    spec = Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha)
+    spec = cfg.rerank_spec
     if spec.method == "none":
         v_all, v_album = rank_all(vectors, ids, labels, albums, cfg.k, batch_size=cfg.batch_size)
     else:
@@ -592,7 +584,7 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "k": cfg.k,
         "relevance": RELEVANCE[cfg.label],
         "tracks": cfg.tracks,
-        "rerank": Rerank(cfg.rerank, cfg.rerank_k, cfg.rerank_n, cfg.rerank_alpha).to_json(),
+        "rerank": cfg.rerank_spec.to_json(),
         "self_exclusion": "by_track_id",
         "tie_break": "score_desc_then_row_asc",
         "search": "exact",
