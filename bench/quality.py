@@ -58,13 +58,21 @@ FROZEN = [
 #: query excerpts per track in the excerpt task (a head's test split is a quarter of the corpus: more queries)
 EXCERPTS = 3
 LEVERS = ["csls", "mutual_proximity", "local_scaling", "qe_alpha"]
-#: (name, train-head options)
+#: seeds of the heads trained several times (the test splits are small: one seed's difference is noisy)
+SEEDS = (0, 1, 2)
+#: (name, train-head options); the mlp heads run once per seed of SEEDS, the sequence heads once
 HEADS = [
     ("contrastive-mlp", ["--objective", "contrastive", "--architecture", "mlp", "--split", "track"]),
     ("contrastive-seq", ["--objective", "contrastive", "--architecture", "sequence", "--split", "track"]),
     # label-disjoint: the test composers / artists are never seen in training (new artists arrive)
-    ("triplet-mlp", ["--objective", "triplet", "--architecture", "mlp", "--split", "label", "--label", "composer"]),
-    ("triplet-seq", ["--objective", "triplet", "--architecture", "sequence", "--split", "label", "--label", "composer"]),
+    (
+        "triplet-mlp",
+        ["--objective", "triplet", "--architecture", "mlp", "--split", "label", "--label", "composer"],
+    ),
+    (
+        "triplet-seq",
+        ["--objective", "triplet", "--architecture", "sequence", "--split", "label", "--label", "composer"],
+    ),
 ]
 
 
@@ -134,7 +142,12 @@ def stage_heads(c: dict[str, Any], out: Path, res: dict[str, Any]) -> None:
     src = Path(c["source"])
     rj("embed", "--config", c["config"], "--version-dir", str(src), *FRAMES)
     heads = {}
-    for name, opts in HEADS:
+    runs = [
+        (f"{n}-s{seed}", [*o, "--seed", str(seed)])
+        for n, o in HEADS
+        for seed in (SEEDS if "mlp" in n else (0,))
+    ]
+    for name, opts in runs:
         folder = out / f"head-{name}"
         label = c["tasks"][0][0]
         t0 = time.perf_counter()

@@ -140,6 +140,46 @@ def heads_table(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _diff(r: dict[str, Any], task: str, key: str) -> float | None:
+    hc = (r["tasks"].get(task) or {}).get("head_comparison") or {}
+    h, f = (hc.get("head") or {}).get("overall"), (hc.get("frozen") or {}).get("overall")
+    return (
+        h["metrics"][key] - f["metrics"][key] if h and f and h.get("metrics") and f.get("metrics") else None
+    )
+
+
+def heads_summary(res: dict[str, Any]) -> list[str]:
+    """Per head kind: head minus frozen on its test split, each seed and the mean (P@5 per task, excerpt R@1)."""
+    heads = res.get("heads") or {}
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for name, r in heads.items():
+        kinds.setdefault(name.rsplit("-s", 1)[0], []).append(r)
+    tasks = sorted({t for r in heads.values() for t in r.get("tasks", {})}, key=list(TASK_NAMES).index)
+    cols = (
+        ["head kind", "seeds"]
+        + [f"P@5 head - frozen ({TASK_NAMES.get(t, t)})" for t in tasks]
+        + ["excerpt R@1 head - frozen"]
+    )
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for kind, rs in kinds.items():
+        cells = [f"`{kind}`", str(len(rs))]
+        for t in tasks:
+            d = [x for x in (_diff(r, t, "precision_at_k") for r in rs) if x is not None]
+            cells.append(
+                " / ".join(f"{x:+.3f}" for x in d) + (f" (mean {sum(d) / len(d):+.3f})" if len(d) > 1 else "")
+            )
+        ex = [
+            r["excerpt"]["metrics"]["recall_at_1"] - r["excerpt"]["frozen"]["metrics"]["recall_at_1"]
+            for r in rs
+            if r.get("excerpt") and r["excerpt"].get("frozen")
+        ]
+        cells.append(
+            " / ".join(f"{x:+.3f}" for x in ex) + (f" (mean {sum(ex) / len(ex):+.3f})" if len(ex) > 1 else "")
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def corpus_section(res: dict[str, Any]) -> list[str]:
     out = [f"### {res['corpus']}: {res.get('about', '')}", "", *frozen_table(res), ""]
     if res.get("levers"):
