@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import numpy as np
 
@@ -174,3 +175,64 @@ def hypergeom_hit(n: int, r: int, k: int) -> float:
     if n - r < kp:
         return 1.0
     return 1.0 - math.comb(n - r, kp) / math.comb(n, kp)
+
+
+def summarize(
+    rel_topk: np.ndarray,
+    n_relevant: np.ndarray,
+    n_candidates: np.ndarray,
+    first_rank: np.ndarray,
+    k: int,
+    *,
+    n_resamples: int,
+    seed: int,
+) -> tuple[dict[str, object], np.ndarray]:
+    """One block of an evaluation: the scored queries' metric means, random expectation and bootstrap CI.
+
+    Args:
+        rel_topk, n_relevant, first_rank: of the scored queries only, as for :func:`per_query`;
+        n_candidates: their candidate counts (for :func:`random_expectation`); k: cutoff.
+
+    Returns:
+        (``{"n_queries", "metrics", "random_baseline", "confidence_intervals"}``, per-query values [Q, 4]).
+    """
+    q = int(np.asarray(n_relevant).shape[0])
+    values = per_query(rel_topk, n_relevant, first_rank, k) if q else np.zeros((0, len(METRICS)))
+    base = random_expectation(n_candidates, n_relevant, k) if q else np.zeros((0, len(METRICS)))
+    block: dict[str, object] = {
+        "n_queries": q,
+        "metrics": means(values),
+        "random_baseline": means(base),
+        "confidence_intervals": bootstrap_ci(values, n_resamples=n_resamples, seed=seed),
+    }
+    return block, values
+
+
+def breakdown(
+    values: np.ndarray, query_labels: np.ndarray, names: list[str], n_tracks: np.ndarray
+) -> list[dict[str, Any]]:
+    """Per-label means of per-query values (labels 0 .. len(names) - 1), labels without a scored query left out.
+
+    Args:
+        values: [Q, 4] per-query metrics; query_labels: int [Q] label of each scored query; names: label names;
+        n_tracks: int [len(names)] tracks holding each label (scored or not).
+
+    Returns:
+        ``{"composer", "n_tracks", "n_queries", <metric>...}`` rows, most tracks first, then by name.
+    """
+    out: list[dict[str, Any]] = []
+    for c, name in enumerate(names):
+        sel = query_labels == c
+        if not sel.any():
+            continue
+        m = values[sel].mean(axis=0)
+        out.append(
+            {
+                "composer": name,
+                "n_tracks": int(n_tracks[c]),
+                "n_queries": int(sel.sum()),
+                **{key: float(min(1.0, max(0.0, m[i]))) for i, key in enumerate(METRICS)},
+            }
+        )
+    out.sort(key=lambda p: (-p["n_tracks"], p["composer"]))
+    return out
