@@ -2,7 +2,10 @@
 
 Each entry is ``SPEC[#POSTPROCESS]`` (e.g. ``musicnn-msd?layer=penultimate``, ``musicnn-msd#pca_whiten``,
 ``dsp-stats``, ``random``); the DSP baseline (``dsp-stats``) and the random floor (``random``) are always added
-when missing. Every entry gets its own version folder ``<out_dir>/v1_model_<MODEL>[__<POSTPROCESS>]`` whose
+when missing. ``musly[?method=timbre|mandelellis&...]`` adds the classic music-similarity baseline (Musly, see
+:mod:`research_job.models.musly`) when asked: it yields a distance matrix, not vectors, so it writes
+``similarity/`` instead of ``embeddings/`` and is evaluated from the matrix by
+:func:`research_job.similarity_matrix.evaluate_matrix` (the same metrics, tie-break and query policy). Every entry gets its own version folder ``<out_dir>/v1_model_<MODEL>[__<POSTPROCESS>]`` whose
 ``metadata/tracks_metadata.csv`` is a copy of the source folder's and whose ``audio_cache`` (and ``audio_wav``,
 when present) are symlinks to the source folder's, so the corpus is exported and pulled once.
 
@@ -33,7 +36,7 @@ from research_job.config import CommonConfig, option
 from research_job.embeddings import POSTPROCESS
 from research_job.errors import ArtifactError, ConfigError, ResearchJobError, unknown_choice
 from research_job.io.atomic import write_json, write_text
-from research_job.layout import ArtifactLayout, version_name
+from research_job.layout import ArtifactLayout, artifact_version, version_name
 from research_job.provenance import code_version, sha256_file, utc_now
 from research_job.steps import Step
 
@@ -42,6 +45,8 @@ LOG = logging.getLogger(__name__)
 METRICS = ("precision_at_k", "hit_rate_at_k", "ndcg_at_k", "mrr")
 DSP_BASELINE = "dsp-stats"
 RANDOM_FLOOR = "random"
+CLASSIC_BASELINE = "musly"
+ROLES = {DSP_BASELINE: "dsp_baseline", RANDOM_FLOOR: "random_floor", CLASSIC_BASELINE: "classic_baseline"}
 PEAK_CHILD = "child_ru_maxrss"
 PEAK_TRACEMALLOC = "tracemalloc"
 
@@ -57,7 +62,8 @@ class CompareModelsConfig:
     common: CommonConfig = field(default_factory=CommonConfig)
     entries: str | tuple[str, ...] = option(
         "dsp-stats,random",
-        "comma-separated SPEC[#POSTPROCESS] (a list in a config file); dsp-stats and random are always added",
+        "comma-separated SPEC[#POSTPROCESS] (a list in a config file); dsp-stats and random are always added; "
+        "musly[?method=timbre|mandelellis] adds the Musly baseline (needs pymusly)",
     )
     out_dir: Path | None = option(
         None, "where the entries' version folders and the table go; unset = <artifacts-root>/comparison"
@@ -111,10 +117,14 @@ def check(cfg: CompareModelsConfig) -> None:
     Raises:
         ConfigError / ModelError: naming the bad entry and the valid values.
     """
+    from research_job.models import musly
     from research_job.models.registry import check_spec
 
     for e in _check_folders(cfg):
-        check_spec(e.model)
+        if e.is_matrix:
+            musly.check_spec(e.model)
+        else:
+            check_spec(e.model)
 
 
 @dataclass(frozen=True)
@@ -130,6 +140,11 @@ class Entry:
         return self.model if self.postprocess == "none" else f"{self.model}#{self.postprocess}"
 
     @property
+    def is_matrix(self) -> bool:
+        """Whether the entry yields a track-to-track matrix (Musly) instead of embeddings."""
+        return self.role == "classic_baseline"
+
+    @property
     def folder(self) -> str:
         base = version_name(self.model)
         return base if self.postprocess == "none" else f"{base}__{self.postprocess}"
@@ -139,7 +154,8 @@ def parse_entries(value: str | list[str] | tuple[str, ...]) -> list[Entry]:
     """Parse ``SPEC[#POSTPROCESS]`` items and add the DSP baseline and random floor when missing.
 
     Raises:
-        ConfigError: empty spec, unknown post-processing (listing the valid ones) or a duplicate entry.
+        ConfigError: empty spec, unknown post-processing (listing the valid ones), post-processing of a matrix
+            entry (Musly) or a duplicate entry.
     """
     from research_job.models.registry import split_options
 
@@ -156,7 +172,11 @@ def parse_entries(value: str | list[str] | tuple[str, ...]) -> list[Entry]:
         if pp not in POSTPROCESS:
             raise ConfigError(unknown_choice(f"postprocess of entry {item!r}", pp, POSTPROCESS))
         name = split_options(spec)[0]
-        role = {DSP_BASELINE: "dsp_baseline", RANDOM_FLOOR: "random_floor"}.get(name, "candidate")
+        role = ROLES.get(name, "candidate")
+        if role == "classic_baseline" and pp != "none":
+            raise ConfigError(
+                f"Entry {item!r}: {name} yields a distance matrix; post-processing applies to embeddings only"
+            )
         e = Entry(spec, pp, role)
         if any(o.model == e.model and o.postprocess == e.postprocess for o in out):
             raise ConfigError(f"Entry {e.label!r} is listed twice")
@@ -211,6 +231,69 @@ def prepare_entry_dir(source: ArtifactLayout, dest: ArtifactLayout) -> None:
             _link(src.resolve(), dst)
 
 
+def _musly_and_evaluate(version_dir: str, model: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Musly's distance matrix of the entry folder's corpus (kept when complete and asked to reuse), evaluated."""
+    from research_job import similarity_matrix as sm
+    from research_job.metadata import read_tracks_csv
+    from research_job.models import musly
+
+    layout = ArtifactLayout(Path(version_dir))
+    rows = read_tracks_csv(layout.tracks_csv)
+    csv_sha = sha256_file(layout.tracks_csv)
+    if not (params["reuse_embeddings"] and _matrix_is_current(layout, model, csv_sha)):
+        res = musly.compute_distances(layout, rows, model)
+        sm.write_matrix(
+            layout,
+            res.distances,
+            res.track_ids,
+            {
+                "schema_version": "1.0",
+                "artifact_version": artifact_version(layout, model),
+                "model": model,
+                "kind": "distance",
+                "backend": res.backend,
+                "metadata_sha256": csv_sha,
+                "stats": res.stats,
+                "failures": res.failures,
+                "created_at": utc_now(),
+                "code_version": code_version(),
+            },
+        )
+    matrix, ids, meta = sm.read_matrix(layout)
+    return sm.evaluate_matrix(
+        matrix,
+        ids,
+        rows,
+        kind=meta["kind"],
+        k=params["k"],
+        bootstrap_resamples=params["bootstrap_resamples"],
+        seed=params["seed"],
+    )
+
+
+def _matrix_is_current(layout: ArtifactLayout, model: str, csv_sha: str) -> bool:
+    """A complete, verified matrix of the same spec over the same metadata is already in the folder."""
+    from research_job import similarity_matrix as sm
+
+    try:
+        _, _, meta = sm.read_matrix(layout)
+    except ResearchJobError:
+        return False
+    return bool(meta["model"] == model and meta["metadata_sha256"] == csv_sha)
+
+
+def _run_entry(
+    version_dir: str, model: str, postprocess: str, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Run one entry in its folder: Musly -> its matrix evaluation (returned); a model -> embed + evaluate."""
+    from research_job.models import musly
+
+    if musly.is_musly(model):
+        return _musly_and_evaluate(version_dir, model, params)
+    _embed_and_evaluate(version_dir, model, postprocess, params)
+    return None
+
+
 def _embed_and_evaluate(version_dir: str, model: str, postprocess: str, params: dict[str, Any]) -> None:
     from research_job.steps import embed, evaluate
 
@@ -236,26 +319,30 @@ def _error_text(e: BaseException) -> str:
 
 
 def _child_main(version_dir: str, model: str, postprocess: str, params: dict[str, Any], report: str) -> None:
-    """Entry point of a spawned child: run one entry, write ``{ok, error, peak_rss_bytes}`` to ``report``."""
+    """Entry point of a spawned child: run one entry, write ``{ok, error, peak_rss_bytes, matrix_eval}``."""
     import resource
 
     from research_job.logging_setup import setup_logging
 
     setup_logging(False)
-    out: dict[str, Any] = {"ok": True, "error": None}
+    out: dict[str, Any] = {"ok": True, "error": None, "matrix_eval": None}
     try:
-        _embed_and_evaluate(version_dir, model, postprocess, params)
+        out["matrix_eval"] = _run_entry(version_dir, model, postprocess, params)
     except BaseException as e:  # noqa: BLE001 - reported to the parent as this entry's failure
-        out = {"ok": False, "error": _error_text(e)}
+        out = {"ok": False, "error": _error_text(e), "matrix_eval": None}
         LOG.debug("entry %s failed:\n%s", model, traceback.format_exc())
     # Linux reports ru_maxrss in KiB
     out["peak_rss_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
     write_json(report, out)
 
 
+#: what running an entry gives: (error, peak memory bytes, the matrix evaluation of a matrix entry)
+Outcome = tuple[str | None, int | None, dict[str, Any] | None]
+
+
 def _run_isolated(
     entry: Entry, dest: ArtifactLayout, params: dict[str, Any], timeout: float | None
-) -> tuple[str | None, int | None]:
+) -> Outcome:
     import multiprocessing as mp
 
     report = dest.version_dir / ".compare_entry.json"
@@ -271,17 +358,15 @@ def _run_isolated(
     if proc.is_alive():
         proc.terminate()
         proc.join(10)
-        return f"timed out after {timeout:g} s", None
+        return f"timed out after {timeout:g} s", None, None
     if not report.is_file():
-        return f"child process exited with code {proc.exitcode} without a report", None
+        return f"child process exited with code {proc.exitcode} without a report", None, None
     out = json.loads(report.read_text(encoding="utf-8"))
     report.unlink(missing_ok=True)
-    return (None if out["ok"] else out["error"]), out.get("peak_rss_bytes")
+    return (None if out["ok"] else out["error"]), out.get("peak_rss_bytes"), out.get("matrix_eval")
 
 
-def _run_in_process(
-    entry: Entry, dest: ArtifactLayout, params: dict[str, Any]
-) -> tuple[str | None, int | None]:
+def _run_in_process(entry: Entry, dest: ArtifactLayout, params: dict[str, Any]) -> Outcome:
     import sys
     import tracemalloc
 
@@ -290,8 +375,9 @@ def _run_in_process(
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     tracemalloc.start()
+    matrix_eval = None
     try:
-        _embed_and_evaluate(str(dest.version_dir), entry.model, entry.postprocess, params)
+        matrix_eval = _run_entry(str(dest.version_dir), entry.model, entry.postprocess, params)
         error = None
     except Exception as e:  # noqa: BLE001 - one failing entry must not end the comparison
         error = _error_text(e)
@@ -301,13 +387,14 @@ def _run_in_process(
         tracemalloc.stop()
     if cuda:
         peak += int(torch.cuda.max_memory_allocated())
-    return error, int(peak)
+    return error, int(peak), matrix_eval
 
 
-def _created_at(layout: ArtifactLayout) -> str | None:
-    """``created_at`` of the entry's embeddings (to tell whether embed reused them), None when absent."""
+def _created_at(layout: ArtifactLayout, entry: Entry) -> str | None:
+    """``created_at`` of the entry's embeddings or matrix (to tell whether they were reused), None when absent."""
+    meta = layout.path("similarity_meta") if entry.is_matrix else layout.embeddings_meta
     try:
-        return str(json.loads(layout.embeddings_meta.read_text(encoding="utf-8"))["created_at"])
+        return str(json.loads(meta.read_text(encoding="utf-8"))["created_at"])
     except (OSError, ValueError, KeyError):
         return None
 
@@ -329,8 +416,13 @@ def _metric_block(ev: dict[str, Any], block: str) -> dict[str, Any] | None:
 
 
 def _row(
-    entry: Entry, dest: ArtifactLayout, out_dir: Path, error: str | None, peak: int | None, wall: float
+    entry: Entry,
+    dest: ArtifactLayout,
+    out_dir: Path,
+    outcome: Outcome,
+    wall: float,
 ) -> dict[str, Any]:
+    error, peak, matrix_eval = outcome
     row: dict[str, Any] = {
         "rank": None,
         "label": entry.label,
@@ -357,6 +449,11 @@ def _row(
     }
     if error:
         return row
+    if entry.is_matrix:
+        if matrix_eval is None:
+            raise ArtifactError(f"Entry {entry.label!r} finished without its matrix evaluation")
+        row.update(_matrix_fields(dest, matrix_eval))
+        return row
     meta = schema.read_artifact(dest.embeddings_meta, "embeddings_meta")
     ev = schema.read_artifact(dest.eval_results, "eval_results")
     st = meta["stats"]
@@ -382,6 +479,40 @@ def _row(
         }
     )
     return row
+
+
+def _matrix_fields(dest: ArtifactLayout, ev: dict[str, Any]) -> dict[str, Any]:
+    """The row fields of a matrix entry (Musly): its sidecar's facts and its matrix evaluation."""
+    meta = schema.read_artifact(dest.path("similarity_meta"), "similarity_meta")
+    st, b = meta["stats"], meta["backend"]
+    album = _metric_block(ev, "exclude_same_album")
+    return {
+        "model_info": {
+            "version": f"{b['name']} {b['version']} ({b['binding']})",
+            "weights_sha256": None,
+            "layer": None,
+        },
+        "similarity_info": {
+            "kind": meta["kind"],
+            "backend": b["name"],
+            "version": b["version"],
+            "method": b["method"],
+            "normalization": b["normalization"],
+            "params": b["params"],
+            "matrix_sha256": meta["files"]["matrix_sha256"],
+        },
+        "n_embedded": meta["count"],
+        "n_failed_tracks": st["n_failed"],
+        "n_queries": ev["overall"]["n_queries"],
+        "metrics": _metric_block(ev, "overall"),
+        "exclude_same_album": None
+        if album is None
+        else {"n_queries": ev["exclude_same_album"]["n_queries"], "precision_at_k": album["precision_at_k"]},
+        "sec_per_track": round(st["wall_sec"] / max(1, st["n_input_tracks"]), 6),
+        "x_realtime": st["x_realtime"],
+        "embed_sec": st["wall_sec"],
+        "evaluate_sec": ev["timings"]["total_sec"],
+    }
 
 
 def order_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -429,6 +560,7 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "batch_size": cfg.batch_size,
         "device": cfg.device,
+        "reuse_embeddings": cfg.reuse_embeddings,
     }
     from research_job.metadata import read_tracks_csv
 
@@ -439,22 +571,26 @@ def run(cfg: CompareModelsConfig) -> dict[str, Any]:
         dest = ArtifactLayout(out_dir / entry.folder)
         LOG.info("compare-models: %s -> %s", entry.label, dest.version_dir)
         t0 = time.perf_counter()
-        before = _created_at(dest)
+        before = _created_at(dest, entry)
+        outcome: Outcome
         try:
             prepare_entry_dir(source, dest)
             if not cfg.reuse_embeddings:
-                for old in (dest.embeddings_dir, dest.eval_dir):
+                for old in (dest.embeddings_dir, dest.eval_dir, dest.path("similarity_meta").parent):
                     shutil.rmtree(old, ignore_errors=True)
             if cfg.isolate:
-                error, peak = _run_isolated(entry, dest, params, cfg.entry_timeout_sec)
+                outcome = _run_isolated(entry, dest, params, cfg.entry_timeout_sec)
             else:
-                error, peak = _run_in_process(entry, dest, params)
+                outcome = _run_in_process(entry, dest, params)
         except (ResearchJobError, OSError) as e:
-            error, peak = _error_text(e), None
+            outcome = (_error_text(e), None, None)
+        error = outcome[0]
         if error:
             LOG.warning("compare-models: %s failed: %s", entry.label, error)
-        row = _row(entry, dest, out_dir, error, peak, time.perf_counter() - t0)
-        row["embeddings_reused"] = bool(not error and before is not None and before == _created_at(dest))
+        row = _row(entry, dest, out_dir, outcome, time.perf_counter() - t0)
+        row["embeddings_reused"] = bool(
+            not error and before is not None and before == _created_at(dest, entry)
+        )
         rows.append(row)
     rows = order_rows(rows)
     result = {
@@ -522,7 +658,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['rank'] or '-'} | `{r['model']}` | {r['postprocess']} | {cell(m.get('precision_at_k'))} "
             f"| {cell(m.get('hit_rate_at_k'))} | {cell(m.get('ndcg_at_k'))} | {cell(m.get('mrr'))} "
-            f"| {cell(album)} | {r['dim'] or 'n/a'} | {_fmt(r['sec_per_track'], '.4f')} "
+            f"| {cell(album)} | {r['dim'] or ('matrix' if r.get('similarity_info') else 'n/a')} "
+            f"| {_fmt(r['sec_per_track'], '.4f')} "
             f"| {_fmt(r['x_realtime'], '.1f')} | {_fmt(peak, '.0f')} | {status} |"
         )
     lines += ["", f"Total wall time {result['wall_sec']:.1f} s; {result['n_failed']} failed entries.", ""]
