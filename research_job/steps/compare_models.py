@@ -13,6 +13,8 @@ Peak memory: with ``isolate`` (default) each entry runs in its own spawned child
 child's RSS high-water mark (``getrusage(RUSAGE_SELF).ru_maxrss``: interpreter + imports + model + data); without
 it the entry runs in this process and the figure is the ``tracemalloc`` peak (Python and NumPy allocations only;
 torch's CPU allocator is not seen; on CUDA ``torch.cuda.max_memory_allocated`` is added). The method is recorded.
+Tracing also slows allocation-heavy code: Musly's analysis (a Python list per waveform) runs ~15x slower in
+process than isolated, so its time is only comparable to the others' with ``isolate``.
 
 A failing entry (unknown model, missing weights, every track failing, a crashed child) becomes a ``failed`` row
 with its error; the run goes on. Writes ``<out_dir>/comparison.json`` (schema ``model_comparison``) and
