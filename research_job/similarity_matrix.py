@@ -7,8 +7,8 @@ Some backends yield a matrix, not vectors (Musly: a distance between every pair 
     similarity/track_ids.json       row (and column) i is track_ids[i]
     similarity/similarity_meta.json kind (distance | similarity), backend, parameters, checksums, stats, failures
 
-:func:`evaluate_matrix` scores it exactly as ``evaluate`` scores embeddings, with the same per-query metric code
-(:mod:`research_job.metrics`): every track is a query, its own track id is excluded, candidates are ranked by
+:func:`evaluate_matrix` scores it exactly as ``evaluate`` scores embeddings, with the same ranking and scoring code
+(:mod:`research_job.retrieval`, :mod:`research_job.metrics`): every track is a query, its own track id is excluded, candidates are ranked by
 score descending with ties by ascending row (a distance is ranked as score = -distance, which keeps every tie),
 a candidate is relevant iff it has the same standardised composer; queries with a missing composer or with no
 other track by their composer are counted, not scored; Precision@k, HitRate@k, NDCG@k, MRR with their exact
@@ -20,13 +20,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from research_job import metrics as M
-from research_job import schema
+from research_job import retrieval, schema
 from research_job.errors import ArtifactError
 from research_job.io.atomic import write_bytes
 from research_job.layout import ArtifactLayout
@@ -111,105 +109,7 @@ def read_matrix(layout: ArtifactLayout) -> tuple[np.ndarray, list[str], dict[str
     return np.fromfile(path, dtype="<f4").reshape(n, n), ids, meta
 
 
-# ---------------------------------------------------------------- ranking
-
-
-@dataclass
-class Ranked:
-    """Per-query ranking facts of one candidate policy (as ``evaluate`` computes them from embeddings)."""
-
-    rows: np.ndarray  # int64 [N, k] top-k rows (-1 pads)
-    scores: np.ndarray  # float64 [N, k] their scores (-inf pads)
-    n_relevant: np.ndarray  # int64 [N] other relevant candidates
-    n_candidates: np.ndarray  # int64 [N]
-    first_rank: np.ndarray  # float64 [N] 1-based rank of the first relevant candidate (inf if none)
-
-
-def integer_labels(values: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Integer labels of values (None -> -1), numbered in order of first appearance, and the label values."""
-    index: dict[Any, int] = {}
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        out[i] = -1 if v is None else index.setdefault(v, len(index))
-    return out, list(index)
-
-
-def rank_matrix(
-    scores: np.ndarray, labels: np.ndarray, albums: np.ndarray, k: int, *, batch_size: int | None = None
-) -> tuple[Ranked, Ranked]:
-    """Top-k and first-relevant rank of every row as a query over a full score matrix, for both policies.
-
-    Args:
-        scores: [N, N] finite, larger = more similar; row i holds the candidates of query i. Track ids are
-            unique, so excluding the query's track id is excluding its own column.
-        labels: int [N] composer label (-1 = missing, never relevant); albums: int [N]; k: cutoff.
-
-    Returns:
-        (self excluded, self + same album excluded).
-    """
-    s_all = np.asarray(scores)
-    n = s_all.shape[0]
-    bs = batch_size or max(1, _BATCH_BYTES // max(1, 8 * n))
-    out = {
-        name: Ranked(
-            np.full((n, k), -1, np.int64),
-            np.full((n, k), -np.inf),
-            np.zeros(n, np.int64),
-            np.zeros(n, np.int64),
-            np.full(n, np.inf),
-        )
-        for name in ("all", "album")
-    }
-    cols = np.arange(n)
-    for s in range(0, n, bs):
-        e = min(n, s + bs)
-        q = np.arange(s, e)
-        block = s_all[s:e].astype(np.float64)
-        same = (labels[None, :] == labels[q][:, None]) & (labels[q] >= 0)[:, None]
-        for name, excluded in (
-            ("all", cols[None, :] == q[:, None]),
-            ("album", albums[None, :] == albums[q][:, None]),  # includes the query itself
-        ):
-            _rank_block(out[name], q, block, ~excluded, same, k)
-    return out["all"], out["album"]
-
-
-def _rank_block(
-    r: Ranked, q: np.ndarray, block: np.ndarray, valid: np.ndarray, same: np.ndarray, k: int
-) -> None:
-    """Fill rows ``q`` of ``r`` from their scores ``block`` and candidate mask ``valid``."""
-    key = np.where(valid, block, -np.inf)
-    # a stable sort of the negated scores: score descending, equal scores in ascending row order; excluded
-    # columns (-inf, finite scores being checked) come after every candidate
-    order = np.argsort(-key, axis=1, kind="stable")
-    n_cand = valid.sum(axis=1)
-    top = order[:, :k]
-    kk = top.shape[1]
-    pad = np.arange(kk)[None, :] >= n_cand[:, None]
-    r.rows[q, :kk] = np.where(pad, -1, top)
-    r.scores[q, :kk] = np.where(pad, -np.inf, np.take_along_axis(key, top, axis=1))
-    rel = valid & same
-    r.n_relevant[q] = rel.sum(axis=1)
-    r.n_candidates[q] = n_cand
-    rel_sorted = np.take_along_axis(rel, order, axis=1)
-    has = rel_sorted.any(axis=1)
-    r.first_rank[q] = np.where(has, rel_sorted.argmax(axis=1) + 1.0, np.inf)
-
-
 # ---------------------------------------------------------------- evaluation
-
-
-def _summary(
-    r: Ranked, labels: np.ndarray, k: int, n_resamples: int, seed: int
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    scored = (labels >= 0) & (r.n_relevant >= 1)
-    qi = np.nonzero(scored)[0]
-    top = r.rows[qi]
-    rel = (top >= 0) & (labels[np.maximum(top, 0)] == labels[qi, None])
-    block, values = M.summarize(
-        rel, r.n_relevant[qi], r.n_candidates[qi], r.first_rank[qi], k, n_resamples=n_resamples, seed=seed
-    )
-    return block, qi, values
 
 
 def evaluate_matrix(
@@ -255,34 +155,28 @@ def evaluate_matrix(
             f"{len(missing)} tracks of the matrix are not in the metadata, e.g. {missing[:3]}"
         )
     meta_rows = [by_id[t] for t in track_ids]
-    labels, composers = integer_labels([r.composer for r in meta_rows])
-    albums, _ = integer_labels([r.album_id for r in meta_rows])
     t0 = time.perf_counter()
     # negation is exact in floating point: the distance ranking's ties stay ties
-    scores = -x.astype(np.float64) if kind == "distance" else x
-    v_all, v_album = rank_matrix(scores, labels, albums, k, batch_size=batch_size)
+    scores = -x.astype(np.float64) if kind == "distance" else x.astype(np.float64)
+    v_all, v_album = retrieval.rank(
+        [r.composer for r in meta_rows],
+        [r.album_id for r in meta_rows],
+        k,
+        score_rows=lambda rows: scores[rows].copy(),
+        batch_size=batch_size or max(1, _BATCH_BYTES // max(1, 8 * n)),
+    )
     search_sec = time.perf_counter() - t0
     t0 = time.perf_counter()
-    overall, qi, values = _summary(v_all, labels, k, bootstrap_resamples, seed)
-    album, _, _ = _summary(v_album, labels, k, bootstrap_resamples, seed)
-    counts = np.bincount(labels[labels >= 0], minlength=len(composers))
-    per_composer = M.breakdown(values, labels[qi], composers, counts)
+    scored = retrieval.score(
+        v_all, v_album, [r.composer for r in meta_rows], k=k, resamples=bootstrap_resamples, seed=seed
+    )
     return {
         "k": k,
         "relevance": "same_standardized_composer",
         "self_exclusion": "by_track_id",
         "tie_break": "score_desc_then_row_asc",
         "search": "exact",
-        "n_tracks": n,
-        "query_policy": {
-            "no_other_track_by_composer": "excluded_from_means",
-            "missing_composer": "excluded_from_means_and_never_relevant",
-            "n_excluded_no_other_track": int(((labels >= 0) & (v_all.n_relevant == 0)).sum()),
-            "n_excluded_missing_composer": int((labels < 0).sum()),
-        },
-        "overall": overall,
-        "exclude_same_album": album,
-        "per_composer": per_composer,
+        **scored.block,
         "timings": {
             "search_sec": round(search_sec, 4),
             "metrics_sec": round(time.perf_counter() - t0, 4),

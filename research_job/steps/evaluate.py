@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from research_job import metrics as M
-from research_job import schema
+from research_job import retrieval, schema
 from research_job.augment import CHAINS
 from research_job.config import CommonConfig, option
 from research_job.embeddings import load_embeddings
-from research_job.errors import ArtifactError, ConfigError, unknown_choice
+from research_job.errors import ArtifactError, ConfigError
 from research_job.io.atomic import write_text
 from research_job.layout import ArtifactLayout, artifact_version
 from research_job.metadata import TrackRow, read_tracks_csv
 from research_job.provenance import code_version, utc_now
 from research_job.rerank import RerankOptions, scores, track_stats
-from research_job.search import DEFAULT_MARGIN, Shortlister, error_bound, pair_scores, topk_from_shortlist
+from research_job.retrieval import TRACK_SETS, Scored, clustering_scores, track_set
 from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
@@ -41,7 +39,6 @@ LOG = logging.getLogger(__name__)
 #: metadata columns a hit's relevance can compare, and how eval_results.json names that relevance
 LABELS = ("composer", "album_id")
 RELEVANCE = {"composer": "same_standardized_composer", "album_id": "same_album_id"}
-TRACK_SETS = ("all", "multi_label_albums")
 TASKS = ("label", "excerpt")
 
 
@@ -106,340 +103,6 @@ def check(cfg: EvaluateConfig) -> None:
         )
 
 
-@dataclass
-class Variant:
-    """Per-query ranking facts of one candidate policy (self excluded, or self + same album excluded)."""
-
-    rows: np.ndarray  # int64 [N, k] top-k rows (-1 pads)
-    scores: np.ndarray  # float64 [N, k]
-    n_relevant: np.ndarray  # int64 [N] other relevant candidates
-    n_candidates: np.ndarray  # int64 [N]
-    first_rank: np.ndarray  # float64 [N] rank of the first relevant candidate (inf if none)
-    best_score: np.ndarray  # float64 [N] exact score of the best relevant candidate (-inf if none)
-    best_row: np.ndarray  # int64 [N] its row (-1 if none)
-
-
-def _groups(labels: np.ndarray) -> list[np.ndarray]:
-    """Rows of each label value 0 .. max (labels < 0 are in no group)."""
-    n_groups = int(labels.max()) + 1 if labels.size and labels.max() >= 0 else 0
-    order = np.argsort(labels, kind="stable")
-    sorted_l = labels[order]
-    starts = np.searchsorted(sorted_l, np.arange(n_groups), side="left")
-    ends = np.searchsorted(sorted_l, np.arange(n_groups), side="right")
-    return [order[a:b] for a, b in zip(starts, ends, strict=True)]
-
-
-def _best_relevant(
-    x: np.ndarray, labels: np.ndarray, albums: np.ndarray, bound: np.ndarray, drop_album: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per track: number of other relevant candidates, exact score and row of the best one (score desc, row asc).
-
-    Computed composer by composer (one small float32 block per composer, then float64 re-scoring of the pairs
-    within the error band of each row's float32 maximum).
-    """
-    n = x.shape[0]
-    n_rel = np.zeros(n, np.int64)
-    s_r = np.full(n, -np.inf)
-    r = np.full(n, -1, np.int64)
-    for g in _groups(labels):
-        if g.size < 2:
-            continue
-        xg = x[g]
-        # small blocks: einsum's C loop; BLAS thread wake-ups cost more than the product on a busy machine
-        blk = np.einsum("id,jd->ij", xg, xg) if g.size <= 512 else xg @ xg.T
-        excl = np.eye(g.size, dtype=bool)
-        if drop_album:
-            excl |= albums[g][:, None] == albums[g][None, :]
-        blk[excl] = -np.inf
-        n_rel[g] = (~excl).sum(axis=1)
-        mx = blk.max(axis=1).astype(np.float64)
-        has = np.isfinite(mx)
-        lo = np.nextafter((mx - 2.0 * bound[g]).astype(np.float32), np.float32(-np.inf))
-        near = (blk >= lo[:, None]) & ~excl & has[:, None]
-        qi, cj = np.nonzero(near)
-        ex = pair_scores(x[g[qi]], x[g[cj]])
-        o = np.lexsort((g[cj], -ex, qi))
-        qi, cj, ex = qi[o], cj[o], ex[o]
-        first = np.r_[True, qi[1:] != qi[:-1]] if qi.size else np.zeros(0, bool)
-        s_r[g[qi[first]]] = ex[first]
-        r[g[qi[first]]] = g[cj[first]]
-    return n_rel, s_r, r
-
-
-def _count_ahead(
-    qb: np.ndarray,
-    x: np.ndarray,
-    s32: np.ndarray,
-    rows: np.ndarray,
-    s_r: np.ndarray,
-    r: np.ndarray,
-    bound: np.ndarray,
-) -> np.ndarray:
-    """How many candidates rank ahead of the best relevant (exact score > s_r, or equal and lower row).
-
-    ``s32`` [B, m] float32 scores of candidates ``rows`` [B, m] (excluded / padding already -inf); the scores
-    cover every candidate that could rank ahead (checked by the caller).
-    """
-    hi = s_r + bound
-    lo = s_r - bound
-    hi32 = np.nextafter(hi.astype(np.float32), np.float32(np.inf))
-    lo32 = np.nextafter(lo.astype(np.float32), np.float32(-np.inf))
-    above = s32 > hi32[:, None]
-    band = (s32 >= lo32[:, None]) & ~above & (rows != r[:, None])
-    bq, bj = np.nonzero(band)
-    bc = rows[bq, bj]
-    ex = pair_scores(qb[bq], x[bc])
-    ahead = (ex > s_r[bq]) | ((ex == s_r[bq]) & (bc < r[bq]))
-    return above.sum(axis=1) + np.bincount(bq[ahead], minlength=s32.shape[0])
-
-
-def rank_all(
-    vectors: np.ndarray,
-    track_ids: list[str],
-    labels: np.ndarray,
-    albums: np.ndarray,
-    k: int,
-    *,
-    batch_size: int = 1024,
-    margin: int = DEFAULT_MARGIN,
-) -> tuple[Variant, Variant]:
-    """Exact top-k and first-relevant ranks of every track as a query, for both candidate policies.
-
-    Args:
-        vectors: float32 [N, D]; track_ids: N unique ids; labels: int [N] composer label (-1 = missing);
-        albums: int [N] album label; k: cutoff.
-
-    Returns:
-        (self excluded, self + same album excluded).
-    """
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = x.shape
-    if len(set(track_ids)) != n:
-        raise ArtifactError("track ids of the embeddings are not unique")
-    # ids are unique: excluding the query's track id is excluding its own row
-    album_sizes = np.bincount(albums) if n else np.zeros(1, np.int64)
-    m = min(n, k + margin + int(album_sizes.max()) + 1)
-    sl = Shortlister(x)
-    cnorm = float(np.linalg.norm(x, axis=1).max()) if n else 0.0
-    bound = error_bound(d, np.linalg.norm(x.astype(np.float64), axis=1), cnorm)
-    excl_fns = {
-        "all": lambda q, c: c == q[:, None],
-        "album": lambda q, c: albums[c] == albums[q][:, None],  # includes the query itself
-    }
-    out: dict[str, Variant] = {}
-    for name in excl_fns:
-        n_rel, s_r, r = _best_relevant(x, labels, albums, bound, name == "album")
-        n_excl = np.ones(n, np.int64) if name == "all" else album_sizes[albums]
-        out[name] = Variant(
-            np.full((n, k), -1, np.int64),
-            np.full((n, k), -np.inf),
-            n_rel,
-            n - n_excl,
-            np.full(n, np.inf),
-            s_r,
-            r,
-        )
-    bs = max(1, min(batch_size, 4096))
-    for s in range(0, n, bs):
-        e = min(n, s + bs)
-        qrows = np.arange(s, e)
-        qb = x[s:e]
-        d32, i32 = sl.search(qb, m)
-        last = (
-            np.where(i32[:, -1] >= 0, d32[:, -1].astype(np.float64), -np.inf)
-            if m
-            else np.full(e - s, -np.inf)
-        )
-        for name, fn in excl_fns.items():
-            v = out[name]
-            res, valid = topk_from_shortlist(qb, qrows, x, d32, i32, k, bound[s:e], fn)
-            v.rows[s:e], v.scores[s:e] = res.rows, res.scores
-            s_r, r = v.best_score[s:e], v.best_row[s:e]
-            has = (labels[s:e] >= 0) & (r >= 0)
-            # the shortlist covers the best relevant when everything outside it is certainly below s_r
-            covered = has & ((m >= n) | (last < s_r - bound[s:e]))
-            ranks = np.full(e - s, np.inf)
-            if covered.any():
-                c = np.nonzero(covered)[0]
-                s32 = np.where(valid[c], d32[c], -np.inf).astype(np.float32)
-                ranks[c] = 1.0 + _count_ahead(qb[c], x, s32, i32[c], s_r[c], r[c], bound[s:e][c])
-            rest = np.nonzero(has & ~covered)[0]
-            for f0 in range(0, rest.size, 256):
-                c = rest[f0 : f0 + 256]
-                full = qb[c] @ x.T
-                cand = np.broadcast_to(np.arange(n), full.shape)
-                full[fn(qrows[c], cand)] = -np.inf
-                ranks[c] = 1.0 + _count_ahead(qb[c], x, full, cand, s_r[c], r[c], bound[s:e][c])
-            v.first_rank[s:e] = ranks
-    return out["all"], out["album"]
-
-
-def rank_by_scores(
-    score_rows: Callable[[np.ndarray], np.ndarray],
-    n: int,
-    labels: np.ndarray,
-    albums: np.ndarray,
-    k: int,
-    *,
-    batch_size: int = 512,
-) -> tuple[Variant, Variant]:
-    """The facts of :func:`rank_all` for any similarity: ``score_rows(rows)`` gives float64 [B, n] scores of the
-    query rows against every track (the query's own column at -inf), e.g. a re-ranked cosine or a Musly matrix.
-
-    Ranking is score descending, ties by ascending row, as for cosine; every candidate is scored (exact).
-    """
-    out = {
-        name: Variant(
-            np.full((n, k), -1, np.int64),
-            np.full((n, k), -np.inf),
-            np.zeros(n, np.int64),
-            np.zeros(n, np.int64),
-            np.full(n, np.inf),
-            np.full(n, -np.inf),
-            np.full(n, -1, np.int64),
-        )
-        for name in ("all", "album")
-    }
-    cols = np.arange(n)
-    for s in range(0, n, max(1, batch_size)):
-        rows = np.arange(s, min(n, s + batch_size))
-        base = np.array(score_rows(rows), dtype=np.float64)
-        base[np.arange(rows.size), rows] = -np.inf
-        for name, v in out.items():
-            sc = base.copy()
-            excluded = cols[None, :] == rows[:, None]
-            if name == "album":
-                excluded = excluded | (albums[None, :] == albums[rows][:, None])
-            sc[excluded] = -np.inf
-            order = np.lexsort((np.broadcast_to(cols, sc.shape), -sc), axis=1)
-            kk = min(k, n)
-            top = order[:, :kk]
-            top_s = np.take_along_axis(sc, top, axis=1)
-            v.rows[rows, :kk] = np.where(np.isfinite(top_s), top, -1)
-            v.scores[rows, :kk] = top_s
-            relevant = (labels[None, :] == labels[rows][:, None]) & (labels[rows][:, None] >= 0) & ~excluded
-            v.n_relevant[rows] = relevant.sum(axis=1)
-            v.n_candidates[rows] = (~excluded).sum(axis=1)
-            ranked_rel = np.take_along_axis(relevant, order, axis=1)
-            has = ranked_rel.any(axis=1)
-            first = np.argmax(ranked_rel, axis=1)
-            v.first_rank[rows] = np.where(has, first + 1.0, np.inf)
-            best = order[np.arange(rows.size), first]
-            v.best_row[rows] = np.where(has, best, -1)
-            v.best_score[rows] = np.where(has, sc[np.arange(rows.size), best], -np.inf)
-    return out["all"], out["album"]
-
-
-def _summary(
-    v: Variant, labels: np.ndarray, k: int, cfg: EvaluateConfig, with_ci: bool
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    scored = (labels >= 0) & (v.n_relevant >= 1)
-    qi = np.nonzero(scored)[0]
-    top = v.rows[qi]
-    rel = (top >= 0) & (labels[np.maximum(top, 0)] == labels[qi, None])
-    values = M.per_query(rel, v.n_relevant[qi], v.first_rank[qi], k) if qi.size else np.zeros((0, 4))
-    base = M.random_expectation(v.n_candidates[qi], v.n_relevant[qi], k) if qi.size else np.zeros((0, 4))
-    ci = M.bootstrap_ci(values, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed) if with_ci else None
-    return (
-        {
-            "n_queries": int(qi.size),
-            "metrics": M.means(values),
-            "random_baseline": M.means(base),
-            "confidence_intervals": ci,
-        },
-        qi,
-        values,
-    )
-
-
-def track_set(labels: list[Any], albums: list[str], which: str) -> np.ndarray:
-    """Rows taking part (as queries and candidates): all, or those of albums with >= 2 distinct known labels.
-
-    Raises:
-        ConfigError: unknown set, naming the known ones.
-    """
-    if which == "all":
-        return np.arange(len(labels))
-    if which != "multi_label_albums":
-        raise ConfigError(unknown_choice("track set", which, TRACK_SETS))
-    seen: dict[str, set[Any]] = {}
-    for lab, alb in zip(labels, albums, strict=True):
-        if lab is not None:
-            seen.setdefault(alb, set()).add(lab)
-    rows = [i for i, alb in enumerate(albums) if len(seen.get(alb, ())) >= 2]
-    if not rows:
-        raise ConfigError("no album holds two or more label values: 'multi_label_albums' leaves no track")
-    return np.asarray(rows)
-
-
-def clustering_scores(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any] | None:
-    """How well the labels form clusters in the embedding space (scikit-learn, tracks with a label only):
-    silhouette of the true labels under cosine distance, and NMI / ARI of a seeded KMeans with k = number of
-    labels on the unit vectors against the labels (S002's reference lines: silhouette > 0.5, NMI > 0.6).
-    None with fewer than two labels or three tracks."""
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-
-    sel = labels >= 0
-    y = labels[sel]
-    n_labels = len(np.unique(y))
-    if n_labels < 2 or y.size < 3 or n_labels >= y.size:
-        return None
-    x = np.asarray(vectors[sel], dtype=np.float64)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    pred = KMeans(n_clusters=n_labels, n_init=10, random_state=seed).fit_predict(x)
-    return {
-        "n_tracks": int(y.size),
-        "n_labels": int(n_labels),
-        "silhouette_cosine": float(silhouette_score(x, y, metric="cosine")),
-        "kmeans_nmi": float(normalized_mutual_info_score(y, pred)),
-        "kmeans_ari": float(adjusted_rand_score(y, pred)),
-        "method": "sklearn KMeans(n_clusters=n_labels, n_init=10) on unit vectors; silhouette of the true labels",
-    }
-
-
-def _label(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
-    """Integer labels of values (None -> -1), in order of first appearance."""
-    index: dict[Any, int] = {}
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        out[i] = -1 if v is None else index.setdefault(v, len(index))
-    return out, list(index)
-
-
-@dataclass
-class Scored:
-    """One evaluation of a set of vectors: the metric blocks of eval_results.json and what the samples need."""
-
-    block: dict[str, Any]  # n_tracks, query_policy, overall, exclude_same_album, per_composer, clustering
-    ranking: Variant  # self excluded: every query's top-k
-    labels: np.ndarray
-    search_sec: float
-    metrics_sec: float
-
-
-def _per_label(
-    labels: np.ndarray, names: list[Any], qi: np.ndarray, values: np.ndarray
-) -> list[dict[str, Any]]:
-    """Per label value: tracks, scored queries and the mean of each metric (most tracks first)."""
-    out = []
-    counts = np.bincount(labels[labels >= 0], minlength=len(names))
-    q_labels = labels[qi]
-    for c, name in enumerate(names):
-        sel = q_labels == c
-        if sel.any():
-            m = values[sel].mean(axis=0)
-            out.append(
-                {
-                    "composer": name,
-                    "n_tracks": int(counts[c]),
-                    "n_queries": int(sel.sum()),
-                    **{key: float(min(1.0, max(0.0, m[i]))) for i, key in enumerate(M.METRICS)},
-                }
-            )
-    return sorted(out, key=lambda p: (-p["n_tracks"], p["composer"]))
-
-
 def score_vectors(
     vectors: np.ndarray, ids: list[str], label_values: list[Any], album_values: list[str], cfg: EvaluateConfig
 ) -> Scored:
@@ -447,35 +110,23 @@ def score_vectors(
     the blocks ``overall``, ``exclude_same_album`` (None when the label is the album), ``per_composer``,
     ``clustering`` and ``query_policy`` of eval_results.json."""
     t0 = time.perf_counter()
-    labels, names = _label(label_values)
-    albums, _ = _label(album_values)
     spec = cfg.rerank_spec
     if spec.method == "none":
-        v_all, v_album = rank_all(vectors, ids, labels, albums, cfg.k, batch_size=cfg.batch_size)
+        ranked = retrieval.rank(
+            label_values, album_values, cfg.k, vectors=vectors, ids=ids, batch_size=cfg.batch_size
+        )
     else:
         stats = track_stats(vectors, spec)
-        v_all, v_album = rank_by_scores(
-            lambda rows: scores(vectors, rows, spec, stats), len(ids), labels, albums, cfg.k
+        ranked = retrieval.rank(
+            label_values, album_values, cfg.k, score_rows=lambda rows: scores(vectors, rows, spec, stats)
         )
     t1 = time.perf_counter()
-    overall, qi, values = _summary(v_all, labels, cfg.k, cfg, True)
-    block = {
-        "n_tracks": len(ids),
-        "query_policy": {
-            "no_other_track_by_composer": "excluded_from_means",
-            "missing_composer": "excluded_from_means_and_never_relevant",
-            "n_excluded_no_other_track": int(((labels >= 0) & (v_all.n_relevant == 0)).sum()),
-            "n_excluded_missing_composer": int((labels < 0).sum()),
-        },
-        "overall": overall,
-        # with the album as the label, removing same-album candidates leaves nothing relevant
-        "exclude_same_album": _summary(v_album, labels, cfg.k, cfg, True)[0]
-        if cfg.label != "album_id"
-        else None,
-        "per_composer": _per_label(labels, names, qi, values),
-        **({"clustering": clustering_scores(vectors, labels, cfg.seed)} if cfg.clustering else {}),
-    }
-    return Scored(block, v_all, labels, t1 - t0, time.perf_counter() - t1)
+    scored = retrieval.score(*ranked, label_values, k=cfg.k, resamples=cfg.bootstrap_resamples, seed=cfg.seed,
+                   album_is_label=cfg.label == "album_id")  # fmt: skip
+    if cfg.clustering:
+        scored.block["clustering"] = clustering_scores(vectors, scored.labels, cfg.seed)
+    scored.search_sec, scored.metrics_sec = t1 - t0, time.perf_counter() - t1
+    return scored
 
 
 def _describe(r: TrackRow) -> dict[str, Any]:
@@ -567,6 +218,8 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     check(cfg)
     layout = cfg.common.layout
     t_total = time.perf_counter()
+    if not layout.embeddings_meta.is_file() and layout.path("similarity_meta").is_file():
+        return _evaluate_matrix_folder(cfg, t_total)
     vectors, ids, emb_meta = load_embeddings(layout)
     meta_rows = _metadata_rows(layout, ids)
     keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
@@ -574,9 +227,59 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     scored = score_vectors(
         vectors, ids, [getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg
     )
-    model = emb_meta["model"]["name"]
-    av = artifact_version(layout, model)
     comparison = _head_comparison(layout, vectors, ids, meta_rows, keep, cfg)
+    return _assemble(cfg, emb_meta["model"]["name"], emb_meta["files"]["embeddings_sha256"], scored, meta_rows,
+                     t_total, {"head_comparison": comparison} if comparison is not None else {})  # fmt: skip
+
+
+def _evaluate_matrix_folder(cfg: EvaluateConfig, t_total: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The label task on a folder that holds a similarity matrix instead of vectors (Musly in compare-models):
+    the same ranking and scoring over the matrix rows; clustering from the matrix as precomputed distances.
+
+    Raises:
+        ConfigError: re-ranking asked for (it needs vectors).
+    """
+    from research_job.similarity_matrix import read_matrix
+
+    if cfg.rerank != "none":
+        raise ConfigError(
+            f"rerank {cfg.rerank!r} needs embeddings; {cfg.common.layout.version_dir} holds a matrix"
+        )
+    layout = cfg.common.layout
+    matrix, ids, meta = read_matrix(layout)
+    meta_rows = _metadata_rows(layout, ids)
+    keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
+    sub = np.asarray(matrix, dtype=np.float64)[np.ix_(keep, keep)]
+    scores_ = -sub if meta["kind"] == "distance" else sub
+    meta_rows = [meta_rows[i] for i in keep]
+    labels = [getattr(r, cfg.label) for r in meta_rows]
+    t0 = time.perf_counter()
+    ranked = retrieval.rank(
+        labels, [r.album_id for r in meta_rows], cfg.k, score_rows=lambda rows: scores_[rows].copy()
+    )
+    t1 = time.perf_counter()
+    scored = retrieval.score(*ranked, labels, k=cfg.k, resamples=cfg.bootstrap_resamples, seed=cfg.seed,
+                             album_is_label=cfg.label == "album_id")  # fmt: skip
+    if cfg.clustering:
+        dist = sub if meta["kind"] == "distance" else sub.max() - sub
+        scored.block["clustering"] = retrieval.clustering_from_distances(dist, scored.labels, cfg.seed)
+    scored.search_sec, scored.metrics_sec = t1 - t0, time.perf_counter() - t1
+    return _assemble(
+        cfg, meta["model"], meta["files"]["matrix_sha256"], scored, meta_rows, t_total, {"search": "matrix"}
+    )
+
+
+def _assemble(
+    cfg: EvaluateConfig,
+    model: str,
+    sha: str,
+    scored: Scored,
+    meta_rows: list[TrackRow],
+    t_total: float,
+    extra: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """eval_results.json and sample_topk of one scored ranking."""
+    av = artifact_version(cfg.common.layout, model)
     results = {
         "schema_version": "1.0",
         "artifact_version": av,
@@ -588,9 +291,9 @@ def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "self_exclusion": "by_track_id",
         "tie_break": "score_desc_then_row_asc",
         "search": "exact",
-        "embeddings_sha256": emb_meta["files"]["embeddings_sha256"],
+        "embeddings_sha256": sha,
         **scored.block,
-        **({"head_comparison": comparison} if comparison is not None else {}),
+        **extra,
         "timings": {
             "search_sec": round(scored.search_sec, 4),
             "metrics_sec": round(scored.metrics_sec, 4),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from research_job import metrics as M
-from research_job import schema
+from research_job import retrieval, schema
 from research_job.config import CommonConfig
 from research_job.search import exact_scores
 from research_job.steps import evaluate
@@ -102,7 +102,7 @@ def test_rank_all_agrees_with_naive(seed: int) -> None:
     ids = [f"t{i}" for i in range(n)]
     k = 5
     for drop, v in zip(
-        (False, True), evaluate.rank_all(x, ids, labels, albums, k, batch_size=37), strict=True
+        (False, True), retrieval.rank_all(x, ids, labels, albums, k, batch_size=37), strict=True
     ):
         scored = (labels >= 0) & (v.n_relevant >= 1)
         qi = np.nonzero(scored)[0]

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from research_job import schema
+from research_job import retrieval, schema
 from research_job import similarity_matrix as sm
 from research_job.artifact_checks import listed_files
 from research_job.cli import cli
@@ -111,7 +111,7 @@ def test_matrix_ranking_by_hand() -> None:
     )
     labels = np.array([0, 1, 0, -1])
     albums = np.array([0, 0, 1, 0])
-    every, no_album = sm.rank_matrix(s, labels, albums, 2)
+    every, no_album = retrieval.rank_by_scores(lambda rows: s[rows].copy(), 4, labels, albums, 2)
     assert every.rows[0].tolist() == [3, 1] and every.scores[0].tolist() == [0.9, 0.5]
     assert every.first_rank[0] == 3.0 and every.n_relevant[0] == 1 and every.n_candidates[0] == 3
     assert every.n_relevant[3] == 0  # a missing composer is never relevant, nor has relevant candidates
@@ -310,6 +310,17 @@ def test_compare_models_with_musly(clean: CommonConfig, tmp_path: Path) -> None:
     doc2 = json.loads((out / "comparison.json").read_text())
     m2 = next(r for r in doc2["rows"] if r["label"] == "musly")
     assert m2["embeddings_reused"] is True and m2["metrics"] == m["metrics"]
+    # the evaluate step evaluates the matrix folder with the same figures, and other labels too
+    from research_job.steps import evaluate as evaluate_step
+
+    cfg = EvaluateConfig(common=CommonConfig(version_dir=layout.version_dir), k=2, bootstrap_resamples=50)
+    res_ev = evaluate_step.run(cfg)
+    assert res_ev["search"] == "matrix" and res_ev["embeddings_sha256"] == meta["files"]["matrix_sha256"]
+    assert res_ev["overall"]["metrics"]["precision_at_k"] == m["metrics"]["precision_at_k"]["value"]
+    by_album = evaluate_step.run(
+        EvaluateConfig(common=cfg.common, k=2, bootstrap_resamples=50, label="album_id")
+    )
+    assert by_album["relevance"] == "same_album_id" and by_album["exclude_same_album"] is None
 
 
 @needs_pymusly

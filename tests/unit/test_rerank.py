@@ -9,7 +9,7 @@ from scipy.stats import norm
 
 from research_job.errors import ConfigError
 from research_job.rerank import METHODS, Rerank, scores, topk, track_stats
-from research_job.steps.evaluate import EvaluateConfig, _summary, rank_all, rank_by_scores
+from research_job.retrieval import rank_all, rank_by_scores, summary
 
 
 def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -80,14 +80,13 @@ def test_rank_by_scores_equals_the_exact_cosine_path() -> None:
     labels, albums = rng.integers(-1, 6, 70), np.arange(70) // 5
     ids = [f"t{i}" for i in range(70)]
     x64 = x.astype(np.float64)
-    cfg = EvaluateConfig()
     for ref, got in zip(
         rank_all(x, ids, labels, albums, 5),
         rank_by_scores(lambda r: x64[r] @ x64.T, 70, labels, albums, 5, batch_size=9),
         strict=True,
     ):
         assert np.array_equal(ref.rows, got.rows) and np.array_equal(ref.first_rank, got.first_rank)
-        assert _summary(ref, labels, 5, cfg, False)[0] == _summary(got, labels, 5, cfg, False)[0]
+        assert summary(ref, labels, 5, 50, 0)[0] == summary(got, labels, 5, 50, 0)[0]
 
 
 def test_bad_parameters_name_the_value() -> None:
