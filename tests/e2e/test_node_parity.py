@@ -233,3 +233,29 @@ def test_composer_eval_averages_equal_eval_results(server: NodeServer, version: 
     for name in ("precision_at_k", "hit_rate_at_k", "ndcg_at_k", "mrr"):
         mean = float(np.mean([m[name] for m in per_query]))
         assert mean == pytest.approx(overall["metrics"][name], abs=1e-9), name
+
+
+def test_a_reranked_table_is_served_in_pythons_order(version: ArtifactLayout, tmp_path: Path) -> None:
+    """build-index --rerank csls: the real server answers every track's /nearest in the order of Python's
+    re-ranked exact top-k (research_job.rerank) and evaluate --rerank csls scores that same ranking."""
+    from research_job.rerank import Rerank, topk
+
+    copy = tmp_path / version.version_dir.name
+    shutil.copytree(version.version_dir, copy)
+    common = CommonConfig(version_dir=copy, model="fake-model")
+    build_index.run(BuildIndexConfig(common=common, recall_queries=300, rerank="csls", rerank_k=10))
+    vectors, ids, _ = load_embeddings(ArtifactLayout(copy))
+    want, _ = topk(vectors, K, Rerank("csls", k=10))
+    srv = NodeServer(copy, "exact", "require")
+    try:
+        mismatches = []
+        for i, tid in enumerate(ids):
+            status, body = srv.get(f"/tracks/{tid}/nearest?k={K}")
+            assert status == 200 and body["method"] == "precomputed", body
+            assert body["ranking"] == {"method": "csls", "params": {"k": 10}}
+            got = [h["track_id"] for h in body["hits"]]
+            if got != [ids[r] for r in want[i]]:
+                mismatches.append((tid, got))
+        assert not mismatches, f"{len(mismatches)} tracks differ, first: {mismatches[:3]}"
+    finally:
+        srv.close()
