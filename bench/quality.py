@@ -98,10 +98,23 @@ def label_row(folder: Path, label: str, tracks: str, extra: tuple[str, ...] = ()
     return {k: ev.get(k) for k in keep}
 
 
-def excerpt_row(folder: Path) -> dict[str, Any]:
-    """``evaluate --task excerpt`` on ``folder``: the excerpt results (frozen beside a head)."""
-    rj("evaluate", "--version-dir", str(folder), "--task", "excerpt", "--excerpts-per-track", str(EXCERPTS))
-    ex = _json(folder / "eval" / "excerpt_results.json")
+def excerpt_row(folder: Path, reuse: bool = True) -> dict[str, Any]:
+    """``evaluate --task excerpt`` on ``folder``: the excerpt results (frozen beside a head). A result already in
+    the folder for the same embeddings and query settings is kept (``reuse``)."""
+    path = folder / "eval" / "excerpt_results.json"
+    emb = _json(folder / "embeddings" / "embeddings_meta.json")["files"]["embeddings_sha256"]
+    old = _json(path) if path.is_file() else None
+    if not (reuse and old and old["embeddings_sha256"] == emb and old["query"]["per_track"] == EXCERPTS):
+        rj(
+            "evaluate",
+            "--version-dir",
+            str(folder),
+            "--task",
+            "excerpt",
+            "--excerpts-per-track",
+            str(EXCERPTS),
+        )
+    ex = _json(path)
     return {
         k: ex.get(k)
         for k in ("n_queries", "n_candidates", "metrics", "confidence_intervals", "random_baseline", "frozen")
@@ -171,17 +184,25 @@ def stage_heads(c: dict[str, Any], out: Path, res: dict[str, Any]) -> None:
         }
         rj("build-index", "--version-dir", str(folder))
         row["tasks"] = {f"{lab}/{trk}": label_row(folder, lab, trk) for lab, trk in c["tasks"]}
-        row["excerpt"] = excerpt_row(folder)
+        row["excerpt"] = excerpt_row(folder, reuse=False)
         rj("validate", "--version-dir", str(folder))
         heads[name] = row
     res["heads"] = heads
 
 
 def stage_excerpt(res: dict[str, Any], c: dict[str, Any]) -> None:
-    rows = {}
+    """The excerpt task for every frozen entry with a query path (not Musly; not the random floor, whose figures
+    are the exact random baseline printed beside every row); entries already measured are kept."""
+    rows = dict(res.get("excerpt") or {})
     for entry, row in res.get("frozen", {}).items():
-        if row.get("status") == "ok" and row.get("role") != "classic_baseline":  # Musly has no query path
-            rows[entry] = excerpt_row(ROOT / row["folder"])
+        if (
+            entry in rows
+            or row.get("status") != "ok"
+            or row.get("role") in ("classic_baseline", "random_floor")
+        ):
+            continue
+        rows[entry] = excerpt_row(ROOT / row["folder"])
+        res["excerpt"] = rows
     if not rows:
         rows["musicnn-msd"] = excerpt_row(Path(c["source"]))
     res["excerpt"] = rows

@@ -100,8 +100,13 @@ def make_queries(
     return waves, np.asarray(targets, dtype=np.int64), failed
 
 
-def _embedded(waves: Sequence[np.ndarray], embed_one: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    return np.concatenate([embed_one(w) for w in waves]) if waves else np.zeros((0, 1), np.float32)
+#: query excerpts per call of the model
+BATCH = 8
+
+
+def _embedded(waves: Sequence[np.ndarray], embed: Callable[[list[np.ndarray]], np.ndarray]) -> np.ndarray:
+    """``embed`` over batches of :data:`BATCH` waveforms, stacked."""
+    return np.concatenate([embed(list(waves[i : i + BATCH])) for i in range(0, len(waves), BATCH)])
 
 
 def evaluate_excerpts(
@@ -127,7 +132,7 @@ def evaluate_excerpts(
     Raises:
         ArtifactError: no track could be decoded, or the folder has no embeddings.
     """
-    from research_job.query import QueryEncoder, embed_query_waveform, load_query_encoder
+    from research_job.query import QueryEncoder, embed_query_waveforms, load_query_encoder
 
     t0 = time.perf_counter()
     vectors, ids, meta = load_embeddings(layout)
@@ -142,7 +147,7 @@ def evaluate_excerpts(
     if not waves:
         raise ArtifactError(f"No query could be made: every chosen track failed to decode ({failed[:3]})")
     t1 = time.perf_counter()
-    q = _embedded(waves, lambda w: embed_query_waveform(w, qe))
+    q = _embedded(waves, lambda batch: embed_query_waveforms(batch, qe))
     result: dict[str, Any] = {
         "schema_version": "1.0",
         "task": "excerpt",
@@ -164,7 +169,7 @@ def evaluate_excerpts(
     }
     frozen = _frozen_vectors(layout, len(ids))
     if frozen is not None:
-        fq = l2_normalize(embed_waveforms(qe.encoder, list(waves)))
+        fq = l2_normalize(_embedded(waves, lambda batch: embed_waveforms(qe.encoder, batch)))
         result["frozen"] = summary(target_ranks(fq, frozen, targets), len(ids), resamples, seed)
     result["timings"] = {
         "queries_sec": round(t1 - t0, 3),

@@ -188,26 +188,31 @@ def load_query_audio(path: str | os.PathLike[str], qe: QueryEncoder) -> np.ndarr
     return wav
 
 
-def embed_query_waveform(wav: np.ndarray, qe: QueryEncoder) -> np.ndarray:
-    """Pooled vector of one waveform -> recorded post-processing -> L2 norm: float32 [1, D].
+def embed_query_waveforms(waves: list[np.ndarray], qe: QueryEncoder) -> np.ndarray:
+    """Pooled vectors of waveforms (one call of the model) -> recorded post-processing -> L2 norm: float32 [n, D].
 
     For a head folder: the backbone's frames of the head's layers -> the head (unit norm already).
 
     Raises:
-        ArtifactError: the model returned a non-finite or zero vector.
+        ArtifactError: the model returned a non-finite or zero vector (for any of them).
     """
     if qe.head is not None:
-        _, frames = qe.encoder.embed_frames([wav], qe.head.layers)  # type: ignore[attr-defined]
-        return np.asarray(qe.head.embed([np.asarray(frames[0], np.float32)]), dtype=np.float32)
-    raw = embed_waveforms(qe.encoder, [wav])
-    if raw.shape != (1, int(qe.meta["dim"])) or not np.all(np.isfinite(raw)):
+        _, frames = qe.encoder.embed_frames(waves, qe.head.layers)  # type: ignore[attr-defined]
+        return np.asarray(qe.head.embed([np.asarray(f, np.float32) for f in frames]), dtype=np.float32)
+    raw = embed_waveforms(qe.encoder, waves)
+    if raw.shape != (len(waves), int(qe.meta["dim"])) or not np.all(np.isfinite(raw)):
         raise ArtifactError(f"The model returned a bad query vector (shape {raw.shape}, NaN or inf)")
-    if float(np.linalg.norm(raw.astype(np.float64))) < MIN_NORM:
+    if float(np.linalg.norm(raw.astype(np.float64), axis=1).min()) < MIN_NORM:
         raise ArtifactError("The model returned a near-zero query vector")
     out = apply_postprocess(raw, qe.layout)
     if not np.all(np.isfinite(out)):
         raise ArtifactError("The query vector is near zero after the recorded post-processing")
     return out
+
+
+def embed_query_waveform(wav: np.ndarray, qe: QueryEncoder) -> np.ndarray:
+    """:func:`embed_query_waveforms` of one waveform: float32 [1, D], unit norm."""
+    return embed_query_waveforms([wav], qe)
 
 
 def embed_query_file(path: str | os.PathLike[str], qe: QueryEncoder) -> np.ndarray:
