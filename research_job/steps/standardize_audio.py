@@ -89,7 +89,12 @@ def resolve_sample_rate(cfg: StandardizeAudioConfig) -> tuple[int, str]:
         return int(cfg.sample_rate), "config"
     from research_job.models.registry import load_model, split_options
 
-    name, _ = split_options(cfg.common.model.strip())
+    spec = cfg.common.model.strip()
+    if spec.startswith("fusion:"):  # members share one rate (the fusion backend insists): the first one's
+        from research_job.models.fusion import split_members
+
+        spec = split_members(spec[len("fusion:") :])[0]
+    name, _ = split_options(spec)
     if name in MODEL_SAMPLE_RATES:
         return MODEL_SAMPLE_RATES[name], "model_table"
     return int(load_model(cfg.common.model).sample_rate), "model"

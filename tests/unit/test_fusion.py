@@ -69,3 +69,11 @@ def test_embed_a_fusion_with_block_standardize(tmp_path: Path) -> None:
     )
     vectors, _, _ = load_embeddings(common.layout)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_standardize_knows_a_fusions_rate_without_loading_it() -> None:
+    from research_job.config import CommonConfig
+    from research_job.steps.standardize_audio import StandardizeAudioConfig, resolve_sample_rate
+
+    cfg = StandardizeAudioConfig(common=CommonConfig(model="fusion:musicnn-msd+musicnn-mtt?layer=max_pool"))
+    assert resolve_sample_rate(cfg) == (16000, "model_table")
