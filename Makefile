@@ -9,9 +9,12 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 RJ          := $(VENV)/bin/research-job
 CONFIG      ?= configs/demo.yaml
-MODEL       ?= musicnn-msd
+# the default model (research_job.models.registry.DEFAULT_MODEL; docs/quality.md says why)
+MODEL       ?= fusion:musicnn-msd+musicnn-mtt
 ARTIFACTS   ?= artifacts
-VERSION_DIR ?= $(ARTIFACTS)/v1_model_$(MODEL)
+# the folder name research_job.layout.version_name gives MODEL (/ -> --, : -> -, other unsafe characters -> _)
+model_dir    = $(subst ?,_,$(subst &,_,$(subst =,_,$(subst +,_,$(subst :,-,$(subst /,--,$(1)))))))
+VERSION_DIR ?= $(ARTIFACTS)/v1_model_$(call model_dir,$(MODEL))
 DEMO_DIR    ?= .cache/demo_corpus
 DEMO_TRACKS ?= 128
 RENDERING   ?= ensemble
@@ -100,7 +103,7 @@ validate: ## check a whole version folder against the schemas and itself
 publish: ## upload the version folder to S3 (BUCKET=..., ENDPOINT_URL=... for S3-compatible stores)
 	$(RJ) publish $(STEP_ARGS) --bucket $(BUCKET) $(if $(ENDPOINT_URL),--endpoint-url $(ENDPOINT_URL),)
 
-COMPARE_ENTRIES ?= musicnn-msd,musicnn-msd?layer=max_pool,musicnn-msd\#pca_whiten,musicnn-mtt,dsp-stats,random
+COMPARE_ENTRIES ?= fusion:musicnn-msd+musicnn-mtt\#center,musicnn-msd,musicnn-mtt,musicnn-msd\#center,dsp-stats,random
 compare-models: ## embed + evaluate several models on the demo metadata -> artifacts/comparison/comparison.{json,md}
 	$(RJ) compare-models --version-dir $(VERSION_DIR) --out-dir $(ARTIFACTS)/comparison --entries '$(COMPARE_ENTRIES)'
 

@@ -6,9 +6,12 @@ version folders under ``artifacts/quality/<corpus>/``, and is written to ``bench
 ``--report-only`` renders both corpora's tables into ``docs/quality.md`` and the README block between
 ``<!-- quality:start -->`` and ``<!-- quality:end -->``.
 
-Stages: ``frozen`` (registry models, fusions, Musly, the DSP baseline and the random floor), ``levers`` (hubness
-reduction and query expansion over the default), ``heads`` (trained heads, each beside the frozen backbone on its
-own test split), ``excerpt`` (the excerpt task for every embedding folder).
+Stages: ``default`` (the default pipeline, ``research-job run --config <corpus config>``, evaluated as it is
+shipped), ``frozen`` (registry models, fusions, Musly, the DSP baseline and the random floor), ``levers`` (hubness
+reduction and query expansion over the default), ``excerpt`` (the excerpt task for the default and every
+embedding entry), ``paired`` (every vector entry minus the default, query by query, with a paired bootstrap CI:
+two entries' CIs overlap far more often than their paired difference spans zero), ``heads`` (trained heads, each
+beside its frozen backbone on its own test split).
 
     python -m bench.quality --corpus demo
     python -m bench.quality --corpus realmusic --stages frozen,levers
@@ -25,7 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.common import RESULTS_DIR, ROOT, log, machine_facts, utc_now
+from research_job.layout import version_name
+from research_job.models.registry import DEFAULT_MODEL
+
+DEFAULT_DIR = version_name(DEFAULT_MODEL)
+#: the heads train on the frames of one musicnn checkpoint (measured there; the default fusion has frames too)
+HEAD_BACKBONE = "musicnn-msd"
 
 RJ = str(ROOT / ".venv" / "bin" / "research-job")
 FRAMES = ["--frames", "penultimate,mean_pool,max_pool", "--views", "4", "--view-sec", "30"]
@@ -33,13 +44,15 @@ FRAMES = ["--frames", "penultimate,mean_pool,max_pool", "--views", "4", "--view-
 #: each corpus: its source version folder, the config that builds it, and its label tasks (label, tracks)
 CORPORA: dict[str, dict[str, Any]] = {
     "demo": {
-        "source": "artifacts/v1_model_musicnn-msd",
+        "source": f"artifacts/{DEFAULT_DIR}",
+        "frames_source": f"artifacts/{version_name(HEAD_BACKBONE)}",
         "config": "configs/demo.yaml",
         "tasks": [("composer", "all")],
         "about": "128 demo tracks (music21 scores rendered with FluidSynth), 10 composers, 32 albums",
     },
     "realmusic": {
-        "source": "artifacts/realmusic/v1_model_musicnn-msd",
+        "source": f"artifacts/realmusic/{DEFAULT_DIR}",
+        "frames_source": f"artifacts/realmusic/{version_name(HEAD_BACKBONE)}",
         "config": "configs/realmusic.yaml",
         "tasks": [("album_id", "all"), ("composer", "multi_label_albums")],
         "about": "151 recorded game-soundtrack tracks (7 Debian packages), 9 soundtracks, 22 artists",
@@ -49,6 +62,8 @@ CORPORA: dict[str, dict[str, Any]] = {
 FROZEN = [
     "musicnn-msd",
     "musicnn-mtt",
+    "musicnn-msd#center",
+    "musicnn-mtt#center",
     "musicnn-msd?layer=max_pool",
     "fusion:musicnn-msd+musicnn-mtt#block_standardize",
     "musly",
@@ -142,6 +157,69 @@ def stage_frozen(c: dict[str, Any], out: Path, res: dict[str, Any]) -> None:
     res["frozen"] = rows
 
 
+def stage_default(c: dict[str, Any], res: dict[str, Any]) -> None:
+    """The default pipeline on the corpus (resumes: a finished folder is only re-evaluated), each label task."""
+    rj("run", "--config", c["config"])
+    src = ROOT / c["source"]
+    meta = _json(src / "embeddings" / "embeddings_meta.json")
+    res["default"] = {
+        "folder": c["source"],
+        "model": meta["model"]["name"],
+        "postprocess": meta["postprocess"]["type"],
+        "dim": meta["dim"],
+        "tasks": {f"{lab}/{trk}": label_row(src, lab, trk) for lab, trk in c["tasks"]},
+    }
+    rj("evaluate", "--version-dir", str(src))  # leave the folder's own eval as the pipeline wrote it
+
+
+def _per_query(folder: Path, label: str, tracks: str) -> dict[str, float]:
+    """Each scored query's P@5 in ``folder`` for one label task (the ranking evaluate uses: exact cosine, the
+    query excluded by id), by track id."""
+    from research_job import retrieval
+    from research_job.embeddings import load_embeddings
+    from research_job.layout import ArtifactLayout
+    from research_job.metadata import read_tracks_csv
+
+    layout = ArtifactLayout(folder)
+    vectors, ids, _ = load_embeddings(layout)
+    by_id = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
+    rows = [by_id[t] for t in ids]
+    keep = retrieval.track_set([getattr(r, label) for r in rows], [r.album_id for r in rows], tracks)
+    kept = [ids[i] for i in keep]
+    values = [getattr(rows[i], label) for i in keep]
+    ranked, _ = retrieval.rank(
+        values, [rows[i].album_id for i in keep], 5, vectors=np.ascontiguousarray(vectors[keep]), ids=kept
+    )
+    labels, _ = retrieval.label_ids(values)
+    _, qi, per = retrieval.summary(ranked, labels, 5, 10, 0)
+    p5 = per[:, 0] if per.ndim > 1 else per
+    return {kept[int(q)]: float(v) for q, v in zip(qi, p5, strict=True)}
+
+
+def paired_diff(a: dict[str, float], b: dict[str, float], resamples: int = 2000) -> dict[str, Any]:
+    """Mean of b - a over the queries both score, and its paired bootstrap 95% CI (seeded)."""
+    common = sorted(set(a) & set(b))
+    d = np.array([b[t] - a[t] for t in common])
+    rng = np.random.default_rng(0)
+    boot = d[rng.integers(0, d.size, (resamples, d.size))].mean(axis=1)
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return {"n_queries": int(d.size), "mean": float(d.mean()), "low": float(lo), "high": float(hi)}
+
+
+def stage_paired(c: dict[str, Any], res: dict[str, Any]) -> None:
+    """P@5 of every vector entry minus the default's, per label task, paired over the same queries."""
+    out: dict[str, Any] = {}
+    for lab, trk in c["tasks"]:
+        base = _per_query(ROOT / c["source"], lab, trk)
+        rows = {}
+        for entry, row in res.get("frozen", {}).items():
+            folder = ROOT / str(row.get("folder"))
+            if row.get("status") == "ok" and (folder / "embeddings" / "embeddings.f32").is_file():
+                rows[entry] = paired_diff(base, _per_query(folder, lab, trk))
+        out[f"{lab}/{trk}"] = rows
+    res["paired"] = out
+
+
 def stage_levers(c: dict[str, Any], res: dict[str, Any]) -> None:
     src = Path(c["source"])
     res["levers"] = {
@@ -152,8 +230,9 @@ def stage_levers(c: dict[str, Any], res: dict[str, Any]) -> None:
 
 
 def stage_heads(c: dict[str, Any], out: Path, res: dict[str, Any]) -> None:
-    src = Path(c["source"])
-    rj("embed", "--config", c["config"], "--version-dir", str(src), *FRAMES)
+    src = Path(c["frames_source"])
+    rj("embed", "--config", c["config"], "--model", HEAD_BACKBONE, "--postprocess", "none",
+       "--version-dir", str(src), *FRAMES)  # fmt: skip
     heads = {}
     runs = [
         (f"{n}-s{seed}", [*o, "--seed", str(seed)])
@@ -203,15 +282,17 @@ def stage_excerpt(res: dict[str, Any], c: dict[str, Any]) -> None:
             continue
         rows[entry] = excerpt_row(ROOT / row["folder"])
         res["excerpt"] = rows
-    if not rows:
-        rows["musicnn-msd"] = excerpt_row(Path(c["source"]))
+    if res.get("default"):
+        res["default"]["excerpt"] = excerpt_row(ROOT / c["source"])
     res["excerpt"] = rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", choices=sorted(CORPORA), help="which corpus to measure")
-    ap.add_argument("--stages", default="frozen,levers,excerpt,heads", help="comma-separated stages to run")
+    ap.add_argument(
+        "--stages", default="default,frozen,levers,excerpt,paired,heads", help="comma-separated stages to run"
+    )
     ap.add_argument(
         "--report-only", action="store_true", help="only render docs/quality.md and the README block"
     )
@@ -225,8 +306,9 @@ def main() -> int:
         out = ROOT / "artifacts" / "quality" / args.corpus
         for stage in args.stages.split(","):
             t0 = time.perf_counter()
-            {"frozen": lambda: stage_frozen(c, out, res), "levers": lambda: stage_levers(c, res),
-             "heads": lambda: stage_heads(c, out, res), "excerpt": lambda: stage_excerpt(res, c)}[stage]()  # fmt: skip
+            {"default": lambda: stage_default(c, res), "frozen": lambda: stage_frozen(c, out, res),
+             "levers": lambda: stage_levers(c, res), "heads": lambda: stage_heads(c, out, res),
+             "excerpt": lambda: stage_excerpt(res, c), "paired": lambda: stage_paired(c, res)}[stage]()  # fmt: skip
             res.setdefault("stage_sec", {})[stage] = round(time.perf_counter() - t0, 1)
             res["created_at"], res["machine"] = utc_now(), machine_facts()
             path.write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")

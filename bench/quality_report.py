@@ -72,6 +72,14 @@ def frozen_table(res: dict[str, Any]) -> list[str]:
         key=list(TASK_NAMES).index,
     )
     lines = _header(tasks)
+    d = res.get("default")
+    if d:
+        cells = [f"**default pipeline** (`{d['model']}`, postprocess `{d['postprocess']}`)"]
+        for t in tasks:
+            cells += _task_cells((d.get("tasks") or {}).get(t))
+        cells += _excerpt_cells(d.get("excerpt"))
+        cells += [str(d.get("dim") or ""), ""]
+        lines.append("| " + " | ".join(cells) + " |")
     for entry, r in res.get("frozen", {}).items():
         if r.get("status") != "ok":
             lines.append(f"| `{entry}` | failed: {r.get('error') or r.get('status')} |")
@@ -91,7 +99,7 @@ def levers_table(res: dict[str, Any]) -> list[str]:
         return []
     tasks = sorted({t for r in levers.values() for t in r}, key=list(TASK_NAMES).index)
     cols = (
-        ["re-ranking of musicnn-msd"]
+        [f"re-ranking of the default ({(res.get('default') or {}).get('model', 'musicnn-msd')})"]
         + [f"P@5 ({TASK_NAMES.get(t, t)})" for t in tasks]
         + ["MRR" for _ in tasks]
     )
@@ -140,6 +148,25 @@ def heads_table(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def paired_table(res: dict[str, Any]) -> list[str]:
+    """Every vector entry's P@5 minus the default's, paired over the same queries, with its bootstrap CI; an
+    entry is told apart from the default only when its interval excludes zero."""
+    paired = res.get("paired") or {}
+    if not paired:
+        return []
+    tasks = sorted(paired, key=list(TASK_NAMES).index)
+    cols = ["entry"] + [f"P@5 minus default ({TASK_NAMES.get(t, t)})" for t in tasks]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for entry in paired[tasks[0]]:
+        cells = [f"`{entry}`"]
+        for t in tasks:
+            p = paired[t].get(entry)
+            mark = "" if not p or p["low"] <= 0 <= p["high"] else " *"
+            cells.append(f"{p['mean']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]{mark}" if p else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _diff(r: dict[str, Any], task: str, key: str) -> float | None:
     hc = (r["tasks"].get(task) or {}).get("head_comparison") or {}
     h, f = (hc.get("head") or {}).get("overall"), (hc.get("frozen") or {}).get("overall")
@@ -182,6 +209,14 @@ def heads_summary(res: dict[str, Any]) -> list[str]:
 
 def corpus_section(res: dict[str, Any]) -> list[str]:
     out = [f"### {res['corpus']}: {res.get('about', '')}", "", *frozen_table(res), ""]
+    if res.get("paired"):
+        out += [
+            "Each entry minus the default pipeline, paired over the same queries (paired bootstrap 95% CI; "
+            "`*` = the interval excludes 0):",
+            "",
+            *paired_table(res),
+            "",
+        ]
     if res.get("levers"):
         out += [
             "Index-time levers (hubness reduction, query expansion) over the default:",

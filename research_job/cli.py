@@ -215,13 +215,16 @@ def models_cmd() -> None:
     Example:
       research-job models
     """
+    from research_job.embeddings import DEFAULT_POSTPROCESS
     from research_job.models.registry import DEFAULT_MODEL, MODELS, PREFIXES
 
     for name, entry in sorted(MODELS.items()):
-        mark = " (default)" if name == DEFAULT_MODEL else ""
-        click.echo(f"{name:<14}{entry.description}{mark}")
+        click.echo(f"{name:<14}{entry.description}")
     for prefix, entry in PREFIXES.items():
         click.echo(f"{prefix + '<id>':<14}{entry.description}")
+    click.echo(
+        f"default: {DEFAULT_MODEL} with --postprocess {DEFAULT_POSTPROCESS} (docs/quality.md says why)"
+    )
 
 
 def main() -> None:

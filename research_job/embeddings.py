@@ -22,6 +22,9 @@ from research_job.models.base import Encoder
 from research_job.provenance import code_version, sha256_bytes, sha256_file, utc_now
 
 POSTPROCESS = ("none", "center", "standardize", "block_standardize", "pca_whiten")
+#: the embed step's default: removing the corpus mean before cosine helped or tied every musicnn model and fusion
+#: on both quality corpora (docs/quality.md), the centring remedy for hubs (Suzuki et al., EMNLP 2013)
+DEFAULT_POSTPROCESS = "center"
 POSTPROCESS_FILE = "postprocess.npz"
 #: a pooled vector with a smaller L2 norm is treated as silent / degenerate
 MIN_NORM = 1e-6

@@ -112,7 +112,7 @@ def measure(keep: bool) -> dict:
     env_note = {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ}
     rc_demo, demo_sec, demo_log = _run(["make", "demo"], clone, work / "demo.log")
     rc_test, test_sec, test_log = _run(["make", "test"], clone, work / "test.log")
-    meta_path = clone / "artifacts/v1_model_musicnn-msd/embeddings/embeddings_meta.json"
+    meta_path = clone / "artifacts/v1_model_fusion-musicnn-msd_musicnn-mtt/embeddings/embeddings_meta.json"
     x_rt = json.loads(meta_path.read_text())["stats"]["x_realtime"] if meta_path.is_file() else None
     result = {
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

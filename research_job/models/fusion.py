@@ -9,6 +9,10 @@ The blocks' sizes are recorded (``info()['params']['blocks']``), so the post-pro
 (:mod:`research_job.embeddings`) can z-score every dimension over the corpus and then scale each block to the
 same total variance, whatever its dimension: the per-block standardisation the fusion literature uses, so a
 753-d layer does not drown a 200-d one. Every sub-model must take the same sample rate.
+
+When every member is a frame encoder with the same frame and hop lengths (the musicnn checkpoints: one frame per
+3 s patch), the fusion is one too: a frame layer of the fusion is that layer of every member side by side, so
+train-head can learn on the fused frames of the default model.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from research_job.errors import ModelError
-from research_job.models.base import Encoder
+from research_job.errors import ModelError, unknown_choice
+from research_job.models.base import Encoder, FrameEncoder
 
 PREFIX = "fusion:"
 
@@ -40,6 +44,15 @@ def split_members(rest: str) -> list[str]:
     return members
 
 
+def _join(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Each block L2-normalised (a zero row stays zero), side by side, float32."""
+    out = []
+    for v in parts:
+        norm = np.linalg.norm(v, axis=1, keepdims=True)
+        out.append(np.where(norm > 0, v / np.where(norm > 0, norm, 1.0), 0.0))
+    return np.concatenate(out, axis=1).astype(np.float32)
+
+
 class FusionEncoder:
     """Concatenation of several encoders' pooled vectors, each block L2-normalised."""
 
@@ -54,15 +67,50 @@ class FusionEncoder:
         self.blocks = [int(m.dim) for m in members]
         self.dim = sum(self.blocks)
         self.name = PREFIX + "+".join(m.name for m in members)
+        # frame layers: those every member has, at one frame/hop length; none when a member has no frames
+        framed = [m for m in members if isinstance(m, FrameEncoder)]
+        timing = {(float(m.frame_sec), float(m.hop_sec)) for m in framed}
+        self.frame_layers: dict[str, int] = {}
+        self.frame_sec = self.hop_sec = 0.0
+        if len(framed) == len(members) and len(timing) == 1:
+            self.frame_sec, self.hop_sec = timing.pop()
+            common = [n for n in framed[0].frame_layers if all(n in m.frame_layers for m in framed)]
+            self.frame_layers = {n: sum(int(m.frame_layers[n]) for m in framed) for n in common}
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """[n, sum of the members' dims]: each member's pooled vector, L2-normalised, side by side."""
-        parts = []
+        return _join([np.asarray(m.embed(list(batch)), dtype=np.float64) for m in self.members])
+
+    def embed_frames(
+        self, batch: Sequence[np.ndarray], layers: Sequence[str]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The pooled vectors of :meth:`embed` and, per waveform, its frames: for each of ``layers`` in order,
+        that layer of every member side by side (so ``frames_meta`` columns hold one fused layer each).
+
+        Raises:
+            ModelError: a layer not every member has (naming the valid ones), or members disagreeing on a
+                waveform's frame count.
+        """
+        for name in layers:
+            if name not in self.frame_layers:
+                raise ModelError(unknown_choice(f"frame layer of {self.name}", name, list(self.frame_layers)))
+        pooled, per_member = [], []
         for m in self.members:
-            v = np.asarray(m.embed(list(batch)), dtype=np.float64)
-            norm = np.linalg.norm(v, axis=1, keepdims=True)
-            parts.append(np.where(norm > 0, v / np.where(norm > 0, norm, 1.0), 0.0))
-        return np.concatenate(parts, axis=1).astype(np.float32)
+            assert isinstance(m, FrameEncoder)
+            p, f = m.embed_frames(list(batch), layers)
+            pooled.append(np.asarray(p, dtype=np.float64))
+            cuts = np.cumsum([int(m.frame_layers[n]) for n in layers])[:-1]
+            per_member.append([np.split(np.asarray(x), cuts, axis=1) for x in f])
+        joined = []
+        for i in range(len(batch)):
+            counts = {int(pm[i][0].shape[0]) for pm in per_member} if layers else {0}
+            if len(counts) != 1:
+                raise ModelError(f"{self.name}: members gave {sorted(counts)} frames for waveform {i}")
+            blocks = [pm[i][j] for j in range(len(layers)) for pm in per_member]
+            joined.append(
+                np.concatenate(blocks, axis=1).astype(np.float32) if blocks else np.zeros((0, 0), np.float32)
+            )
+        return _join(pooled), joined
 
     def info(self) -> dict[str, Any]:
         infos = [m.info() for m in self.members]

@@ -102,7 +102,11 @@ PREFIXES: dict[str, Entry] = {
     ),
 }
 
-DEFAULT_MODEL = "musicnn-msd"
+#: the default pipeline's model, with the default post-processing ``center`` (research_job.embeddings): chosen on
+#: both corpora of bench/quality.py. On recorded music (151 tracks, 9 soundtracks) it beats every single musicnn
+#: checkpoint and Musly on same-soundtrack and same-artist P@5 beyond the paired-bootstrap CI; on the demo it ties
+#: (docs/quality.md).
+DEFAULT_MODEL = "fusion:musicnn-msd+musicnn-mtt"
 #: what follows each prefix, as known_models() shows it
 PREFIX_ARGS = {"fusion:": "<spec>+<spec>", "hf:": "<id-or-path>"}
 

@@ -677,7 +677,7 @@ STEP = Step(
     name="compare_models",
     config=CompareModelsConfig,
     summary="Embed + evaluate several models on one exported corpus; writes comparison.json and comparison.md.",
-    example="research-job compare-models --version-dir artifacts/v1_model_musicnn-msd "
+    example="research-job compare-models --version-dir artifacts/v1_model_fusion-musicnn-msd_musicnn-mtt "
     "--entries 'musicnn-msd,musicnn-msd#center' --out-dir artifacts/comparison",
     run=run,
     check=check,

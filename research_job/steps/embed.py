@@ -38,6 +38,7 @@ from research_job import schema
 from research_job.augment import CHAINS, augmented, describe, seed_for
 from research_job.config import CommonConfig, check_choices, option
 from research_job.embeddings import (
+    DEFAULT_POSTPROCESS,
     MIN_NORM,
     POSTPROCESS,
     check_vector,
@@ -81,8 +82,9 @@ class EmbedConfig:
         16, "commit partial results every this many tracks (an interrupted run resumes)"
     )
     postprocess: str = option(
-        "none",
-        "corpus post-processing before the L2 norm (fitted on this corpus, applied to queries)",
+        DEFAULT_POSTPROCESS,
+        "corpus post-processing before the L2 norm (fitted on this corpus, applied to queries); center removes "
+        "the corpus mean (fewer hubs), none keeps the model's vectors",
         choices=POSTPROCESS,
     )
     frames: str | None = option(

@@ -284,7 +284,7 @@ STEP = Step(
     config=FindSimilarConfig,
     summary="Query by audio: the tracks most similar to one audio file, embedded like the corpus was.",
     example="research-job find-similar --query .cache/demo_corpus/store/audio/mozart-quartet-k458/mozart-k458-mvt4.ogg "
-    "--version-dir artifacts/v1_model_musicnn-msd --k 5",
+    "--version-dir artifacts/v1_model_fusion-musicnn-msd_musicnn-mtt --k 5",
     run=run,
     check=check,
     show=lambda cfg, result: json.dumps(result, indent=2) if cfg.json else format_table(result),

@@ -181,7 +181,7 @@ STEP = Step(
     name="train_head",
     config=TrainHeadConfig,
     summary="Train a head on a folder's frozen backbone frames; writes a head version folder (needs embed --frames).",
-    example="research-job train-head --version-dir artifacts/v1_model_musicnn-msd --objective contrastive "
+    example="research-job train-head --version-dir artifacts/v1_model_fusion-musicnn-msd_musicnn-mtt --objective contrastive "
     "--architecture mlp --split album --epochs 30",
     run=run,
     check=check,

@@ -29,7 +29,7 @@ from research_job.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
-DEMO = REPO / "artifacts" / "v1_model_musicnn-msd"
+DEMO = REPO / "artifacts" / "v1_model_fusion-musicnn-msd_musicnn-mtt"
 SERVER_JS = REPO / "node_api" / "dist" / "src" / "server.js"
 #: README commands run end to end on the demo corpus (the others are parsed only: publish needs a bucket,
 #: compare-models and embed-segments embed the corpus again)

@@ -163,7 +163,7 @@ def test_postprocess_recorded_and_reapplied(tmp_path: Path, kind: str) -> None:
     again = embeddings.apply_postprocess(raw, common.layout)
     np.testing.assert_allclose(again, vecs, atol=1e-6)
     none_dir = make_corpus(tmp_path / "none", SR, n=12)
-    embed.run(_cfg(none_dir), encoder=FakeEncoder())
+    embed.run(_cfg(none_dir, postprocess="none"), encoder=FakeEncoder())
     plain, _, _ = embeddings.load_embeddings(none_dir.layout)
     assert not np.allclose(plain, vecs, atol=1e-3)  # the transform really changed the vectors
 

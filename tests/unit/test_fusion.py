@@ -77,3 +77,50 @@ def test_standardize_knows_a_fusions_rate_without_loading_it() -> None:
 
     cfg = StandardizeAudioConfig(common=CommonConfig(model="fusion:musicnn-msd+musicnn-mtt?layer=max_pool"))
     assert resolve_sample_rate(cfg) == (16000, "model_table")
+
+
+class _Framer:
+    """A frame encoder whose layer ``a`` (dim 2) and ``b`` (dim 1) per 1 s frame are known constants."""
+
+    sample_rate, frame_sec, hop_sec = 16000, 1.0, 1.0
+
+    def __init__(self, tag: float, layers: dict[str, int] | None = None) -> None:
+        self.tag, self.name, self.dim = tag, f"framer{tag}", 2
+        self.frame_layers = layers or {"a": 2, "b": 1}
+
+    def _frames(self, w: np.ndarray, layers: list[str]) -> np.ndarray:
+        t = max(1, w.size // self.sample_rate)
+        cols = {"a": [self.tag, self.tag + 0.1], "b": [self.tag + 0.5]}
+        return np.tile(np.concatenate([cols[n] for n in layers]), (t, 1)).astype(np.float32)
+
+    def embed(self, batch: list[np.ndarray]) -> np.ndarray:
+        return np.array([[self.tag, 1.0]] * len(batch), np.float32)
+
+    def embed_frames(self, batch: list[np.ndarray], layers: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.embed(batch), [self._frames(w, list(layers)) for w in batch]
+
+    def info(self) -> dict[str, object]:
+        return {"name": self.name, "version": "1", "weights_sha256": None, "pooling": "mean", "layer": "a"}
+
+
+def test_a_fusion_of_frame_encoders_fuses_each_layer_side_by_side() -> None:
+    from research_job.models.base import FrameEncoder
+    from research_job.models.fusion import FusionEncoder
+
+    enc = FusionEncoder([_Framer(1.0), _Framer(2.0)])
+    assert isinstance(enc, FrameEncoder) and enc.frame_layers == {"a": 4, "b": 2}
+    waves = [np.zeros(16000 * 3, np.float32), np.zeros(16000, np.float32)]
+    pooled, frames = enc.embed_frames(waves, ["b", "a"])
+    np.testing.assert_allclose(pooled, enc.embed(waves))
+    assert [f.shape for f in frames] == [(3, 6), (1, 6)]
+    # layer b of both members, then layer a of both: the columns frames_meta records for ["b", "a"]
+    np.testing.assert_allclose(frames[0][0], [1.5, 2.5, 1.0, 1.1, 2.0, 2.1], rtol=1e-6)
+    with pytest.raises(ModelError, match=r"'c'.*a, b|'c'.*\['a', 'b'\]"):
+        enc.embed_frames(waves, ["c"])
+
+
+def test_a_fusion_has_only_the_frame_layers_every_member_has() -> None:
+    from research_job.models.fusion import FusionEncoder
+
+    assert FusionEncoder([_Framer(1.0), _Framer(2.0, {"a": 2})]).frame_layers == {"a": 4}
+    assert FusionEncoder([_Framer(1.0), load_model("random?dim=3")]).frame_layers == {}

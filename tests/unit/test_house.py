@@ -59,6 +59,16 @@ def test_make_demo_installs_and_builds_what_test_and_serve_need() -> None:
         assert step in test, f"make test no longer runs {step!r}"
 
 
+@pytest.mark.parametrize("model", [None, "musicnn-msd?layer=max_pool&batch_size=2", "hf:m-a-p/MERT-v1-95M"])
+def test_make_serves_the_folder_the_pipeline_writes(model: str | None) -> None:
+    from research_job.layout import version_name
+    from research_job.models.registry import DEFAULT_MODEL
+
+    args = ["make", "-n", "-B", "serve", *([f"MODEL={model}"] if model else [])]
+    out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+    assert f"ARTIFACTS_DIR={REPO}/artifacts/{version_name(model or DEFAULT_MODEL)} " in out
+
+
 # ---------------------------------------------------------------- configuration errors come first
 
 
@@ -147,9 +157,15 @@ def test_find_similar_has_one_folder_rule() -> None:
     assert "instead of <artifacts-root>/v1_model_<MODEL>" in help_
 
 
-def test_models_marks_the_default_once() -> None:
+def test_models_names_the_default_pipeline() -> None:
+    from research_job.embeddings import DEFAULT_POSTPROCESS
+    from research_job.models.registry import DEFAULT_MODEL
+
     out = CliRunner().invoke(cli, ["models"]).output
-    assert out.count("(default)") == 1 and re.search(r"^musicnn-msd .*\(default\)$", out, re.M)
+    assert out.count("default:") == 1
+    assert f"default: {DEFAULT_MODEL} with --postprocess {DEFAULT_POSTPROCESS} " in out
+    for path in ("configs/demo.yaml", "configs/realmusic.yaml"):  # the README's corpora run the default
+        assert f"\nmodel: {DEFAULT_MODEL}\n" in (REPO / path).read_text()
 
 
 def test_eval_table_columns_are_told_apart() -> None:

@@ -96,7 +96,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const uriRaw = env.ARTIFACTS_URI || '';
   const dirRaw = env.ARTIFACTS_DIR || '';
   if (uriRaw && dirRaw) throw new ConfigError(`set only one of ARTIFACTS_URI ('${uriRaw}') and ARTIFACTS_DIR ('${dirRaw}')`);
-  const hint = 'a local artifact version folder such as artifacts/v1_model_musicnn-msd, or s3://<bucket>/<prefix>/v1_model_<MODEL>/<release|latest>';
+  const hint = 'a local artifact version folder such as artifacts/v1_model_fusion-musicnn-msd_musicnn-mtt, or s3://<bucket>/<prefix>/v1_model_<MODEL>/<release|latest>';
   let artifactsUri: string;
   let followsLatest = false;
   if (uriRaw.startsWith('s3://')) {
@@ -106,7 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     artifactsUri = dir(env, 'ARTIFACTS_URI', null, hint);
   } else {
     if (!dirRaw) throw new ConfigError(`ARTIFACTS_URI (or ARTIFACTS_DIR) is not set: expected ${hint}`);
-    artifactsUri = dir(env, 'ARTIFACTS_DIR', null, 'an artifact version folder such as artifacts/v1_model_musicnn-msd');
+    artifactsUri = dir(env, 'ARTIFACTS_DIR', null, 'an artifact version folder such as artifacts/v1_model_fusion-musicnn-msd_musicnn-mtt');
   }
   const reloadToken = env.RELOAD_TOKEN || null;
   if (reloadToken !== null && (reloadToken.length < 16 || /\s/.test(reloadToken))) {
@@ -123,7 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   }
   const pgvectorVersion = env.PGVECTOR_VERSION || null;
   if (pgvectorVersion !== null && !/^v[0-9]+_model_[A-Za-z0-9._-]+\/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(pgvectorVersion)) {
-    throw new ConfigError(`PGVECTOR_VERSION='${pgvectorVersion}' is invalid: expected <artifact_version>/<release>, e.g. v1_model_musicnn-msd/20261122T040000Z`);
+    throw new ConfigError(`PGVECTOR_VERSION='${pgvectorVersion}' is invalid: expected <artifact_version>/<release>, e.g. v1_model_fusion-musicnn-msd_musicnn-mtt/20261122T040000Z`);
   }
   return {
     artifactsUri,
