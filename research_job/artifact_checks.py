@@ -340,8 +340,14 @@ def _check_eval(rep: Report) -> None:
         return
     if rep.emb_sha is not None and ev.get("embeddings_sha256") != rep.emb_sha:
         rep.add(f"{layout.eval_results}: embeddings_sha256 {ev.get('embeddings_sha256')} != {rep.emb_sha}")
-    if ev.get("n_tracks") != len(rep.ids):
-        rep.add(f"{layout.eval_results}: n_tracks {ev.get('n_tracks')} != {len(rep.ids)} embeddings")
+    n, which = ev.get("n_tracks"), ev.get("tracks", "all")
+    # an evaluation of a track subset (evaluate --tracks multi_label_albums) scores fewer tracks, never more
+    if which == "all" and n != len(rep.ids):
+        rep.add(f"{layout.eval_results}: n_tracks {n} != {len(rep.ids)} embeddings")
+    elif which != "all" and not (isinstance(n, int) and 0 < n <= len(rep.ids)):
+        rep.add(
+            f"{layout.eval_results}: n_tracks {n} of tracks {which!r} is not 1..{len(rep.ids)} embeddings"
+        )
 
 
 def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:

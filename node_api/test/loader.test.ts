@@ -84,6 +84,14 @@ describe('loading the tiny fixture', () => {
 });
 
 describe('optional eval results', () => {
+  it('loads a subset evaluation (evaluate --tracks multi_label_albums) scoring fewer tracks', async () => {
+    const dir = copyFixture();
+    editJson(dir, 'eval/eval_results.json', (o) => Object.assign(o, { tracks: 'multi_label_albums', n_tracks: 5 }));
+    const s = await load(dir);
+    assert.equal(s.evalResults?.n_tracks, 5);
+    assert.equal(s.evalResults?.tracks, 'multi_label_albums');
+  });
+
   it('loads without eval/eval_results.json and answers /eval/summary with a 404 saying why', async () => {
     const dir = copyFixture();
     rmSync(p(dir, 'eval'), { recursive: true });
@@ -220,6 +228,12 @@ describe('refuses to start', () => {
     const dir = copyFixture();
     editJson(dir, 'eval/eval_results.json', (o) => (o.n_tracks = 99));
     await refuses(dir, /eval\/eval_results\.json/, /n_tracks is 99 but embeddings\/track_ids\.json says 12/);
+  });
+
+  it('on a subset evaluation claiming more tracks than the embeddings', async () => {
+    const dir = copyFixture();
+    editJson(dir, 'eval/eval_results.json', (o) => Object.assign(o, { tracks: 'multi_label_albums', n_tracks: 13 }));
+    await refuses(dir, /eval\/eval_results\.json/, /n_tracks is 13 but embeddings\/track_ids\.json says 12/);
   });
 
   it('buildApp rejects with the same message', async () => {

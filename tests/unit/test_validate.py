@@ -164,6 +164,20 @@ def test_each_corruption_is_reported(
         validate.run(ValidateConfig(common=CommonConfig(version_dir=layout.version_dir)))
 
 
+@pytest.mark.parametrize(("n_tracks", "valid"), [(4, True), (10, True), (11, False), (0, False)])
+def test_an_evaluation_of_a_track_subset_is_valid_when_it_scores_at_most_every_track(
+    good: Path, tmp_path: Path, n_tracks: int, valid: bool
+) -> None:
+    layout = _copy(good, tmp_path)
+    ev = json.loads(layout.eval_results.read_text())
+    ev.update(
+        tracks="multi_label_albums", n_tracks=n_tracks
+    )  # as evaluate --tracks multi_label_albums writes
+    layout.eval_results.write_text(json.dumps(ev))
+    problems = [p for p in validate.check(layout) if "eval_results.json: n_tracks" in p]
+    assert problems == [] if valid else problems and "'multi_label_albums' is not 1..10" in problems[0]
+
+
 def test_all_problems_reported_at_once(good: Path, tmp_path: Path) -> None:
     layout = _copy(good, tmp_path)
     _truncate(layout)

@@ -462,14 +462,19 @@ async function openHnsw(ctx: LoadContext, v: Vectors, entry: IndexEntry): Promis
 }
 
 /**
- * eval/eval_results.json when present: n_tracks, embeddings sha256 and artifact_version as the embeddings say.
+ * eval/eval_results.json when present: n_tracks (at most, for a track subset), embeddings sha256 and
+ * artifact_version as the embeddings say.
  * @throws ArtifactError naming eval_results.json and the mismatch
  */
 async function readEval(ctx: LoadContext, v: Vectors): Promise<EvalResults | null> {
   const { source, schemas, F } = ctx;
   if (!(await source.exists(F.eval_results))) return null;
   const evalResults = (await readJson<EvalResults>(source, F.eval_results, schemas, 'eval_results')).obj;
-  if (evalResults.n_tracks !== v.n) throw mismatch(F.eval_results, 'n_tracks', evalResults.n_tracks, v.n, F.track_ids_json);
+  // an evaluation of a track subset (evaluate --tracks multi_label_albums) scores fewer tracks, never more
+  const subset = (evalResults.tracks ?? 'all') !== 'all';
+  if (subset ? !(evalResults.n_tracks >= 1 && evalResults.n_tracks <= v.n) : evalResults.n_tracks !== v.n) {
+    throw mismatch(F.eval_results, 'n_tracks', evalResults.n_tracks, v.n, F.track_ids_json);
+  }
   if (evalResults.embeddings_sha256 !== v.embSha) {
     throw new ArtifactError(F.eval_results, `embeddings_sha256 is ${evalResults.embeddings_sha256} but ${F.embeddings_f32} hashes to ${v.embSha}`);
   }

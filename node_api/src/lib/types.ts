@@ -113,6 +113,8 @@ export interface EvalResults {
   k: number;
   embeddings_sha256: string;
   n_tracks: number;
+  /** queries and candidates: every track, or a subset (evaluate --tracks) */
+  tracks?: 'all' | 'multi_label_albums';
   query_policy: {
     n_excluded_no_other_track: number;
     n_excluded_missing_composer: number;
