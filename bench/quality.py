@@ -48,6 +48,8 @@ CORPORA: dict[str, dict[str, Any]] = {
         "frames_source": f"artifacts/{version_name(HEAD_BACKBONE)}",
         "config": "configs/demo.yaml",
         "tasks": [("composer", "all")],
+        # single models centred: does the default's post-processing help each one (cheap on 128 tracks)
+        "frozen_extra": ["musicnn-msd#center", "musicnn-mtt#center"],
         "about": "128 demo tracks (music21 scores rendered with FluidSynth), 10 composers, 32 albums",
     },
     "realmusic": {
@@ -55,6 +57,7 @@ CORPORA: dict[str, dict[str, Any]] = {
         "frames_source": f"artifacts/realmusic/{version_name(HEAD_BACKBONE)}",
         "config": "configs/realmusic.yaml",
         "tasks": [("album_id", "all"), ("composer", "multi_label_albums")],
+        "frozen_extra": ["musicnn-msd#center"],
         # a head's test split (a quarter) is too small for the within-soundtrack artist task (its random
         # expectation reaches 1.0): the heads are scored on the artist over the whole split instead (for the
         # label-disjoint triplet heads: artists never seen in training)
@@ -66,8 +69,6 @@ CORPORA: dict[str, dict[str, Any]] = {
 FROZEN = [
     "musicnn-msd",
     "musicnn-mtt",
-    "musicnn-msd#center",
-    "musicnn-mtt#center",
     "musicnn-msd?layer=max_pool",
     "fusion:musicnn-msd+musicnn-mtt#block_standardize",
     "musly",
@@ -142,7 +143,7 @@ def excerpt_row(folder: Path, reuse: bool = True) -> dict[str, Any]:
 
 def stage_frozen(c: dict[str, Any], out: Path, res: dict[str, Any]) -> None:
     cmp_dir = out / "comparison"
-    rj("compare-models", "--version-dir", c["source"], "--out-dir", str(cmp_dir), "--entries", ",".join(FROZEN),
+    rj("compare-models", "--version-dir", c["source"], "--out-dir", str(cmp_dir), "--entries", ",".join(FROZEN + c.get("frozen_extra", [])),
        "--reuse-embeddings")  # fmt: skip
     comparison = _json(cmp_dir / "comparison.json")
     rows = {}
@@ -177,23 +178,32 @@ def stage_default(c: dict[str, Any], res: dict[str, Any]) -> None:
 
 
 def _per_query(folder: Path, label: str, tracks: str) -> dict[str, float]:
-    """Each scored query's P@5 in ``folder`` for one label task (the ranking evaluate uses: exact cosine, the
-    query excluded by id), by track id."""
+    """Each scored query's P@5 in ``folder`` for one label task, by track id: the ranking evaluate uses (exact
+    cosine of the vectors, or the folder's similarity matrix for Musly; the query excluded by id)."""
     from research_job import retrieval
     from research_job.embeddings import load_embeddings
     from research_job.layout import ArtifactLayout
     from research_job.metadata import read_tracks_csv
+    from research_job.similarity_matrix import read_matrix
 
     layout = ArtifactLayout(folder)
-    vectors, ids, _ = load_embeddings(layout)
+    matrix = None
+    if layout.embeddings_f32.is_file():
+        vectors, ids, _ = load_embeddings(layout)
+    else:
+        matrix, ids, mmeta = read_matrix(layout)
+        matrix = -matrix.astype(np.float64) if mmeta["kind"] == "distance" else matrix.astype(np.float64)
     by_id = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
     rows = [by_id[t] for t in ids]
     keep = retrieval.track_set([getattr(r, label) for r in rows], [r.album_id for r in rows], tracks)
     kept = [ids[i] for i in keep]
     values = [getattr(rows[i], label) for i in keep]
-    ranked, _ = retrieval.rank(
-        values, [rows[i].album_id for i in keep], 5, vectors=np.ascontiguousarray(vectors[keep]), ids=kept
-    )
+    albums = [rows[i].album_id for i in keep]
+    if matrix is None:
+        ranked, _ = retrieval.rank(values, albums, 5, vectors=np.ascontiguousarray(vectors[keep]), ids=kept)
+    else:
+        sub = matrix[np.ix_(keep, keep)]
+        ranked, _ = retrieval.rank(values, albums, 5, score_rows=lambda r: sub[r].copy())
     labels, _ = retrieval.label_ids(values)
     _, qi, per = retrieval.summary(ranked, labels, 5, 10, 0)
     p5 = per[:, 0] if per.ndim > 1 else per
@@ -211,14 +221,16 @@ def paired_diff(a: dict[str, float], b: dict[str, float], resamples: int = 2000)
 
 
 def stage_paired(c: dict[str, Any], res: dict[str, Any]) -> None:
-    """P@5 of every vector entry minus the default's, per label task, paired over the same queries."""
+    """P@5 of every entry (vectors or a similarity matrix) minus the default's, per label task, paired over the
+    same queries."""
     out: dict[str, Any] = {}
     for lab, trk in c["tasks"]:
         base = _per_query(ROOT / c["source"], lab, trk)
         rows = {}
         for entry, row in res.get("frozen", {}).items():
             folder = ROOT / str(row.get("folder"))
-            if row.get("status") == "ok" and (folder / "embeddings" / "embeddings.f32").is_file():
+            has = (folder / "embeddings" / "embeddings.f32").is_file() or (folder / "similarity").is_dir()
+            if row.get("status") == "ok" and has:
                 rows[entry] = paired_diff(base, _per_query(folder, lab, trk))
         out[f"{lab}/{trk}"] = rows
     res["paired"] = out
