@@ -292,30 +292,45 @@ def track_set(labels: list[Any], albums: list[str], which: str) -> np.ndarray:
     return np.asarray(rows)
 
 
+def _labelled(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(selector of the tracks with a label, their labels, number of labels); None when no clustering is
+    defined (fewer than two labels or three tracks, or a label per track)."""
+    sel = labels >= 0
+    y = labels[sel]
+    n_labels = len(np.unique(y))
+    return None if n_labels < 2 or y.size < 3 or n_labels >= y.size else (sel, y, n_labels)
+
+
+def _clustering_block(y: np.ndarray, n_labels: int, silhouette: float, pred: np.ndarray, method: str) -> dict:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    return {
+        "n_tracks": int(y.size),
+        "n_labels": int(n_labels),
+        "silhouette_cosine": float(silhouette),
+        "kmeans_nmi": float(normalized_mutual_info_score(y, pred)),
+        "kmeans_ari": float(adjusted_rand_score(y, pred)),
+        "method": method,
+    }
+
+
 def clustering_scores(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any] | None:
     """How well the labels form clusters in the embedding space (scikit-learn, tracks with a label only):
     silhouette of the true labels under cosine distance, and NMI / ARI of a seeded KMeans with k = number of
     labels on the unit vectors against the labels (S002's reference lines: silhouette > 0.5, NMI > 0.6).
     None with fewer than two labels or three tracks."""
     from sklearn.cluster import KMeans
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    from sklearn.metrics import silhouette_score
 
-    sel = labels >= 0
-    y = labels[sel]
-    n_labels = len(np.unique(y))
-    if n_labels < 2 or y.size < 3 or n_labels >= y.size:
+    found = _labelled(labels)
+    if found is None:
         return None
+    sel, y, n_labels = found
     x = np.asarray(vectors[sel], dtype=np.float64)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     pred = KMeans(n_clusters=n_labels, n_init=10, random_state=seed).fit_predict(x)
-    return {
-        "n_tracks": int(y.size),
-        "n_labels": int(n_labels),
-        "silhouette_cosine": float(silhouette_score(x, y, metric="cosine")),
-        "kmeans_nmi": float(normalized_mutual_info_score(y, pred)),
-        "kmeans_ari": float(adjusted_rand_score(y, pred)),
-        "method": "sklearn KMeans(n_clusters=n_labels, n_init=10) on unit vectors; silhouette of the true labels",
-    }
+    method = "sklearn KMeans(n_clusters=n_labels, n_init=10) on unit vectors; silhouette of the true labels"
+    return _clustering_block(y, n_labels, silhouette_score(x, y, metric="cosine"), pred, method)
 
 
 def clustering_from_distances(dist: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any] | None:
@@ -323,27 +338,20 @@ def clustering_from_distances(dist: np.ndarray, labels: np.ndarray, seed: int) -
     labels over the precomputed distances, and NMI / ARI of a seeded agglomerative clustering (average linkage,
     the vector-free counterpart of KMeans) with k = number of labels."""
     from sklearn.cluster import AgglomerativeClustering
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    from sklearn.metrics import silhouette_score
 
-    sel = labels >= 0
-    y = labels[sel]
-    n_labels = len(np.unique(y))
-    if n_labels < 2 or y.size < 3 or n_labels >= y.size:
+    found = _labelled(labels)
+    if found is None:
         return None
+    sel, y, n_labels = found
     d = np.asarray(dist, dtype=np.float64)[np.ix_(sel, sel)]
     d = (d + d.T) / 2.0
     np.fill_diagonal(d, 0.0)
     pred = AgglomerativeClustering(n_clusters=n_labels, metric="precomputed", linkage="average").fit_predict(
         d
     )
-    return {
-        "n_tracks": int(y.size),
-        "n_labels": int(n_labels),
-        "silhouette_cosine": float(silhouette_score(d, y, metric="precomputed")),
-        "kmeans_nmi": float(normalized_mutual_info_score(y, pred)),
-        "kmeans_ari": float(adjusted_rand_score(y, pred)),
-        "method": "precomputed distances: silhouette of the true labels, agglomerative (average) clustering",
-    }
+    method = "precomputed distances: silhouette of the true labels, agglomerative (average) clustering"
+    return _clustering_block(y, n_labels, silhouette_score(d, y, metric="precomputed"), pred, method)
 
 
 @dataclass
