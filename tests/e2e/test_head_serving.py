@@ -191,3 +191,39 @@ def test_evaluate_puts_head_and_frozen_side_by_side_on_the_test_split(head_dir: 
     assert hc["frozen"]["overall"] == ref.block["overall"]
     assert hc["head"]["n_tracks"] == hc["frozen"]["n_tracks"] == len(rows)
     assert "test split" in evaluate.format_table(res)
+
+
+FUSED = "fusion:fake-frames+fake-frames?version=2"
+
+
+def test_a_head_trains_on_a_fusions_fused_frames_and_queries_through_it(
+    fake_registry: None, tmp_path: Path
+) -> None:
+    """The default model is a fusion: its frames (each layer of every member side by side) feed train-head, and
+    find-similar queries through the fusion and the head."""
+    src = make_audio_corpus(tmp_path, 12, seconds=3.0, model=FUSED)
+    common = CommonConfig(artifacts_root=tmp_path, model=FUSED, version_dir=src.version_dir)
+    embed.run(EmbedConfig(common=common, frames="bands", views=2, view_sec=1.5, view_chain="query"))
+    frames_meta = schema.read_artifact(common.layout.frames_meta, "frames_meta")
+    assert frames_meta["layers"] == [{"name": "bands", "dim": 24, "offset": 0}]
+    meta = train_head.run(
+        TrainHeadConfig(
+            common=common,
+            name="fused",
+            split="track",
+            val_fraction=0.25,
+            test_fraction=0.25,
+            epochs=6,
+            batch_size=8,
+            hidden=32,
+            out_dim=16,
+            threads=1,
+        )  # fmt: skip
+    )
+    assert meta["backbone"]["model"]["name"] == FUSED and meta["in_dim"] == 24
+    layout = ArtifactLayout(tmp_path / meta["artifact_version"])
+    build_index.run(BuildIndexConfig(common=CommonConfig(version_dir=layout.version_dir), neighbors_k=5))
+    assert artifact_checks.check(layout) == []
+    q = write_audio(tmp_path / "q.flac", signal(4, 3.0), SOURCE_RATE, "flac")
+    res = find_similar(q, layout, k=3)
+    assert res["model"] == f"{FUSED}+head:fused" and res["results"][0]["track_id"] == "t04"
