@@ -277,9 +277,9 @@ def stage_heads(c: dict[str, Any], out: Path, res: dict[str, Any]) -> None:
         row: dict[str, Any] = {"train_wall_sec": None if reused else round(time.perf_counter() - t0, 1)}
         row["head_reused"] = reused
         row["head_meta"] = {
-            k: meta.get(k)
-            for k in ("objective", "architecture", "metrics", "train_sec", "size_bytes", "n_params", "split")
+            k: meta.get(k) for k in ("objective", "architecture", "metrics", "train_sec", "n_params", "split")
         }
+        row["head_meta"]["size_bytes"] = meta["files"]["size_bytes"]  # of head.pt
         rj("build-index", "--version-dir", str(folder))
         tasks = c.get("head_tasks", c["tasks"])
         row["tasks"] = {f"{lab}/{trk}": label_row(folder, lab, trk) for lab, trk in tasks}

@@ -127,7 +127,7 @@ def heads_table(res: dict[str, Any]) -> list[str]:
     cols = ["head (test split)", "vectors"]
     for t in tasks:
         cols += [f"P@5 ({TASK_NAMES.get(t, t)})", "HitRate@5", "MRR", "silhouette", "NMI"]
-    cols += ["excerpt R@1", "R@10", "train s", "size KB", "split"]
+    cols += ["excerpt R@1", "R@10", "train s", "head.pt MB", "params", "split"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for name, r in heads.items():
         meta = r.get("head_meta") or {}
@@ -140,9 +140,14 @@ def heads_table(res: dict[str, Any]) -> list[str]:
             ex = r.get("excerpt") or {}
             cells += _excerpt_cells(ex if which == "head" else ex.get("frozen"))
             cells += (
-                [f"{meta.get('train_sec', 0):.0f}", f"{(meta.get('size_bytes') or 0) / 1024:.0f}", split]
+                [
+                    f"{meta.get('train_sec', 0):.0f}",
+                    f"{meta['size_bytes'] / 2**20:.1f}" if meta.get("size_bytes") else "n/a",
+                    f"{meta['n_params']:,}" if meta.get("n_params") else "n/a",
+                    split,
+                ]
                 if which == "head"
-                else ["", "", ""]
+                else ["", "", "", ""]
             )
             lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -229,6 +234,10 @@ def corpus_section(res: dict[str, Any]) -> list[str]:
             "Trained heads, each on its own test split beside the frozen backbone on the same tracks:",
             "",
             *heads_table(res),
+            "",
+            "Head minus frozen per head kind (each seed its own split; the mean over seeds):",
+            "",
+            *heads_summary(res),
             "",
         ]
     return out
