@@ -72,24 +72,20 @@ def frozen_table(res: dict[str, Any]) -> list[str]:
         key=list(TASK_NAMES).index,
     )
     lines = _header(tasks)
+
+    def row(name: str, r: dict[str, Any], excerpt: dict[str, Any] | None) -> str:
+        cells = [name, *(c for t in tasks for c in _task_cells((r.get("tasks") or {}).get(t)))]
+        return "| " + " | ".join([*cells, *_excerpt_cells(excerpt), str(r.get("dim") or "")]) + " |"
+
     d = res.get("default")
     if d:
-        cells = [f"**default pipeline** (`{d['model']}`, postprocess `{d['postprocess']}`)"]
-        for t in tasks:
-            cells += _task_cells((d.get("tasks") or {}).get(t))
-        cells += _excerpt_cells(d.get("excerpt"))
-        cells += [str(d.get("dim") or "")]
-        lines.append("| " + " | ".join(cells) + " |")
+        name = f"**default pipeline** (`{d['model']}`, postprocess `{d['postprocess']}`)"
+        lines.append(row(name, d, d.get("excerpt")))
     for entry, r in res.get("frozen", {}).items():
         if r.get("status") != "ok":
             lines.append(f"| `{entry}` | failed: {r.get('error') or r.get('status')} |")
             continue
-        cells = [f"`{entry}`"]
-        for t in tasks:
-            cells += _task_cells((r.get("tasks") or {}).get(t))
-        cells += _excerpt_cells((res.get("excerpt") or {}).get(entry))
-        cells += [str(r.get("dim") or "")]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(row(f"`{entry}`", r, (res.get("excerpt") or {}).get(entry)))
     return lines
 
 
