@@ -39,6 +39,15 @@ from tests.unit._audio_corpus import SOURCE_RATE, make_audio_corpus, signal
 pytestmark = pytest.mark.slow
 
 
+def _train_small_head(common: CommonConfig, name: str) -> dict:
+    """A seconds-long head on the folder's frames: the one training configuration of this module."""
+    cfg = TrainHeadConfig(
+        common=common, name=name, split="track", val_fraction=0.25, test_fraction=0.25, epochs=6, batch_size=8,
+        hidden=32, out_dim=16, threads=1,
+    )  # fmt: skip
+    return train_head.run(cfg)
+
+
 @pytest.fixture(scope="module")
 def head_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArtifactLayout]:
     root = tmp_path_factory.mktemp("head_e2e")
@@ -54,20 +63,7 @@ def head_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArtifactLayou
             EmbedConfig(common=common, frames="bands", views=2, view_sec=1.5, view_chain="query"),
             encoder=FakeFrameEncoder(),
         )
-        meta = train_head.run(
-            TrainHeadConfig(
-                common=common,
-                name="e2e",
-                split="track",
-                val_fraction=0.25,
-                test_fraction=0.25,
-                epochs=6,
-                batch_size=8,
-                hidden=32,
-                out_dim=16,
-                threads=1,
-            )  # fmt: skip
-        )
+        meta = _train_small_head(common, "e2e")
         layout = ArtifactLayout(root / meta["artifact_version"])
         build_index.run(BuildIndexConfig(common=CommonConfig(version_dir=layout.version_dir), neighbors_k=5))
         yield layout
@@ -206,20 +202,7 @@ def test_a_head_trains_on_a_fusions_fused_frames_and_queries_through_it(
     embed.run(EmbedConfig(common=common, frames="bands", views=2, view_sec=1.5, view_chain="query"))
     frames_meta = schema.read_artifact(common.layout.frames_meta, "frames_meta")
     assert frames_meta["layers"] == [{"name": "bands", "dim": 24, "offset": 0}]
-    meta = train_head.run(
-        TrainHeadConfig(
-            common=common,
-            name="fused",
-            split="track",
-            val_fraction=0.25,
-            test_fraction=0.25,
-            epochs=6,
-            batch_size=8,
-            hidden=32,
-            out_dim=16,
-            threads=1,
-        )  # fmt: skip
-    )
+    meta = _train_small_head(common, "fused")
     assert meta["backbone"]["model"]["name"] == FUSED and meta["in_dim"] == 24
     layout = ArtifactLayout(tmp_path / meta["artifact_version"])
     build_index.run(BuildIndexConfig(common=CommonConfig(version_dir=layout.version_dir), neighbors_k=5))
