@@ -48,6 +48,10 @@ describe('loadConfig', () => {
     assert.deepEqual([d.artifactsUri, d.reloadToken, d.reloadPollSec, d.databaseUrl, d.pgvectorVersion, d.pgvectorEfSearch], [TINY, null, 0, null, null, 100]);
   });
 
+  it('accepts VECTOR_BACKEND=auto, the default, when set explicitly', () => {
+    for (const v of ['auto', 'exact', 'hnsw'] as const) assert.equal(loadConfig({ ...base, VECTOR_BACKEND: v }).vectorBackend, v);
+  });
+
   it('reads NEIGHBORS_TABLE', () => {
     for (const v of ['auto', 'require', 'off'] as const) assert.equal(loadConfig({ ...base, NEIGHBORS_TABLE: v }).neighborsTable, v);
   });
@@ -66,7 +70,7 @@ describe('loadConfig', () => {
     [{ ...base, PGVECTOR_EF_SEARCH: '0' }, /PGVECTOR_EF_SEARCH='0' is invalid: expected an integer from 1 to 1000/],
     [{ ARTIFACTS_DIR: '/nonexistent/v1_model_x' }, /ARTIFACTS_DIR='\/nonexistent\/v1_model_x' is not a directory/],
     [{ ...base, ARTIFACT_SCHEMA_DIR: '/nonexistent' }, /ARTIFACT_SCHEMA_DIR='\/nonexistent' is not a directory/],
-    [{ ...base, VECTOR_BACKEND: 'faiss' }, /VECTOR_BACKEND='faiss' is invalid: expected one of exact, hnsw, pgvector/],
+    [{ ...base, VECTOR_BACKEND: 'faiss' }, /VECTOR_BACKEND='faiss' is invalid: expected one of auto, exact, hnsw, pgvector/],
     [{ ...base, LOG_LEVEL: 'loud' }, /LOG_LEVEL='loud' is invalid: expected one of fatal, error, warn, info, debug, trace, silent/],
     [{ ...base, PORT: 'http' }, /PORT='http' is invalid: expected an integer from 0 to 65535/],
     [{ ...base, PORT: '70000' }, /PORT='70000' is invalid/],

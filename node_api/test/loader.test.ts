@@ -133,7 +133,7 @@ describe('refuses to start', () => {
   it('on a wrong embeddings.f32 size', async () => {
     const dir = copyFixture();
     truncateSync(p(dir, 'embeddings/embeddings.f32'), 12 * 8 * 4 - 4);
-    await refuses(dir, /embeddings\/embeddings\.f32/, /size is 380 bytes but N x D x 4 = 12 x 8 x 4 = 384/);
+    await refuses(dir, /embeddings\/embeddings\.f32/, /is 380 bytes, expected 384 bytes \(N x D x 4 = 12 x 8 x 4 = 384/);
   });
 
   it('on N disagreeing between files', async () => {
@@ -155,7 +155,7 @@ describe('refuses to start', () => {
     const dir = copyFixture();
     const rows = Array.from({ length: 12 }, (_, i) => Float32Array.from({ length: 4 }, (_, d) => (d === i % 4 ? 1 : 0)));
     replaceIndex(dir, 4, rows);
-    await refuses(dir, /index\/hnsw\.index/, /stores 16 bytes per vector \(dim 4\) but .* says dim 8/);
+    await refuses(dir, /index\/hnsw\.index/, /stores 16 bytes per vector \(dim 4\), expected dim 8 \(.*dim from embeddings\/embeddings_meta\.json\); not handed to hnswlib/);
   });
 
   it('on repeated track ids', async () => {
@@ -188,7 +188,7 @@ describe('refuses to start', () => {
     const dir2 = copyFixture();
     const emb = readEmbeddings(dir2);
     replaceIndex(dir2, 8, Array.from({ length: 11 }, (_, i) => emb.subarray(i * 8, i * 8 + 8)));
-    await refuses(dir2, /index\/hnsw\.index/, /holds 11 elements but embeddings\/track_ids\.json lists 12/);
+    await refuses(dir2, /index\/hnsw\.index/, /holds 11 elements, expected 12 \(N from embeddings\/track_ids\.json/);
   });
 
   it('on an index whose vectors are not the embeddings rows', async () => {
@@ -210,8 +210,14 @@ describe('refuses to start', () => {
     editJson(dir2, 'index/index_meta.json', (o) => (o.embeddings_sha256 = 'b'.repeat(64)));
     await refuses(dir2, /index_meta\.json/, /embeddings_sha256 is b{64} but embeddings\/embeddings\.f32 hashes to/);
     const dir3 = copyFixture();
-    appendFileSync(p(dir3, 'index/hnsw.index'), Buffer.from([0]));
+    const idx = readFileSync(p(dir3, 'index/hnsw.index'));
+    idx[idx.length - 1] = idx[idx.length - 1]! ^ 1;
+    writeFileSync(p(dir3, 'index/hnsw.index'), idx);
     await refuses(dir3, /index\/hnsw\.index/, /sha256 is .* but index\/index_meta\.json records/);
+    // a size other than index_meta's is refused before the file is read
+    const dir4 = copyFixture();
+    appendFileSync(p(dir4, 'index/hnsw.index'), Buffer.from([0]));
+    await refuses(dir4, /index\/hnsw\.index/, /is 1585 bytes, expected 1584 bytes \(size_bytes in index\/index_meta\.json\); not read/);
   });
 
   it('on rows that are not unit length', async () => {
@@ -239,6 +245,6 @@ describe('refuses to start', () => {
   it('buildApp rejects with the same message', async () => {
     const dir = copyFixture();
     editJson(dir, 'embeddings/embeddings_meta.json', (o) => (o.dim = 4));
-    await assert.rejects(appFor(dir), /embeddings\/embeddings\.f32: size is 384 bytes but N x D x 4 = 12 x 4 x 4 = 192/);
+    await assert.rejects(appFor(dir), /embeddings\/embeddings\.f32: is 384 bytes, expected 192 bytes \(N x D x 4 = 12 x 4 x 4 = 192/);
   });
 });

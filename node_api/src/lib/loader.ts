@@ -18,7 +18,7 @@ import { PgvectorBackend } from './backends/pgvector.js';
 import type { VectorBackend } from './backends/types.js';
 import { parseTracksCsv } from './csv.js';
 import { ArtifactError } from './errors.js';
-import { readHnswHeader } from './hnswHeader.js';
+import { checkHnswFile, HnswFormatError } from './hnswFile.js';
 import { COSINE_RANKING, parseNeighborTable, type NeighborTable } from './neighbors.js';
 import { renderTrackJson } from './nearestBody.js';
 import { relativeTo, type ArtifactFile, type ArtifactPaths } from './layout.js';
@@ -78,16 +78,32 @@ function sha256(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
+/**
+ * JSON.parse, refusing with the position of the first error only: V8's message quotes the text around it, and
+ * an error message (a log line, a reload's 422 body) must never carry a file's content.
+ * @throws ArtifactError naming the file
+ */
+function parseJson(file: ArtifactFile, bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    const msg = (err as Error).message;
+    const pos = /at position (\d+)/.exec(msg)?.[1];
+    const where = pos !== undefined ? ` (first error at character ${pos})` : /end of JSON input/.test(msg) ? ' (it ends early)' : '';
+    throw new ArtifactError(file, `not valid JSON${where}`);
+  }
+}
+
 async function readJson<T>(source: ArtifactSource, file: ArtifactFile, schemas: SchemaRegistry, name: SchemaName): Promise<{ obj: T; bytes: Buffer }> {
   const bytes = await source.read(file);
-  let obj: unknown;
-  try {
-    obj = JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new ArtifactError(file, `not valid JSON: ${(err as Error).message}`);
-  }
-  return { obj: schemas.validate<T>(name, obj, file), bytes };
+  return { obj: schemas.validate<T>(name, parseJson(file, bytes), file), bytes };
 }
+
+/**
+ * Bytes of one track id in track_ids.json at most: 256 characters (the schemas' maxLength), each at worst a
+ * surrogate pair written as two `\\uXXXX` escapes, plus quotes, comma and indentation.
+ */
+const MAX_TRACK_ID_JSON_BYTES = 256 * 12 + 8;
 
 function toFloat32(buf: Buffer): Float32Array {
   if (endianness() === 'LE') {
@@ -221,11 +237,12 @@ async function readVectors(ctx: LoadContext): Promise<Vectors> {
   const ids = await readTrackIds(ctx, meta);
   const n = ids.track_ids.length;
   const dim = meta.dim;
-  const embBytes = await source.read(F.embeddings_f32);
   const expectedBytes = n * dim * 4;
-  if (embBytes.length !== expectedBytes) {
-    throw new ArtifactError(F.embeddings_f32, `size is ${embBytes.length} bytes but N x D x 4 = ${n} x ${dim} x 4 = ${expectedBytes} (N from ${F.track_ids_json}, D from ${F.embeddings_meta})`);
-  }
+  // the size is checked before a byte is read (a link to /dev/zero, or a huge file, is refused unread)
+  const embBytes = await source.read(F.embeddings_f32, {
+    exactBytes: expectedBytes,
+    why: `N x D x 4 = ${n} x ${dim} x 4 = ${expectedBytes} (N from ${F.track_ids_json}, D from ${F.embeddings_meta})`,
+  });
   const embSha = sha256(embBytes);
   if (meta.files.embeddings_sha256 !== embSha) {
     throw new ArtifactError(F.embeddings_f32, `sha256 is ${embSha} but ${F.embeddings_meta} records ${meta.files.embeddings_sha256}`);
@@ -241,13 +258,8 @@ async function readVectors(ctx: LoadContext): Promise<Vectors> {
 /** track_ids.json: JSON, no repeated id (named), its schema, its count and the sha256 `meta` records. */
 async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<TrackIdsFile> {
   const { source, schemas, F } = ctx;
-  const idsBytes = await source.read(F.track_ids_json);
-  let idsRaw: unknown;
-  try {
-    idsRaw = JSON.parse(idsBytes.toString('utf8'));
-  } catch (err) {
-    throw new ArtifactError(F.track_ids_json, `not valid JSON: ${(err as Error).message}`);
-  }
+  const idsBytes = await source.read(F.track_ids_json, { maxBytes: 65536 + meta.count * MAX_TRACK_ID_JSON_BYTES, why: `${meta.count} track ids (count from ${F.embeddings_meta})` });
+  const idsRaw = parseJson(F.track_ids_json, idsBytes);
   // before the schema (whose uniqueItems would not say which id repeats)
   const rawList = (idsRaw as { track_ids?: unknown }).track_ids;
   if (Array.isArray(rawList)) {
@@ -401,18 +413,23 @@ async function serveBackend(
 }
 
 /**
- * The hnswlib entry to serve: with VECTOR_BACKEND=hnsw (refused without one), or auto when it is listed and
- * the index file is there; null otherwise.
- * @throws ArtifactError naming index_meta.json when VECTOR_BACKEND=hnsw and no entry is listed
+ * The hnswlib entry to serve: with VECTOR_BACKEND=hnsw (refused without one), or auto when index_meta.json
+ * lists one; null otherwise (exact, pgvector, or auto without a listed index). A listed index whose file is
+ * missing refuses the load under auto too: serving exact search instead would change the product's latency and
+ * memory silently, and the file was recorded with its sha256, so its absence is damage, not a choice.
+ * @throws ArtifactError naming index_meta.json (VECTOR_BACKEND=hnsw, no entry) or the index (listed, missing)
  */
 async function hnswEntryToServe(ctx: LoadContext, index: IndexInfo): Promise<IndexEntry | null> {
   const { source, opts, F } = ctx;
   const { indexMeta, hnswEntry } = index;
-  const wanted = opts.backend === 'hnsw' || (opts.backend === 'auto' && hnswEntry !== null && (await source.exists(F.hnsw_index)));
   if (opts.backend === 'hnsw' && !hnswEntry) {
     throw new ArtifactError(F.index_meta, `VECTOR_BACKEND=hnsw but ${indexMeta ? 'no "hnswlib" entry is listed' : 'the file is missing'} (set VECTOR_BACKEND=exact to serve without the index)`);
   }
-  return wanted ? hnswEntry : null;
+  if (!hnswEntry || (opts.backend !== 'hnsw' && opts.backend !== 'auto')) return null;
+  if (!(await source.exists(F.hnsw_index))) {
+    throw new ArtifactError(F.hnsw_index, `missing, but ${F.index_meta} lists it (sha256 ${hnswEntry.sha256.slice(0, 12)}...); restore it, or set VECTOR_BACKEND=exact to serve by exact search without it`);
+  }
+  return hnswEntry;
 }
 
 /**
@@ -427,18 +444,26 @@ async function openHnsw(ctx: LoadContext, v: Vectors, entry: IndexEntry): Promis
   if (entry.file !== hnswFile || entry.space !== 'ip') {
     throw new ArtifactError(F.index_meta, `hnswlib entry has file '${entry.file}', space '${entry.space}'; expected '${hnswFile}', 'ip'`);
   }
-  const idxBytes = await source.read(F.hnsw_index);
+  const idxBytes = await source.read(F.hnsw_index, { exactBytes: entry.size_bytes, why: `size_bytes in ${F.index_meta}` });
   const idxSha = sha256(idxBytes);
   if (idxSha !== entry.sha256) throw new ArtifactError(F.hnsw_index, `sha256 is ${idxSha} but ${F.index_meta} records ${entry.sha256}`);
-  if (idxBytes.length !== entry.size_bytes) throw mismatch(F.hnsw_index, 'size in bytes', idxBytes.length, entry.size_bytes, F.index_meta);
-  const header = readHnswHeader(idxBytes);
-  if (!header) throw new ArtifactError(F.hnsw_index, 'is not an hnswlib index (header unreadable)');
-  if (header.count !== n) throw new ArtifactError(F.hnsw_index, `holds ${header.count} elements but ${F.track_ids_json} lists ${n}`);
-  if (header.dataSize !== dim * 4) {
-    throw new ArtifactError(F.hnsw_index, `stores ${header.dataSize} bytes per vector (dim ${header.dataSize / 4}) but ${F.embeddings_meta} says dim ${dim}`);
+  // the checksum proves the file is the recorded one, not that native code can walk it: bounds-check the graph
+  let header;
+  try {
+    header = checkHnswFile(idxBytes, n, dim);
+  } catch (err) {
+    if (!(err instanceof HnswFormatError)) throw err;
+    throw new ArtifactError(F.hnsw_index, `${err.message} (N from ${F.track_ids_json}, dim from ${F.embeddings_meta}); not handed to hnswlib`);
   }
   if (entry.params.M !== undefined && entry.params.M !== header.M) throw mismatch(F.hnsw_index, 'M', header.M, entry.params.M, F.index_meta);
-  const index = HnswBackend.readIndex(await source.localPath(F.hnsw_index), dim);
+  let index;
+  try {
+    // the path still names the file just checked (localPath compares device, inode, size and mtime)
+    index = HnswBackend.readIndex(await source.localPath(F.hnsw_index), dim);
+  } catch (err) {
+    if (err instanceof ArtifactError) throw err;
+    throw new ArtifactError(F.hnsw_index, `hnswlib refuses it: ${(err as Error).message}`);
+  }
   if (index.getCurrentCount() !== n) throw new ArtifactError(F.hnsw_index, `addon reads ${index.getCurrentCount()} elements, expected ${n}`);
   const labels = index.getIdsList().sort((a, b) => a - b);
   labels.forEach((label, i) => {
@@ -515,7 +540,7 @@ async function loadNeighbors(ctx: LoadContext, indexMeta: IndexMeta | null, exac
     log(`neighbors table not used: ${F.neighbors_table} is listed in ${F.index_meta} but missing`, { phase: 'neighbors' });
     return null;
   }
-  const bytes = await source.read(F.neighbors_table);
+  const bytes = await source.read(F.neighbors_table, { maxBytes: entry.size_bytes, why: `size_bytes in ${F.index_meta}` });
   const table = parseNeighborTable(bytes, entry, n, sha256(bytes), emb, dim, F);
   if (table.ranking !== COSINE_RANKING) {
     log(`neighbors table ordered by ${table.ranking.method}: served in its order, scored by the cosine (no cosine-order checks)`, {

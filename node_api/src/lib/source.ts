@@ -2,32 +2,76 @@
  * Where artifacts come from. `ArtifactSource` is the small interface the loader reads through; `LocalDirSource`
  * reads a version folder on disk. The S3 source (`s3source.ts`) downloads and verifies a release into a
  * local cache folder first and then reads it as a local folder.
+ *
+ * A version folder is untrusted input: `LocalDirSource` reads only regular files whose real path (links
+ * resolved) lies inside the folder, opens them without following a final link and without blocking (a FIFO
+ * never hangs the load), checks the size against the caller's limit before reading a byte (`/dev/zero` or a
+ * huge file is refused, not read), reads in parts (files above 2 GiB), and its errors name the file and the
+ * reason, never the folder's absolute path nor any of the file's content.
  */
 
 import { constants } from 'node:fs';
-import { access, readFile, stat } from 'node:fs/promises';
+import { lstat, open, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { ArtifactError } from './errors.js';
 import type { ArtifactFile } from './layout.js';
 
+/**
+ * How many bytes a read may return: exactly `exactBytes` (what the metadata says), or at most `maxBytes`;
+ * `why` says where the figure comes from, for the error.
+ */
+export type ReadLimit = ({ readonly exactBytes: number } | { readonly maxBytes: number }) & { readonly why?: string };
+
+/** The cap of a read without a limit (JSON sidecars, the CSV): larger files are refused unread. */
+export const DEFAULT_MAX_BYTES = 1 << 30;
+
 /** Read access to one artifact version, by fixed relative file name only. */
 export interface ArtifactSource {
-  /** Human-readable location, for logs and error messages. */
+  /** Human-readable location, for logs (not for responses: it may hold a local path). */
   readonly description: string;
   /** The S3 release this source holds (verified against its manifest), absent for a plain local folder. */
   readonly release?: { release: string; contentSha256: string };
-  /** Whole file contents; raises ArtifactError naming the file when it is missing or unreadable. */
-  read(file: ArtifactFile): Promise<Buffer>;
-  /** Whether the file exists (optional artifacts such as the HNSW index). */
+  /**
+   * Whole file contents, within `limit` (default: at most DEFAULT_MAX_BYTES); raises ArtifactError naming the
+   * file when it is missing, not a regular file inside the folder, of the wrong size, or unreadable.
+   */
+  read(file: ArtifactFile, limit?: ReadLimit): Promise<Buffer>;
+  /** Whether something exists at the file's path (a file `read` would refuse still exists: it is then refused, not skipped). */
   exists(file: ArtifactFile): Promise<boolean>;
-  /** A local file path holding the file's bytes (for native readers that want a path). */
+  /**
+   * A local file path holding the file's bytes (for native readers that want a path), checked as `read`
+   * checks and, after a `read` of the same file, still the same file (device, inode, size, mtime).
+   */
   localPath(file: ArtifactFile): Promise<string>;
+}
+
+/** Bytes per read call: well under the 2 GiB a single read may return. */
+const READ_CHUNK = 64 << 20;
+
+/** Identity of an opened file, to tell whether the path still names it. */
+interface FileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+function sameFile(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
+}
+
+function describeLimit(limit: ReadLimit): string {
+  const why = limit.why ? ` (${limit.why})` : '';
+  return 'exactBytes' in limit ? `${limit.exactBytes} bytes${why}` : `at most ${limit.maxBytes} bytes${why}`;
 }
 
 /** An artifact version folder on the local file system. */
 export class LocalDirSource implements ArtifactSource {
   readonly description: string;
+  /** what each `read` opened, for `localPath` to check that the path still names it */
+  private readonly opened = new Map<string, FileIdentity>();
+  private realDir: string | null = null;
 
   constructor(readonly dir: string) {
     this.dir = path.resolve(dir);
@@ -38,26 +82,86 @@ export class LocalDirSource implements ArtifactSource {
     return path.join(this.dir, file);
   }
 
-  async read(file: ArtifactFile): Promise<Buffer> {
+  /**
+   * The real path of `file`, refused unless it is inside the (real) folder.
+   * @throws ArtifactError: missing, a link out of the folder, or unresolvable
+   */
+  private async resolve(file: ArtifactFile): Promise<string> {
+    let real: string;
     try {
-      return await readFile(this.full(file));
+      this.realDir ??= await realpath(this.dir);
+      real = await realpath(this.full(file));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new ArtifactError(file, code === 'ENOENT' ? `missing (looked in ${this.dir})` : `unreadable (${code})`);
+      throw new ArtifactError(file, code === 'ENOENT' ? 'missing from the version folder' : `unreadable (${code})`);
+    }
+    const rel = path.relative(this.realDir, real);
+    if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+      throw new ArtifactError(file, 'is a link to a path outside the version folder (only files inside it are read)');
+    }
+    return real;
+  }
+
+  async read(file: ArtifactFile, limit: ReadLimit = { maxBytes: DEFAULT_MAX_BYTES }): Promise<Buffer> {
+    const real = await this.resolve(file);
+    let fh;
+    try {
+      // O_NONBLOCK: opening a FIFO returns at once (and fstat refuses it) instead of waiting for a writer
+      fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (err) {
+      throw new ArtifactError(file, `unreadable (${(err as NodeJS.ErrnoException).code})`);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new ArtifactError(file, `is not a regular file (${kindOf(st)}); only regular files are read`);
+      const ok = 'exactBytes' in limit ? st.size === limit.exactBytes : st.size <= limit.maxBytes;
+      if (!ok) throw new ArtifactError(file, `is ${st.size} bytes, expected ${describeLimit(limit)}; not read`);
+      const buf = Buffer.allocUnsafe(st.size);
+      let at = 0;
+      while (at < st.size) {
+        const { bytesRead } = await fh.read(buf, at, Math.min(READ_CHUNK, st.size - at), at);
+        if (bytesRead === 0) throw new ArtifactError(file, `ended after ${at} of ${st.size} bytes (changed while reading)`);
+        at += bytesRead;
+      }
+      this.opened.set(file, { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
+      return buf;
+    } catch (err) {
+      if (err instanceof ArtifactError) throw err;
+      throw new ArtifactError(file, `unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);
+    } finally {
+      await fh.close();
     }
   }
 
   async exists(file: ArtifactFile): Promise<boolean> {
     try {
-      await access(this.full(file), constants.R_OK);
-      return (await stat(this.full(file))).isFile();
+      await lstat(this.full(file));
+      return true;
     } catch {
       return false;
     }
   }
 
   async localPath(file: ArtifactFile): Promise<string> {
-    if (!(await this.exists(file))) throw new ArtifactError(file, `missing (looked in ${this.dir})`);
-    return this.full(file);
+    const real = await this.resolve(file);
+    const st = await lstat(real).catch((err: NodeJS.ErrnoException) => {
+      throw new ArtifactError(file, `unreadable (${err.code})`);
+    });
+    if (!st.isFile()) throw new ArtifactError(file, `is not a regular file (${kindOf(st)}); only regular files are read`);
+    const before = this.opened.get(file);
+    if (before && !sameFile(before, { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs })) {
+      throw new ArtifactError(file, 'changed between its checks and its use (replaced or rewritten while loading)');
+    }
+    return real;
   }
+}
+
+function kindOf(st: Awaited<ReturnType<typeof stat>>): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  return 'not a regular file';
 }
