@@ -29,7 +29,7 @@ NODE_SRC    := $(shell find node_api/src -name '*.ts' 2>/dev/null) node_api/tsco
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate validate publish compare-models serve \
         demo-deps demo-piano embed-segments find-similar realmusic-corpus realmusic train-head quality \
-        test test-python test-node lint format bench bench-quick bench-deps timings clean
+        test test-python test-node lint format bench bench-quick bench-deps soak timings clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -161,6 +161,9 @@ bench: bench-deps ## full benchmarks (long: N up to 1M) -> bench/results/, docs/
 
 bench-quick: bench-deps ## a few minutes on 2 cores -> bench/results/*_quick.json, docs/benchmarks.md
 	$(PY) -m bench.run --quick
+
+soak: bench-deps ## the Node API under load while hostile version folders are reloaded (20 s) -> bench/results/soak_quick.json
+	$(PY) -m bench.run --quick --only soak
 
 clean: ## remove generated artifacts (keeps .venv and caches)
 	rm -rf $(ARTIFACTS)/v1_model_*

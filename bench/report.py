@@ -14,8 +14,14 @@ from typing import Any
 from bench.common import RESULTS_DIR, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
-ORDER = ["extract", "index", "eval", "node"]
-MODULES = {"extract": "extract_bench", "index": "index_bench", "eval": "eval_bench", "node": "node_bench"}
+ORDER = ["extract", "index", "eval", "node", "soak"]
+MODULES = {
+    "extract": "extract_bench",
+    "index": "index_bench",
+    "eval": "eval_bench",
+    "node": "node_bench",
+    "soak": "soak_bench",
+}
 
 HEADER = """# Benchmarks
 

@@ -211,3 +211,39 @@ def test_index_datasets_merge_replaces_same_size_and_stamps_each_run() -> None:
     assert merged["datasets"][2]["machine"]["loadavg_1m_5m_15m"][0] == 2.0
     # a result of another mode is not merged into
     assert len(merge_index_result({**old, "mode": "quick"}, res("t3", [(1_000, 8)], 3.0))["datasets"]) == 1
+
+
+def test_soak_hostile_folders_differ_and_install_restores_the_good_one(tmp_path: Path) -> None:
+    """Each hostile folder of the soak really changes the served folder, and installing the good version after
+    it restores every file byte for byte (no link, FIFO or leftover survives into the next round)."""
+    pytest.importorskip("hnswlib")
+    from bench import soak_bench
+    from bench.make_synthetic_artifacts import make_artifacts
+
+    good = make_artifacts(tmp_path / "src", 200, 8, threads=1)
+    live = tmp_path / "live" / good.name
+    secret = tmp_path / "shadow"
+    secret.write_text("root:x\n", encoding="utf-8")
+
+    def snapshot(root: Path) -> dict[str, bytes | str]:
+        out: dict[str, bytes | str] = {}
+        for p in sorted(root.rglob("*")):
+            rel = str(p.relative_to(root))
+            if p.name.startswith(".complete"):
+                continue
+            if p.is_symlink():
+                out[rel] = f"link -> {p.readlink()}"
+            elif p.is_fifo():
+                out[rel] = "fifo"
+            elif p.is_file():
+                out[rel] = p.read_bytes()
+        return out
+
+    soak_bench._install(good, live)
+    want = snapshot(good)
+    assert snapshot(live) == want
+    for name, hostile in soak_bench.HOSTILE.items():
+        hostile(live, secret)
+        assert snapshot(live) != want, name
+        soak_bench._install(good, live)
+        assert snapshot(live) == want, name
