@@ -5,20 +5,29 @@
 :mod:`research_job.io.db_sqlite`). A source answers one question: the rows of a table or of a query, with
 their column names.
 
-Passwords never leave this module: :func:`redact_url` is what logs, errors and artifacts show, and
-:func:`redact_text` scrubs the password out of any driver message before it is re-raised.
+Passwords never leave this module: :func:`redact_text` is the project's one redaction (any message, any
+URL shape, malformed ones included), :func:`redact_url` is what logs, errors and artifacts show of a URL, and
+every driver message is passed through :func:`redact_text` before it is re-raised.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Protocol
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote
 
 from research_job.errors import ConfigError, unknown_choice
 
 REDACTED = "***"
-_SECRET_PARAMS = {"password", "passwd", "pwd", "sslpassword", "secret", "token"}
+# scheme://user:password@ -- the password runs to the last "@" of the token (it may hold a raw / # ?)
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#'\"]*):(?P<pw>[^\s'\"]*)@")
+# a secret parameter: ?password=x &sslpassword=x (query), password='a b' (libpq keyword), 'password': 'x'
+_PARAM = re.compile(
+    r"(?P<key>(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|signature))"
+    r"(?P<eq>[ \t]*=[ \t]*|['\"][ \t]*:[ \t]*)"
+    r"(?P<val>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&'\"]*)",
+    re.IGNORECASE,
+)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 SCHEMES = {"postgresql": "postgresql", "postgres": "postgresql", "sqlite": "sqlite"}
 
@@ -40,54 +49,51 @@ class CatalogueSource(Protocol):
         ...
 
 
+def redact_text(text: str, url: str | None = None) -> str:
+    """The one redaction of this project: ``text`` with every credential it may carry replaced by ``***``.
+
+    Hidden wherever they appear in ``text`` (a URL on its own, or inside a longer message such as a driver's
+    error): the password of ``scheme://user:password@`` (any scheme: postgresql, s3, http; up to the token's
+    last ``@``, so a raw ``/``, ``#`` or ``?`` in it stays hidden, at the cost of hiding a little more of an
+    odd URL than needed), and the value of every secret parameter (``password``, ``sslpassword``, ``...token``,
+    ``...secret``, ``X-Amz-Signature``, any case) written as a URL query (``?password=x``, ``&password=x``), a
+    libpq keyword (``password=x``, ``password = 'with space'``) or a mapping (``'password': 'x'``). No parser
+    is involved, so a malformed URL (``postgresql://u:pw@[::1:1/c``) is redacted too.
+
+    Args:
+        text: any message, log line or URL.
+        url: the connection string a driver's message is about, if known: each of its secrets (raw and
+            percent-decoded) is also hidden where it appears on its own (``password "p@ss" rejected``).
+            Give it for a driver's message only: a short password would also hide the same word elsewhere.
+    """
+    out = _USERINFO.sub(lambda m: f"{m['head']}:{REDACTED}@", text)
+    out = _PARAM.sub(lambda m: f"{m['key']}{m['eq']}{REDACTED}", out)
+    for secret in sorted(_secrets_of(url), key=len, reverse=True) if url else ():
+        out = out.replace(secret, REDACTED)
+    return out
+
+
 def redact_url(url: str) -> str:
-    """``postgresql://u:secret@h/db?password=x`` -> ``postgresql://u:***@h/db?password=***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:{REDACTED}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
-            query = urlencode(
-                [(k, REDACTED if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*"
+    """``postgresql://u:secret@h/db?password=x`` -> ``postgresql://u:***@h/db?password=***`` (see
+    :func:`redact_text`: the form logs, errors and artifacts show of a URL)."""
+    return redact_text(url)
+
+
+def _secrets_of(url: str) -> set[str]:
+    """The secret strings of a connection string: passwords and secret parameters, raw, percent-decoded and
+    re-encoded, quotes and escapes removed."""
+    raw = [m["pw"] for m in _USERINFO.finditer(url)]
+    for m in _PARAM.finditer(url):
+        value = m["val"]
+        if value[:1] in ("'", '"'):  # a quoted libpq value: quotes off, \' and \\ unescaped
+            value = re.sub(
+                r"\\(.)", r"\1", value[1:-1] if len(value) > 1 and value[-1] == value[0] else value[1:]
             )
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    # built by hand: urlunsplit drops the empty authority of sqlite:///path-style URLs
-    out = f"{parts.scheme}://{netloc}{parts.path}"
-    return out + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
-
-
-def url_secrets(url: str) -> list[str]:
-    """The secret strings of a URL (the password, raw and percent-decoded, and secret query params)."""
+        raw.append(value)
     out: set[str] = set()
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
-    if ":" in userinfo:
-        pw = userinfo.split(":", 1)[1]
-        out |= {pw, unquote(pw), quote(unquote(pw), safe="")}
-    for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        if k.lower() in _SECRET_PARAMS:
-            out |= {v, quote(v, safe="")}
-    return sorted((s for s in out if s), key=len, reverse=True)
-
-
-def redact_text(text: str, url: str) -> str:
-    """Replace every secret of ``url`` (see :func:`url_secrets`) in ``text`` with ``***``."""
-    for secret in url_secrets(url):
-        text = text.replace(secret, REDACTED)
-    return text
+    for s in raw:
+        out |= {s, unquote(s), quote(unquote(s), safe="")}
+    return {s for s in out if s and s != REDACTED}
 
 
 def check_table_name(table: str) -> str:
@@ -113,7 +119,8 @@ def scheme_of(url: str) -> str:
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     scheme = scheme.split("+", 1)[0]  # postgresql+psycopg:// as SQLAlchemy writes it
     if scheme not in SCHEMES:
-        raise ConfigError(unknown_choice("database URL scheme", scheme or redact_url(url), SCHEMES))
+        # a libpq keyword string has no scheme, and what precedes a ":" may be part of one: redacted too
+        raise ConfigError(unknown_choice("database URL scheme", redact_url(scheme or url), SCHEMES))
     return SCHEMES[scheme]
 
 

@@ -1,8 +1,9 @@
 """PostgreSQL catalogue source (psycopg 3): ``postgresql://user:pass@host:5432/db`` (RDS, or a local server).
 
 Connection options in the URL query (``sslmode=require``, ``host=/socket/dir``) pass through to libpq.
-Every driver message is scrubbed of the URL's password before it is re-raised, and the original exception
-is not chained (its message could carry the connection string).
+Every driver message is scrubbed of the URL's secrets (:func:`research_job.io.database.redact_text`) before
+it is re-raised, and the original exception is neither chained nor kept as context (its message could carry
+the connection string).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def connect(
 
     Raises:
         ``error``: naming the redacted URL and the driver's message with every secret of the URL scrubbed; the
-            driver's exception is not chained (its message could carry the connection string).
+            driver's exception is neither chained nor kept as ``__context__`` (its message could carry the
+            connection string).
     """
     import psycopg
 
@@ -46,7 +48,8 @@ def connect(
         return psycopg.connect(libpq_url(url), **kwargs)
     except Exception as e:  # psycopg.OperationalError, ProgrammingError (bad URL), ...
         msg = redact_text(str(e).strip(), url)
-        raise error(f"Cannot connect to {what} {redact_url(url)}: {msg}") from None
+    # raised outside the except block: not even __context__ holds the driver's error (it may quote the URL)
+    raise error(f"Cannot connect to {what} {redact_url(url)}: {msg}") from None
 
 
 class PostgresSource:
@@ -80,9 +83,10 @@ class PostgresSource:
                     columns = [d.name for d in cur.description or []]
                     rows = cur.fetchall()
         except Exception as e:
-            what = f"table {table!r}" if query is None else "query"
-            msg = redact_text(str(e).strip(), self._url)
-            raise MetadataError(f"Cannot read {what} from catalogue {self.redacted_url}: {msg}") from None
+            failure = redact_text(str(e).strip(), self._url)
+        else:
+            return columns, rows
         finally:
             conn.close()
-        return columns, rows
+        what = f"table {table!r}" if query is None else "query"
+        raise MetadataError(f"Cannot read {what} from catalogue {self.redacted_url}: {failure}") from None

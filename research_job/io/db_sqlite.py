@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from research_job.errors import ConfigError, MetadataError
-from research_job.io.database import check_table_name
+from research_job.io.database import check_table_name, redact_url
 
 
 def sqlite_path(url: str) -> Path:
@@ -21,11 +21,13 @@ def sqlite_path(url: str) -> Path:
     """
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
-        raise ConfigError(f"Bad SQLite URL {url!r}: expected sqlite:///relative/path or sqlite:////abs/path")
+        raise ConfigError(
+            f"Bad SQLite URL {redact_url(url)!r}: expected sqlite:///relative/path or sqlite:////abs/path"
+        )
     path = unquote(parts.path)
     path = path[1:] if path.startswith("/") else path
     if not path:
-        raise ConfigError(f"Bad SQLite URL {url!r}: no file path")
+        raise ConfigError(f"Bad SQLite URL {redact_url(url)!r}: no file path")
     return Path(path)
 
 
@@ -36,7 +38,7 @@ class SqliteSource:
 
     def __init__(self, url: str) -> None:
         self.path = sqlite_path(url)
-        self.redacted_url = url  # SQLite URLs carry no credentials
+        self.redacted_url = redact_url(url)  # SQLite has no credentials, but a pasted URL may still hold one
 
     def fetch(self, *, table: str | None = None, query: str | None = None) -> tuple[list[str], list[tuple]]:
         """See :class:`research_job.io.database.CatalogueSource`."""

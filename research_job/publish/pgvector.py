@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from research_job.errors import ArtifactError, ConfigError, StorageError, unknown_choice
-from research_job.io.database import redact_url
+from research_job.io.database import redact_text, redact_url
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
 from research_job.publish.manifest import build_manifest, diff_manifests
@@ -178,7 +178,7 @@ def publish_pgvector(
     Raises:
         ArtifactError: incomplete/inconsistent folder, a track without metadata, or different content under
             an existing version without ``force`` (the message names the files).
-        StorageError: database errors (the URL's password is never shown).
+        StorageError: database errors (no secret of the URL is shown, in the message or in a chained error).
     """
     import psycopg
 
@@ -198,10 +198,11 @@ def publish_pgvector(
         "latest_moved": False,
     }
     own = conn is None
+    where = redact_url(database_url) if database_url is not None else "the given connection"
     if own:
         assert database_url is not None
         conn = connect(database_url)
-        log.info("publish %s -> %s table %s", v.version, redact_url(database_url), v.table)
+        log.info("publish %s -> %s table %s", v.version, where, v.table)
     try:
         # ONE transaction: another session sees the previous state or the complete new version (module docstring)
         with conn.transaction(), conn.cursor() as cur:
@@ -219,11 +220,14 @@ def publish_pgvector(
             if before_commit is not None:
                 before_commit(conn)
     except psycopg.Error as e:
-        raise StorageError(f"pgvector publish of {v.version} failed: {e}") from e
+        failure = redact_text(str(e).strip(), database_url)
+    else:
+        return _finish_report(report, t0)
     finally:
         if own:
             conn.close()
-    return _finish_report(report, t0)
+    # outside the except block, not chained: the driver's error may quote the connection string
+    raise StorageError(f"pgvector publish of {v.version} to {where} failed: {failure}") from None
 
 
 def _read_version(root: Path, release: str | None) -> _Version:

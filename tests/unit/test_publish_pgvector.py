@@ -288,3 +288,47 @@ def test_documented_sql_is_the_sql_that_runs() -> None:
     for a, b in [("{table}", '"<table>"'), ("%(track_id)s", "$1"), ("%(candidates)s", "$2"), ("%(k)s", "$3")]:
         code = code.replace(a, b)
     assert norm(block) == norm(code)
+
+
+def test_a_live_publish_logs_and_reports_no_secret(tmp_path: Path, db: str) -> None:
+    """pgserver trusts local connections, so a URL with any password gets in: the publish runs through the CLI
+    (INFO and DEBUG log on), as a libpq keyword string with a quoted password and as a URL with
+    ``&password=``; neither shows the secret, and a failure inside the transaction names the redacted URL."""
+    from click.testing import CliRunner
+
+    from research_job.cli import cli
+
+    socket_dir = db.split("host=", 1)[1].split("&", 1)[0]
+    keyword = f"host={socket_dir} dbname=postgres user=postgres password='with s3cret space'"
+    query = f"{db}&password=s3cret"
+    for i, url in enumerate([keyword, query]):
+        c = make_version(
+            tmp_path / str(i), model=f"secret-model-{i}", n=12, dim=4, indexes=("hnswlib",), with_eval=False
+        )
+        args = [
+            "-v",
+            "publish",
+            "--to",
+            "pgvector",
+            "--version-dir",
+            str(c.layout.version_dir),
+            "--database-url",
+            url,
+        ]
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert f"v1_model_secret-model-{i}/" in result.output and "password=***" in result.output
+        assert "s3cret" not in result.output and "with s" not in result.output
+
+    def fail(conn: Any) -> None:
+        conn.execute("SELECT 1 / 0")
+
+    c = make_version(
+        tmp_path / "fail", model="secret-model-fail", n=12, dim=4, indexes=("hnswlib",), with_eval=False
+    )
+    with pytest.raises(StorageError) as ei:
+        publish_pgvector(c.layout.version_dir, database_url=query, before_commit=fail)
+    msg = str(ei.value)
+    assert msg.startswith("pgvector publish of v1_model_secret-model-fail/") and "password=***" in msg
+    assert "division by zero" in msg and "s3cret" not in msg
+    assert ei.value.__cause__ is None and ei.value.__context__ is None

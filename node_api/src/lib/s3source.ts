@@ -18,6 +18,7 @@ import { GetObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client
 
 import { ArtifactError, ConfigError, StorageError } from './errors.js';
 import { VERSION_PATTERN } from './layout.js';
+import { redact } from './redact.js';
 import type { SchemaRegistry } from './schemas.js';
 import { LocalDirSource } from './source.js';
 
@@ -154,7 +155,7 @@ async function getBytes(client: S3Client, bucket: string, key: string): Promise<
     return Buffer.from(await res.Body!.transformToByteArray());
   } catch (err) {
     if (isNotFound(err)) return null;
-    throw new StorageError(`GET ${s3Url(bucket, key)} failed: ${(err as Error).name}: ${(err as Error).message}`);
+    throw new StorageError(`GET ${s3Url(bucket, key)} failed: ${(err as Error).name}: ${redact((err as Error).message)}`);
   }
 }
 
@@ -266,7 +267,7 @@ export async function fetchRelease(
       body = res.Body as Readable;
     } catch (err) {
       if (isNotFound(err)) throw new ArtifactError(entry.path, `missing: ${url} is listed in manifest.json but not found`);
-      throw new StorageError(`GET ${url} failed: ${(err as Error).name}: ${(err as Error).message}`);
+      throw new StorageError(`GET ${url} failed: ${(err as Error).name}: ${redact((err as Error).message)}`);
     }
     const h = createHash('sha256');
     let size = 0;
@@ -285,7 +286,7 @@ export async function fetchRelease(
     } catch (err) {
       await rm(tmp, { force: true });
       if (err instanceof ArtifactError) throw err;
-      throw new StorageError(`download of ${url} failed: ${(err as Error).message}`);
+      throw new StorageError(`download of ${url} failed: ${redact((err as Error).message)}`);
     }
   };
   const queue = [...manifest.files].sort((a, b) => b.size_bytes - a.size_bytes);

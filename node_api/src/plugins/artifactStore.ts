@@ -15,9 +15,10 @@ import type { FastifyBaseLogger } from 'fastify';
 import fp from 'fastify-plugin';
 import type pg from 'pg';
 
-import { makePool, redactUrl } from '../lib/backends/pgvector.js';
+import { makePool } from '../lib/backends/pgvector.js';
 import { HttpError } from '../lib/errors.js';
 import { loadArtifacts, type LoadOptions } from '../lib/loader.js';
+import { redact } from '../lib/redact.js';
 import { providerFor, type SourceProvider } from '../lib/provider.js';
 import type { SchemaRegistry } from '../lib/schemas.js';
 import type { ArtifactSource } from '../lib/source.js';
@@ -215,7 +216,7 @@ export default fp<StorePluginOptions>(
       if (poll) clearInterval(poll);
     });
     if (pool) {
-      app.log.info({ database: redactUrl(config.databaseUrl!) }, 'pgvector backend');
+      app.log.info({ database: redact(config.databaseUrl!) }, 'pgvector backend');
       app.addHook('onClose', async () => {
         await pool.end();
       });

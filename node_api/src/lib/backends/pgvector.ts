@@ -7,12 +7,14 @@
  * start-up option of every pooled connection, so a query is one round trip; only when k > ef_search does a
  * query run in a rolled-back transaction with `SET LOCAL hnsw.ef_search = k` (Python's max(ef_search, k)). Scores are pgvector's
  * (`1 - distance`, accumulated in float32 by pgvector). Metadata and the embeddings still come from the
- * artifacts; `open` checks that the version's N, dim and row -> track_id agree with them.
+ * artifacts; `open` checks that the version's N, dim and row -> track_id agree with them. No secret of
+ * DATABASE_URL reaches a message: the location is `redact`ed, and so is every driver message.
  */
 
 import pg from 'pg';
 
 import { ArtifactError, StorageError } from '../errors.js';
+import { redact } from '../redact.js';
 import type { Hit, RowExclusion } from '../exact.js';
 import type { VectorBackend } from './types.js';
 
@@ -43,11 +45,6 @@ FROM (
     LIMIT $2
 ) c
 ORDER BY distance, row_id`;
-
-/** `postgresql://user:***@host/db`: never log a password. */
-export function redactUrl(url: string): string {
-  return url.replace(/(\/\/[^:/@]+):[^@]*@/, '$1:***@');
-}
 
 /** A connection pool whose sessions use `hnsw.ef_search = efSearch`. */
 export function makePool(databaseUrl: string, efSearch: number, max = 10): pg.Pool {
@@ -101,6 +98,7 @@ export class PgvectorBackend implements VectorBackend {
     private readonly efSearch: number,
     private readonly info: VersionRow,
     private readonly where: string,
+    private readonly databaseUrl: string,
   ) {}
 
   /**
@@ -108,12 +106,13 @@ export class PgvectorBackend implements VectorBackend {
    * @throws ArtifactError naming the version and the mismatch; StorageError when the database cannot be queried
    */
   static async open(o: PgvectorOpenOptions): Promise<PgvectorBackend> {
-    const where = `pgvector ${redactUrl(o.databaseUrl)}`;
+    const where = `pgvector ${redact(o.databaseUrl)}`;
     const q = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<pg.QueryResult<R>> => {
       try {
         return await o.pool.query<R>(text, values);
       } catch (err) {
-        throw new StorageError(`${where}: ${(err as Error).message}`);
+        // the driver's message may quote the connection string (a malformed URL): its secrets are scrubbed
+        throw new StorageError(`${where}: ${redact((err as Error).message, o.databaseUrl)}`);
       }
     };
     const reg = await q<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [VERSIONS_TABLE]);
@@ -150,7 +149,7 @@ export class PgvectorBackend implements VectorBackend {
         throw new ArtifactError(name, `row_id ${r.row_id} is track '${r.track_id}' but row ${i} of the artifacts is '${o.trackIds[i]}'`);
       }
     });
-    return new PgvectorBackend(o.pool, row.version, row.table_name, quoted, o.trackIds.length, o.efSearch, row, where);
+    return new PgvectorBackend(o.pool, row.version, row.table_name, quoted, o.trackIds.length, o.efSearch, row, where, o.databaseUrl);
   }
 
   /** Run `text`: on the session's ef_search, with a larger `ef` (SET LOCAL), or as an exact scan. */
@@ -167,7 +166,7 @@ export class PgvectorBackend implements VectorBackend {
         client.release();
       }
     } catch (err) {
-      throw new StorageError(`${this.where}: ${(err as Error).message}`);
+      throw new StorageError(`${this.where}: ${redact((err as Error).message, this.databaseUrl)}`);
     }
   }
 
