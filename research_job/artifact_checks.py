@@ -4,16 +4,30 @@ Used by the validate step and by publish (which refuses a folder with problems).
 :func:`research_job.layout.artifacts`: every listed JSON file present is validated against its schema, every
 listed file is checked against the sidecar that describes it (size, shape and sha256), a required file that is
 missing and a file the list does not know are problems. The cross-checks: ``embeddings.f32`` size = N x D x 4,
-N = len(track_ids) = meta count, ids unique and present in the metadata CSV, rows finite and unit-norm, each
-index loads with the right ntotal / dim, the neighbour table's values, segment files against
-``segments_meta.json``, the frame features against ``frames_meta.json``, a trained head (``head.pt``,
-``frozen.f32``) against ``head_meta.json``, and the eval results referring to the same embeddings sha256.
+N = len(track_ids) = meta count, ids unique and present in the metadata CSV, rows finite and unit-norm, every
+index file (its name and space as the Node API expects) passes the structural checks the Node API makes (hnswlib's
+graph bounds, :mod:`research_job.hnsw_file`), loads with the right ntotal / dim and holds the embeddings' vectors (a seeded sample of rows), the neighbour
+table's values and order and, on a seeded sample of rows, its lists against a fresh exact ranking, segment files
+against ``segments_meta.json``, the frame features against ``frames_meta.json``, a trained head (``head.pt``,
+``frozen.f32``) against ``head_meta.json``, the metadata CSV against ``export_report.json``, a similarity matrix
+against ``similarity_meta.json``, a release's ``manifest.json`` (an S3 cache folder) against the files, and the
+evaluation: ``eval_results.json`` and ``sample_top5.json`` recomputed from the embeddings and the metadata with the
+parameters they record (:mod:`research_job.evaluation`, the code evaluate writes them with), ``sample_top5.md``
+rendered again from ``sample_top5.json``; ``excerpt_results.json`` (whose figures need the audio) by its
+embeddings sha256 and version only.
+
+Whatever the Node API refuses at load (``node_api/src/lib/loader.ts``) is a problem here too: the rows it checks
+(:mod:`research_job.node_sample`) are always among the sampled ones. Cost on N tracks of dimension D: reading and
+hashing every file; the evaluation's cost (:mod:`research_job.evaluation`: one N x N product, the bootstrap, KMeans);
+the neighbour table's order, O(N k D); ``sample`` + 8 exact searches for the table, O(sample N D); ``sample`` + 64
+vectors per index.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -21,25 +35,53 @@ from typing import Any
 
 import numpy as np
 
-from research_job import neighbors, schema
+from research_job import evaluation, hnsw_file, neighbors, schema
 from research_job.errors import ArtifactError, ResearchJobError
 from research_job.index import BACKENDS
 from research_job.layout import Artifact, ArtifactLayout, artifact_of, artifacts
 from research_job.metadata import read_tracks_csv
+from research_job.node_sample import sample_rows
 from research_job.provenance import sha256_file
+
+#: rows of every sampled check beyond the Node API's own (validate --sample); seeded, so a rerun checks the same
+DEFAULT_SAMPLE = 64
+#: the Node API's samples at load: (rows, seed) of the HNSW vectors and of the neighbour-table spot check
+NODE_HNSW_SAMPLE = (64, 1)
+NODE_TABLE_SAMPLE = (8, 2)
+#: keys of eval_results.json that describe the run, not its result (never compared with a recomputation)
+_RUN_FACTS = ("timings", "created_at", "code_version")
+#: relative and absolute tolerance of a recomputed figure (the same code on the same bytes: only BLAS order)
+_REL_TOL, _ABS_TOL = 1e-9, 1e-12
+#: differences named in one problem line
+_SHOWN = 5
 
 
 class Report:
     """The problems found so far and the facts later checks need (ids, dim, the embeddings' sha256)."""
 
-    def __init__(self, layout: ArtifactLayout) -> None:
+    def __init__(self, layout: ArtifactLayout, sample: int = DEFAULT_SAMPLE) -> None:
         self.layout = layout
+        self.sample = sample
         self.problems: list[str] = []
         self.json: dict[str, Any] = {}
+        #: keys of the JSON artifacts that passed their schema (only those feed a recomputation)
+        self.valid: set[str] = set()
         self.ids: list[str] = []
         self.csv_ids: set[str] | None = None
         self.dim: int | None = None
         self.emb_sha: str | None = None
+        #: the embeddings, once their size, checksum and rows checked out (None otherwise)
+        self.vectors: np.ndarray | None = None
+        #: the embeddings, ids and metadata checked out: recomputations from them are meaningful
+        self.inputs_ok = False
+
+    def rows(self, node: tuple[int, int]) -> np.ndarray:
+        """The rows of a sampled check: the Node API's sample ``node`` (size, seed) and ``sample`` more (seed 0)."""
+        n = len(self.ids)
+        extra = (
+            np.random.default_rng(0).choice(n, size=min(self.sample, n), replace=False) if n else np.zeros(0)
+        )
+        return np.union1d(sample_rows(n, *node), extra.astype(np.int64)).astype(np.int64)
 
     def add(self, problem: str) -> None:
         self.problems.append(problem)
@@ -82,8 +124,12 @@ def listed_files(layout: ArtifactLayout) -> tuple[list[tuple[str, Artifact]], li
 
 def _check_listing(rep: Report) -> None:
     """Schemas of the listed JSON files; required files; files the list does not know."""
+    from research_job.publish.manifest import MANIFEST_NAME
+
     files, unknown = listed_files(rep.layout)
     for rel in unknown:
+        if rel == MANIFEST_NAME:  # a release's cache folder (checked by _check_manifest)
+            continue
         rep.add(f"{rep.layout.version_dir / rel}: not an artifact of artifact_schema/artifacts.json")
     present = {rel for rel, _ in files}
     for a in artifacts().values():
@@ -93,6 +139,7 @@ def _check_listing(rep: Report) -> None:
             path = rep.layout.path(a.key)
             try:
                 rep.json[a.key] = schema.read_artifact(path, a.schema)
+                rep.valid.add(a.key)
             except ResearchJobError as e:
                 rep.add(str(e))
                 with contextlib.suppress(OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -106,11 +153,14 @@ def _check_listing(rep: Report) -> None:
 
 
 def _check_embeddings(rep: Report, unit_norm_tol: float) -> None:
+    """The embeddings, ids and their sidecar against each other and the metadata; sets ``rep.vectors`` and
+    ``rep.inputs_ok`` when they all check out."""
     layout = rep.layout
     meta = rep.json.get("embeddings_meta")
     tids = rep.json.get("track_ids_json")
     if not isinstance(meta, dict):
         return
+    before = len(rep.problems)
     rep.dim = meta.get("dim") if isinstance(meta.get("dim"), int) else None
     files = meta.get("files", {})
     rep.sha_matches(
@@ -126,6 +176,13 @@ def _check_embeddings(rep: Report, unit_norm_tol: float) -> None:
             layout.embeddings_dir / str(pp["file"]),
             pp.get("sha256"),
             "embeddings_meta.json postprocess.sha256",
+        )
+    seg = meta.get("segments")
+    if isinstance(seg, dict):
+        rep.sha_matches(
+            layout.embeddings_dir / str(seg.get("file")),
+            seg.get("sha256"),
+            "embeddings_meta.json segments.sha256",
         )
     if isinstance(tids, dict):
         rep.ids = list(tids.get("track_ids", []))
@@ -144,10 +201,15 @@ def _check_embeddings(rep: Report, unit_norm_tol: float) -> None:
             rep.add(
                 f"{layout.embeddings_meta}: count {meta.get('count')} != {len(rep.ids)} track ids in {layout.track_ids_json}"
             )
+    vectors = None
     if rep.dim and layout.embeddings_f32.is_file():
         vectors = _vectors(rep, layout.embeddings_f32, len(rep.ids), rep.dim)
         if vectors is not None and vectors.size:
             _check_rows(rep, layout.embeddings_f32, vectors, unit_norm_tol)
+    ok = len(rep.problems) == before and rep.csv_ids is not None and vectors is not None
+    ok = ok and {"embeddings_meta", "track_ids_json"} <= rep.valid
+    if ok:
+        rep.vectors, rep.inputs_ok = vectors, True
 
 
 def _vectors(rep: Report, path: Path, count: int, dim: int) -> np.ndarray | None:
@@ -278,6 +340,7 @@ def _check_head(rep: Report) -> None:
 
 
 def _check_indexes(rep: Report) -> None:
+    """``index_meta.json`` against the embeddings, and every index file it lists (see :func:`_check_index`)."""
     layout = rep.layout
     imeta = rep.json.get("index_meta")
     if not isinstance(imeta, dict):
@@ -288,36 +351,113 @@ def _check_indexes(rep: Report) -> None:
         rep.add(f"{layout.index_meta}: dim {imeta.get('dim')} != embeddings dim {rep.dim}")
     if rep.emb_sha is not None and imeta.get("embeddings_sha256") != rep.emb_sha:
         rep.add(f"{layout.index_meta}: embeddings_sha256 differs from embeddings_meta.json")
+    _same_version(rep, layout.index_meta, imeta)
     for entry in imeta.get("indexes", []):
-        path = layout.index_dir / str(entry.get("file"))
-        if not path.is_file():
-            rep.add(f"{path}: missing (listed in index_meta.json)")
-            continue
-        if entry.get("size_bytes") != path.stat().st_size:
-            rep.add(
-                f"{path}: {path.stat().st_size} bytes != index_meta.json size_bytes {entry.get('size_bytes')}"
-            )
-        if not rep.sha_matches(path, entry.get("sha256"), "index_meta.json sha256"):
-            continue
-        backend = BACKENDS.get(str(entry.get("name")))
-        if backend is None or not isinstance(imeta.get("dim"), int):
-            continue
-        try:
-            index = backend.load(path, imeta["dim"])
-        except Exception as e:  # noqa: BLE001 - any load failure is a reported problem
-            rep.add(f"{path}: cannot be loaded as {entry.get('name')}: {e}")
-            continue
-        if index.ntotal != len(rep.ids):
-            rep.add(f"{path}: holds {index.ntotal} vectors, expected {len(rep.ids)}")
-        if index.dim != imeta["dim"]:
-            rep.add(f"{path}: dim {index.dim} != {imeta['dim']}")
+        _check_index(rep, entry, imeta.get("dim"))
     table = imeta.get("neighbors")
     if isinstance(table, dict):
         _check_table(rep, table)
 
 
+def _same_version(rep: Report, path: Path, obj: dict[str, Any]) -> None:
+    """``obj``'s artifact_version is the embeddings' (the Node API refuses a file of another version)."""
+    emeta = rep.json.get("embeddings_meta")
+    want = emeta.get("artifact_version") if isinstance(emeta, dict) else None
+    if want is not None and obj.get("artifact_version") != want:
+        rep.add(f"{path}: artifact_version {obj.get('artifact_version')!r} != embeddings_meta.json {want!r}")
+
+
+def _check_index(rep: Report, entry: dict[str, Any], dim: Any) -> None:
+    """One listed index: its file name and space, size, sha256, structure (hnswlib), ntotal, dim and the vectors
+    of the sampled rows, which must be the embeddings' rows bit for bit."""
+    layout = rep.layout
+    backend = BACKENDS.get(str(entry.get("name")))
+    path = layout.index_dir / str(entry.get("file"))
+    if backend is not None:
+        want = layout.path(backend.artifact).relative_to(layout.index_dir).as_posix()
+        if entry.get("file") != want or entry.get("space") != "ip":
+            rep.add(
+                f"{layout.index_meta}: {entry.get('name')} entry has file {entry.get('file')!r}, space "
+                f"{entry.get('space')!r}; expected {want!r}, 'ip'"
+            )
+            return
+    if not path.is_file():
+        rep.add(f"{path}: missing (listed in index_meta.json)")
+        return
+    if entry.get("size_bytes") != path.stat().st_size:
+        rep.add(
+            f"{path}: {path.stat().st_size} bytes != index_meta.json size_bytes {entry.get('size_bytes')}"
+        )
+    if not rep.sha_matches(path, entry.get("sha256"), "index_meta.json sha256"):
+        return
+    if backend is None or not isinstance(dim, int):
+        return
+    if backend.name == "hnswlib":
+        # hnswlib trusts the file: check its graph before the library reads it (a bad link is a crash)
+        try:
+            header = hnsw_file.check_file(path, len(rep.ids), dim)
+        except ArtifactError as e:
+            rep.add(str(e))
+            return
+        m = (entry.get("params") or {}).get("M")
+        if m is not None and m != header.m:
+            rep.add(f"{path}: M {header.m} != index_meta.json params.M {m}")
+    try:
+        index = backend.load(path, dim)
+    except Exception as e:  # noqa: BLE001 - any load failure is a reported problem
+        rep.add(f"{path}: cannot be loaded as {entry.get('name')}: {e}")
+        return
+    if index.ntotal != len(rep.ids):
+        rep.add(f"{path}: holds {index.ntotal} vectors, expected {len(rep.ids)}")
+        return
+    if index.dim != dim:
+        rep.add(f"{path}: dim {index.dim} != {dim}")
+        return
+    if rep.vectors is not None:
+        _check_index_vectors(rep, path, index)
+
+
+def _stored(index: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the vectors ``index`` stores for ``rows``, its labels sorted, where the library lists them)."""
+    lib = index.index
+    if hasattr(lib, "get_items"):  # hnswlib: labels are the row numbers
+        got = np.asarray(lib.get_items(rows.tolist(), return_type="numpy"), dtype=np.float32)
+        return got.reshape(rows.size, -1), np.sort(np.asarray(lib.get_ids_list(), dtype=np.int64))
+    return np.asarray(lib.reconstruct_batch(rows), dtype=np.float32).reshape(rows.size, -1), None
+
+
+def _check_index_vectors(rep: Report, path: Path, index: Any) -> None:
+    """The sampled rows' vectors in ``index`` equal the embeddings' (hnswlib: and its labels are 0..N-1)."""
+    assert rep.vectors is not None
+    rows = rep.rows(NODE_HNSW_SAMPLE)
+    try:
+        got, labels = _stored(index, rows)
+    except Exception as e:  # noqa: BLE001 - an index that cannot give its vectors back is a reported problem
+        rep.add(f"{path}: cannot read back the vectors of {rows.size} sampled rows: {type(e).__name__}: {e}")
+        return
+    n = len(rep.ids)
+    if labels is not None and not np.array_equal(labels, np.arange(n)):
+        at = (
+            int(np.nonzero(labels != np.arange(labels.size))[0][0])
+            if labels.size == n
+            else min(labels.size, n)
+        )
+        rep.add(f"{path}: labels are not the row indices 0..{n - 1} (first difference at position {at})")
+        return
+    diff = np.nonzero((got != rep.vectors[rows]).any(axis=1))[0]
+    if diff.size:
+        r = int(rows[diff[0]])
+        d = int(np.nonzero(got[diff[0]] != rep.vectors[r])[0][0])
+        rep.add(
+            f"{path}: vector of row {r} differs from row {r} of {rep.layout.embeddings_f32} (component {d}: "
+            f"{float(got[diff[0], d])!r} != {float(rep.vectors[r, d])!r}); {diff.size} of {rows.size} sampled "
+            "rows differ"
+        )
+
+
 def _check_table(rep: Report, entry: dict[str, Any]) -> None:
-    """Size, checksum and values of ``index/neighbors.i32`` against its ``index_meta.json`` entry."""
+    """Size, checksum and values of ``index/neighbors.i32`` against its ``index_meta.json`` entry; a plain table's
+    lists best first by cosine; the sampled rows' lists equal a fresh exact ranking (plain or re-ranked)."""
     path = rep.layout.neighbors_table
     try:
         table = neighbors.read(path, len(rep.ids), int(entry.get("k", 0)))
@@ -328,18 +468,49 @@ def _check_table(rep: Report, entry: dict[str, Any]) -> None:
         rep.add(
             f"{path}: {path.stat().st_size} bytes != index_meta.json size_bytes {entry.get('size_bytes')}"
         )
-    rep.sha_matches(path, entry.get("sha256"), "index_meta.json neighbors.sha256")
-    for p in neighbors.problems(table):
+    if not rep.sha_matches(path, entry.get("sha256"), "index_meta.json neighbors.sha256"):
+        return
+    found = neighbors.problems(table)
+    for p in found:
         rep.add(f"{path}: {p}")
+    ranking = entry.get("ranking")
+    rerank = None
+    if ranking != neighbors.COSINE_RANKING:
+        try:
+            rerank = evaluation.rerank_of(entry.get("rerank"))
+        except ResearchJobError as e:
+            rep.add(f"{rep.layout.index_meta}: neighbors.rerank: {e}")
+            return
+        if rerank.method == "none":
+            rep.add(
+                f"{rep.layout.index_meta}: neighbors.ranking is {ranking!r} but no neighbors.rerank names the method"
+            )
+            return
+    if found or rep.vectors is None:
+        return
+    if rerank is None:
+        bad = neighbors.order_problem(table, rep.vectors)
+        if bad:
+            rep.add(f"{path}: {bad} (the table does not match {rep.layout.embeddings_f32})")
+            return
+    bad = neighbors.spot_check(table, rep.vectors, rep.ids, rep.rows(NODE_TABLE_SAMPLE), rerank)
+    if bad:
+        rep.add(f"{path}: {bad}: the table does not match {rep.layout.embeddings_f32}")
 
 
 def _check_eval(rep: Report) -> None:
+    """``eval_results.json`` against the embeddings (sha256, version, n_tracks), then every figure in it and in
+    ``sample_top5.json`` against a recomputation with the recorded parameters; ``sample_top5.md`` against the
+    Markdown of ``sample_top5.json``."""
     layout = rep.layout
     ev = rep.json.get("eval_results")
+    _check_sample_files(rep, isinstance(ev, dict))
     if not isinstance(ev, dict):
         return
+    before = len(rep.problems)
     if rep.emb_sha is not None and ev.get("embeddings_sha256") != rep.emb_sha:
         rep.add(f"{layout.eval_results}: embeddings_sha256 {ev.get('embeddings_sha256')} != {rep.emb_sha}")
+    _same_version(rep, layout.eval_results, ev)
     n, which = ev.get("n_tracks"), ev.get("tracks", "all")
     # an evaluation of a track subset (evaluate --tracks multi_label_albums) scores fewer tracks, never more
     if which == "all" and n != len(rep.ids):
@@ -348,13 +519,229 @@ def _check_eval(rep: Report) -> None:
         rep.add(
             f"{layout.eval_results}: n_tracks {n} of tracks {which!r} is not 1..{len(rep.ids)} embeddings"
         )
+    if len(rep.problems) == before and rep.inputs_ok and "eval_results" in rep.valid:
+        _recompute_eval(rep, ev)
 
 
-def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:
-    """Every problem found in the version folder ``layout`` (empty list = valid)."""
+def _check_excerpt(rep: Report) -> None:
+    """``excerpt_results.json`` refers to these embeddings (its figures need the audio: not recomputed here)."""
+    ex = rep.json.get("excerpt_results")
+    path = rep.layout.path("excerpt_results")
+    if not isinstance(ex, dict):
+        return
+    if rep.emb_sha is not None and ex.get("embeddings_sha256") != rep.emb_sha:
+        rep.add(f"{path}: embeddings_sha256 {ex.get('embeddings_sha256')} != {rep.emb_sha}")
+    _same_version(rep, path, ex)
+
+
+def _check_sample_files(rep: Report, has_eval: bool) -> None:
+    """The sample files come with what they are made from; the Markdown is the JSON's, byte for byte."""
+    layout = rep.layout
+    sample = rep.json.get("sample_top5_json")
+    md = layout.sample_top5_md
+    if layout.sample_top5_json.is_file() and not has_eval:
+        rep.add(f"{layout.sample_top5_json}: present without {layout.eval_results.name} (its parameters)")
+    if not md.is_file():
+        return
+    if "sample_top5_json" not in rep.valid or not isinstance(sample, dict):
+        rep.add(f"{md}: present without a valid {layout.sample_top5_json.name} (what it is rendered from)")
+        return
+    try:
+        got = md.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        rep.add(f"{md}: unreadable as UTF-8 text ({type(e).__name__})")
+        return
+    want = evaluation.sample_markdown(sample)
+    if got != want:
+        a, b = got.split("\n"), want.split("\n")
+        line = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        rep.add(
+            f"{md}: differs from the Markdown of {layout.sample_top5_json.name} from line {line + 1} on "
+            f"({len(a)} lines, expected {len(b)}); rerun evaluate to write it again"
+        )
+
+
+def _recompute_eval(rep: Report, ev: dict[str, Any]) -> None:
+    """Recompute eval_results.json (and sample_top5.json) with the parameters they record; report what differs."""
+    layout = rep.layout
+    sample = rep.json.get("sample_top5_json") if "sample_top5_json" in rep.valid else None
+    try:
+        params = evaluation.recorded_params(ev, sample)
+        results, samples = evaluation.evaluate_folder(layout, params)
+    except ResearchJobError as e:
+        rep.add(f"{layout.eval_results}: cannot be recomputed with its recorded parameters: {e}")
+        return
+    except Exception as e:  # noqa: BLE001 - any failure of the recomputation is a reported problem
+        rep.add(
+            f"{layout.eval_results}: cannot be recomputed with its recorded parameters: {type(e).__name__}: {e}"
+        )
+        return
+    inputs = f"{layout.embeddings_f32.name} and {layout.tracks_csv.name}"
+    how = (
+        f"k {params.k}, label {params.label}, tracks {params.tracks}, rerank {params.rerank.method}, "
+        f"{params.resamples} resamples, seed {params.seed}"
+    )
+    recorded = {k: v for k, v in ev.items() if k not in _RUN_FACTS}
+    computed = {k: v for k, v in results.items() if k not in _RUN_FACTS}
+    diffs = differences(recorded, computed)
+    if diffs:
+        rep.add(
+            f"{layout.eval_results}: {len(diffs)} value(s) differ from a recomputation from {inputs} ({how}): "
+            + "; ".join(diffs[:_SHOWN])
+            + ("; ..." if len(diffs) > _SHOWN else "")
+        )
+    if isinstance(sample, dict):
+        diffs = differences(sample, samples)
+        if diffs:
+            rep.add(
+                f"{layout.sample_top5_json}: {len(diffs)} value(s) differ from a recomputation from {inputs} "
+                f"({how}, {params.n_samples} sampled queries): "
+                + "; ".join(diffs[:_SHOWN])
+                + ("; ..." if len(diffs) > _SHOWN else "")
+            )
+
+
+def _show(v: Any) -> str:
+    """A value for a problem line: numbers as they are, a string in short (ASCII-escaped), containers by size."""
+    if isinstance(v, dict):
+        return f"an object of {len(v)} keys"
+    if isinstance(v, list):
+        return f"a list of {len(v)}"
+    if isinstance(v, str):
+        return ascii(v if len(v) <= 40 else v[:40] + "...")
+    return json.dumps(v)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def differences(recorded: Any, computed: Any, path: str = "") -> list[str]:
+    """Every leaf where ``recorded`` and ``computed`` (JSON values) differ, as ``path recorded X, recomputed Y``;
+    numbers within a relative 1e-9 (absolute 1e-12) are equal."""
+    where = path or "(top level)"
+    if isinstance(recorded, dict) and isinstance(computed, dict):
+        out: list[str] = []
+        for key in sorted(set(recorded) | set(computed)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in computed:
+                out.append(f"{sub} recorded {_show(recorded[key])}, absent from the recomputation")
+            elif key not in recorded:
+                out.append(f"{sub} absent, recomputed {_show(computed[key])}")
+            else:
+                out += differences(recorded[key], computed[key], sub)
+        return out
+    if isinstance(recorded, list) and isinstance(computed, list):
+        out = (
+            []
+            if len(recorded) == len(computed)
+            else [f"{where} has {len(recorded)} entries, recomputed {len(computed)}"]
+        )
+        for i, (a, b) in enumerate(zip(recorded, computed, strict=False)):
+            out += differences(a, b, f"{path}[{i}]")
+        return out
+    if _is_number(recorded) and _is_number(computed):
+        same = math.isclose(recorded, computed, rel_tol=_REL_TOL, abs_tol=_ABS_TOL)
+    else:
+        same = type(recorded) is type(computed) and recorded == computed
+    return [] if same else [f"{where} recorded {_show(recorded)}, recomputed {_show(computed)}"]
+
+
+def _check_export_report(rep: Report) -> None:
+    """The metadata CSV is the one ``export_report.json`` records (file name and sha256)."""
+    report = rep.json.get("export_report")
+    if not isinstance(report, dict):
+        return
+    out = report.get("output") or {}
+    if out.get("file") != rep.layout.tracks_csv.name:
+        rep.add(
+            f"{rep.layout.path('export_report')}: output.file {out.get('file')!r} != {rep.layout.tracks_csv.name!r}"
+        )
+    elif rep.layout.tracks_csv.is_file():
+        rep.sha_matches(rep.layout.tracks_csv, out.get("sha256"), "export_report.json output.sha256")
+
+
+def _check_similarity(rep: Report) -> None:
+    """A similarity matrix (compare-models) against ``similarity_meta.json``: sizes, checksums, its metadata."""
+    from research_job.similarity_matrix import read_matrix
+
+    layout = rep.layout
+    meta = rep.json.get("similarity_meta")
+    present = [layout.path(k) for k in ("similarity_f32", "similarity_track_ids") if layout.path(k).is_file()]
+    if not isinstance(meta, dict):
+        for p in present:
+            rep.add(f"{p}: present without a readable {layout.path('similarity_meta').name}")
+        return
+    try:
+        read_matrix(layout)
+    except ResearchJobError as e:
+        rep.add(str(e))
+    if layout.tracks_csv.is_file():
+        rep.sha_matches(
+            layout.tracks_csv, meta.get("metadata_sha256"), "similarity_meta.json metadata_sha256"
+        )
+
+
+def _check_manifest(rep: Report) -> None:
+    """A release's ``manifest.json`` (the Node API's verified S3 cache folder): its schema and content digest,
+    the facts it states against embeddings_meta.json, every listed file's size and sha256, and every published
+    file of the folder listed."""
+    from research_job.publish.manifest import MANIFEST_NAME, content_digest, scan_files
+
+    layout = rep.layout
+    path = layout.version_dir / MANIFEST_NAME
+    if not path.is_file():
+        return
+    try:
+        manifest = schema.read_artifact(path, "manifest")
+    except ResearchJobError as e:
+        rep.add(str(e))
+        return
+    digest = content_digest(manifest["files"])
+    if digest != manifest["content_sha256"]:
+        rep.add(
+            f"{path}: content digest of files is {digest} but content_sha256 says {manifest['content_sha256']}"
+        )
+    emeta = rep.json.get("embeddings_meta")
+    if isinstance(emeta, dict):
+        facts = {
+            "artifact_version": emeta.get("artifact_version"),
+            "model": (emeta.get("model") or {}).get("name"),
+            "count": emeta.get("count"),
+            "dim": emeta.get("dim"),
+            "created_at": emeta.get("created_at"),
+        }
+        for key, want in facts.items():
+            if manifest.get(key) != want:
+                rep.add(f"{path}: {key} {_show(manifest.get(key))} != embeddings_meta.json {_show(want)}")
+    listed = set()
+    for f in manifest["files"]:
+        listed.add(f["path"])
+        full = layout.version_dir / f["path"]
+        if not full.is_file() or full.is_symlink():
+            rep.add(f"{full}: missing (listed in {MANIFEST_NAME})")
+        elif full.stat().st_size != f["size_bytes"]:
+            rep.add(f"{full}: {full.stat().st_size} bytes != {MANIFEST_NAME} size_bytes {f['size_bytes']}")
+        else:
+            rep.sha_matches(full, f["sha256"], f"{MANIFEST_NAME} sha256")
+    for rel in scan_files(layout.version_dir, include_audio=bool(manifest.get("include_audio"))):
+        if rel.as_posix() not in listed:
+            rep.add(
+                f"{layout.version_dir / rel}: not listed in {MANIFEST_NAME} (the folder is not that release)"
+            )
+
+
+def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4, *, sample: int = DEFAULT_SAMPLE) -> list[str]:
+    """Every problem found in the version folder ``layout`` (empty list = valid).
+
+    Args:
+        unit_norm_tol: largest accepted | ||row|| - 1 | of an embedding row.
+        sample: rows checked, beyond the Node API's own, against a fresh exact ranking (the neighbour table) and
+            against the embeddings (each index's stored vectors); seeded.
+    """
     if not layout.version_dir.is_dir():
         return [f"{layout.version_dir}: no such version folder"]
-    rep = Report(layout)
+    rep = Report(layout, sample)
     _check_listing(rep)
     _check_embeddings(rep, unit_norm_tol)
     _check_segments(rep, unit_norm_tol)
@@ -362,4 +749,8 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4) -> list[str]:
     _check_head(rep)
     _check_indexes(rep)
     _check_eval(rep)
+    _check_excerpt(rep)
+    _check_export_report(rep)
+    _check_similarity(rep)
+    _check_manifest(rep)
     return rep.problems

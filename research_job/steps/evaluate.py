@@ -7,6 +7,9 @@ ranking, a seeded bootstrap CI, a per-composer breakdown, and the same metrics w
 excluded (the album effect). Queries with a missing composer or with no other track by their composer are not
 scored, only counted.
 
+The computation is :func:`research_job.evaluation.evaluate_folder` (validate recomputes the written figures
+with it); this step maps its options to :class:`~research_job.evaluation.LabelEval` and writes the files.
+
 Scaling: queries are processed in batches; one float32 BLAS product per batch gives candidate scores, and only
 the candidates that can matter (top k + margin, and a band around the best relevant score for MRR) are re-scored
 in float64, so the result equals brute force while the cost is one N x N float32 product.
@@ -15,30 +18,24 @@ in float64, so the result equals brute force while the cost is one N x N float32
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from research_job import retrieval, schema
+from research_job import evaluation, schema
 from research_job.augment import CHAINS
 from research_job.config import CommonConfig, option
-from research_job.embeddings import load_embeddings
-from research_job.errors import ArtifactError, ConfigError
+from research_job.errors import ConfigError
+from research_job.evaluation import LABELS, LabelEval
 from research_job.io.atomic import write_text
-from research_job.layout import ArtifactLayout, artifact_version
-from research_job.metadata import TrackRow, read_tracks_csv
-from research_job.provenance import code_version, utc_now
-from research_job.rerank import RerankOptions, scores, track_stats
-from research_job.retrieval import TRACK_SETS, Scored, clustering_scores, track_set
+from research_job.layout import ArtifactLayout
+from research_job.rerank import RerankOptions
+from research_job.retrieval import TRACK_SETS, Scored
 from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
 
-#: metadata columns a hit's relevance can compare, and how eval_results.json names that relevance
-LABELS = ("composer", "album_id")
-RELEVANCE = {"composer": "same_standardized_composer", "album_id": "same_album_id"}
 TASKS = ("label", "excerpt")
 
 
@@ -103,223 +100,24 @@ def check(cfg: EvaluateConfig) -> None:
         )
 
 
+def params(cfg: EvaluateConfig) -> LabelEval:
+    """The :class:`~research_job.evaluation.LabelEval` parameters of ``cfg``."""
+    return LabelEval(k=cfg.k, label=cfg.label, tracks=cfg.tracks, rerank=cfg.rerank_spec,
+                     resamples=cfg.bootstrap_resamples, seed=cfg.seed, n_samples=cfg.n_samples,
+                     clustering=cfg.clustering, batch_size=cfg.batch_size)  # fmt: skip
+
+
 def score_vectors(
     vectors: np.ndarray, ids: list[str], label_values: list[Any], album_values: list[str], cfg: EvaluateConfig
 ) -> Scored:
-    """Rank every track against the others (exact cosine, or the configured re-ranking) and score the labels:
-    the blocks ``overall``, ``exclude_same_album`` (None when the label is the album), ``per_composer``,
-    ``clustering`` and ``query_policy`` of eval_results.json."""
-    t0 = time.perf_counter()
-    spec = cfg.rerank_spec
-    if spec.method == "none":
-        ranked = retrieval.rank(
-            label_values, album_values, cfg.k, vectors=vectors, ids=ids, batch_size=cfg.batch_size
-        )
-    else:
-        stats = track_stats(vectors, spec)
-        ranked = retrieval.rank(
-            label_values, album_values, cfg.k, score_rows=lambda rows: scores(vectors, rows, spec, stats)
-        )
-    t1 = time.perf_counter()
-    scored = retrieval.score(*ranked, label_values, k=cfg.k, resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                   album_is_label=cfg.label == "album_id")  # fmt: skip
-    if cfg.clustering:
-        scored.block["clustering"] = clustering_scores(vectors, scored.labels, cfg.seed)
-    scored.search_sec, scored.metrics_sec = t1 - t0, time.perf_counter() - t1
-    return scored
-
-
-def _describe(r: TrackRow) -> dict[str, Any]:
-    return {
-        "track_id": r.track_id,
-        "title": r.title or "",
-        "composer": r.composer_display,
-        "composer_key": r.composer,
-        "album_id": r.album_id,
-    }
-
-
-def _samples(scored: Scored, meta_rows: list[TrackRow], cfg: EvaluateConfig, av: str) -> dict[str, Any]:
-    """The ``sample_topk`` dict: the top-k lists of a seeded sample of queries."""
-    rng = np.random.default_rng(cfg.seed)
-    picks = np.sort(rng.choice(len(meta_rows), size=min(cfg.n_samples, len(meta_rows)), replace=False))
-    v, labels = scored.ranking, scored.labels
-    samples = []
-    for q in picks:
-        hits = []
-        for rank, (row, score) in enumerate(zip(v.rows[q], v.scores[q], strict=True), start=1):
-            if row < 0:
-                break
-            rel = labels[q] >= 0 and labels[row] == labels[q]
-            hits.append(
-                {"rank": rank, **_describe(meta_rows[row]), "score": float(score), "relevant": bool(rel)}
-            )
-        samples.append({"query": _describe(meta_rows[q]), "hits": hits})
-    return {"schema_version": "1.0", "artifact_version": av, "k": cfg.k, "samples": samples}
-
-
-def _head_comparison(
-    layout: ArtifactLayout,
-    vectors: np.ndarray,
-    ids: list[str],
-    meta_rows: list[TrackRow],
-    keep: np.ndarray,
-    cfg: EvaluateConfig,
-) -> dict[str, Any] | None:
-    """For a head folder: the head's vectors and the frozen backbone's (``head/frozen.f32``) scored on the same
-    tracks, its test split (queries and candidates both; the tracks the head never trained on); else None.
-
-    Raises:
-        ArtifactError: ``frozen.f32`` does not hold one row per embedded track.
-    """
-    from research_job.heads import is_head_folder, read_head_meta, test_rows
-
-    if not is_head_folder(layout):
-        return None
-    frozen_raw = np.fromfile(layout.path("head_frozen"), dtype="<f4")
-    total = int(schema.read_artifact(layout.track_ids_json, "track_ids")["count"])
-    if frozen_raw.size % total:
-        raise ArtifactError(f"{layout.path('head_frozen')}: {frozen_raw.size} floats is not {total} rows")
-    frozen = frozen_raw.reshape(total, -1)[keep]
-    pos = {int(r): i for i, r in enumerate(keep)}
-    test = [pos[r] for r in test_rows(layout) if r in pos]
-    if len(test) < 3:
-        return None
-    sel = np.asarray(sorted(test))
-    sub_ids = [ids[i] for i in sel]
-    labels = [getattr(meta_rows[i], cfg.label) for i in sel]
-    albums = [meta_rows[i].album_id for i in sel]
-    meta = read_head_meta(layout)
-    return {
-        "split": (meta.get("split") or {}).get("by"),
-        "n_test": int(sel.size),
-        "head": score_vectors(vectors[sel], sub_ids, labels, albums, cfg).block,
-        "frozen": score_vectors(frozen[sel], sub_ids, labels, albums, cfg).block,
-    }
-
-
-def _metadata_rows(layout: ArtifactLayout, ids: list[str]) -> list[TrackRow]:
-    """The metadata row of every embedded track, in embedding order.
-
-    Raises:
-        ArtifactError: an embedded track has no row.
-    """
-    rows_by_id = {r.track_id: r for r in read_tracks_csv(layout.tracks_csv)}
-    missing = [t for t in ids if t not in rows_by_id]
-    if missing:
-        raise ArtifactError(
-            f"{len(missing)} embedded tracks are not in {layout.tracks_csv}, e.g. {missing[:3]}"
-        )
-    return [rows_by_id[t] for t in ids]
+    """:func:`research_job.evaluation.score_vectors` with the parameters of ``cfg``."""
+    return evaluation.score_vectors(vectors, ids, label_values, album_values, params(cfg))
 
 
 def evaluate(cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Compute ``eval_results`` and ``sample_topk`` dicts (nothing written)."""
     check(cfg)
-    layout = cfg.common.layout
-    t_total = time.perf_counter()
-    if not layout.embeddings_meta.is_file() and layout.path("similarity_meta").is_file():
-        return _evaluate_matrix_folder(cfg, t_total)
-    vectors, ids, emb_meta = load_embeddings(layout)
-    meta_rows = _metadata_rows(layout, ids)
-    keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
-    vectors, ids, meta_rows = vectors[keep], [ids[i] for i in keep], [meta_rows[i] for i in keep]
-    scored = score_vectors(
-        vectors, ids, [getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg
-    )
-    comparison = _head_comparison(layout, vectors, ids, meta_rows, keep, cfg)
-    return _assemble(cfg, emb_meta["model"]["name"], emb_meta["files"]["embeddings_sha256"], scored, meta_rows,
-                     t_total, {"head_comparison": comparison} if comparison is not None else {})  # fmt: skip
-
-
-def _evaluate_matrix_folder(cfg: EvaluateConfig, t_total: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The label task on a folder that holds a similarity matrix instead of vectors (Musly in compare-models):
-    the same ranking and scoring over the matrix rows; clustering from the matrix as precomputed distances.
-
-    Raises:
-        ConfigError: re-ranking asked for (it needs vectors).
-    """
-    from research_job.similarity_matrix import read_matrix
-
-    if cfg.rerank != "none":
-        raise ConfigError(
-            f"rerank {cfg.rerank!r} needs embeddings; {cfg.common.layout.version_dir} holds a matrix"
-        )
-    layout = cfg.common.layout
-    matrix, ids, meta = read_matrix(layout)
-    meta_rows = _metadata_rows(layout, ids)
-    keep = track_set([getattr(r, cfg.label) for r in meta_rows], [r.album_id for r in meta_rows], cfg.tracks)
-    sub = np.asarray(matrix, dtype=np.float64)[np.ix_(keep, keep)]
-    scores_ = -sub if meta["kind"] == "distance" else sub
-    meta_rows = [meta_rows[i] for i in keep]
-    labels = [getattr(r, cfg.label) for r in meta_rows]
-    t0 = time.perf_counter()
-    ranked = retrieval.rank(
-        labels, [r.album_id for r in meta_rows], cfg.k, score_rows=lambda rows: scores_[rows].copy()
-    )
-    t1 = time.perf_counter()
-    scored = retrieval.score(*ranked, labels, k=cfg.k, resamples=cfg.bootstrap_resamples, seed=cfg.seed,
-                             album_is_label=cfg.label == "album_id")  # fmt: skip
-    if cfg.clustering:
-        dist = sub if meta["kind"] == "distance" else sub.max() - sub
-        scored.block["clustering"] = retrieval.clustering_from_distances(dist, scored.labels, cfg.seed)
-    scored.search_sec, scored.metrics_sec = t1 - t0, time.perf_counter() - t1
-    return _assemble(
-        cfg, meta["model"], meta["files"]["matrix_sha256"], scored, meta_rows, t_total, {"search": "matrix"}
-    )
-
-
-def _assemble(
-    cfg: EvaluateConfig,
-    model: str,
-    sha: str,
-    scored: Scored,
-    meta_rows: list[TrackRow],
-    t_total: float,
-    extra: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """eval_results.json and sample_topk of one scored ranking."""
-    av = artifact_version(cfg.common.layout, model)
-    results = {
-        "schema_version": "1.0",
-        "artifact_version": av,
-        "model": model,
-        "k": cfg.k,
-        "relevance": RELEVANCE[cfg.label],
-        "tracks": cfg.tracks,
-        "rerank": cfg.rerank_spec.to_json(),
-        "self_exclusion": "by_track_id",
-        "tie_break": "score_desc_then_row_asc",
-        "search": "exact",
-        "embeddings_sha256": sha,
-        **scored.block,
-        **extra,
-        "timings": {
-            "search_sec": round(scored.search_sec, 4),
-            "metrics_sec": round(scored.metrics_sec, 4),
-            "total_sec": round(time.perf_counter() - t_total, 4),
-        },
-        "created_at": utc_now(),
-        "code_version": code_version(),
-    }
-    return results, _samples(scored, meta_rows, cfg, av)
-
-
-def sample_markdown(sample: dict[str, Any]) -> str:
-    """Human-readable Markdown of the sample top-k lists."""
-    lines = [f"# Sample top-{sample['k']} lists ({sample['artifact_version']})", ""]
-    for s in sample["samples"]:
-        q = s["query"]
-        lines += [f"## {q['title'] or q['track_id']} — {q['composer'] or '(composer missing)'}", ""]
-        lines += [f"track `{q['track_id']}`, album `{q['album_id']}`", ""]
-        lines += ["| rank | score | title | composer | album | relevant |", "|---:|---:|---|---|---|:---:|"]
-        for h in s["hits"]:
-            title = (h["title"] or h["track_id"]).replace("|", "\\|")
-            comp = (h["composer"] or "").replace("|", "\\|")
-            mark = "yes" if h["relevant"] else ""
-            lines.append(f"| {h['rank']} | {h['score']:.4f} | {title} | {comp} | {h['album_id']} | {mark} |")
-        lines.append("")
-    return "\n".join(lines)
+    return evaluation.evaluate_folder(cfg.common.layout, params(cfg))
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -434,7 +232,7 @@ def run(cfg: EvaluateConfig) -> dict[str, Any]:
     schema.validate("sample_topk", sample, source=layout.sample_top5_json)
     schema.write_artifact(layout.eval_results, "eval_results", results)
     schema.write_artifact(layout.sample_top5_json, "sample_topk", sample)
-    write_text(layout.sample_top5_md, sample_markdown(sample))
+    write_text(layout.sample_top5_md, evaluation.sample_markdown(sample))
     return results
 
 

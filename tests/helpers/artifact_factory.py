@@ -1,14 +1,14 @@
 """Seeded generator of a small, complete, schema-valid artifact version folder (for publish tests).
 
 Writes what the pipeline steps write (metadata CSV, embeddings.f32 + track_ids.json + embeddings_meta.json,
-faiss / hnswlib indexes + index_meta.json, eval_results.json) without running them: vectors are drawn around
+faiss / hnswlib indexes + index_meta.json) without running them, and the real ``eval_results.json`` of the
+vectors (:func:`research_job.evaluation.evaluate_folder`, as evaluate computes it): vectors are drawn around
 one centre per composer so that nearest neighbours mean something. Every JSON goes through
 ``research_job.schema.write_artifact``, so it matches the schemas on main.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from research_job.embeddings import write_embeddings
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, write_tracks_csv
 from research_job.provenance import sha256_file
-from research_job.schema import SCHEMA_DIR, write_artifact
+from research_job.schema import write_artifact
 
 
 @dataclass(frozen=True)
@@ -165,9 +165,10 @@ def make_version(
         },
     )
     if with_eval:
-        # numbers are placeholders of the right shape: these tests publish files, they do not evaluate
-        ev = json.loads((SCHEMA_DIR / "examples/valid/eval_results.json").read_text())
-        ev.update(artifact_version=artifact_version, model=model, embeddings_sha256=emb_sha, n_tracks=n)
+        # the real evaluation of these vectors: validate (and so publish) recomputes it and refuses placeholders
+        from research_job.evaluation import LabelEval, evaluate_folder
+
+        ev, _ = evaluate_folder(layout, LabelEval(resamples=100))
         ev["created_at"] = created_at
         write_artifact(layout.eval_results, "eval_results", ev)
     return Corpus(layout, vectors, track_ids, rows)

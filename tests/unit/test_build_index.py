@@ -118,9 +118,11 @@ def test_neighbor_table_pads_small_corpora_and_can_be_off(tmp_path: Path) -> Non
 
 
 def test_table_problems_name_the_bad_row() -> None:
-    good = np.array([[1, 2], [0, 2], [0, -1]], dtype=np.int32)
+    good = np.array([[1, 2], [0, 2], [0, 1]], dtype=np.int32)
     assert neighbors.problems(good) == []
     cases = {
+        # N - 1 = 2 other rows exist and k = 2: padding is only for rows with fewer than k others (Node's rule)
+        "padding in row 2": [[1, 2], [0, 2], [0, -1]],
         "outside [-1, 3)": [[1, 3], [0, 2], [0, 1]],
         "rows list themselves, e.g. row 1": [[1, 2], [1, 2], [0, 1]],
         "padding followed by a row in row 2": [[1, 2], [0, 2], [-1, 1]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,37 @@ def test_album_effect_is_visible(tmp_path: Path) -> None:
     assert res["overall"]["metrics"]["mrr"] == pytest.approx(1.0)
     assert res["exclude_same_album"]["n_queries"] == 4  # D has a single album: excluded without it
     assert res["exclude_same_album"]["metrics"]["mrr"] < 1.0
+
+
+HOSTILE_TITLES = [
+    "<script>alert(1)</script>",
+    "[click](javascript:alert(1))",
+    "![x](https://evil.example/p.png) <img src=x onerror=alert(1)>",
+    "two\nlines | and a pipe\r\n| rank | forged |",
+    "https://evil.example and www.evil.example and a@evil.example",
+    "`code` *em* _u_ ~~s~~ $x$ &amp; \\| # h",
+]
+
+
+def test_sample_markdown_keeps_every_title_inert(tmp_path: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    rng = np.random.default_rng(1)
+    n = len(HOSTILE_TITLES)
+    rows = [row(f"t{i}", f"al{i % 2}", "A" if i % 2 else "B") for i in range(n)]
+    for r, title in zip(rows, HOSTILE_TITLES, strict=True):
+        r["title"] = title
+        r["composer_raw"] = title  # the composer cell shows it too
+    cfg = _setup(tmp_path, _unit(rng.standard_normal((n, 4))), rows)
+    evaluate.run(replace(cfg, n_samples=n, k=n - 1))
+    md = cfg.common.layout.sample_top5_md.read_text()
+    for needle in ("<script", "<img", "](", "javascript:", "https://", "www.evil", "a@evil", "\r"):
+        assert needle not in md, needle
+    html = MarkdownIt("commonmark").enable("table").enable("strikethrough").render(md)
+    for tag in ("<a ", "<img", "<script", "<code", "<em", "<s>", "<h3"):
+        assert tag not in html, tag
+    # one table per query, one row per hit, six cells each: no title broke a row or added one
+    assert html.count("<table>") == n and html.count("<tr>") == n * n
+    assert all(r.count("<td") == 6 for r in html.split("<tr>")[1:] if "<td" in r)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the text is shown as it is, escaped
+    assert "two lines | and a pipe | rank | forged |" in html

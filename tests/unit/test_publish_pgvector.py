@@ -159,7 +159,7 @@ def test_republish_is_a_no_op_and_different_content_is_refused(tmp_path: Path, d
     )
 
     ev = json.loads(c.layout.eval_results.read_text())
-    ev["overall"]["metrics"]["mrr"] = 0.11
+    ev["created_at"] = "2026-11-23T04:00:00Z"  # a rerun: the same figures, other bytes
     write_artifact(c.layout.eval_results, "eval_results", ev)
     with pytest.raises(ArtifactError, match=r"different content: changed eval/eval_results\.json"):
         publish_pgvector(c.layout.version_dir, database_url=db, release="noop", set_latest=False)

@@ -16,9 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from research_job.config import CommonConfig
 from research_job.errors import ArtifactError
 from research_job.publish.s3 import latest_key, publish_s3, read_latest, verify_published
-from research_job.schema import validate, write_artifact
+from research_job.schema import validate
+from research_job.steps import evaluate
+from research_job.steps.evaluate import EvaluateConfig
 from tests.helpers.artifact_factory import make_version
 from tests.helpers.publish_fixtures import FAKE_AWS_ENV, moto_s3_server, object_versions, s3_client
 
@@ -204,23 +207,21 @@ def test_different_content_is_refused_then_forced(
     c = make_version(tmp_path / "art", n=30, dim=4)
     v = c.layout.version_dir
     _publish(v, bucket, endpoint)
-    ev = json.loads(c.layout.eval_results.read_text())
-    ev["overall"]["metrics"]["mrr"] = 0.61
-    write_artifact(c.layout.eval_results, "eval_results", ev)
-    (v / "eval/sample_top5.md").write_text("# top 5\n")
+    # a rerun of evaluate with another seed: other intervals (validate recomputes them), and the sample files
+    ev = evaluate.run(EvaluateConfig(common=CommonConfig(version_dir=v), bootstrap_resamples=100, seed=1))
     before = object_versions(client, bucket)
     with pytest.raises(
-        ArtifactError, match=r"different content: changed eval/eval_results\.json, added eval/sample_top5\.md"
+        ArtifactError,
+        match=r"different content: changed eval/eval_results\.json, added eval/sample_top5\.json, "
+        r"added eval/sample_top5\.md",
     ):
         _publish(v, bucket, endpoint)
     assert object_versions(client, bucket) == before, "a refused publish writes nothing"
 
     r = _publish(v, bucket, endpoint, force=True)
-    assert r["status"] == "overwritten" and r["uploaded"] == 2
+    assert r["status"] == "overwritten" and r["uploaded"] == 3
     got = _verify(bucket, endpoint, tmp_path / "cache")
-    assert (
-        json.loads((got["dir"] / "eval/eval_results.json").read_text())["overall"]["metrics"]["mrr"] == 0.61
-    )
+    assert json.loads((got["dir"] / "eval/eval_results.json").read_text())["overall"] == ev["overall"]
 
     # forcing a release without a file deletes the stale object
     (v / "eval/sample_top5.md").unlink()

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ CASES: list[tuple[Callable[[ArtifactLayout], None], str, str]] = [
     (_schema_failure, "eval_results.json", "overall/metrics.*not valid"),
     (_nan_row, "embeddings.f32", "NaN/inf"),
     (_bad_csv_row, "tracks_metadata.csv", "line 3: composer_missing .*maybe"),
-    (_index_wrong_size, "hnsw.index", "holds 3 vectors, expected 10"),
+    (_index_wrong_size, "hnsw.index", "holds 3 elements, expected 10 \\(not handed to hnswlib\\)"),
     (_eval_other_embeddings, "eval_results.json", "embeddings_sha256"),
     (_table_lists_self, "neighbors.i32", "1 rows list themselves, e.g. row 3"),
     (_table_truncated, "neighbors.i32", "bytes, expected count 10 x k 20"),
@@ -164,18 +165,39 @@ def test_each_corruption_is_reported(
         validate.run(ValidateConfig(common=CommonConfig(version_dir=layout.version_dir)))
 
 
-@pytest.mark.parametrize(("n_tracks", "valid"), [(4, True), (10, True), (11, False), (0, False)])
-def test_an_evaluation_of_a_track_subset_is_valid_when_it_scores_at_most_every_track(
-    good: Path, tmp_path: Path, n_tracks: int, valid: bool
+@pytest.fixture(scope="module")
+def subset(good: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The good folder evaluated as ``evaluate --tracks multi_label_albums`` writes it."""
+    layout = _copy(good, tmp_path_factory.mktemp("subset"))
+    cfg = EvaluateConfig(common=CommonConfig(version_dir=layout.version_dir), bootstrap_resamples=50)
+    evaluate.run(replace(cfg, tracks="multi_label_albums"))
+    return layout.version_dir
+
+
+def test_an_evaluation_of_a_track_subset_is_valid(subset: Path) -> None:
+    ev = json.loads(ArtifactLayout(subset).eval_results.read_text())
+    assert ev["tracks"] == "multi_label_albums" and 1 <= ev["n_tracks"] <= 10
+    assert validate.check(ArtifactLayout(subset)) == []
+
+
+@pytest.mark.parametrize(
+    ("n_tracks", "what"),
+    [
+        (11, "n_tracks 11 of tracks 'multi_label_albums' is not 1..10 embeddings"),
+        (0, "n_tracks 0 of tracks 'multi_label_albums' is not 1..10 embeddings"),
+        # within the range, but not the number of tracks the subset holds: the recomputation tells
+        (4, "value(s) differ from a recomputation from embeddings.f32 and tracks_metadata.csv (k 5, label "
+         "composer, tracks multi_label_albums, rerank none, 50 resamples, seed 0): n_tracks recorded 4, recomputed"),
+    ],
+)  # fmt: skip
+def test_a_forged_track_count_of_a_subset_is_refused(
+    subset: Path, tmp_path: Path, n_tracks: int, what: str
 ) -> None:
-    layout = _copy(good, tmp_path)
+    layout = _copy(subset, tmp_path)
     ev = json.loads(layout.eval_results.read_text())
-    ev.update(
-        tracks="multi_label_albums", n_tracks=n_tracks
-    )  # as evaluate --tracks multi_label_albums writes
+    ev["n_tracks"] = n_tracks
     layout.eval_results.write_text(json.dumps(ev))
-    problems = [p for p in validate.check(layout) if "eval_results.json: n_tracks" in p]
-    assert problems == [] if valid else problems and "'multi_label_albums' is not 1..10" in problems[0]
+    assert any("eval_results.json" in p and what in p for p in validate.check(layout)), validate.check(layout)
 
 
 def test_all_problems_reported_at_once(good: Path, tmp_path: Path) -> None:
