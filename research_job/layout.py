@@ -12,6 +12,9 @@ Adding an artifact is one entry in that list (plus the code that writes it)::
     head/head.pt, frozen.f32, head_meta.json, curves.json, curves.png    train-head (a head version folder)
     index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json   build-index
     eval/eval_results.json, sample_top5.json, sample_top5.md             evaluate
+
+Per-track and per-album names (``<album_id>``, ``<track_id>`` above) come from :func:`id_file_name`: the id
+itself while it fits a file name, else a stable hashed name.
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from research_job.errors import ArtifactError, ConfigError, unknown_choice
+from research_job.provenance import sha256_bytes
 
 LAYOUT_VERSION = "v1"
 ARTIFACT_LIST = "artifacts.json"
 _SAFE_MODEL = re.compile(r"[^A-Za-z0-9._-]+")
 _ARTIFACT_VERSION = re.compile(r"^v[0-9]+_model_[A-Za-z0-9._-]+$")
+#: the longest file name, in bytes, that Linux file systems (ext4, xfs, btrfs, tmpfs) and APFS accept
+NAME_MAX = 255
+#: the longest suffix a writer adds to a per-track file name while writing it (``<name>.tmp``, io/atomic.py)
+_WRITE_SUFFIX = ".tmp"
+#: UTF-8 bytes of the id kept, readable, in front of the hash of an id too long for a file name
+_HASHED_PREFIX_BYTES = 64
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,25 @@ def artifact_of(rel: str) -> Artifact | None:
         (a for a in artifacts().values() if a.is_folder and a.holds(rel)), key=lambda a: -len(a.path)
     )
     return folders[0] if folders else None
+
+
+def id_file_name(ident: str, ext: str | None = None) -> str:
+    """The file name of a per-track file (``ext`` given) or the folder name of a per-album folder (``ext=None``).
+
+    Every per-track or per-album path (``audio_cache/<album>/<track>.<ext>``, ``audio_wav/<track>.wav``) is
+    made here. The name is the id verbatim, ``<id>.<ext>``, while it (and, for a file, its ``.tmp`` sibling) fits
+    :data:`NAME_MAX` bytes of UTF-8 (ids are up to 256 *characters*, up to 1024 bytes); a longer one becomes
+    ``<first 64 bytes of the id>-<sha256 hex of the id>.<ext>``, stable across runs and machines. Short ids keep
+    their names, so folders written before this rule stay valid. Ids are checked safe as path components before
+    they get here (:func:`research_job.metadata.unsafe_id_reason`).
+    """
+    suffix = "" if ext is None else "." + ext.lstrip(".").lower()
+    name = ident + suffix
+    written_as = name if ext is None else name + _WRITE_SUFFIX  # a folder is made in place, a file renamed
+    if len(written_as.encode("utf-8")) <= NAME_MAX:
+        return name
+    prefix = ident.encode("utf-8")[:_HASHED_PREFIX_BYTES].decode("utf-8", errors="ignore")
+    return f"{prefix}-{sha256_bytes(ident.encode('utf-8'))}{suffix}"
 
 
 def model_dir_name(model_name: str) -> str:
@@ -154,8 +183,9 @@ class ArtifactLayout:
         return self.path("audio_cache_dir")
 
     def cached_audio(self, album_id: str, track_id: str, ext: str) -> Path:
-        """Path of a pulled object: ``audio_cache/<album_id>/<track_id>.<ext>`` (ids already checked safe)."""
-        return self.audio_cache_dir / album_id / f"{track_id}.{ext.lstrip('.').lower()}"
+        """Path of a pulled object: ``audio_cache/<album_id>/<track_id>.<ext>``, names by :func:`id_file_name`
+        (ids already checked safe)."""
+        return self.audio_cache_dir / id_file_name(album_id) / id_file_name(track_id, ext)
 
     @property
     def pull_report(self) -> Path:
@@ -167,7 +197,8 @@ class ArtifactLayout:
         return self.path("audio_wav_dir")
 
     def wav(self, track_id: str) -> Path:
-        return self.audio_wav_dir / f"{track_id}.wav"
+        """Path of a standardised track: ``audio_wav/<track_id>.wav``, named by :func:`id_file_name`."""
+        return self.audio_wav_dir / id_file_name(track_id, "wav")
 
     @property
     def standardize_report(self) -> Path:

@@ -6,15 +6,20 @@ duplicate ``track_id`` with every duplicated row, ids unsafe as path components,
 reads the result with :func:`read_tracks_csv`, which validates each row against
 ``artifact_schema/tracks_metadata_row.schema.json``.
 
-Composer standardisation (:func:`standardize_composer`): Unicode NFC, whitespace collapsed, casefolded,
-``Last, First`` -> ``First Last``, then an optional alias table (variant -> canonical, both sides normalised
-the same way). A missing or blank composer is kept, marked ``composer_missing``, and never guessed.
+Composer standardisation (:func:`standardize_composer`): Unicode NFKC, format characters (zero-width space,
+BOM, ...) dropped, whitespace (NBSP too) collapsed, casefolded, ``Last, First`` -> ``First Last``, then an
+optional alias table (variant -> canonical, both sides normalised the same way). A missing, blank or placeholder
+composer (``NULL``, ``None``, ``N/A``, ``-``) is kept, marked ``composer_missing``, and never guessed.
+
+``tracks_metadata.csv`` is a machine contract, read back by this module and by the Node API
+(``node_api/src/lib/csv.ts``): every cell holds the exact value (a title ``=1+1`` stays ``=1+1``), with no
+spreadsheet formula escaping, which would change the data both readers see. It is not a report for people; open
+it in a spreadsheet with formulas disabled (import as text).
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -125,22 +130,41 @@ def check_safe_id(kind: str, value: object) -> str:
 # --- composers -------------------------------------------------------------------------------------------
 
 
+#: what a catalogue writes for "no composer": compared with everything but letters and digits removed, so
+#: ``NULL``, ``(null)``, ``None``, ``N/A``, ``n.a.``, ``NaN`` and ``nil`` are all missing, never a composer
+PLACEHOLDER_COMPOSERS = frozenset({"null", "none", "nil", "nan", "na"})
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def _basic_normalize(s: str) -> str:
-    s = unicodedata.normalize("NFC", s)
+    """NFKC, Unicode format characters (category Cf: zero-width space and joiners, BOM, soft hyphen, direction
+    marks) removed, every run of whitespace (NBSP, thin and ideographic spaces included) one space, stripped,
+    casefolded, NFKC again (casefolding may denormalise)."""
+    s = unicodedata.normalize("NFKC", s)
+    s = "".join(c for c in s if unicodedata.category(c) != "Cf")
     s = _WS.sub(" ", s).strip().casefold()
-    return unicodedata.normalize("NFC", s)
+    return unicodedata.normalize("NFKC", s)
+
+
+def _is_placeholder(key: str) -> bool:
+    """A normalised composer that names nobody: no letter or digit at all, or a :data:`PLACEHOLDER_COMPOSERS`."""
+    bare = _NOT_ALNUM.sub("", key)
+    return not bare or bare in PLACEHOLDER_COMPOSERS
 
 
 def normalize_composer(raw: str | None) -> str | None:
-    """NFC, collapse whitespace, casefold, ``Last, First`` -> ``First Last``; blank -> ``None``.
+    """The composer key: :func:`_basic_normalize` (NFKC, format characters dropped, whitespace collapsed,
+    casefolded), ``Last, First`` -> ``First Last``; blank or a placeholder (``NULL``, ``None``, ``N/A``, ``-``,
+    see :func:`_is_placeholder`) -> ``None``.
 
-    Only a single comma with text on both sides is reordered (``Bach, Johann Sebastian``); strings with
-    several commas are left in their order (they are usually lists or suffixes, not ``Last, First``).
+    This is the one place composer keys are made (the export step's rows, the alias table). Only a single comma
+    with text on both sides is reordered (``Bach, Johann Sebastian``); strings with several commas are left in
+    their order (they are usually lists or suffixes, not ``Last, First``).
     """
     if raw is None:
         return None
     s = _basic_normalize(str(raw))
-    if not s:
+    if not s or _is_placeholder(s):
         return None
     parts = [p.strip() for p in s.split(",")]
     if len(parts) == 2 and parts[0] and parts[1]:
@@ -377,6 +401,7 @@ def normalize_records(
         if len(where) > 1:
             shown = "; ".join(f"row {i}: {_short(raw_rows[i - 1], columns)}" for i in where)
             problems.append(f"duplicate track_id {tid!r} in {len(where)} rows: {shown}")
+    problems.extend(_file_name_clashes(rows))
     if problems:
         raise MetadataError(_format_problems(source, problems))
     stats = NormalizeStats(
@@ -387,6 +412,23 @@ def normalize_records(
         aliases_applied=aliases_applied,
     )
     return rows, stats
+
+
+def _file_name_clashes(rows: Sequence[TrackRow]) -> list[str]:
+    """Distinct track ids whose per-track files would share a name (an id written as another, too long id's
+    hashed name, :func:`research_job.layout.id_file_name`)."""
+    from research_job.layout import id_file_name
+
+    by_name: dict[str, str] = {}
+    out: list[str] = []
+    for r in rows:
+        name = id_file_name(r.track_id)
+        other = by_name.setdefault(name, r.track_id)
+        if other != r.track_id:
+            out.append(
+                f"track_id {r.track_id!r} and track_id {other!r} would share the audio file name {name!r}"
+            )
+    return out
 
 
 def _short(rec: Mapping[str, object], columns: Sequence[str]) -> str:
@@ -407,14 +449,26 @@ def _cell(value: object) -> str:
 
 
 def tracks_csv_text(rows: Iterable[TrackRow]) -> str:
-    """Serialise rows as ``tracks_metadata.csv`` text (header + one line per row, ``\\n`` line ends)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    """Serialise rows as ``tracks_metadata.csv`` text (header + one line per row, ``\\n`` line ends).
+
+    Cells are the exact values, quoted by RFC 4180 rules only (:func:`_csv_field`): no formula escaping (``=``,
+    ``+``, ``-``, ``@`` stay as they are), since this file is a contract that Python and Node read back (see the
+    module docstring).
+    """
+    lines = [",".join(CSV_COLUMNS)]
     for r in rows:
         d = r.to_dict()
-        w.writerow([_cell(d[c]) for c in CSV_COLUMNS])
-    return buf.getvalue()
+        lines.append(",".join(_csv_field(_cell(d[c])) for c in CSV_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def _csv_field(text: str) -> str:
+    """``text`` as one RFC 4180 field: quoted (quotes doubled) when it holds a comma, a quote, LF *or CR*.
+
+    The csv module quotes only the characters of its own line terminator (``\\n`` here), so a bare CR in a title
+    was written unquoted and read back as a line break, splitting the row.
+    """
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
 
 
 def write_tracks_csv(path: str | os.PathLike[str], rows: Sequence[TrackRow]) -> None:

@@ -8,6 +8,7 @@ import { dotRow, dotRows, exactTopK, topKFromScores } from '../src/lib/exact.js'
 import { queryMetrics } from '../src/lib/metrics.js';
 import { mulberry32, sampleRows } from '../src/lib/random.js';
 import { SimdScorer } from '../src/lib/simd.js';
+import { normalizeComposer } from '../src/lib/trackView.js';
 import { bruteForce } from './helpers.js';
 
 function randomEmb(n: number, dim: number, seed: number): Float32Array {
@@ -134,5 +135,15 @@ describe('SimdScorer (WebAssembly SIMD exact scan)', () => {
 
   it('declines dims that are not a multiple of 4 (the JS loop runs)', () => {
     assert.equal(SimdScorer.create(randomEmb(10, 13, 1), 13, 10), null);
+  });
+});
+
+describe('normalizeComposer', () => {
+  it('finds one composer through invisible characters, odd spaces and fullwidth letters (as Python makes keys)', () => {
+    const want = 'johann sebastian bach';
+    for (const v of ['Johann Sebastian Bach', ' johann  sebastian bach ', 'Johann\u00a0Sebastian\u2003Bach', 'Johann Sebas\u200btian Bach\ufeff', 'Ｊｏｈａｎｎ Ｓｅｂａｓｔｉａｎ Ｂａｃｈ']) {
+      assert.equal(normalizeComposer(v), want, JSON.stringify(v));
+    }
+    assert.notEqual(normalizeComposer('Johann Christian Bach'), want);
   });
 });

@@ -289,16 +289,22 @@ def load_track_audio(
     ``audio_cache/``.
 
     Raises:
-        AudioDecodeError: neither file is usable (not pulled, corrupt, empty, no samples), naming the file.
+        AudioDecodeError: neither file is usable (not pulled, corrupt, empty, no samples, or the file system
+            refuses the path: an ``OSError`` is this track's problem, never the caller's run's), naming the file.
     """
     wav = layout.wav(row.track_id)
-    if wav_is_complete(wav, sample_rate):
-        x, _ = read_wav(wav)
-        if max_duration_sec is not None:
-            x = x[: int(round(max_duration_sec * sample_rate))]
-        return x
     src = cached_path(layout, row)
-    if not src.is_file():
-        raise AudioDecodeError(f"No audio for track {row.track_id!r}: neither {wav} nor {src} exists")
-    x, _ = decode_audio(src, sample_rate, max_duration_sec=max_duration_sec)
+    try:
+        if wav_is_complete(wav, sample_rate):
+            x, _ = read_wav(wav)
+            if max_duration_sec is not None:
+                x = x[: int(round(max_duration_sec * sample_rate))]
+            return x
+        if not src.is_file():
+            raise AudioDecodeError(f"No audio for track {row.track_id!r}: neither {wav} nor {src} exists")
+        x, _ = decode_audio(src, sample_rate, max_duration_sec=max_duration_sec)
+    except OSError as e:
+        raise AudioDecodeError(
+            f"Cannot read the audio of track {row.track_id!r}: {type(e).__name__}: {e}"
+        ) from e
     return x

@@ -6,7 +6,9 @@ L2-normalise (:mod:`research_job.embeddings`). Rows follow the metadata CSV orde
 bytes.
 
 Two engines produce the same rows and failures: inline (this process, optionally decoding ahead in a thread)
-and ``processes > 1`` worker processes (CPU only), whose results are committed in submission order.
+and ``processes > 1`` worker processes (CPU only), whose results are committed in submission order; the workers
+die with the embed process, however it ends (``kill -9`` included, :func:`_die_with_parent`). A track whose files
+cannot be read (any ``OSError``) fails alone, stage ``decode``.
 
 Resume: finished tracks are checkpointed to ``embeddings/partial/`` every ``checkpoint_every`` tracks (a
 ``chunk_NNNNN.npy`` of raw pooled vectors, then its ``chunk_NNNNN.json`` of ids and failures as the commit
@@ -22,6 +24,9 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -60,6 +65,9 @@ from research_job.steps import Step
 LOG = logging.getLogger(__name__)
 
 STAT_KEYS = ("audio_sec", "decode_sec", "model_sec", "wall_sec")
+#: what loading one track may raise that makes it that track's failure (stage ``decode``), never the run's:
+#: the pipeline's own errors and the file system's (a name too long, a permission, an I/O error)
+TRACK_ERRORS: tuple[type[Exception], ...] = (ResearchJobError, OSError)
 
 
 @dataclass(frozen=True)
@@ -282,7 +290,7 @@ def _checked_wave(
 ) -> tuple[np.ndarray | None, dict[str, str] | None]:
     """A decoded waveform that may reach the model, or the failure (stage ``decode`` or ``validate``)."""
     if error is not None:
-        return None, _fail(track_id, "decode", str(error))
+        return None, _fail(track_id, "decode", _reason(error))
     assert wav is not None
     why = wave_problem(wav)
     return (None, _fail(track_id, "validate", why)) if why is not None else (wav, None)
@@ -454,7 +462,7 @@ def _decoded(
     def load(row: TrackRow) -> np.ndarray:
         return np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
 
-    return prefetched(rows, load, lookahead, catch=(ResearchJobError,))
+    return prefetched(rows, load, lookahead, catch=TRACK_ERRORS)
 
 
 def _embed_inline(
@@ -492,8 +500,55 @@ def _embed_inline(
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(factory: Callable[[], Encoder], threads: int) -> None:
-    """Pool initializer: ``threads`` torch threads, then this worker's own encoder from ``factory``."""
+#: how often a worker's watcher thread checks that its parent is still alive, seconds
+PARENT_POLL_SEC = 0.5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _watch_parent(parent_pid: int, poll_sec: float = PARENT_POLL_SEC) -> threading.Thread:
+    """Start a daemon thread that ends this process (``os._exit``) once ``parent_pid`` is no longer its parent.
+
+    The portable half of :func:`_die_with_parent`: an orphan is re-parented (to init or a subreaper), so
+    ``os.getppid()`` changes within ``poll_sec`` of the parent's death, however it died (``kill -9`` included).
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_sec)
+        os._exit(1)  # no cleanup: the parent that would collect the results is gone
+
+    t = threading.Thread(target=watch, name="embed-parent-watch", daemon=True)
+    t.start()
+    return t
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process die with the embed process that started it, even after a ``kill -9``.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so the kernel kills the worker the moment its parent goes; then
+    a check that the parent did not die before that call. Everywhere: :func:`_watch_parent` as well (the prctl
+    may be unavailable, and it fires on the death of the parent *thread* that started the worker).
+    Without this an orphaned worker (hundreds of MB with its model) would live for good, and with it the
+    multiprocessing resource tracker, which waits for every worker to close its end of the pipe.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl here: the watcher thread alone does it
+            pass
+    if os.getppid() != parent_pid:  # the parent died while this worker was starting
+        os._exit(1)
+    _watch_parent(parent_pid)
+
+
+def _worker_init(factory: Callable[[], Encoder], threads: int, parent_pid: int | None = None) -> None:
+    """Pool initializer: die with ``parent_pid`` (:func:`_die_with_parent`), use ``threads`` torch threads, then
+    load this worker's own encoder from ``factory``."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     import torch
 
     torch.set_num_threads(threads)
@@ -517,7 +572,7 @@ def _worker_batch(
         error: BaseException | None = None
         try:
             wav = np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
-        except ResearchJobError as e:
+        except TRACK_ERRORS as e:
             error = e
         decode_sec += time.perf_counter() - t0
         wav, failure = _checked_wave(row.track_id, wav, error)
@@ -557,7 +612,7 @@ def _embed_in_processes(
     ctx = multiprocessing.get_context("spawn")  # no fork after torch/OpenMP started threads
     with (
         ProcessPoolExecutor(
-            cfg.processes, mp_context=ctx, initializer=_worker_init, initargs=(factory, threads)
+            cfg.processes, mp_context=ctx, initializer=_worker_init, initargs=(factory, threads, os.getpid())
         ) as pool,
         tqdm(total=len(todo), desc="embed", unit="track", disable=None) as bar,
     ):

@@ -11,7 +11,9 @@ Silent windows and windows whose vector is non-finite or near zero are skipped a
 track that cannot be decoded is listed in ``failures``. Files (all written atomically):
 
 ``segments.f32``, ``segments.csv`` and ``segments_meta.json``
-(see :mod:`research_job.segments`, which also reads them back).
+(see :mod:`research_job.segments`, which also reads them back). ``segments.csv`` is a machine contract (row i
+of ``segments.f32``, its track id, its seconds; its sha256 is in the meta): track ids are written exactly as
+they are, never formula-escaped for spreadsheets, or they would no longer match ``tracks_metadata.csv``.
 """
 
 from __future__ import annotations

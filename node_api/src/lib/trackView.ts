@@ -29,9 +29,12 @@ export function publicTrack(t: TrackRow): PublicTrack {
   return { track_id: t.track_id, title: t.title, composer: displayComposer(t), composer_key: t.composer, album_id: t.album_id };
 }
 
-/** A composer name as the filter compares it: surrounding whitespace dropped, lower-cased. */
+/** A composer name as the filter compares it: NFKC, format characters dropped, whitespace collapsed and trimmed, lower-cased. */
 export function normalizeComposer(name: string): string {
-  return name.trim().toLowerCase();
+  // as research_job.metadata.normalize_composer makes keys: NFKC, format characters (ZWSP, ...) dropped, any
+  // whitespace run (NBSP included) one space; lower-case stands in for Python's casefold (a name with 'ß' still
+  // matches through its display name)
+  return name.normalize('NFKC').replace(/\p{Cf}/gu, '').replace(/\s+/gu, ' ').trim().toLowerCase();
 }
 
 /**
