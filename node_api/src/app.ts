@@ -1,9 +1,13 @@
 /**
- * Build the Fastify application: the one error handler, request validators, the plugins (OpenAPI, config,
- * artifact store) and the routes (one folder per resource). `buildApp` is what the server and the tests use.
+ * Build the Fastify application: the one error handler (router errors, unknown routes and wrong methods
+ * included, none of which echoes the URL), request validators, the plugins (OpenAPI, config, artifact store)
+ * and the routes (one folder per resource). `buildApp` is what the server and the tests use. Path parameters
+ * may be as long as the contract's longest track id in its longest percent-encoded form.
  * The artifact store plugin owns the artifacts' lifecycle (source, pgvector pool, first load, reloads, poll,
  * close); this file only registers.
  */
+
+import { homedir, tmpdir } from 'node:os';
 
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -11,9 +15,9 @@ import { Ajv } from 'ajv';
 import type { S3Client } from '@aws-sdk/client-s3';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 
-import { HttpError } from './lib/errors.js';
+import { HttpError, localPathRedactor } from './lib/errors.js';
 import type { LoadOptions } from './lib/loader.js';
-import { SchemaRegistry } from './lib/schemas.js';
+import { SchemaRegistry, type TrackIdSchema } from './lib/schemas.js';
 import type { ArtifactSource } from './lib/source.js';
 import artifactStore from './plugins/artifactStore.js';
 import env, { type AppConfig } from './plugins/env.js';
@@ -21,7 +25,8 @@ import evalRoutes from './routes/eval/index.js';
 import health from './routes/health/index.js';
 import models from './routes/models/index.js';
 import reloadRoute from './routes/models/reload.js';
-import { errorBody } from './routes/schemas.js';
+import openapi, { servedDocument } from './routes/openapi/index.js';
+import { errorBody, maxEncodedIdLength, trackIdShared } from './routes/schemas.js';
 import search from './routes/search/index.js';
 import tracks from './routes/tracks/index.js';
 
@@ -44,8 +49,9 @@ const STATUS_TEXT: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
-  413: 'Payload Too Large',
   409: 'Conflict',
+  413: 'Payload Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
   500: 'Internal Server Error',
@@ -57,8 +63,13 @@ function reason(code: number): string {
   return STATUS_TEXT[code] ?? (code >= 500 ? 'Internal Server Error' : 'Bad Request');
 }
 
-/** The one error handler: `{error, message, statusCode}`; a 4xx keeps its message, anything else is a logged 500. */
-function handleError(err: FastifyError | HttpError, req: FastifyRequest, reply: FastifyReply): void {
+type ErrorHandler = (err: FastifyError | HttpError, req: FastifyRequest, reply: FastifyReply) => void;
+
+/**
+ * The one error handler: `{error, message, statusCode}`; a 4xx (and an HttpError) keeps its message, with the
+ * server's local folders taken out by `redact`; anything else is a logged 500.
+ */
+const errorHandler = (redact: (message: string) => string): ErrorHandler => (err, req, reply) => {
   let status: number;
   let message: string;
   if (err instanceof HttpError) {
@@ -75,13 +86,106 @@ function handleError(err: FastifyError | HttpError, req: FastifyRequest, reply: 
     message = 'Internal server error';
     req.log.error({ err }, 'unhandled error');
   }
+  sendError(reply, status, redact(message));
+};
+
+function sendError(reply: FastifyReply, status: number, message: string): void {
   void reply.status(status).send({ error: reason(status), message, statusCode: status });
+}
+
+/**
+ * Errors the router raises before any route runs. Fastify's own bodies quote the whole URL; these name the
+ * problem and the limit instead.
+ */
+function routerErrors(maxParamLength: number, maxIdLength: number, handleError: ErrorHandler) {
+  return (err: FastifyError, req: FastifyRequest, reply: FastifyReply): void => {
+    if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+      sendError(reply, 414, `A path parameter is longer than ${maxParamLength} characters (a track id has at most ${maxIdLength} characters, percent-encoded at most ${maxParamLength})`);
+    } else if (err.code === 'FST_ERR_BAD_URL') {
+      sendError(reply, 400, 'The URL path is not valid percent-encoded UTF-8');
+    } else {
+      handleError(err, req, reply);
+    }
+  };
+}
+
+/** The methods each route pattern answers, to tell a wrong method (405 with Allow) from an unknown path (404). */
+class RouteMethods {
+  private readonly routes: Array<{ url: string; re: RegExp; methods: Set<string> }> = [];
+
+  add(method: string | string[], url: string): void {
+    let r = this.routes.find((x) => x.url === url);
+    if (!r) {
+      const re = url
+        .split('/')
+        .map((seg) => (seg.startsWith(':') ? '[^/]+' : seg === '*' ? '.*' : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+        .join('/');
+      r = { url, re: new RegExp(`^${re}$`), methods: new Set() };
+      this.routes.push(r);
+    }
+    for (const m of Array.isArray(method) ? method : [method]) r.methods.add(m.toUpperCase());
+  }
+
+  /** Methods allowed on `path` (the URL without its query), sorted; empty when no route matches it. */
+  allowed(path: string): string[] {
+    const out = new Set<string>();
+    for (const r of this.routes) if (r.re.test(path)) for (const m of r.methods) out.add(m);
+    return [...out].sort();
+  }
 }
 
 /** Copy of a schema document usable as a Fastify response schema (meta keys dropped). */
 function asResponseSchema(schema: Record<string, unknown>): Record<string, unknown> {
   const { $schema: _s, $id: _i, ...rest } = schema;
   return rest;
+}
+
+/**
+ * A Fastify instance whose router takes path parameters as long as the contract's longest track id in its
+ * longest percent-encoded form, with the one error handler (router errors included).
+ */
+function createFastify(config: AppConfig, logger: BuildOptions['logger'], trackId: TrackIdSchema): FastifyInstance {
+  const maxParamLength = maxEncodedIdLength(trackId.maxLength);
+  const localRoots = [config.artifactCacheDir, config.artifactSchemaDir, process.cwd(), tmpdir(), homedir()];
+  if (!config.artifactsUri.startsWith('s3://')) localRoots.push(config.artifactsUri);
+  const handleError = errorHandler(localPathRedactor(localRoots));
+  const app = Fastify({
+    logger: logger ?? { level: config.logLevel },
+    routerOptions: { maxParamLength },
+    frameworkErrors: routerErrors(maxParamLength, trackId.maxLength, handleError),
+  });
+  app.setErrorHandler(handleError);
+  return app;
+}
+
+/** Request validators, and the shared schemas (ErrorBody, TrackId) route schemas `$ref`. */
+function useSchemas(app: FastifyInstance, trackIdSchema: Record<string, unknown>): void {
+  // Query strings arrive as text: coerce them ("5" -> 5). Bodies are JSON: never coerce (null must not become 0).
+  const ajvQuery = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  const ajvBody = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  for (const ajv of [ajvQuery, ajvBody]) ajv.addSchema(trackIdSchema);
+  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajvBody : ajvQuery).compile(schema));
+  app.addSchema(errorBody);
+  app.addSchema(trackIdSchema);
+}
+
+/** Requests no route takes: 405 with `Allow` when another method of the path has a route, else 404. */
+function answerUnrouted(app: FastifyInstance): void {
+  const routes = new RouteMethods();
+  app.addHook('onRoute', (r) => routes.add(r.method, r.url));
+  const unrouted = (req: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const allowed = routes.allowed(req.url.split('?')[0] ?? '');
+    if (allowed.length > 0) {
+      void reply.header('allow', allowed.join(', '));
+      sendError(reply, 405, `Method ${req.method} is not allowed on this path (allowed: ${allowed.join(', ')})`);
+    } else {
+      sendError(reply, 404, `No route answers ${req.method} on this path (see GET /openapi.json)`);
+    }
+    return reply;
+  };
+  // answered on arrival: a body method (QUERY, PUT...) would otherwise meet the body parser's 400/415 first
+  app.addHook('onRequest', async (req, reply) => (req.is404 ? unrouted(req, reply) : undefined));
+  app.setNotFoundHandler(unrouted);
 }
 
 /**
@@ -92,24 +196,13 @@ function asResponseSchema(schema: Record<string, unknown>): Record<string, unkno
 export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const { config } = opts;
   const schemas = new SchemaRegistry(config.artifactSchemaDir);
-  const app = Fastify({
-    logger: opts.logger ?? { level: config.logLevel },
-  });
-
-  // Query strings arrive as text: coerce them ("5" -> 5). Bodies are JSON: never coerce (null must not become 0).
-  const ajvQuery = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
-  const ajvBody = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajvBody : ajvQuery).compile(schema));
-
-  app.setErrorHandler(handleError);
-  app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).send({ error: 'Not Found', message: `Route ${req.method} ${req.url.split('?')[0]} not found`, statusCode: 404 });
-  });
-
-  app.addSchema(errorBody);
+  const trackId = schemas.trackIdSchema();
+  const app = createFastify(config, opts.logger, trackId);
+  useSchemas(app, trackIdShared(trackId));
+  answerUnrouted(app);
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info: {
         title: 'Audio similarity API',
         description: "Nearest-neighbour search and composer-retrieval evaluation over the research job's artifacts",
@@ -117,7 +210,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
       },
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, { routePrefix: '/docs', transformSpecification: (spec) => servedDocument(app, spec) });
   await app.register(env, { config });
   await app.register(artifactStore, { schemas, source: opts.source, s3Client: opts.s3Client, loadOptions: opts.loadOptions });
 
@@ -126,7 +219,7 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(tracks);
   await app.register(evalRoutes, { evalSchema: asResponseSchema(schemas.schema('eval_results')) });
   await app.register(search);
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(openapi);
   await app.register(reloadRoute);
 
   if (opts.waitForLoad ?? true) {

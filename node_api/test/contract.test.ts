@@ -45,6 +45,12 @@ describe('artifact_schema examples', () => {
     }
   });
 
+  it('both files that declare a track id declare the same one, the one the server validates ids with', () => {
+    const row = (registry.schema('tracks_metadata_row').properties as Record<string, unknown>).track_id;
+    assert.deepEqual(registry.trackIdSchema(), row);
+    assert.ok(Number.isInteger(registry.trackIdSchema().maxLength));
+  });
+
   it("compiles every schema of the folder, the server's own included", () => {
     for (const n of SCHEMA_NAMES) assert.ok(registry.names().includes(n), n);
   });

@@ -145,3 +145,18 @@ describe('the server against a live PostgreSQL with a secret in DATABASE_URL', (
     }
   });
 });
+
+describe('redact twice', () => {
+  for (const text of [
+    'missing in pgvector postgresql://app:***@h/db?host=/x&password=***: nothing was published',
+    'connect failed: password=*** (host=h)',
+    'postgresql://app:s3cret@h/db?password=s3cret',
+  ]) {
+    it(`changes nothing the second time: ${text}`, () => {
+      const once = redact(text);
+      assert.equal(redact(once), once);
+      assert.ok(!once.includes('s3cret'));
+    });
+  }
+  it('still hides a value that merely starts with the mask', () => assert.equal(redact('password=***s3cret'), 'password=***'));
+});

@@ -5,7 +5,8 @@
  */
 
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
@@ -14,10 +15,11 @@ import { parse } from 'csv-parse/sync';
 import type { FastifyInstance } from 'fastify';
 
 import { buildApp } from '../src/app.js';
+import { localPathRedactor } from '../src/lib/errors.js';
 import type { ArtifactFile } from '../src/lib/layout.js';
 import { LocalDirSource } from '../src/lib/source.js';
 import { nearestResponse200 } from '../src/routes/tracks/index.js';
-import { appFor, bruteForce, cleanupTmp, configFor, copyFixture, generatedFixture, readEmbeddings, readJson } from './helpers.js';
+import { appFor, bruteForce, cleanupTmp, configFor, copyFixture, generatedFixture, NODE_API_ROOT, readEmbeddings, readJson, SCHEMA_DIR, writeJson } from './helpers.js';
 
 let app: FastifyInstance;
 let base: string;
@@ -216,7 +218,9 @@ describe('GET /tracks/:trackId/nearest', () => {
     assertError(await get(`/tracks/${ids[1]}/nearest?kk=3`), 400, /must NOT have additional properties/);
     assertError(await get(`/tracks/${ids[1]}/nearest?exclude_same_album=perhaps`), 400, /exclude_same_album must be boolean/);
     assertError(await get('/tracks/..%2F..%2Fetc%2Fpasswd/nearest'), 400, /trackId must match pattern/);
-    assertError(await get('/nowhere'), 404, /Route GET \/nowhere not found/);
+    const nowhere = await get('/nowhere');
+    assertError(nowhere, 404, /No route answers GET on this path/);
+    assert.ok(!JSON.stringify(nowhere.body).includes('nowhere'), 'the 404 does not echo the URL');
   });
 });
 
@@ -407,7 +411,7 @@ describe('GET /eval/summary and /openapi.json', () => {
   it('serves an OpenAPI document listing every route', async () => {
     const { status, body } = await get('/openapi.json');
     assert.equal(status, 200);
-    assert.equal(body.openapi, '3.0.3');
+    assert.equal(body.openapi, '3.1.0');
     for (const p of ['/health', '/models', '/tracks/{trackId}/nearest', '/tracks/{trackId}/composer-eval', '/eval/summary', '/search']) {
       assert.ok(body.paths[p], `missing ${p}`);
     }
@@ -440,5 +444,58 @@ describe('POST /search', () => {
     assertError(await post('/search', {}), 400, /must have required property 'vector'/);
     const res = await fetch(base + '/search', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"vector": [1,' });
     assertError({ status: res.status, body: await res.json() }, 400, /JSON/);
+  });
+});
+
+describe('no response carries a path of the server\'s disk', () => {
+  const TOKEN = 'paths-test-token-0123456789';
+
+  it('/health, /models, /eval/summary, /openapi.json, errors and reload answers (200, 401, 403, 422)', async () => {
+    const local = copyFixture(dir);
+    const roots = [local, path.dirname(local), SCHEMA_DIR, NODE_API_ROOT, tmpdir(), process.cwd()];
+    const a = await appFor(local, { RELOAD_TOKEN: TOKEN });
+    const seen: string[] = [];
+    const call = async (method: 'GET' | 'POST' | 'TRACE', url: string, headers: Record<string, string> = {}, payload?: unknown) => {
+      const r = await a.inject({ method, url, headers, ...(payload === undefined ? {} : { payload: payload as object }) });
+      seen.push(`${method} ${url.slice(0, 40)} -> ${r.statusCode}`);
+      const text = r.body + JSON.stringify(r.headers);
+      for (const root of roots) assert.ok(!text.includes(root), `${method} ${url.slice(0, 40)} (${r.statusCode}) names ${root}: ${text.slice(0, 300)}`);
+      return r;
+    };
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    try {
+      const models = await call('GET', '/models');
+      assert.equal(models.json().source, 'local v1_model_fixture-enc');
+      await call('GET', '/health');
+      await call('GET', '/eval/summary');
+      await call('GET', '/openapi.json');
+      await call('GET', '/nowhere');
+      await call('TRACE', '/search');
+      await call('GET', '/tracks/no-such-track/nearest');
+      await call('GET', `/tracks/${'x'.repeat(4000)}/nearest`);
+      await call('GET', '/tracks/%E0%A4%A/nearest');
+      await call('POST', '/search', { 'content-type': 'application/json' }, { vector: [1] });
+      assert.equal((await call('POST', '/models/reload')).statusCode, 401);
+      assert.equal((await call('POST', '/models/reload', { authorization: `Bearer ${TOKEN}x` })).statusCode, 403);
+      assert.equal((await call('POST', '/models/reload', auth)).statusCode, 200);
+      const meta = path.join(local, 'index', 'index_meta.json');
+      writeJson(meta, { ...readJson(meta), count: 99 });
+      const refused = await call('POST', '/models/reload', auth);
+      assert.equal(refused.statusCode, 422, refused.body);
+      rmSync(path.join(local, 'embeddings'), { recursive: true });
+      assert.equal((await call('POST', '/models/reload', auth)).statusCode, 422);
+      assert.equal((await call('GET', '/models')).json().source, 'local v1_model_fixture-enc');
+      assert.equal(seen.length, 16, seen.join('; '));
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('the error handler takes the server\'s folders out of a message, and nothing else', () => {
+    const redact = localPathRedactor(['/srv/artifacts/', 'relative/ignored', '/']);
+    assert.equal(redact("open '/srv/artifacts/v1/index/hnsw.index' failed"), "open '<local path>' failed");
+    assert.equal(redact('cache /srv/artifacts is full'), 'cache <local path> is full');
+    const kept = 'index/index_meta.json: /indexes/0/recall_at_5 must be <= 1; GET /models; s3://b/srv/artifacts/x; /srv/artifacts2/y';
+    assert.equal(redact(kept), kept);
   });
 });

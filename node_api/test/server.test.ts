@@ -1,18 +1,21 @@
 /**
- * The real entry point (dist/src/server.js) as a child process: it starts, answers /health, closes on SIGTERM
- * with exit code 0; and it refuses to start (exit 1, message naming the variable or file) on a bad config, an
- * artifact list lacking a key it reads, or corrupted artifacts.
+ * The real entry point (src/server.js compiled beside this test: dist/ or another outDir) as a child process: it
+ * starts, answers /health, closes on SIGTERM with exit code 0, draining its keep-alive connections under load
+ * (every request sent gets a complete response, none is reset); and it refuses to start (exit 1, message naming
+ * the variable or file) on a bad config, an artifact list lacking a key it reads, or corrupted artifacts.
  */
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cpSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 
-import { cleanupTmp, copyFixture, NODE_API_ROOT, readJson, SCHEMA_DIR, TINY, tmp, writeJson } from './helpers.js';
+import { cleanupTmp, copyFixture, readJson, SCHEMA_DIR, TINY, tmp, writeJson } from './helpers.js';
 
-const SERVER = path.join(NODE_API_ROOT, 'dist', 'src', 'server.js');
+const SERVER = fileURLToPath(new URL('../src/server.js', import.meta.url));
 
 after(cleanupTmp);
 
@@ -69,10 +72,64 @@ describe('server process', () => {
     assert.match(run.stdout, /"phase":"recall"/);
   });
 
+  it('drains keep-alive connections on SIGTERM under load: complete responses, Connection: close, no reset', async () => {
+    const CONNECTIONS = 6;
+    const outcome = { ok: 0, unavailable: 0, told: 0, resets: 0, other: [] as string[] };
+    let answered = 0;
+    let signalled!: () => void;
+    const sigterm = new Promise<void>((r) => (signalled = r));
+    /** one keep-alive connection sending requests back to back until the server says it closes it */
+    const client = async (agent: http.Agent): Promise<void> => {
+      for (;;) {
+        const res = await new Promise<{ status: number; connection: string | undefined; body: string } | { error: NodeJS.ErrnoException }>((resolve) => {
+          const req = http.get({ host: '127.0.0.1', port, agent, path: '/tracks/t001/nearest?k=5' }, (r) => {
+            let body = '';
+            r.setEncoding('utf8');
+            r.on('data', (d: string) => (body += d));
+            r.on('end', () => resolve({ status: r.statusCode ?? 0, connection: r.headers.connection, body }));
+            r.on('error', (error: NodeJS.ErrnoException) => resolve({ error }));
+          });
+          req.on('error', (error: NodeJS.ErrnoException) => resolve({ error }));
+        });
+        if ('error' in res) {
+          if (res.error.code === 'ECONNRESET' || /socket hang up/.test(res.error.message)) outcome.resets++;
+          else outcome.other.push(`${res.error.code}: ${res.error.message}`);
+          return;
+        }
+        JSON.parse(res.body); // complete
+        if (res.status === 200) outcome.ok++;
+        else if (res.status === 503) outcome.unavailable++;
+        else outcome.other.push(`status ${res.status}: ${res.body.slice(0, 100)}`);
+        if (++answered === 40 * CONNECTIONS) signalled();
+        if (res.connection === 'close') {
+          outcome.told++;
+          return;
+        }
+      }
+    };
+    let port = 0;
+    const run = await runServer({ ARTIFACTS_DIR: TINY, LOG_LEVEL: 'info', VECTOR_BACKEND: 'exact' }, async (p, kill) => {
+      port = p;
+      const deadline = Date.now() + 15_000;
+      while ((await fetch(`http://127.0.0.1:${port}/health`)).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const agents = Array.from({ length: CONNECTIONS }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+      const clients = Promise.all(agents.map(client));
+      await sigterm;
+      kill();
+      await clients;
+      for (const a of agents) a.destroy();
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.deepEqual(outcome.other, []);
+    assert.equal(outcome.resets, 0, JSON.stringify(outcome));
+    assert.equal(outcome.told, CONNECTIONS, `every connection was closed by a response saying so: ${JSON.stringify(outcome)}`);
+    assert.ok(outcome.ok >= 40 * CONNECTIONS, JSON.stringify(outcome));
+  });
+
   it('refuses an invalid variable, naming it and the valid values', async () => {
     const run = await runServer({ ARTIFACTS_DIR: TINY, VECTOR_BACKEND: 'annoy' });
     assert.equal(run.code, 1);
-    assert.match(run.stderr, /refusing to start: VECTOR_BACKEND='annoy' is invalid: expected one of exact, hnsw/);
+    assert.match(run.stderr, /refusing to start: VECTOR_BACKEND='annoy' is invalid: expected one of (auto, )?exact, hnsw/);
   });
 
   it('refuses a schema folder whose artifacts.json lacks a key Node reads, naming the key and the file', async () => {

@@ -25,7 +25,8 @@ _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@?#'\"]*):(?P<
 _PARAM = re.compile(
     r"(?P<key>(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|signature))"
     r"(?P<eq>[ \t]*=[ \t]*|['\"][ \t]*:[ \t]*)"
-    r"(?P<val>'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&'\"]*)",
+    # an already redacted value (*** before a delimiter) is kept as it is: redacting twice changes nothing
+    r"(?P<val>\*\*\*(?=[\s&'\"]|[:;,.)](?:\s|$)|$)|'(?:[^'\\]|\\.)*'?|\"(?:[^\"\\]|\\.)*\"?|[^\s&'\"]*)",
     re.IGNORECASE,
 )
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")

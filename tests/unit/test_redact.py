@@ -288,3 +288,19 @@ def test_the_cli_log_and_an_uncaught_traceback_are_redacted() -> None:
     assert "ValueError: bad host=h password=***" in p.stderr
     assert "RuntimeError: postgresql://app@h/db?password=***" in p.stderr
     assert SECRET not in p.stderr + p.stdout
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "missing in pgvector postgresql://app:***@h/db?host=/x&password=***: nothing was published",
+        "connect failed: password=*** (host=h)",
+        "postgresql://app:s3cret@h/db?password=s3cret",
+    ],
+)
+def test_redacting_twice_changes_nothing(text: str) -> None:
+    once = redact_text(text)
+    assert redact_text(once) == once
+    assert "s3cret" not in once
+    # a value that merely starts with the mask is still a secret
+    assert redact_text("password=***s3cret") == "password=***"

@@ -2,8 +2,10 @@
  * Named errors. `ConfigError`: a bad environment variable (the server refuses to start). `ArtifactError`: an
  * artifact file is missing, fails its schema or disagrees with another file (the server refuses to start).
  * `HttpError`: a request the API answers with a 4xx; the one error handler turns it into `{error, message,
- * statusCode}`.
+ * statusCode}`. `localPathRedactor`: what keeps the server's own folders out of those messages.
  */
+
+import path from 'node:path';
 
 /** A bad configuration value; the message names the variable and lists the valid values. */
 export class ConfigError extends Error {
@@ -35,4 +37,23 @@ export class HttpError extends Error {
   ) {
     super(message);
   }
+}
+
+const PATH_END = `\\s'"\`,;()`;
+
+/**
+ * A function that replaces, in a message meant for a client, each of `roots` (absolute folders of the server:
+ * artifacts, cache, schemas, working directory) and the rest of the path after it with `<local path>`, where the
+ * root starts and ends a path component (not inside an s3:// URL, not a prefix of a longer name). Roots that are
+ * not absolute, or are `/`, are ignored.
+ */
+export function localPathRedactor(roots: readonly string[]): (message: string) => string {
+  const usable = [...new Set(roots.filter((r) => path.isAbsolute(r)).map((r) => path.resolve(r)))].filter((r) => r !== path.sep);
+  if (usable.length === 0) return (m) => m;
+  const alternatives = usable
+    .sort((a, b) => b.length - a.length)
+    .map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+    .join('|');
+  const re = new RegExp(`(?<![^${PATH_END}])(?:${alternatives})(?:/[^${PATH_END}]*)?(?![^/${PATH_END}])`, 'g');
+  return (m) => m.replace(re, '<local path>');
 }

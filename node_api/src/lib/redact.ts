@@ -14,9 +14,12 @@ export const REDACTED = '***';
 
 /** scheme://user:password@ -- the password runs to the last "@" of the token (it may hold a raw / # ?) */
 const USERINFO = /(?<head>[A-Za-z][A-Za-z0-9+.-]*:\/\/[^\s:/@?#'"]*):(?<pw>[^\s'"]*)@/g;
-/** a secret parameter: ?password=x &sslpassword=x (query), password='a b' (libpq keyword), "password": "x" */
+/**
+ * a secret parameter: ?password=x &sslpassword=x (query), password='a b' (libpq keyword), "password": "x"; an
+ * already redacted value (*** before a delimiter) matches as itself, so redacting twice changes nothing
+ */
 const PARAM =
-  /(?<key>(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|signature))(?<eq>[ \t]*=[ \t]*|['"][ \t]*:[ \t]*)(?<val>'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[^\s&'"]*)/gi;
+  /(?<key>(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]*(?:password|passwd|pwd|secret|token|signature))(?<eq>[ \t]*=[ \t]*|['"][ \t]*:[ \t]*)(?<val>\*\*\*(?=[\s&'"]|[:;,.)](?:\s|$)|$)|'(?:[^'\\]|\\.)*'?|"(?:[^"\\]|\\.)*"?|[^\s&'"]*)/gi;
 
 /** `s` percent-decoded, or `s` itself when it is not valid percent-encoding. */
 function decoded(s: string): string {

@@ -34,6 +34,9 @@ export const SCHEMA_NAMES = [
 export type SchemaName = (typeof SCHEMA_NAMES)[number];
 const SUFFIX = '.schema.json';
 
+/** A track id's JSON Schema (a string with a maxLength in code points, a pattern). */
+export type TrackIdSchema = Record<string, unknown> & { readonly type: 'string'; readonly maxLength: number };
+
 /** Render ajv errors as one short line: `/overall/k must be >= 1; ...`. */
 export function formatAjvErrors(errors: ErrorObject[] | null | undefined): string {
   if (!errors || errors.length === 0) return 'invalid';
@@ -100,6 +103,20 @@ export class SchemaRegistry {
     const schema = this.raw.get(name);
     if (!schema) throw new ConfigError(`unknown schema '${name}' (known: ${this.names().join(', ')})`);
     return schema;
+  }
+
+  /**
+   * The schema of one track id as track_ids.schema.json declares it (its `track_ids` items: length bounds and
+   * pattern), the contract every id the server serves obeys; the routes validate ids with it.
+   * @throws ConfigError when the file declares no item schema with an integer maxLength
+   */
+  trackIdSchema(): TrackIdSchema {
+    const props = this.schema('track_ids').properties as Record<string, { items?: Record<string, unknown> }> | undefined;
+    const items = props?.track_ids?.items;
+    if (!items || typeof items.maxLength !== 'number' || !Number.isInteger(items.maxLength) || items.maxLength < 1) {
+      throw new ConfigError(`${path.join(this.dir, 'track_ids' + SUFFIX)}: properties.track_ids.items must declare an integer maxLength >= 1 (the longest track id)`);
+    }
+    return items as TrackIdSchema;
   }
 
   /** Whether `obj` matches schema `name`; returns the error line or null. */

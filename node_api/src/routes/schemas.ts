@@ -18,13 +18,26 @@ export const errorResponses = {
   503: { $ref: 'ErrorBody#' },
 } as const;
 
-/** Same pattern as track_id in the artifact schemas: safe as a path component. */
-export const trackIdSchema = {
-  type: 'string',
-  minLength: 1,
-  maxLength: 256,
-  pattern: '^(?!\\.\\.?$)[^/\\\\\\u0000-\\u001f\\u007f]+$',
-} as const;
+/** $id of the shared track id schema (`trackIdShared`), for `{ $ref: 'TrackId#' }` in route schemas. */
+export const TRACK_ID_REF = { $ref: 'TrackId#' } as const;
+
+/**
+ * The track id schema the routes share, built from the contract's own (SchemaRegistry.trackIdSchema, read from
+ * track_ids.schema.json) so the server accepts exactly the ids an artifact may hold.
+ */
+export function trackIdShared(contract: Record<string, unknown>): Record<string, unknown> {
+  const { $id: _i, $schema: _s, ...rest } = contract;
+  return { $id: 'TrackId', ...rest, description: 'a track id of the loaded catalogue (track_ids.json), percent-encoded in a path' };
+}
+
+/**
+ * Characters a path segment may take to carry a track id of `maxLength` code points in its longest form:
+ * every code point 4 bytes of UTF-8, each byte percent-encoded as 3 characters (`%F0%9D%84%9E`). The router
+ * (find-my-way) measures a decoded segment when it holds a `%` and the raw one otherwise, both at most this.
+ */
+export function maxEncodedIdLength(maxLength: number): number {
+  return maxLength * 4 * 3;
+}
 
 export const kSchema = { type: 'integer', minimum: 1, maximum: 100, default: 5, description: 'number of neighbours (1..100)' } as const;
 
@@ -72,7 +85,7 @@ export const hitSchema = {
 export const trackParams = {
   type: 'object',
   additionalProperties: false,
-  properties: { trackId: trackIdSchema },
+  properties: { trackId: TRACK_ID_REF },
   required: ['trackId'],
 } as const;
 

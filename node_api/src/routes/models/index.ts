@@ -2,7 +2,7 @@
  * GET /models: what is loaded — model, dim, N, artifact version, created_at, the vector backend with its
  * parameters (ef in use), the recall@5/@10 of the HNSW path against exact search measured at start-up, and
  * whether the precomputed neighbour table answers /nearest (its k, its ranking and re-ranking, requests served
- * from it and passed on).
+ * from it and passed on). Unauthenticated: it names the served version, never a path on the server's disk.
  */
 
 import type { FastifyPluginAsync } from 'fastify';
@@ -17,7 +17,10 @@ const modelsResponse = {
   additionalProperties: false,
   properties: {
     artifact_version: { type: 'string' },
-    source: { type: 'string' },
+    source: {
+      type: 'string',
+      description: 'where the served version came from, by name (never a path): "local <artifact_version>" or "s3 <artifact_version>/<release>"',
+    },
     release: { type: ['string', 'null'], description: 'S3 release served (null for a local folder)' },
     content_sha256: { type: ['string', 'null'], description: "the release manifest's content digest" },
     loaded_at: { type: 'string' },
@@ -133,7 +136,7 @@ const models: FastifyPluginAsync = async (app) => {
       const d = s.backend.describe();
       return {
         artifact_version: s.artifactVersion,
-        source: s.source,
+        source: s.release === null ? `local ${s.artifactVersion}` : `s3 ${s.artifactVersion}/${s.release}`,
         release: s.release,
         content_sha256: s.contentSha256,
         loaded_at: s.loadedAt,

@@ -12,7 +12,7 @@ import type { FastifyPluginAsync } from 'fastify';
 
 import { ArtifactError, HttpError, StorageError } from '../../lib/errors.js';
 
-const ref = { type: 'object', nullable: true, properties: { artifact_version: { type: 'string' }, release: { type: ['string', 'null'] } } } as const;
+const ref = { type: ['object', 'null'], properties: { artifact_version: { type: 'string' }, release: { type: ['string', 'null'] } } } as const;
 
 function digest(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
@@ -65,8 +65,9 @@ const reloadRoute: FastifyPluginAsync = async (app) => {
         const serving = still ? ` (still serving ${still.artifactVersion}${still.release ? `/${still.release}` : ''})` : '';
         if (err instanceof ArtifactError) throw new HttpError(422, `Reload refused: ${err.message}${serving}`);
         if (err instanceof StorageError) throw new HttpError(502, `Reload failed: ${err.message}${serving}`);
+        // an unexpected error's message may hold a local path: it goes to the log only
         req.log.error({ err }, 'reload failed');
-        throw new HttpError(500, `Reload failed: ${(err as Error).message}${serving}`);
+        throw new HttpError(500, `Reload failed: internal error, see the server log${serving}`);
       }
     },
   );

@@ -1,12 +1,16 @@
 /**
  * POST /search: nearest tracks of a caller-supplied vector (embedded elsewhere, same model and postprocess).
- * The vector is L2-normalised here; a zero vector, a wrong length or a non-number is a 400.
+ * The vector is L2-normalised here; a zero vector, a wrong length, a non-number or a component beyond +-1e150
+ * is a 400.
  */
 
 import type { FastifyPluginAsync } from 'fastify';
 
 import { searchVector } from '../../lib/search.js';
-import { hitSchema, kSchema, trackIdSchema } from '../schemas.js';
+import { hitSchema, kSchema, TRACK_ID_REF } from '../schemas.js';
+
+/** Largest magnitude of a vector component. */
+const MAX_COMPONENT = 1e150;
 
 interface Body {
   vector: number[];
@@ -24,9 +28,16 @@ const search: FastifyPluginAsync = async (app) => {
           type: 'object',
           additionalProperties: false,
           properties: {
-            vector: { type: 'array', items: { type: 'number' }, minItems: 1, maxItems: 65536, description: 'length = dim (GET /models)' },
+            vector: {
+              type: 'array',
+              // bounded so that the squared norm of up to 65536 components stays finite (1e300 * 65536 < 1.8e308)
+              items: { type: 'number', minimum: -MAX_COMPONENT, maximum: MAX_COMPONENT },
+              minItems: 1,
+              maxItems: 65536,
+              description: 'length = dim (GET /models), not all zeros',
+            },
             k: kSchema,
-            exclude_track_ids: { type: 'array', items: trackIdSchema, maxItems: 10000, default: [] },
+            exclude_track_ids: { type: 'array', items: TRACK_ID_REF, maxItems: 10000, default: [] },
           },
           required: ['vector'],
         },

@@ -1,0 +1,179 @@
+"""The Node API's served OpenAPI document is valid and the server keeps to it under generated requests.
+
+The real Node server (``node_api/dist/src/server.js``, or the file ``$NODE_API_SERVER`` names) serves a
+demo-like version folder: 128 tracks of dim 400 written by the test factory, then the research job's own
+``build-index`` (HNSW index and neighbour table) and ``evaluate`` steps. Then:
+
+- ``openapi-spec-validator`` accepts ``GET /openapi.json`` (OpenAPI 3.1: its schemas are JSON Schema 2020-12);
+- the document publishes what a client needs to call the server: the loaded dim as the length of
+  ``POST /search``'s vector, a catalogue track id as the example of every ``{trackId}`` path parameter;
+- a seeded, bounded Schemathesis run (every phase but stateful, ``--checks all``, a few seconds per
+  operation) against the running server finds no failure: no 5xx, every response in the document with a
+  body matching its schema, 405 with ``Allow`` for undeclared methods, invalid requests rejected, valid ones
+  accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openapi_spec_validator import validate
+
+from research_job.config import CommonConfig
+from research_job.layout import ArtifactLayout
+from research_job.steps import build_index, evaluate
+from research_job.steps.build_index import BuildIndexConfig
+from research_job.steps.evaluate import EvaluateConfig
+from tests.helpers.artifact_factory import make_version
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_API = REPO / "node_api"
+SERVER_JS = Path(os.environ.get("NODE_API_SERVER", NODE_API / "dist" / "src" / "server.js"))
+N, DIM = 128, 400
+#: Schemathesis bounds: test cases per operation and seed (a run takes a few seconds per operation)
+MAX_EXAMPLES, SEED = 40, 20261122
+
+
+def _node_server_js() -> Path:
+    """The compiled server; built here when the Node dependencies are installed but dist/ is not."""
+    if SERVER_JS.is_file():
+        return SERVER_JS
+    if shutil.which("npm") is None or not (NODE_API / "node_modules").is_dir():
+        pytest.fail("node_api is not installed: run `make node-build` (`make demo` and `make test` do)")
+    subprocess.run(["npm", "run", "build:prod"], cwd=NODE_API, check=True, capture_output=True, timeout=300)
+    return SERVER_JS
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def version(tmp_path_factory: pytest.TempPathFactory) -> ArtifactLayout:
+    root = tmp_path_factory.mktemp("openapi")
+    layout = make_version(
+        root, n=N, dim=DIM, n_composers=10, album_size=8, seed=3, indexes=("hnswlib",), with_eval=False
+    ).layout
+    common = CommonConfig(version_dir=layout.version_dir, model="fake-model")
+    build_index.run(BuildIndexConfig(common=common, recall_queries=N))
+    evaluate.run(EvaluateConfig(common=common, bootstrap_resamples=20))
+    return layout
+
+
+@pytest.fixture(scope="module")
+def server(version: ArtifactLayout) -> Iterator[str]:
+    if shutil.which("node") is None:
+        pytest.fail("node is not on PATH: the OpenAPI test needs Node 20")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ARTIFACTS_DIR": str(version.version_dir),
+        "ARTIFACT_SCHEMA_DIR": str(REPO / "artifact_schema"),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "warn",
+        "RECALL_SAMPLE": str(N),
+    }
+    proc = subprocess.Popen(
+        ["node", str(_node_server_js())],
+        cwd=NODE_API,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                pytest.fail(f"node_api exited with {proc.returncode}: {out[-2000:]}")
+            try:
+                if _get_json(base + "/health")[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("node_api did not become healthy within 120 s")
+            time.sleep(0.1)  # polling a child process's readiness, bounded by the deadline above
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_served_document_is_valid_openapi(server: str) -> None:
+    status, doc = _get_json(server + "/openapi.json")
+    assert status == 200
+    assert doc["openapi"] == "3.1.0"
+    validate(doc)  # raises OpenAPIValidationError naming the offending part
+
+
+def test_the_document_gives_the_loaded_dim_and_a_real_track_id(server: str, version: ArtifactLayout) -> None:
+    doc = _get_json(server + "/openapi.json")[1]
+    vector = doc["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+        "properties"
+    ]["vector"]
+    assert (vector["minItems"], vector["maxItems"]) == (DIM, DIM)
+    ids = json.loads(version.track_ids_json.read_text(encoding="utf-8"))["track_ids"]
+    for path in ("/tracks/{trackId}/nearest", "/tracks/{trackId}/composer-eval"):
+        (param,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "path"]
+        assert param["example"] in ids, param
+        assert _get_json(server + path.replace("{trackId}", param["example"]))[0] == 200
+
+
+def test_schemathesis_finds_no_failure(server: str, tmp_path: Path) -> None:
+    cmd = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{server}/openapi.json",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "30",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert out.returncode == 0, f"schemathesis failed:\n{out.stdout[-12000:]}\n{out.stderr[-3000:]}"
+    print(out.stdout[-1500:])  # the run's summary (phases, test cases), shown with pytest -s
