@@ -89,11 +89,14 @@ def _exact(
 def _hnswlib(
     layout: ArtifactLayout, vectors: np.ndarray, ids: list[str], q: np.ndarray, k: int, exclude: str | None
 ) -> list[tuple[int, float]]:
+    from research_job import hnsw_file
     from research_job.index.hnswlib_index import HnswlibIndex
 
     path = layout.hnsw_index
     if not path.is_file():
         raise ArtifactError(f"Missing {path} (run build-index first, or use index 'exact')")
+    # hnswlib trusts every link in the file: a crafted graph would crash this process, so check it first
+    hnsw_file.check_file(path, vectors.shape[0], vectors.shape[1])
     index = HnswlibIndex.load(path, vectors.shape[1])
     if index.ntotal != vectors.shape[0]:
         raise ArtifactError(f"{path} holds {index.ntotal} vectors, embeddings.f32 has {vectors.shape[0]}")

@@ -84,6 +84,43 @@ def test_exclude_track_id_and_hnswlib_agree_with_exact(corpus: tuple[ArtifactLay
     assert len(find_similar(qdir / "t04.flac", layout, k=50)["results"]) == 9
 
 
+def test_a_crafted_hnsw_index_is_refused_not_a_crash(
+    corpus: tuple[ArtifactLayout, Path], tmp_path: Path
+) -> None:
+    """A level-0 link far out of range would make hnswlib read outside its buffer (SIGSEGV): find-similar checks
+    the graph first and exits 2 naming the file. Run as a subprocess, so a crash fails the test instead of pytest."""
+    import shutil
+    import struct
+    import subprocess
+    import sys
+
+    from research_job.steps import build_index
+    from research_job.steps.build_index import BuildIndexConfig
+
+    layout, qdir = corpus
+    copy = ArtifactLayout(tmp_path / layout.version_dir.name)
+    shutil.copytree(layout.version_dir, copy.version_dir, symlinks=True)
+    if not copy.hnsw_index.is_file():
+        build_index.run(BuildIndexConfig(common=CommonConfig(version_dir=copy.version_dir)))
+    b = bytearray(copy.hnsw_index.read_bytes())
+    struct.pack_into("<H", b, 96, max(1, struct.unpack_from("<H", b, 96)[0]))
+    struct.pack_into("<I", b, 100, 0xFFFFFF00)
+    copy.hnsw_index.write_bytes(bytes(b))
+    args = [
+        "find-similar",
+        "--query",
+        str(qdir / "t04.flac"),
+        "--version-dir",
+        str(copy.version_dir),
+        "--index",
+        "hnswlib",
+    ]
+    code = "from research_job.cli import main; main()"
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "hnsw.index: element 0 links to 4294967040 at level 0" in r.stderr
+
+
 def test_refuses_a_different_model(
     corpus: tuple[ArtifactLayout, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
