@@ -162,7 +162,7 @@ bench: bench-deps ## full benchmarks (long: N up to 1M) -> bench/results/, docs/
 bench-quick: bench-deps ## a few minutes on 2 cores -> bench/results/*_quick.json, docs/benchmarks.md
 	$(PY) -m bench.run --quick
 
-soak: bench-deps ## the Node API under load while hostile version folders are reloaded (20 s) -> bench/results/soak_quick.json
+soak: bench-deps ## the Node API under load while hostile version folders are reloaded (30 s) -> bench/results/soak_quick.json
 	$(PY) -m bench.run --quick --only soak
 
 clean: ## remove generated artifacts (keeps .venv and caches)

@@ -33,7 +33,7 @@ from bench.common import CACHE_DIR, log, machine_facts, skipped, utc_now
 from bench.make_synthetic_artifacts import make_artifacts
 from bench.node_bench import AUTOCANNON, SERVER_JS, Server, _load
 
-QUICK = {"n": 5000, "dim": 64, "duration_s": 20, "connections": 10}
+QUICK = {"n": 5000, "dim": 64, "duration_s": 30, "connections": 10}
 FULL = {"n": 50000, "dim": 200, "duration_s": 120, "connections": 50}
 SECRET = "SOAK-SECRET-9c1e"
 TOKEN = "soak-reload-token-0123456789"
@@ -127,6 +127,8 @@ def _reload_loop(
     counts: dict[str, dict[str, int]] = {}
     failures: list[str] = []
     secs: list[float] = []
+    rss: list[tuple[float, int | None]] = []
+    t_start = time.perf_counter()
     i = 0
     while not stop.is_set() and server.proc.poll() is None:
         kind, fn = plan[i % len(plan)]
@@ -144,6 +146,8 @@ def _reload_loop(
             c["as_expected"] += 1
         else:
             failures.append(f"{kind}: status {status} (expected {expected}): {body[:200]}")
+        if kind == "good":
+            rss.append((round(time.perf_counter() - t_start, 2), server.rss()))
         i += 1
     _install(goods[0], live)
     secs.sort()
@@ -153,11 +157,12 @@ def _reload_loop(
         "failures": failures,
         "reload_sec_median": secs[len(secs) // 2] if secs else None,
         "reload_sec_max": secs[-1] if secs else None,
+        "rss_after_good_reloads": rss,
     }
 
 
 def run(mode: str) -> dict[str, Any]:
-    """The soak in ``mode`` (quick: 20 s; full: 120 s); returns the result dict."""
+    """The soak in ``mode`` (quick: 30 s; full: 120 s); returns the result dict."""
     cfg = QUICK if mode == "quick" else FULL
     result: dict[str, Any] = {
         "benchmark": "soak",
@@ -240,6 +245,15 @@ def run(mode: str) -> dict[str, Any]:
     return result
 
 
+def _rss_trend(reload: dict[str, Any]) -> str:
+    """First RSS sample, and the largest of each half of the run: a plateau, not a climb, means no leak."""
+    xs = [b for _, b in reload.get("rss_after_good_reloads") or [] if b]
+    if len(xs) < 2:
+        return "?"
+    h = len(xs) // 2
+    return " / ".join(f"{b / 2**20:.0f} MiB" for b in (xs[0], max(xs[:h]), max(xs[h:])))
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The soak's table for docs/benchmarks.md."""
     if result.get("skipped"):
@@ -260,6 +274,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{len(rl['failures'])} |",
         f"| reloads as expected, by folder (good 200, hostile 422) | {kinds} |",
         f"| RSS before / after | {mib(result['rss_bytes_before'])} / {mib(result['rss_bytes_after'])} |",
+        f"| RSS after each good reload: first, max of the first half, max of the second half | {_rss_trend(rl)} |",
         f"| server alive after; exit code on SIGTERM | {result['server_alive_after']}; "
         f"{result['exit_code_on_sigterm']} |",
         f"| secret in the server's log | {result['secret_in_server_log']} |",
