@@ -303,6 +303,23 @@ describe('special files and links in a version folder', () => {
   });
 });
 
+describe('files too large to hold', () => {
+  it('an index whose recorded size_bytes matches a sparse 8 GiB file is refused unread (no crash, 422 not 500)', async () => {
+    const dir = copyFixture();
+    truncateSync(p(dir, 'index/hnsw.index'), 2 ** 33);
+    const meta = readJson(p(dir, 'index/index_meta.json'));
+    (meta.indexes as Array<Record<string, unknown>>).find((e) => e.name === 'hnswlib')!.size_bytes = 2 ** 33;
+    writeJson(p(dir, 'index/index_meta.json'), meta);
+    await refused(dir, /index\/hnsw\.index/, /is 8589934592 bytes, more than this process can hold in memory; not read/);
+  });
+
+  it('a CSV longer than the longest string V8 holds is refused unread', async () => {
+    const dir = copyFixture();
+    truncateSync(p(dir, 'metadata/tracks_metadata.csv'), 2 ** 29);
+    await refused(dir, /metadata\/tracks_metadata\.csv/, /is 536870912 bytes, expected at most 536870888 bytes; not read/);
+  });
+});
+
 describe('an index that index_meta.json lists but that is missing', () => {
   it('is refused under VECTOR_BACKEND=auto (no silent downgrade to exact search), at start and on reload', async () => {
     const dir = copyFixture();

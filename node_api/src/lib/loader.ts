@@ -28,7 +28,7 @@ import { tuneRecall } from './recall.js';
 import { composerFilterNames } from './trackView.js';
 import type { BackendChoice, NeighborsTableMode } from './options.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
-import type { ArtifactSource } from './source.js';
+import { DEFAULT_MAX_BYTES, type ArtifactSource } from './source.js';
 import type { LoadedState, RecallReport } from './state.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackIdsFile, TrackRow } from './types.js';
 
@@ -258,7 +258,7 @@ async function readVectors(ctx: LoadContext): Promise<Vectors> {
 /** track_ids.json: JSON, no repeated id (named), its schema, its count and the sha256 `meta` records. */
 async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<TrackIdsFile> {
   const { source, schemas, F } = ctx;
-  const idsBytes = await source.read(F.track_ids_json, { maxBytes: 65536 + meta.count * MAX_TRACK_ID_JSON_BYTES, why: `${meta.count} track ids (count from ${F.embeddings_meta})` });
+  const idsBytes = await source.read(F.track_ids_json, { maxBytes: Math.min(DEFAULT_MAX_BYTES, 65536 + meta.count * MAX_TRACK_ID_JSON_BYTES), why: `${meta.count} track ids (count from ${F.embeddings_meta})` });
   const idsRaw = parseJson(F.track_ids_json, idsBytes);
   // before the schema (whose uniqueItems would not say which id repeats)
   const rawList = (idsRaw as { track_ids?: unknown }).track_ids;

@@ -23,8 +23,12 @@ import type { ArtifactFile } from './layout.js';
  */
 export type ReadLimit = ({ readonly exactBytes: number } | { readonly maxBytes: number }) & { readonly why?: string };
 
-/** The cap of a read without a limit (JSON sidecars, the CSV): larger files are refused unread. */
-export const DEFAULT_MAX_BYTES = 1 << 30;
+/**
+ * The cap of a read without a limit (JSON sidecars, the CSV): larger files are refused unread. It is V8's
+ * longest string (2^29 - 24 UTF-16 units; a UTF-8 file of that many bytes decodes to no more), since those
+ * files are parsed as text.
+ */
+export const DEFAULT_MAX_BYTES = 2 ** 29 - 24;
 
 /** Read access to one artifact version, by fixed relative file name only. */
 export interface ArtifactSource {
@@ -116,7 +120,12 @@ export class LocalDirSource implements ArtifactSource {
       if (!st.isFile()) throw new ArtifactError(file, `is not a regular file (${kindOf(st)}); only regular files are read`);
       const ok = 'exactBytes' in limit ? st.size === limit.exactBytes : st.size <= limit.maxBytes;
       if (!ok) throw new ArtifactError(file, `is ${st.size} bytes, expected ${describeLimit(limit)}; not read`);
-      const buf = Buffer.allocUnsafe(st.size);
+      let buf: Buffer;
+      try {
+        buf = Buffer.allocUnsafe(st.size);
+      } catch {
+        throw new ArtifactError(file, `is ${st.size} bytes, more than this process can hold in memory; not read`);
+      }
       let at = 0;
       while (at < st.size) {
         const { bytesRead } = await fh.read(buf, at, Math.min(READ_CHUNK, st.size - at), at);
