@@ -44,6 +44,8 @@ class HnswHeader:
     count: int
     size_data_per_element: int
     data_size: int  # bytes of vector data per element = label offset - data offset
+    offset_data: int  # where an element's vector starts (hnswlib reads it from the file)
+    label_offset: int  # where an element's label starts (hnswlib reads it from the file)
     max_level: int
     entry_point: int
     max_m: int
@@ -61,8 +63,8 @@ def read_header(buf: bytes) -> HnswHeader | None:
     max_level, entry_point, max_m, max_m0, m, _mult, ef_construction = f[6:]
     if offset_level0 != 0:
         return None
-    return HnswHeader(max_elements, count, size_data, label_offset - offset_data, max_level, entry_point,
-                      max_m, max_m0, m, ef_construction)  # fmt: skip
+    return HnswHeader(max_elements, count, size_data, label_offset - offset_data, offset_data, label_offset,
+                      max_level, entry_point, max_m, max_m0, m, ef_construction)  # fmt: skip
 
 
 def check_file(path: Path, n: int, dim: int) -> HnswHeader:
@@ -129,6 +131,12 @@ def _check_header(h: HnswHeader, n: int, dim: int) -> None:
         raise _FormatError(
             f"stores {h.data_size} bytes per vector (dim {h.data_size / 4:g}), expected dim {dim}"
         )
+    # hnswlib reads vectors and labels at these offsets from the file: each must sit where the layout puts it
+    if h.offset_data != 4 + 4 * h.max_m0 or h.label_offset != label_offset:
+        raise _FormatError(
+            f"has offset_data {h.offset_data} and label_offset {h.label_offset}, expected {4 + 4 * h.max_m0} "
+            f"and {label_offset} (links 4 + 4 x {h.max_m0}, then the vector)"
+        )
     if h.size_data_per_element != label_offset + 8:
         raise _FormatError(
             f"has {h.size_data_per_element} bytes per element, expected {label_offset + 8} (links 4 + 4 x "
@@ -186,7 +194,7 @@ def _check_level0(buf: bytes, h: HnswHeader, n: int, size_links0: int) -> None:
     if bad[0].size:
         i, j = int(bad[0][0]), int(bad[1][0])
         raise _FormatError(f"element {i} links to {int(to[i, j])} at level 0, outside [0, {h.count})")
-    at = size_links0 + h.data_size
+    at = h.label_offset
     labels = np.ascontiguousarray(el[:, at : at + 8]).view("<u8")[:, 0]
     out = np.nonzero(labels >= n)[0]
     if out.size:

@@ -146,6 +146,14 @@ const CRAFTED: Array<{ name: string; detail: RegExp; mutate: (b: Buffer, l: Layo
     },
   },
   {
+    name: 'vector and label offsets moved by 2^40 (their difference, the vector size, still right)',
+    detail: /has offset_data 1099511627844 and label_offset 1099511627876, expected 68 and 100/,
+    mutate: (b) => {
+      b.writeBigUInt64LE(b.readBigUInt64LE(32) + 2n ** 40n, 32);
+      b.writeBigUInt64LE(b.readBigUInt64LE(40) + 2n ** 40n, 40);
+    },
+  },
+  {
     name: 'a huge max_elements (an allocation of that many elements)',
     detail: /max_elements 1099511627776, expected its element count 12/,
     mutate: (b) => void b.writeBigUInt64LE(2n ** 40n, 8),

@@ -393,6 +393,12 @@ HNSW_DAMAGE: list[tuple[str, Callable[[bytearray, object], None], str]] = [
         "element 7 is marked deleted",
     ),  # type: ignore[attr-defined]
     ("trailing", lambda b, h: b.extend(b"\0\0\0\0"), "has 4 bytes after the last element's lists"),
+    (
+        # both offsets moved by 2^40: their difference (the vector size) stays right, hnswlib would read 1 TiB away
+        "offsets",
+        lambda b, h: (_u64(b, 32, h.label_offset + 2**40), _u64(b, 40, h.offset_data + 2**40)),  # type: ignore[attr-defined]
+        "has offset_data 1099511627908 and label_offset",
+    ),
 ]
 
 

@@ -29,6 +29,9 @@ export interface HnswHeader {
   sizeDataPerElement: number;
   /** bytes of vector data per element = label offset - data offset */
   dataSize: number;
+  /** where an element's vector and its label start (hnswlib reads both from the file) */
+  offsetData: number;
+  labelOffset: number;
   maxLevel: number;
   entryPoint: number;
   maxM: number;
@@ -71,7 +74,7 @@ export function readHnswHeader(buf: Buffer): HnswHeader | null {
   const efConstruction = u64();
   if (unsafe || offsetLevel0 !== 0) return null;
   const dataSize = labelOffset - offsetData;
-  return { maxElements, count, sizeDataPerElement, dataSize, maxLevel, entryPoint, maxM, maxM0, M, efConstruction };
+  return { maxElements, count, sizeDataPerElement, dataSize, offsetData, labelOffset, maxLevel, entryPoint, maxM, maxM0, M, efConstruction };
 }
 
 /**
@@ -127,6 +130,10 @@ function checkHeader(h: HnswHeader, n: number, dim: number): void {
   const sizeLinks0 = 4 + 4 * h.maxM0;
   const labelOffset = sizeLinks0 + h.dataSize;
   if (h.dataSize !== dim * 4) throw new HnswFormatError(`stores ${h.dataSize} bytes per vector (dim ${h.dataSize / 4}), expected dim ${dim}`);
+  // hnswlib reads vectors and labels at these offsets from the file: each must sit where the layout puts it
+  if (h.offsetData !== sizeLinks0 || h.labelOffset !== labelOffset) {
+    throw new HnswFormatError(`has offset_data ${h.offsetData} and label_offset ${h.labelOffset}, expected ${sizeLinks0} and ${labelOffset} (links 4 + 4 x ${h.maxM0}, then the vector)`);
+  }
   if (h.sizeDataPerElement !== labelOffset + 8) {
     throw new HnswFormatError(`has ${h.sizeDataPerElement} bytes per element, expected ${labelOffset + 8} (links 4 + 4 x ${h.maxM0}, vector ${h.dataSize}, label 8)`);
   }
@@ -137,7 +144,7 @@ function checkHeader(h: HnswHeader, n: number, dim: number): void {
 /** Level-0 list of every element (count, links, delete mark) and its label (a permutation of 0..n-1). */
 function checkLevel0(buf: Buffer, h: HnswHeader, n: number, sizeLinks0: number): void {
   const seenLabel = new Uint8Array(n);
-  const labelAt = sizeLinks0 + h.dataSize;
+  const labelAt = h.labelOffset;
   for (let i = 0; i < h.count; i++) {
     const base = HNSW_HEADER_BYTES + i * h.sizeDataPerElement;
     const links = buf.readUInt16LE(base);

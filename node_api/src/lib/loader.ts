@@ -19,6 +19,7 @@ import type { VectorBackend } from './backends/types.js';
 import { parseTracksCsv } from './csv.js';
 import { ArtifactError } from './errors.js';
 import { checkHnswFile, HnswFormatError } from './hnswFile.js';
+import { parseJson } from './json.js';
 import { COSINE_RANKING, parseNeighborTable, type NeighborTable } from './neighbors.js';
 import { renderTrackJson } from './nearestBody.js';
 import { relativeTo, type ArtifactFile, type ArtifactPaths } from './layout.js';
@@ -76,22 +77,6 @@ const NEIGHBORS_SPOT_CHECK = 8;
 
 function sha256(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
-}
-
-/**
- * JSON.parse, refusing with the position of the first error only: V8's message quotes the text around it, and
- * an error message (a log line, a reload's 422 body) must never carry a file's content.
- * @throws ArtifactError naming the file
- */
-function parseJson(file: ArtifactFile, bytes: Buffer): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    const msg = (err as Error).message;
-    const pos = /at position (\d+)/.exec(msg)?.[1];
-    const where = pos !== undefined ? ` (first error at character ${pos})` : /end of JSON input/.test(msg) ? ' (it ends early)' : '';
-    throw new ArtifactError(file, `not valid JSON${where}`);
-  }
 }
 
 async function readJson<T>(source: ArtifactSource, file: ArtifactFile, schemas: SchemaRegistry, name: SchemaName): Promise<{ obj: T; bytes: Buffer }> {
@@ -465,10 +450,7 @@ async function openHnsw(ctx: LoadContext, v: Vectors, entry: IndexEntry): Promis
     throw new ArtifactError(F.hnsw_index, `hnswlib refuses it: ${(err as Error).message}`);
   }
   if (index.getCurrentCount() !== n) throw new ArtifactError(F.hnsw_index, `addon reads ${index.getCurrentCount()} elements, expected ${n}`);
-  const labels = index.getIdsList().sort((a, b) => a - b);
-  labels.forEach((label, i) => {
-    if (label !== i) throw new ArtifactError(F.hnsw_index, `labels are not the row indices 0..${n - 1} (found label ${label} at position ${i})`);
-  });
+  // the labels are a permutation of 0..N-1 (checkHnswFile read them from the bytes the addon loaded)
   for (const row of sampleRows(n, 64, 1)) {
     const p = index.getPoint(row);
     for (let d = 0; d < dim; d++) {
