@@ -17,6 +17,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 
 import { HttpError, localPathRedactor } from './lib/errors.js';
 import type { LoadOptions } from './lib/loader.js';
+import { redact } from './lib/redact.js';
 import { SchemaRegistry, type TrackIdSchema } from './lib/schemas.js';
 import type { ArtifactSource } from './lib/source.js';
 import artifactStore from './plugins/artifactStore.js';
@@ -144,13 +145,21 @@ function asResponseSchema(schema: Record<string, unknown>): Record<string, unkno
  * A Fastify instance whose router takes path parameters as long as the contract's longest track id in its
  * longest percent-encoded form, with the one error handler (router errors included).
  */
+/**
+ * The log form of an error (pino's `err` field): name, message, stack and code, credentials redacted, so that a
+ * driver's message quoting DATABASE_URL never reaches a log line whichever code path logs it.
+ */
+export function redactedError(err: FastifyError): { type: string; message: string; stack: string; [key: string]: unknown } {
+  return { type: err.name, message: redact(err.message ?? ''), stack: redact(err.stack ?? ''), ...(err.code !== undefined ? { code: err.code } : {}) };
+}
+
 function createFastify(config: AppConfig, logger: BuildOptions['logger'], trackId: TrackIdSchema): FastifyInstance {
   const maxParamLength = maxEncodedIdLength(trackId.maxLength);
   const localRoots = [config.artifactCacheDir, config.artifactSchemaDir, process.cwd(), tmpdir(), homedir()];
   if (!config.artifactsUri.startsWith('s3://')) localRoots.push(config.artifactsUri);
   const handleError = errorHandler(localPathRedactor(localRoots));
   const app = Fastify({
-    logger: logger ?? { level: config.logLevel },
+    logger: logger ?? { level: config.logLevel, serializers: { err: redactedError } },
     routerOptions: { maxParamLength },
     frameworkErrors: routerErrors(maxParamLength, trackId.maxLength, handleError),
   });

@@ -160,3 +160,14 @@ describe('redact twice', () => {
   }
   it('still hides a value that merely starts with the mask', () => assert.equal(redact('password=***s3cret'), 'password=***'));
 });
+
+describe("the logger's err serializer", () => {
+  it('redacts the message and the stack of any logged error', async () => {
+    const { redactedError } = await import('../src/app.js');
+    const err = Object.assign(new Error('connect to postgresql://app:s3cret@db/x?sslpassword=k3y failed'), { code: 'ECONNREFUSED' });
+    const out = redactedError(err as never);
+    assert.equal(out.message, 'connect to postgresql://app:***@db/x?sslpassword=*** failed');
+    assert.ok(!out.stack.includes('s3cret') && !out.stack.includes('k3y'), out.stack);
+    assert.equal(out.code, 'ECONNREFUSED');
+  });
+});

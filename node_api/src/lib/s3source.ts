@@ -18,6 +18,7 @@ import { GetObjectCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client
 
 import { ArtifactError, ConfigError, StorageError } from './errors.js';
 import { VERSION_PATTERN } from './layout.js';
+import { parseJson } from './json.js';
 import { redact } from './redact.js';
 import type { SchemaRegistry } from './schemas.js';
 import { LocalDirSource } from './source.js';
@@ -177,14 +178,6 @@ export function contentDigest(files: readonly ManifestFile[]): string {
   return h.digest('hex');
 }
 
-function parseJson(bytes: Buffer, where: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new ArtifactError(where, `not valid JSON: ${(err as Error).message}`);
-  }
-}
-
 /**
  * Which release `loc` names now: the pinned one, or the one the latest pointer names (schema-checked).
  * @throws ArtifactError when nothing is published or the pointer is invalid; StorageError on S3 failures
@@ -198,7 +191,7 @@ export async function resolveRelease(client: S3Client, loc: S3Location, schemas:
   const key = latestKey(loc);
   const raw = await getBytes(client, loc.bucket, key);
   if (raw === null) throw new ArtifactError(s3Url(loc.bucket, key), `nothing published for ${loc.artifactVersion} (no latest pointer)`);
-  const ptr = schemas.validate<LatestPointer>('latest_pointer', parseJson(raw, s3Url(loc.bucket, key)), s3Url(loc.bucket, key));
+  const ptr = schemas.validate<LatestPointer>('latest_pointer', parseJson(s3Url(loc.bucket, key), raw), s3Url(loc.bucket, key));
   if (ptr.artifact_version !== loc.artifactVersion) {
     throw new ArtifactError(s3Url(loc.bucket, key), `artifact_version is '${ptr.artifact_version}', expected '${loc.artifactVersion}'`);
   }
@@ -235,7 +228,7 @@ export async function fetchRelease(
   if (r.manifestSha256 !== null && sha256(mBytes) !== r.manifestSha256) {
     throw new ArtifactError('manifest.json', `sha256 ${sha256(mBytes)} != latest pointer's manifest_sha256 ${r.manifestSha256} (${where})`);
   }
-  const manifest = schemas.validate<Manifest>('manifest', parseJson(mBytes, 'manifest.json'), 'manifest.json');
+  const manifest = schemas.validate<Manifest>('manifest', parseJson('manifest.json', mBytes), 'manifest.json');
   if (manifest.artifact_version !== loc.artifactVersion) {
     throw new ArtifactError('manifest.json', `artifact_version is '${manifest.artifact_version}', expected '${loc.artifactVersion}' (${where})`);
   }

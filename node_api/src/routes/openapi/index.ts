@@ -42,6 +42,9 @@ function trackIdParameters(doc: Json): Json[] {
   return out;
 }
 
+/** The served document of each loaded state (the routes' document is fixed once the app is ready). */
+const servedByState = new WeakMap<object, Json>();
+
 /**
  * A copy of the app's OpenAPI document with the loaded version's facts: `vector` gets minItems = maxItems = dim
  * (and `not` all zeros), each `{trackId}` parameter the catalogue's first track id as its example, `composer`
@@ -49,10 +52,14 @@ function trackIdParameters(doc: Json): Json[] {
  * case and surrounding spaces) as its enum, and `exclude_track_ids` the catalogue's ids (unknown ones are a 400);
  * both only up to MAX_ENUM values. Before a version is loaded the document is served as the routes declare it.
  */
-export function servedDocument(app: FastifyInstance, spec: Readonly<Json> = app.swagger() as Json): Json {
-  const doc = structuredClone(spec) as Json;
+export function servedDocument(app: FastifyInstance, spec?: Readonly<Json>): Json {
   const state = app.store.current();
-  if (!state) return doc;
+  if (!state) return structuredClone(spec ?? (app.swagger() as Json)) as Json;
+  // built once per loaded version (a reload publishes a new state): a request does not clone the document
+  const cached = servedByState.get(state);
+  if (cached) return cached;
+  const doc = structuredClone(spec ?? (app.swagger() as Json)) as Json;
+  servedByState.set(state, doc);
   const vector = searchVector(doc);
   if (vector) {
     vector.minItems = state.dim;
