@@ -32,20 +32,18 @@ from typing import Any
 from bench.common import CACHE_DIR, log, machine_facts, skipped, utc_now
 from bench.make_synthetic_artifacts import make_artifacts
 from bench.node_bench import AUTOCANNON, SERVER_JS, Server, _load
+from research_job.hnsw_file import HEADER_BYTES as HNSW_HEADER
+from research_job.provenance import sha256_bytes
 
 QUICK = {"n": 5000, "dim": 64, "duration_s": 30, "connections": 10}
 FULL = {"n": 50000, "dim": 200, "duration_s": 120, "connections": 50}
 SECRET = "SOAK-SECRET-9c1e"
 TOKEN = "soak-reload-token-0123456789"
 
-HNSW_HEADER = 96
-
 
 def _crafted_index(live: Path) -> None:
     """Element 0's first level-0 link -> 0xFFFFFF00 (hnswlib would read far outside its buffer), with the
     file's sha256 and size re-recorded in index_meta.json."""
-    import hashlib
-
     f = live / "index" / "hnsw.index"
     b = bytearray(f.read_bytes())
     count = struct.unpack_from("<H", b, HNSW_HEADER)[0]
@@ -56,7 +54,7 @@ def _crafted_index(live: Path) -> None:
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     for e in meta["indexes"]:
         if e["name"] == "hnswlib":
-            e["sha256"] = hashlib.sha256(b).hexdigest()
+            e["sha256"] = sha256_bytes(bytes(b))
             e["size_bytes"] = len(b)
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
 

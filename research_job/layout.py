@@ -35,8 +35,9 @@ _SAFE_MODEL = re.compile(r"[^A-Za-z0-9._-]+")
 _ARTIFACT_VERSION = re.compile(r"^v[0-9]+_model_[A-Za-z0-9._-]+$")
 #: the longest file name, in bytes, that Linux file systems (ext4, xfs, btrfs, tmpfs) and APFS accept
 NAME_MAX = 255
-#: the longest suffix a writer adds to a per-track file name while writing it (``<name>.tmp``, io/atomic.py)
-_WRITE_SUFFIX = ".tmp"
+#: the longest id kept verbatim as a file name: NAME_MAX less room for ``.<extension of up to 11 characters>``
+#: and the ``.tmp`` an atomic write adds (io/atomic.py)
+ID_NAME_BYTES = NAME_MAX - 16
 #: UTF-8 bytes of the id kept, readable, in front of the hash of an id too long for a file name
 _HASHED_PREFIX_BYTES = 64
 
@@ -101,19 +102,20 @@ def id_file_name(ident: str, ext: str | None = None) -> str:
     """The file name of a per-track file (``ext`` given) or the folder name of a per-album folder (``ext=None``).
 
     Every per-track or per-album path (``audio_cache/<album>/<track>.<ext>``, ``audio_wav/<track>.wav``) is
-    made here. The name is the id verbatim, ``<id>.<ext>``, while it (and, for a file, its ``.tmp`` sibling) fits
-    :data:`NAME_MAX` bytes of UTF-8 (ids are up to 256 *characters*, up to 1024 bytes); a longer one becomes
-    ``<first 64 bytes of the id>-<sha256 hex of the id>.<ext>``, stable across runs and machines. Short ids keep
-    their names, so folders written before this rule stay valid. Ids are checked safe as path components before
-    they get here (:func:`research_job.metadata.unsafe_id_reason`).
+    made here. The name is the id verbatim, ``<id>.<ext>``, when the id takes at most :data:`ID_NAME_BYTES`
+    bytes of UTF-8 (ids are up to 256 *characters*, up to 1024 bytes); a longer one becomes ``<first 64 bytes of
+    the id>-<sha256 hex of the id>.<ext>``, stable across runs and machines. The choice depends on the id alone,
+    never on the extension, so two ids that get the same name for one extension get it for every extension
+    (what :func:`research_job.metadata.normalize_records` checks). Short ids keep their names, so folders
+    written before this rule stay valid. Ids are checked safe as path components before they get here
+    (:func:`research_job.metadata.unsafe_id_reason`).
     """
     suffix = "" if ext is None else "." + ext.lstrip(".").lower()
-    name = ident + suffix
-    written_as = name if ext is None else name + _WRITE_SUFFIX  # a folder is made in place, a file renamed
-    if len(written_as.encode("utf-8")) <= NAME_MAX:
-        return name
-    prefix = ident.encode("utf-8")[:_HASHED_PREFIX_BYTES].decode("utf-8", errors="ignore")
-    return f"{prefix}-{sha256_bytes(ident.encode('utf-8'))}{suffix}"
+    raw = ident.encode("utf-8")
+    if len(raw) <= ID_NAME_BYTES:
+        return ident + suffix
+    prefix = raw[:_HASHED_PREFIX_BYTES].decode("utf-8", errors="ignore")
+    return f"{prefix}-{sha256_bytes(raw)}{suffix}"
 
 
 def model_dir_name(model_name: str) -> str:

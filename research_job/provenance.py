@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from research_job import __version__
 
@@ -54,6 +55,17 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         while block := f.read(_CHUNK):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_copy(src: BinaryIO, dst: BinaryIO) -> tuple[int, str]:
+    """Copy ``src`` to ``dst`` in 1 MiB chunks, hashing on the way: (bytes copied, hex sha256), one read."""
+    h = hashlib.sha256()
+    size = 0
+    for block in iter(lambda: src.read(1 << 20), b""):
+        h.update(block)
+        dst.write(block)
+        size += len(block)
+    return size, h.hexdigest()
 
 
 def sha256_files(paths: Sequence[str | os.PathLike[str]]) -> str:

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from research_job.errors import StorageError
 from research_job.io.storage import ObjectInfo, ObjectNotFound, join_key
-from research_job.provenance import sha256_file
+from research_job.provenance import sha256_copy, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -106,23 +105,23 @@ class LocalStore:
         return ObjectInfo(key=key, size=p.stat().st_size, sha256=sha256_file(p))
 
     def get_to_file(self, key: str, dest: Path) -> ObjectInfo:
-        """Copy the file of ``key`` to ``dest``.
+        """Copy the file of ``key`` to ``dest``; its size and sha256 are measured on the way (one read).
 
         Raises:
             ObjectNotFound: no such file; StorageError: the key is refused, or the copy fails.
         """
-        info = self.head(key)
+        path = self._path(key)
         # the resolved path is opened without following a link (one swapped in since the check fails) and
         # without blocking (a FIFO swapped in is refused by the fstat, not waited on)
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
-            with open(os.open(self._path(key), flags), "rb") as src:
+            with open(os.open(path, flags), "rb") as src:
                 if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
                     raise StorageError(f"Object key {key!r} in {self.root} is not a regular file; refused")
                 with open(dest, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                    size, sha = sha256_copy(src, out)
         except FileNotFoundError as e:
             raise ObjectNotFound(f"No such object {key!r} in {self.root}") from e
         except OSError as e:
             raise StorageError(f"Cannot copy {key!r} from {self.root}: {e}") from e
-        return info
+        return ObjectInfo(key=key, size=size, sha256=sha)

@@ -31,7 +31,7 @@ from research_job.config import CommonConfig
 from research_job.errors import StorageError
 from research_job.io.audio import write_wav
 from research_job.io.storage import ObjectNotFound, open_store
-from research_job.layout import NAME_MAX, id_file_name
+from research_job.layout import ID_NAME_BYTES, NAME_MAX, id_file_name
 from research_job.metadata import (
     CSV_COLUMNS,
     _cell,
@@ -69,21 +69,24 @@ class StatsEncoder:
 
 
 def test_id_file_name_keeps_names_that_fit_and_hashes_the_others() -> None:
-    # names that fit (with the ".tmp" of an atomic write) are the id itself, as before
+    # ids that fit (with room for an extension and the ".tmp" of an atomic write) are the name, as before
     assert id_file_name("t00", "wav") == "t00.wav"
     assert id_file_name("t00", ".M4A") == "t00.m4a"
     assert id_file_name("al0") == "al0"
-    fits = "x" * (NAME_MAX - len(".wav.tmp"))
+    fits = "x" * ID_NAME_BYTES
     assert id_file_name(fits, "wav") == fits + ".wav"
-    assert id_file_name("a" * NAME_MAX) == "a" * NAME_MAX  # a folder is not renamed: no ".tmp"
+    assert id_file_name(fits) == fits
+    assert len((id_file_name(fits, "opus_longex") + ".tmp").encode("utf-8")) <= NAME_MAX
     # one byte more, or 256 characters, or few characters of many bytes: a stable hashed name that fits
     for ident in ("x" + fits, "x" * 256, "é" * 124, "音" * 256, "a" * (NAME_MAX + 1)):
-        ext = None if ident.startswith("a") else "wav"
-        name = id_file_name(ident, ext)
-        assert name != ident + ("" if ext is None else ".wav")
-        assert len((name + ".tmp").encode("utf-8")) <= NAME_MAX
-        assert name == id_file_name(ident, ext)
-        assert name.startswith(ident.encode("utf-8")[:60].decode("utf-8", errors="ignore"))
+        for ext in (None, "wav", "flac"):
+            name = id_file_name(ident, ext)
+            assert name != ident + ("" if ext is None else f".{ext}")
+            assert len((name + ".tmp").encode("utf-8")) <= NAME_MAX
+            assert name == id_file_name(ident, ext)
+            assert name.startswith(ident.encode("utf-8")[:60].decode("utf-8", errors="ignore"))
+        # the choice depends on the id alone: the folder name is the file name without its extension
+        assert id_file_name(ident, "wav") == id_file_name(ident) + ".wav"
     assert id_file_name("é" * 100, "wav") == "é" * 100 + ".wav"  # 200 bytes: fits; 124 "é" (248 bytes) do not
     assert id_file_name("x" * 256, "wav") != id_file_name("x" * 255 + "y", "wav")  # same prefix, other hash
 
@@ -95,6 +98,11 @@ def test_ids_whose_file_names_clash_are_refused() -> None:
         {"track_id": long_id, "album_id": "a", "title": "t", "composer": "x", "audio_s3_key": "a/1.wav"},
         {"track_id": id_file_name(long_id), "album_id": "a", "title": "t", "composer": "x", "audio_s3_key": "a/2.wav"},
     ]  # fmt: skip
+    with pytest.raises(Exception, match="would share the audio file name"):
+        normalize_records(cols, recs, source="catalogue")
+    # an id of 240-255 bytes is hashed for every extension too, so its clash is seen as well
+    mid = "M" * (ID_NAME_BYTES + 5)
+    recs[0]["track_id"], recs[1]["track_id"] = mid, id_file_name(mid)
     with pytest.raises(Exception, match="would share the audio file name"):
         normalize_records(cols, recs, source="catalogue")
 
