@@ -27,7 +27,7 @@ NODE_BUILT  := node_api/dist/src/server.js
 NODE_SRC    := $(shell find node_api/src -name '*.ts' 2>/dev/null) node_api/tsconfig.json node_api/tsconfig.build.json
 
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
-        standardize-audio embed build-index evaluate validate publish compare-models serve \
+        standardize-audio embed build-index evaluate report validate publish compare-models serve \
         demo-deps demo-piano embed-segments find-similar realmusic-corpus realmusic train-head quality \
         test test-python test-node lint format bench bench-quick bench-deps soak timings clean
 
@@ -96,6 +96,9 @@ build-index: ## FAISS flat + HNSW, hnswlib HNSW -> index/
 
 evaluate: ## composer-retrieval proxy task -> eval/
 	$(RJ) evaluate $(STEP_ARGS)
+
+report: ## evaluation report -> eval/report.html (self-contained), report.json, clusters.json, figures/
+	$(RJ) report $(STEP_ARGS)
 
 validate: ## check a whole version folder against the schemas and itself
 	$(RJ) validate $(STEP_ARGS)

@@ -534,6 +534,36 @@ def _check_excerpt(rep: Report) -> None:
     _same_version(rep, path, ex)
 
 
+def _check_report(rep: Report) -> None:
+    """``report.json`` and ``clusters.json`` refer to these embeddings and this version; the clusters list every
+    embedded track once; the figures report.json names are the ones in ``eval/figures/`` (by sha256)."""
+    layout = rep.layout
+    for key in ("report_json", "clusters_json"):
+        obj, path = rep.json.get(key), layout.path(key)
+        if not isinstance(obj, dict):
+            continue
+        if rep.emb_sha is not None and obj.get("embeddings_sha256") != rep.emb_sha:
+            rep.add(
+                f"{path}: embeddings_sha256 {obj.get('embeddings_sha256')} != {rep.emb_sha}; rerun report"
+            )
+        _same_version(rep, path, obj)
+    clusters = rep.json.get("clusters_json")
+    if isinstance(clusters, dict) and "clusters_json" in rep.valid and rep.ids:
+        listed = [t["track_id"] for t in clusters["tracks"]]
+        if sorted(listed) != sorted(rep.ids):
+            rep.add(
+                f"{layout.path('clusters_json')}: does not list every embedded track once ({len(listed)} rows)"
+            )
+        k = clusters["k"]
+        if any(t["cluster"] >= k for t in clusters["tracks"]):
+            rep.add(f"{layout.path('clusters_json')}: a track's cluster is not one of 0..{k - 1}")
+    report = rep.json.get("report_json")
+    if isinstance(report, dict) and "report_json" in rep.valid:
+        folder = layout.path("report_figures_dir")
+        for fig in report["figures"]:
+            rep.sha_matches(folder / fig["name"], fig["sha256"], f"{layout.path('report_json').name} figures")
+
+
 def _check_sample_files(rep: Report, has_eval: bool) -> None:
     """The sample files come with what they are made from; the Markdown is the JSON's, byte for byte."""
     layout = rep.layout
@@ -750,6 +780,7 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4, *, sample: int = 
     _check_indexes(rep)
     _check_eval(rep)
     _check_excerpt(rep)
+    _check_report(rep)
     _check_export_report(rep)
     _check_similarity(rep)
     _check_manifest(rep)

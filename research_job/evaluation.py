@@ -96,6 +96,21 @@ def recorded_params(results: dict[str, Any], sample: dict[str, Any] | None) -> L
     )
 
 
+def rank_vectors(
+    vectors: np.ndarray, ids: list[str], label_values: list[Any], album_values: list[str], p: LabelEval
+) -> tuple[retrieval.Variant, retrieval.Variant]:
+    """Both candidate policies' rankings of every track: exact cosine, or the re-ranking of ``p``."""
+    spec = p.rerank
+    if spec.method == "none":
+        return retrieval.rank(
+            label_values, album_values, p.k, vectors=vectors, ids=ids, batch_size=p.batch_size
+        )
+    stats = track_stats(vectors, spec)
+    return retrieval.rank(
+        label_values, album_values, p.k, score_rows=lambda rows: scores(vectors, rows, spec, stats)
+    )
+
+
 def score_vectors(
     vectors: np.ndarray, ids: list[str], label_values: list[Any], album_values: list[str], p: LabelEval
 ) -> Scored:
@@ -103,16 +118,7 @@ def score_vectors(
     the blocks ``overall``, ``exclude_same_album`` (None when the label is the album), ``per_composer``,
     ``clustering`` and ``query_policy`` of eval_results.json."""
     t0 = time.perf_counter()
-    spec = p.rerank
-    if spec.method == "none":
-        ranked = retrieval.rank(
-            label_values, album_values, p.k, vectors=vectors, ids=ids, batch_size=p.batch_size
-        )
-    else:
-        stats = track_stats(vectors, spec)
-        ranked = retrieval.rank(
-            label_values, album_values, p.k, score_rows=lambda rows: scores(vectors, rows, spec, stats)
-        )
+    ranked = rank_vectors(vectors, ids, label_values, album_values, p)
     t1 = time.perf_counter()
     scored = retrieval.score(*ranked, label_values, k=p.k, resamples=p.resamples, seed=p.seed,
                              album_is_label=p.label == "album_id")  # fmt: skip

@@ -12,6 +12,7 @@ Adding an artifact is one entry in that list (plus the code that writes it)::
     head/head.pt, frozen.f32, head_meta.json, curves.json, curves.png    train-head (a head version folder)
     index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json   build-index
     eval/eval_results.json, sample_top5.json, sample_top5.md             evaluate
+    eval/report.json, report.html, clusters.json, figures/<name>.png     report
 
 Per-track and per-album names (``<album_id>``, ``<track_id>`` above) come from :func:`id_file_name`: the id
 itself while it fits a file name, else a stable hashed name.

@@ -292,7 +292,7 @@ def track_set(labels: list[Any], albums: list[str], which: str) -> np.ndarray:
     return np.asarray(rows)
 
 
-def _labelled(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+def labelled(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
     """(selector of the tracks with a label, their labels, number of labels); None when no clustering is
     defined (fewer than two labels or three tracks, or a label per track)."""
     sel = labels >= 0
@@ -314,21 +314,27 @@ def _clustering_block(y: np.ndarray, n_labels: int, silhouette: float, pred: np.
     }
 
 
+def fit_kmeans(unit: np.ndarray, n_clusters: int, seed: int) -> Any:
+    """The seeded KMeans of the evaluation (10 inits) fitted on unit vectors; the report's clusters reuse it."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(unit)
+
+
 def clustering_scores(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, Any] | None:
     """How well the labels form clusters in the embedding space (scikit-learn, tracks with a label only):
     silhouette of the true labels under cosine distance, and NMI / ARI of a seeded KMeans with k = number of
     labels on the unit vectors against the labels (S002's reference lines: silhouette > 0.5, NMI > 0.6).
     None with fewer than two labels or three tracks."""
-    from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    found = _labelled(labels)
+    found = labelled(labels)
     if found is None:
         return None
     sel, y, n_labels = found
     x = np.asarray(vectors[sel], dtype=np.float64)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    pred = KMeans(n_clusters=n_labels, n_init=10, random_state=seed).fit_predict(x)
+    pred = fit_kmeans(x, n_labels, seed).labels_
     method = "sklearn KMeans(n_clusters=n_labels, n_init=10) on unit vectors; silhouette of the true labels"
     return _clustering_block(y, n_labels, silhouette_score(x, y, metric="cosine"), pred, method)
 
@@ -340,7 +346,7 @@ def clustering_from_distances(dist: np.ndarray, labels: np.ndarray, seed: int) -
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import silhouette_score
 
-    found = _labelled(labels)
+    found = labelled(labels)
     if found is None:
         return None
     sel, y, n_labels = found

@@ -402,6 +402,7 @@ def test_one_step_registry_feeds_the_cli_run_and_config() -> None:
         "embed",
         "build_index",
         "evaluate",
+        "report",
         "validate",
     )
     assert config.sections() == {n: s.config for n, s in steps.items()}
