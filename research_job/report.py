@@ -258,6 +258,17 @@ def _stats(x: np.ndarray) -> dict[str, Any]:
     return {"n_pairs": int(x.size), "mean": float(x.mean()), "median": float(np.median(x))}
 
 
+def _header(inp: Inputs, av: str) -> dict[str, Any]:
+    """The fields report.json and clusters.json open with: schema, version, model, embeddings and label."""
+    return {
+        "schema_version": "1.0",
+        "artifact_version": av,
+        "model": inp.model,
+        "embeddings_sha256": inp.embeddings_sha256,
+        "label": inp.params.label,
+    }
+
+
 def report_dict(
     inp: Inputs, a: Analysis, opts: ReportOptions, figures: dict[str, bytes], av: str
 ) -> dict[str, Any]:
@@ -294,11 +305,7 @@ def report_dict(
         }
     tab = a.confusion
     return {
-        "schema_version": "1.0",
-        "artifact_version": av,
-        "model": inp.model,
-        "embeddings_sha256": inp.embeddings_sha256,
-        "label": inp.params.label,
+        **_header(inp, av),
         "n_tracks": len(inp.ids),
         "headline": headline(res),
         "per_label": a.per_label,
@@ -354,11 +361,7 @@ def clusters_dict(inp: Inputs, a: Analysis, av: str) -> dict[str, Any] | None:
             assignment[inp.all_ids[i]], confidence[inp.all_ids[i]] = int(d2[j].argmin()), float(conf[j])
     counts = np.bincount([assignment[t] for t in inp.all_ids], minlength=c["n_labels"])
     return {
-        "schema_version": "1.0",
-        "artifact_version": av,
-        "model": inp.model,
-        "embeddings_sha256": inp.embeddings_sha256,
-        "label": inp.params.label,
+        **_header(inp, av),
         "method": "kmeans",
         "k": c["n_labels"],
         "seed": inp.params.seed,

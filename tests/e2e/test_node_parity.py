@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -38,44 +37,18 @@ from research_job.steps import build_index, evaluate
 from research_job.steps.build_index import BuildIndexConfig
 from research_job.steps.evaluate import EvaluateConfig
 from tests.helpers.artifact_factory import make_version
+from tests.helpers.node_server import NODE_API, REPO, free_port, get_json, node_server_js
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-NODE_API = REPO / "node_api"
-SERVER_JS = NODE_API / "dist" / "src" / "server.js"
 K = 5
-
-
-def _node_server_js() -> Path:
-    """The compiled server; built here when the Node dependencies are installed but dist/ is not."""
-    if SERVER_JS.is_file():
-        return SERVER_JS
-    if shutil.which("npm") is None or not (NODE_API / "node_modules").is_dir():
-        pytest.fail("node_api is not installed: run `make node-build` (`make demo` and `make test` do)")
-    subprocess.run(["npm", "run", "build:prod"], cwd=NODE_API, check=True, capture_output=True, timeout=300)
-    return SERVER_JS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 class NodeServer:
     """The real Node API as a child process on a free loopback port."""
 
     def __init__(self, version_dir: Path, backend: str, table: str = "off") -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.backend = backend
         self.table = table
         env = {
@@ -93,7 +66,7 @@ class NodeServer:
             "NEIGHBORS_TABLE": table,
         }
         self.proc = subprocess.Popen(
-            ["node", str(_node_server_js())],
+            ["node", str(node_server_js())],
             cwd=NODE_API,
             env=env,
             stdout=subprocess.PIPE,
@@ -106,7 +79,7 @@ class NodeServer:
                 out = self.proc.stdout.read().decode() if self.proc.stdout else ""
                 raise AssertionError(f"node_api exited with {self.proc.returncode}: {out[-2000:]}")
             try:
-                if _get(self.base + "/health")[0] == 200:
+                if get_json(self.base + "/health")[0] == 200:
                     return
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -115,7 +88,7 @@ class NodeServer:
         raise AssertionError("node_api did not become healthy within 120 s")
 
     def get(self, path: str) -> tuple[int, dict]:
-        return _get(self.base + path)
+        return get_json(self.base + path)
 
     def close(self) -> None:
         self.proc.terminate()

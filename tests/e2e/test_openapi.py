@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,39 +35,13 @@ from research_job.steps import build_index, evaluate
 from research_job.steps.build_index import BuildIndexConfig
 from research_job.steps.evaluate import EvaluateConfig
 from tests.helpers.artifact_factory import make_version
+from tests.helpers.node_server import NODE_API, REPO, free_port, get_json, node_server_js
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-NODE_API = REPO / "node_api"
-SERVER_JS = Path(os.environ.get("NODE_API_SERVER", NODE_API / "dist" / "src" / "server.js"))
 N, DIM = 128, 400
 #: Schemathesis bounds: test cases per operation and seed (a run takes a few seconds per operation)
 MAX_EXAMPLES, SEED = 40, 20261122
-
-
-def _node_server_js() -> Path:
-    """The compiled server; built here when the Node dependencies are installed but dist/ is not."""
-    if SERVER_JS.is_file():
-        return SERVER_JS
-    if shutil.which("npm") is None or not (NODE_API / "node_modules").is_dir():
-        pytest.fail("node_api is not installed: run `make node-build` (`make demo` and `make test` do)")
-    subprocess.run(["npm", "run", "build:prod"], cwd=NODE_API, check=True, capture_output=True, timeout=300)
-    return SERVER_JS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get_json(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +60,7 @@ def version(tmp_path_factory: pytest.TempPathFactory) -> ArtifactLayout:
 def server(version: ArtifactLayout) -> Iterator[str]:
     if shutil.which("node") is None:
         pytest.fail("node is not on PATH: the OpenAPI test needs Node 20")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ARTIFACTS_DIR": str(version.version_dir),
@@ -98,7 +71,7 @@ def server(version: ArtifactLayout) -> Iterator[str]:
         "RECALL_SAMPLE": str(N),
     }
     proc = subprocess.Popen(
-        ["node", str(_node_server_js())],
+        ["node", str(node_server_js())],
         cwd=NODE_API,
         env=env,
         stdout=subprocess.PIPE,
@@ -112,7 +85,7 @@ def server(version: ArtifactLayout) -> Iterator[str]:
                 out = proc.stdout.read().decode() if proc.stdout else ""
                 pytest.fail(f"node_api exited with {proc.returncode}: {out[-2000:]}")
             try:
-                if _get_json(base + "/health")[0] == 200:
+                if get_json(base + "/health")[0] == 200:
                     break
             except (urllib.error.URLError, ConnectionError):
                 pass
@@ -130,14 +103,14 @@ def server(version: ArtifactLayout) -> Iterator[str]:
 
 
 def test_the_served_document_is_valid_openapi(server: str) -> None:
-    status, doc = _get_json(server + "/openapi.json")
+    status, doc = get_json(server + "/openapi.json")
     assert status == 200
     assert doc["openapi"] == "3.1.0"
     validate(doc)  # raises OpenAPIValidationError naming the offending part
 
 
 def test_the_document_gives_the_loaded_dim_and_a_real_track_id(server: str, version: ArtifactLayout) -> None:
-    doc = _get_json(server + "/openapi.json")[1]
+    doc = get_json(server + "/openapi.json")[1]
     vector = doc["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"][
         "properties"
     ]["vector"]
@@ -146,7 +119,7 @@ def test_the_document_gives_the_loaded_dim_and_a_real_track_id(server: str, vers
     for path in ("/tracks/{trackId}/nearest", "/tracks/{trackId}/composer-eval"):
         (param,) = [p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "path"]
         assert param["example"] in ids, param
-        assert _get_json(server + path.replace("{trackId}", param["example"]))[0] == 200
+        assert get_json(server + path.replace("{trackId}", param["example"]))[0] == 200
 
 
 def test_schemathesis_finds_no_failure(server: str, tmp_path: Path) -> None:

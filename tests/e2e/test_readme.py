@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,7 @@ import click
 import pytest
 
 from research_job.cli import cli
+from tests.helpers.node_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -109,19 +109,13 @@ def test_readme_command_runs_on_the_demo_corpus(sandbox: Path, argv: list[str]) 
     assert out.returncode == 0, f"{shlex.join(argv)}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     if not _demo_ready():
         pytest.skip("the demo artifacts are not there: run `make demo` first (the README's first command)")
     if not SERVER_JS.is_file():
         pytest.fail("node_api is not built: run `make node-build` (`make demo` does)")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ARTIFACTS_DIR": str(DEMO), "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warn",
            "ARTIFACT_SCHEMA_DIR": str(REPO / "artifact_schema")}  # fmt: skip
     proc = subprocess.Popen([shutil.which("node") or "node", str(SERVER_JS)], env=env, cwd=REPO / "node_api",
