@@ -24,10 +24,11 @@ STEP_ARGS   = --config $(CONFIG) --model $(MODEL)
 
 NODE_STAMP  := node_api/node_modules/.installed
 NODE_BUILT  := node_api/dist/src/server.js
-NODE_SRC    := $(shell find node_api/src -name '*.ts' 2>/dev/null) node_api/tsconfig.json node_api/tsconfig.build.json
+NODE_SRC    := $(shell find node_api/src node_api/web -type f \( -name '*.ts' -o -name '*.html' -o -name '*.css' \) 2>/dev/null) \
+               node_api/tsconfig.json node_api/tsconfig.build.json node_api/tsconfig.web.json node_api/scripts/web-assets.mjs
 
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
-        standardize-audio embed build-index evaluate report validate publish compare-models serve \
+        standardize-audio embed build-index evaluate report previews validate publish compare-models serve \
         demo-deps demo-piano embed-segments find-similar realmusic-corpus realmusic train-head quality \
         test test-python test-node lint format bench bench-quick bench-deps soak timings clean
 
@@ -100,6 +101,9 @@ evaluate: ## composer-retrieval proxy task -> eval/
 report: ## evaluation report -> eval/report.html (self-contained), report.json, clusters.json, figures/
 	$(RJ) report $(STEP_ARGS)
 
+previews: ## Ogg/Opus previews (20 s from the middle, mono 48 kHz) of the embedded tracks -> previews/
+	$(RJ) previews $(STEP_ARGS)
+
 validate: ## check a whole version folder against the schemas and itself
 	$(RJ) validate $(STEP_ARGS)
 
@@ -140,6 +144,7 @@ serve: node-build ## serve the demo artifacts with the Node API on 127.0.0.1:808
 test: lint test-python test-node ## the whole test suite: ruff, Python (pytest), Node (node --test)
 
 test-python: $(VENV)/.installed weights
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-node: $(NODE_STAMP)

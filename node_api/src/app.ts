@@ -27,9 +27,14 @@ import health from './routes/health/index.js';
 import models from './routes/models/index.js';
 import reloadRoute from './routes/models/reload.js';
 import openapi, { servedDocument } from './routes/openapi/index.js';
+import page from './routes/page/index.js';
+import report from './routes/report/index.js';
 import { errorBody, maxEncodedIdLength, trackIdShared } from './routes/schemas.js';
 import search from './routes/search/index.js';
+import cluster from './routes/tracks/cluster.js';
 import tracks from './routes/tracks/index.js';
+import preview from './routes/tracks/preview.js';
+import trackSearch from './routes/tracks/search.js';
 
 export interface BuildOptions {
   config: AppConfig;
@@ -223,13 +228,8 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(env, { config });
   await app.register(artifactStore, { schemas, source: opts.source, s3Client: opts.s3Client, loadOptions: opts.loadOptions });
 
-  await app.register(health);
-  await app.register(models);
-  await app.register(tracks);
+  for (const routes of [health, models, tracks, trackSearch, cluster, preview, report, search, openapi, reloadRoute, page]) await app.register(routes);
   await app.register(evalRoutes, { evalSchema: asResponseSchema(schemas.schema('eval_results')) });
-  await app.register(search);
-  await app.register(openapi);
-  await app.register(reloadRoute);
 
   if (opts.waitForLoad ?? true) {
     try {

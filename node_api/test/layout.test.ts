@@ -11,7 +11,15 @@ import { cpSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 
-import { ARTIFACT_LIST_FILE, NODE_ARTIFACT_KEYS, NODE_ARTIFACTS, type ArtifactFile, type ArtifactList } from '../src/lib/layout.js';
+import {
+  ARTIFACT_LIST_FILE,
+  NODE_ARTIFACT_KEYS,
+  NODE_ARTIFACTS,
+  NODE_OPTIONAL_ARTIFACT_KEYS,
+  NODE_OPTIONAL_ARTIFACTS,
+  type ArtifactFile,
+  type ArtifactList,
+} from '../src/lib/layout.js';
 import { loadArtifacts } from '../src/lib/loader.js';
 import { SchemaRegistry } from '../src/lib/schemas.js';
 import { LocalDirSource, type ArtifactSource } from '../src/lib/source.js';
@@ -58,6 +66,18 @@ describe('artifacts.json, the one list of artifact paths', () => {
     assert.deepEqual(Object.keys(registry.paths).sort(), [...NODE_ARTIFACT_KEYS].sort());
   });
 
+  it('lists each optional key Node reads (the page features) at most once, with the format and schema Node uses', () => {
+    for (const key of NODE_OPTIONAL_ARTIFACT_KEYS) {
+      const entries = list.artifacts.filter((a) => a.key === key);
+      assert.ok(entries.length <= 1, `${key} is listed ${entries.length} times`);
+      const entry = entries[0];
+      if (!entry) continue;
+      assert.equal(registry.optionalPaths[key].path, entry.path, key);
+      assert.equal(entry.format, NODE_OPTIONAL_ARTIFACTS[key].format, key);
+      assert.equal(entry.schema ?? null, NODE_OPTIONAL_ARTIFACTS[key].schema, key);
+    }
+  });
+
   it('a full load asks its source only for listed paths, and for the path of every key Node reads', async () => {
     const dir = generatedFixture();
     const local = new LocalDirSource(dir);
@@ -72,7 +92,9 @@ describe('artifacts.json, the one list of artifact paths', () => {
     assert.equal(state.backend.kind, 'hnsw');
     assert.ok(state.neighbors && state.evalResults, 'the fixture exercises the index, the table and the eval file');
     for (const f of asked) assert.ok(listedPaths.has(f), `Node read '${f}', which artifacts.json does not list`);
-    assert.deepEqual([...asked].sort(), NODE_ARTIFACT_KEYS.map((k) => registry.paths[k] as string).sort());
+    // the optional files the list names are probed (a folder is never read itself: its files are named by a sidecar)
+    const optionalFiles = NODE_OPTIONAL_ARTIFACT_KEYS.filter((k) => NODE_OPTIONAL_ARTIFACTS[k].format !== 'folder').flatMap((k) => registry.optionalPaths[k].path ?? []);
+    assert.deepEqual([...asked].sort(), [...NODE_ARTIFACT_KEYS.map((k) => registry.paths[k] as string), ...optionalFiles].sort());
   });
 
   it('no file of src/ spells a listed path itself (they come from the list)', () => {

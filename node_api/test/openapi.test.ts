@@ -83,6 +83,13 @@ describe('GET /openapi.json', () => {
       ['/search', 'post', { method: 'POST', url: '/search', payload: { vector: [1] } }],
       ['/models/reload', 'post', { method: 'POST', url: '/models/reload', headers: { authorization: `Bearer ${TOKEN}` } }],
       ['/models/reload', 'post', { method: 'POST', url: '/models/reload' }],
+      ['/tracks', 'get', { url: '/tracks?q=a&limit=3' }],
+      ['/tracks', 'get', { url: '/tracks?q=' }],
+      // this version has no report, clusters or previews: their 404s (page_api.test.ts checks their 200s)
+      ['/tracks/{trackId}/cluster', 'get', { url: `/tracks/${id}/cluster` }],
+      ['/tracks/{trackId}/preview', 'get', { url: `/tracks/${id}/preview` }],
+      ['/report', 'get', { url: '/report' }],
+      ['/report/figures/{name}', 'get', { url: '/report/figures/map.png' }],
     ];
     for (const [p, method, req] of calls) {
       const r = await app.inject(req);

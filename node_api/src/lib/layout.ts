@@ -1,8 +1,11 @@
 /**
  * Paths inside one artifact version folder `<root>/v1_model_<MODEL>/`, from the one artifact list
  * `artifact_schema/artifacts.json` (schema `artifact_list.schema.json`), which the research job's layout,
- * validate and publish read too. The Node API reads only the keys of NODE_ARTIFACTS; their paths are fixed at
- * start-up (an `ArtifactFile` is only made here), so nothing user-supplied reaches the file system.
+ * validate and publish read too. The Node API reads only the keys of NODE_ARTIFACTS (each must be listed) and of
+ * NODE_OPTIONAL_ARTIFACTS (the page's features: report, clusters, previews; one the list does not name is off);
+ * their paths are fixed at start-up, and the files inside a listed folder are named by the version's own
+ * sidecars (report.json's figures, previews.json's files), checked against a safe-name pattern here (an
+ * `ArtifactFile` is only made here), so nothing user-supplied reaches the file system.
  */
 
 import { readFileSync } from 'node:fs';
@@ -35,6 +38,32 @@ export const NODE_ARTIFACT_KEYS = Object.keys(NODE_ARTIFACTS) as ArtifactKey[];
 /** Path of each artifact the Node API reads. */
 export type ArtifactPaths = Readonly<Record<ArtifactKey, ArtifactFile>>;
 
+/**
+ * The optional artifacts the Node API reads, by their key in artifacts.json: the format and JSON Schema it
+ * reads each with. Each is a feature of the page (GET /report, /report/figures/:name, /tracks/:id/cluster,
+ * /tracks/:id/preview): a key the list does not name, or a file the version folder lacks, turns it off.
+ */
+export const NODE_OPTIONAL_ARTIFACTS = {
+  report_json: { format: 'json', schema: 'report' },
+  report_html: { format: 'html', schema: null },
+  report_figures_dir: { format: 'folder', schema: null },
+  clusters_json: { format: 'json', schema: 'clusters' },
+  previews_json: { format: 'json', schema: 'previews' },
+  previews_dir: { format: 'folder', schema: null },
+} as const;
+export type OptionalArtifactKey = keyof typeof NODE_OPTIONAL_ARTIFACTS;
+export const NODE_OPTIONAL_ARTIFACT_KEYS = Object.keys(NODE_OPTIONAL_ARTIFACTS) as OptionalArtifactKey[];
+
+/** An optional artifact's path, or why the feature is off before any version is read. */
+export type OptionalArtifact = { readonly path: ArtifactFile; readonly off: null } | { readonly path: null; readonly off: string };
+export type OptionalArtifactPaths = Readonly<Record<OptionalArtifactKey, OptionalArtifact>>;
+
+/** Both groups of paths of one artifact list. */
+export interface NodeArtifactPaths {
+  readonly paths: ArtifactPaths;
+  readonly optional: OptionalArtifactPaths;
+}
+
 /** One entry of artifacts.json (the fields Node uses; the schema has the rest). */
 export interface ArtifactListEntry {
   key: string;
@@ -59,11 +88,7 @@ export interface ArtifactList {
  *   one whose format or schema is not the one Node reads it with
  */
 export function artifactPaths(list: ArtifactList, file: string): ArtifactPaths {
-  const byKey = new Map<string, ArtifactListEntry>();
-  for (const entry of list.artifacts) {
-    if (byKey.has(entry.key)) throw new ConfigError(`${file} lists key '${entry.key}' twice`);
-    byKey.set(entry.key, entry);
-  }
+  const byKey = entriesByKey(list, file);
   const paths: Partial<Record<ArtifactKey, ArtifactFile>> = {};
   for (const key of NODE_ARTIFACT_KEYS) {
     const entry = byKey.get(key);
@@ -80,12 +105,64 @@ export function artifactPaths(list: ArtifactList, file: string): ArtifactPaths {
   return Object.freeze(paths as Record<ArtifactKey, ArtifactFile>);
 }
 
+/** The list's entries by key. @throws ConfigError naming the file and a key listed twice */
+function entriesByKey(list: ArtifactList, file: string): Map<string, ArtifactListEntry> {
+  const byKey = new Map<string, ArtifactListEntry>();
+  for (const entry of list.artifacts) {
+    if (byKey.has(entry.key)) throw new ConfigError(`${file} lists key '${entry.key}' twice`);
+    byKey.set(entry.key, entry);
+  }
+  return byKey;
+}
+
+/**
+ * The paths of NODE_OPTIONAL_ARTIFACTS from a schema-valid list: a key the list does not name is off (with the
+ * reason), and so is one whose schema `hasSchema` does not know (the schema folder predates it); a folder must
+ * end in '/'.
+ * @throws ConfigError naming the file and the key: a key listed with another format or schema than Node reads
+ */
+export function optionalArtifactPaths(list: ArtifactList, file: string, hasSchema: (name: string) => boolean): OptionalArtifactPaths {
+  const byKey = entriesByKey(list, file);
+  const out: Partial<Record<OptionalArtifactKey, OptionalArtifact>> = {};
+  for (const key of NODE_OPTIONAL_ARTIFACT_KEYS) {
+    const entry = byKey.get(key);
+    const want = NODE_OPTIONAL_ARTIFACTS[key];
+    if (!entry) {
+      out[key] = { path: null, off: `the artifact list ${path.basename(file)} names no '${key}'` };
+      continue;
+    }
+    if (entry.format !== want.format || (entry.schema ?? null) !== want.schema) {
+      throw new ConfigError(
+        `${file}: key '${key}' (${entry.path}) has format '${entry.format}' and schema '${entry.schema ?? '(none)'}', but the Node API reads it as '${want.format}' with schema '${want.schema ?? '(none)'}'`,
+      );
+    }
+    if (want.format === 'folder' && !entry.path.endsWith('/')) throw new ConfigError(`${file}: key '${key}' is a folder, but its path '${entry.path}' does not end in '/'`);
+    if (want.schema !== null && !hasSchema(want.schema)) {
+      out[key] = { path: null, off: `the schema folder has no ${want.schema}.schema.json to check '${key}' with` };
+      continue;
+    }
+    out[key] = { path: entry.path as ArtifactFile, off: null };
+  }
+  return Object.freeze(out as Record<OptionalArtifactKey, OptionalArtifact>);
+}
+
+/** A file name inside a listed folder: ASCII letters, digits, '.', '_', '-', at most 200, not starting with a dot. */
+export const SAFE_FILE_NAME = /^(?!\.)[A-Za-z0-9._-]{1,200}$/;
+
+/**
+ * The file `name` inside the listed folder `folder` (its path ends in '/'), or null when `name` is not a safe
+ * file name (SAFE_FILE_NAME: no separator, never '.', '..' or hidden).
+ */
+export function fileInFolder(folder: ArtifactFile, name: string): ArtifactFile | null {
+  return SAFE_FILE_NAME.test(name) ? ((folder + name) as ArtifactFile) : null;
+}
+
 /**
  * Read `<schemaDir>/artifacts.json`, validate it with `check` (artifact_list.schema.json: the line of errors,
- * or null) and return the paths Node reads.
+ * or null) and return the paths Node reads, the optional ones with `hasSchema` telling which schemas exist.
  * @throws ConfigError naming the file: missing, not JSON, not matching its schema, or lacking a key Node reads
  */
-export function readArtifactPaths(schemaDir: string, check: (obj: unknown) => string | null): ArtifactPaths {
+export function readArtifactPaths(schemaDir: string, check: (obj: unknown) => string | null, hasSchema: (name: string) => boolean): NodeArtifactPaths {
   const file = path.join(schemaDir, ARTIFACT_LIST_FILE);
   let text: string;
   try {
@@ -102,7 +179,8 @@ export function readArtifactPaths(schemaDir: string, check: (obj: unknown) => st
   }
   const problem = check(obj);
   if (problem !== null) throw new ConfigError(`${file} does not match ${ARTIFACT_LIST_SCHEMA}.schema.json: ${problem}`);
-  return artifactPaths(obj as ArtifactList, file);
+  const list = obj as ArtifactList;
+  return { paths: artifactPaths(list, file), optional: optionalArtifactPaths(list, file, hasSchema) };
 }
 
 /** `target` relative to the folder of `from` (both version-folder paths): how index_meta.json names index files. */

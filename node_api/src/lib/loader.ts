@@ -27,6 +27,8 @@ import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
 import { composerFilterNames } from './trackView.js';
+import { buildCatalogIndex } from './catalogSearch.js';
+import { readOptional, type OptionalFeatures } from './optional.js';
 import type { BackendChoice, NeighborsTableMode } from './options.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
 import { DEFAULT_MAX_BYTES, type ArtifactSource } from './source.js';
@@ -180,6 +182,10 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   const { backend, recall } = await serveBackend(ctx, v, index, exact, neighbors, phase);
   const evalResults = await readEval(ctx, v);
   phase('eval', { present: evalResults !== null });
+  const features = await readOptional(source, schemas, { artifactVersion: v.meta.artifact_version, embeddingsSha256: v.embSha, embeddingsFile: ctx.F.embeddings_f32, rowById: md.rowById });
+  phase('optional', featureFields(features));
+  const catalog = buildCatalogIndex(md.tracks);
+  phase('catalogue search', { chunks: catalog.chunks.length, chars: catalog.chunks.reduce((a, c) => a + c.text.length, 0) });
 
   return Object.freeze({
     artifactVersion: v.meta.artifact_version,
@@ -208,7 +214,19 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     backend,
     recall,
     neighbors,
+    catalog,
+    features,
   });
+}
+
+/** Log fields of the optional features: which are on, with their counts. */
+function featureFields(f: OptionalFeatures): Record<string, unknown> {
+  return {
+    report_html: f.reportHtml.on,
+    figures: f.figures.on ? f.figures.value.size : null,
+    clusters: f.clusters.on ? f.clusters.value.count : null,
+    previews: f.previews.on ? f.previews.value.count : null,
+  };
 }
 
 /**

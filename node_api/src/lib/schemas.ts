@@ -11,7 +11,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import { createRequire } from 'node:module';
 
 import { ArtifactError, ConfigError } from './errors.js';
-import { readArtifactPaths, type ArtifactPaths } from './layout.js';
+import { readArtifactPaths, type ArtifactPaths, type OptionalArtifactPaths } from './layout.js';
 
 // ajv-formats is CommonJS whose module.exports is the plugin function; require it as such.
 const addFormats = createRequire(import.meta.url)('ajv-formats') as (ajv: Ajv2020) => Ajv2020;
@@ -63,12 +63,15 @@ export class SchemaRegistry {
   private readonly raw = new Map<string, Record<string, unknown>>();
   /** paths (relative to a version folder) of the artifacts Node reads, from `<dir>/artifacts.json` */
   readonly paths: ArtifactPaths;
+  /** paths of the optional artifacts (the page's features), or why each is off (not listed, no schema) */
+  readonly optionalPaths: OptionalArtifactPaths;
 
   /**
    * Read and compile every `<name>.schema.json` of `dir` (the server's own, SCHEMA_NAMES, must all be there),
    * then read and validate `artifacts.json`.
    * @throws ConfigError when the directory or an expected schema is missing or does not compile, or when
-   *   artifacts.json is missing, invalid or lacks a key Node reads (naming the key and the file)
+   *   artifacts.json is missing, invalid or lacks a key Node reads (naming the key and the file); an optional
+   *   key it does not list, or whose schema the folder lacks, is only off (`optionalPaths`)
    */
   constructor(readonly dir: string) {
     let files: string[];
@@ -90,7 +93,13 @@ export class SchemaRegistry {
       this.raw.set(name, schema);
       this.validators.set(name, ajv.compile(schema));
     }
-    this.paths = readArtifactPaths(dir, (obj) => this.check('artifact_list', obj));
+    const read = readArtifactPaths(
+      dir,
+      (obj) => this.check('artifact_list', obj),
+      (name) => this.validators.has(name),
+    );
+    this.paths = read.paths;
+    this.optionalPaths = read.optional;
   }
 
   /** Names of every compiled schema (the folder's `*.schema.json`). */

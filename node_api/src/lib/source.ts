@@ -19,9 +19,10 @@ import type { ArtifactFile } from './layout.js';
 
 /**
  * How many bytes a read may return: exactly `exactBytes` (what the metadata says), or at most `maxBytes`;
- * `why` says where the figure comes from, for the error.
+ * `why` says where the figure comes from, for the error. `transient`: a read at request time (a preview),
+ * which `localPath` never asks about, so the source keeps no record of it.
  */
-export type ReadLimit = ({ readonly exactBytes: number } | { readonly maxBytes: number }) & { readonly why?: string };
+export type ReadLimit = ({ readonly exactBytes: number } | { readonly maxBytes: number }) & { readonly why?: string; readonly transient?: boolean };
 
 /**
  * The cap of a read without a limit (JSON sidecars, the CSV): larger files are refused unread. It is V8's
@@ -132,7 +133,7 @@ export class LocalDirSource implements ArtifactSource {
         if (bytesRead === 0) throw new ArtifactError(file, `ended after ${at} of ${st.size} bytes (changed while reading)`);
         at += bytesRead;
       }
-      this.opened.set(file, { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
+      if (!limit.transient) this.opened.set(file, { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
       return buf;
     } catch (err) {
       if (err instanceof ArtifactError) throw err;

@@ -6,7 +6,9 @@
 
 import type { ExactBackend } from './backends/exact.js';
 import type { VectorBackend } from './backends/types.js';
+import type { CatalogIndex } from './catalogSearch.js';
 import type { NeighborTable } from './neighbors.js';
+import type { OptionalFeatures } from './optional.js';
 import type { TrackJson } from './nearestBody.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
 
@@ -68,6 +70,10 @@ export interface LoadedState {
   readonly recall: RecallReport | null;
   /** index/neighbors.i32 when loaded (NEIGHBORS_TABLE): /nearest answers k <= its k from it */
   readonly neighbors: NeighborTable | null;
+  /** every row's searchable fields, normalised (GET /tracks?q=) */
+  readonly catalog: CatalogIndex;
+  /** the page's optional features: report, figures, clusters, previews (each on, or off with the reason) */
+  readonly features: OptionalFeatures;
 }
 
 /** Row `row` of the embeddings as a float64 query vector. */

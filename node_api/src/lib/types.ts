@@ -125,3 +125,61 @@ export interface EvalResults {
   created_at: string;
   [key: string]: unknown;
 }
+
+/** eval/report.json (the fields the API uses): which figures of eval/figures/ the report drew. */
+export interface ReportJson {
+  schema_version: string;
+  artifact_version: string;
+  embeddings_sha256: string;
+  figures: Array<{ name: string; sha256: string }>;
+  headline: { k: number; sentence: string; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+/** One cluster of eval/clusters.json. */
+export interface ClusterEntry {
+  cluster: number;
+  name: string;
+  dominant_share: number;
+  n_tracks: number;
+  /** the tags the cluster's tracks score highest (when the version has tag scores) */
+  top_tags?: Array<{ tag: string; score: number }>;
+}
+
+/** eval/clusters.json: a seeded KMeans cluster and a confidence for every track. */
+export interface ClustersFile {
+  schema_version: string;
+  artifact_version: string;
+  model: string;
+  embeddings_sha256: string;
+  label: string;
+  method: string;
+  k: number;
+  seed: number;
+  confidence: string;
+  clusters: ClusterEntry[];
+  tracks: Array<{ track_id: string; cluster: number; confidence: number }>;
+}
+
+/** One preview of previews/previews.json. */
+export interface PreviewTrack {
+  track_id: string;
+  /** `previews/<file name>` (relative to the version folder) */
+  file: string;
+  start_sec: number;
+  duration_sec: number;
+  size_bytes: number;
+  sha256: string;
+}
+
+/** previews/previews.json: the Ogg/Opus excerpts of the catalogue, one file each. */
+export interface PreviewsFile {
+  schema_version: string;
+  artifact_version: string;
+  mime_type: string;
+  container: string;
+  codec: string;
+  tracks: PreviewTrack[];
+  failed: Array<{ track_id: string; reason: string }>;
+  [key: string]: unknown;
+}

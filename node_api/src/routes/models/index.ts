@@ -2,12 +2,14 @@
  * GET /models: what is loaded — model, dim, N, artifact version, created_at, the vector backend with its
  * parameters (ef in use), the recall@5/@10 of the HNSW path against exact search measured at start-up, and
  * whether the precomputed neighbour table answers /nearest (its k, its ranking and re-ranking, requests served
- * from it and passed on). Unauthenticated: it names the served version, never a path on the server's disk.
+ * from it and passed on), and which of the page's optional features the version has (report, clusters, previews:
+ * counts, or why each is off). Unauthenticated: it names the served version, never a path on the server's disk.
  */
 
 import type { FastifyPluginAsync } from 'fastify';
 
 import { COSINE_ORDER } from '../../lib/neighbors.js';
+import type { Feature, OptionalFeatures } from '../../lib/optional.js';
 import { rerankSchema } from '../schemas.js';
 
 const nullableNumber = { type: ['number', 'null'] } as const;
@@ -123,8 +125,49 @@ const modelsResponse = {
       required: ['loaded', 'k', 'ranking', 'rerank', 'served', 'fallbacks'],
     },
     eval_created_at: { type: ['string', 'null'] },
+    features: {
+      type: 'object',
+      additionalProperties: false,
+      description: "the page's optional features of the loaded version: each loaded, with its count, or off with the reason its routes answer 404 with",
+      properties: {
+        report: featureSchema('GET /report (eval/report.html)', null),
+        figures: featureSchema('GET /report/figures/{name} (the figures eval/report.json names)', 'figures listed'),
+        clusters: featureSchema('GET /tracks/{trackId}/cluster (eval/clusters.json)', 'tracks with a cluster'),
+        previews: featureSchema('GET /tracks/{trackId}/preview (previews/previews.json)', 'tracks with a preview'),
+      },
+      required: ['report', 'figures', 'clusters', 'previews'],
+    },
   },
 } as const;
+
+/** Schema of one feature's entry in /models: loaded, count, and why it is off. */
+function featureSchema(what: string, counted: string | null) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    description: what,
+    properties: {
+      loaded: { type: 'boolean' },
+      count: { type: ['integer', 'null'], description: counted ? `${counted} (null when not loaded)` : 'null (nothing to count)' },
+      reason: { type: ['string', 'null'], description: 'why it is off (null when loaded)' },
+    },
+    required: ['loaded', 'count', 'reason'],
+  } as const;
+}
+
+/** One feature's entry of /models. */
+function featureView<T>(f: Feature<T>, count: (value: T) => number | null): { loaded: boolean; count: number | null; reason: string | null } {
+  return f.on ? { loaded: true, count: count(f.value), reason: null } : { loaded: false, count: null, reason: f.reason };
+}
+
+function featuresView(f: OptionalFeatures) {
+  return {
+    report: featureView(f.reportHtml, () => null),
+    figures: featureView(f.figures, (m) => m.size),
+    clusters: featureView(f.clusters, (c) => c.count),
+    previews: featureView(f.previews, (p) => p.count),
+  };
+}
 
 const models: FastifyPluginAsync = async (app) => {
   app.get(
@@ -180,6 +223,7 @@ const models: FastifyPluginAsync = async (app) => {
             }
           : { loaded: false, k: null, ranking: null, rerank: null, served: 0, fallbacks: 0 },
         eval_created_at: s.evalResults?.created_at ?? null,
+        features: featuresView(s.features),
       };
     },
   );
