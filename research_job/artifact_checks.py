@@ -10,8 +10,9 @@ graph bounds, :mod:`research_job.hnsw_file`), loads with the right ntotal / dim 
 table's values and order and, on a seeded sample of rows, its lists against a fresh exact ranking, segment files
 against ``segments_meta.json``, the frame features against ``frames_meta.json``, a trained head (``head.pt``,
 ``frozen.f32``) against ``head_meta.json``, the metadata CSV against ``export_report.json``, a similarity matrix
-against ``similarity_meta.json``, a release's ``manifest.json`` (an S3 cache folder) against the files, and the
-evaluation: ``eval_results.json`` and ``sample_top5.json`` recomputed from the embeddings and the metadata with the
+against ``similarity_meta.json``, the audio previews against ``previews.json`` and the embedded tracks, a
+release's ``manifest.json`` (an S3 cache folder) against the files, and the evaluation: ``eval_results.json`` and
+``sample_top5.json`` recomputed from the embeddings and the metadata with the
 parameters they record (:mod:`research_job.evaluation`, the code evaluate writes them with), ``sample_top5.md``
 rendered again from ``sample_top5.json``; ``excerpt_results.json`` (whose figures need the audio) by its
 embeddings sha256 and version only.
@@ -564,6 +565,55 @@ def _check_report(rep: Report) -> None:
             rep.sha_matches(folder / fig["name"], fig["sha256"], f"{layout.path('report_json').name} figures")
 
 
+def _check_previews(rep: Report) -> None:
+    """``previews/previews.json`` against the files of ``previews/`` (each named one there, with its size and
+    sha256, no other ``.ogg`` file), the embedded tracks (no id unknown to track_ids.json, none twice) and its
+    own counts; the version is the embeddings'."""
+    layout = rep.layout
+    folder, path = layout.previews_dir, layout.previews_json
+    obj = rep.json.get("previews_json")
+    if not isinstance(obj, dict) or "previews_json" not in rep.valid:
+        if isinstance(obj, dict) or path.is_file():
+            return  # the schema problem is already reported
+        if folder.is_dir() and any(f.suffix == ".ogg" for f in folder.iterdir()):
+            rep.add(f"{folder}: preview files present without a readable {path.name}")
+        return
+    _same_version(rep, path, obj)
+    ids = set(rep.ids)
+    seen: Counter[str] = Counter()
+    named: set[str] = set()
+    for t in obj["tracks"]:
+        tid = t["track_id"]
+        seen[tid] += 1
+        if "track_ids_json" in rep.valid and tid not in ids:
+            rep.add(f"{path}: track {tid!r} is not in {layout.track_ids_json.name}")
+        named.add(t["file"])
+        full = layout.version_dir / t["file"]
+        if full.is_symlink() or not full.is_file():
+            rep.add(f"{full}: missing (named in {path.name} for track {tid!r})")
+        elif full.stat().st_size != t["size_bytes"]:
+            rep.add(f"{full}: {full.stat().st_size} bytes != {path.name} size_bytes {t['size_bytes']}")
+        else:
+            rep.sha_matches(full, t["sha256"], f"{path.name} sha256 of track {tid!r}")
+    for f in obj["failed"]:
+        seen[f["track_id"]] += 1
+        if "track_ids_json" in rep.valid and f["track_id"] not in ids:
+            rep.add(f"{path}: failed track {f['track_id']!r} is not in {layout.track_ids_json.name}")
+    twice = sorted(t for t, c in seen.items() if c > 1)
+    if twice:
+        rep.add(f"{path}: tracks listed more than once: {twice[:_SHOWN]}")
+    if len(named) != len(obj["tracks"]):
+        rep.add(f"{path}: two tracks name the same file")
+    c, n_ok, n_failed = obj["counts"], len(obj["tracks"]), len(obj["failed"])
+    if (c["tracks"], c["written"] + c["reused"], c["failed"]) != (n_ok + n_failed, n_ok, n_failed):
+        rep.add(f"{path}: counts {c} disagree with the {n_ok} tracks and {n_failed} failed it lists")
+    if folder.is_dir():
+        for f in sorted(folder.iterdir()):
+            rel = layout.rel(f)
+            if f.suffix == ".ogg" and rel not in named:
+                rep.add(f"{f}: not named in {path.name} (a preview of no track; rerun previews)")
+
+
 def _check_sample_files(rep: Report, has_eval: bool) -> None:
     """The sample files come with what they are made from; the Markdown is the JSON's, byte for byte."""
     layout = rep.layout
@@ -781,6 +831,7 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4, *, sample: int = 
     _check_eval(rep)
     _check_excerpt(rep)
     _check_report(rep)
+    _check_previews(rep)
     _check_export_report(rep)
     _check_similarity(rep)
     _check_manifest(rep)

@@ -13,6 +13,7 @@ Adding an artifact is one entry in that list (plus the code that writes it)::
     index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json   build-index
     eval/eval_results.json, sample_top5.json, sample_top5.md             evaluate
     eval/report.json, report.html, clusters.json, figures/<name>.png     report
+    previews/<name>.ogg, previews.json                                   previews (Ogg/Opus excerpts)
 
 Per-track and per-album names (``<album_id>``, ``<track_id>`` above) come from :func:`id_file_name`: the id
 itself while it fits a file name, else a stable hashed name.
@@ -337,3 +338,12 @@ class ArtifactLayout:
     @property
     def sample_top5_md(self) -> Path:
         return self.path("sample_top5_md")
+
+    # audio previews (research_job.previews)
+    @property
+    def previews_dir(self) -> Path:
+        return self.path("previews_dir")
+
+    @property
+    def previews_json(self) -> Path:
+        return self.path("previews_json")

@@ -28,7 +28,7 @@ class PublishConfig:
         None,
         "release name under v1_model_<MODEL>/; unset = from the embeddings' created_at (20261122T040000Z)",
     )
-    include_audio: bool = option(False, "also upload audio_cache/ and audio_wav/ (S3 only)")
+    include_audio: bool = option(False, "also upload audio_cache/, audio_wav/ and previews/ (S3 only)")
     force: bool = option(False, "overwrite a release that already holds different content")
     set_latest: bool = option(True, "move the latest pointer (S3) / flag (pgvector) to this release")
 

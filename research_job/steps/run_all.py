@@ -1,5 +1,5 @@
 """run: every pipeline step in order (export-metadata -> pull-audio -> standardize-audio -> embed -> build-index
--> evaluate -> report -> validate), calling the same ``run(cfg)`` functions as the single-step commands.
+-> evaluate -> report -> previews -> validate), calling the same ``run(cfg)`` functions as the single-step commands.
 
 Every step's config is built and checked (model spec, choices, counts, combinations) before the first step
 touches the disk, so a typo fails in a second with nothing written; then each phase is logged with its time.

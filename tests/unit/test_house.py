@@ -403,6 +403,7 @@ def test_one_step_registry_feeds_the_cli_run_and_config() -> None:
         "build_index",
         "evaluate",
         "report",
+        "previews",
         "validate",
     )
     assert config.sections() == {n: s.config for n, s in steps.items()}
