@@ -5,13 +5,17 @@ arrays that :mod:`research_job.report` draws and writes. The metrics are scikit-
 KMeans, agglomerative clustering, PCA, t-SNE), umap-learn's UMAP and scipy's skewness; pandas builds the
 confusion table. Heavy imports stay inside the functions so that importing this module costs nothing.
 
-Scaling (N tracks, D dims): the pair statistics and the agglomerative clustering work on a seeded sample of at
-most ``max_points`` tracks (O(s^2)); the map projects at most ``max_points`` tracks; KMeans, PCA and the
-k-occurrence use every track. Every sample is recorded (``n_sampled``) and stated on its figure.
+Scaling (N tracks, D dims): the pair statistics, the silhouettes and the agglomerative clustering work on a
+seeded sample of at most ``max_points`` tracks (O(s^2)); the map projects at most ``max_points`` tracks (UMAP
+from their exact cosine neighbours, so pynndescent's approximate search, and its numba compilation, is skipped);
+KMeans is fitted on a seeded sample of at most ``fit_points`` labelled tracks (evaluate fits all; at or below it
+both are the same fit) and assigns every track; PCA and the k-occurrence use every track. Every sample is
+recorded (``n_sampled``, ``n_points``, ``n_tracks``, ``n_fitted``) and stated on its figure.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +27,13 @@ from research_job import retrieval
 #: S002's reference lines for a clustering that "works": silhouette (cosine) and NMI above these
 REFERENCE = {"silhouette_cosine": 0.5, "nmi": 0.6}
 MAP_METHODS = ("umap", "tsne")
+#: UMAP's neighbourhood size (umap-learn's default)
+UMAP_NEIGHBORS = 15
+#: labelled tracks KMeans is fitted on at most (above: a seeded sample; 20k fit in a few seconds on 2 cores)
+KMEANS_FIT_POINTS = 20000
+#: a cluster's tag must be this much more probable than over the catalogue to describe it (the demo's clusters
+#: of quartets lead with violin +0.3 to +0.5; below 0.05 the differences are rock / pop / country on chorales)
+MIN_LIFT = 0.05
 
 
 def sample_rows(n: int, max_points: int, seed: int) -> np.ndarray:
@@ -138,9 +149,19 @@ def dimensionality(unit: np.ndarray, max_components: int = 64) -> dict[str, Any]
     }
 
 
+def exact_neighbors(unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine k nearest neighbours of every row among the rows, itself included (scikit-learn, brute force):
+    (int [n, k] rows, float [n, k] cosine distances), nearest first, as umap-learn's ``precomputed_knn`` wants."""
+    from sklearn.neighbors import NearestNeighbors
+
+    x = np.asarray(unit, dtype=np.float32)
+    dist, rows = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(x).kneighbors(x)
+    return rows.astype(np.int64), np.clip(dist, 0.0, None).astype(np.float32)
+
+
 def project_2d(unit: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
-    """2-D map of the rows: UMAP (cosine, seeded) or, when umap-learn is not importable or ``method`` is
-    ``tsne``, scikit-learn's t-SNE (cosine, PCA init, seeded).
+    """2-D map of the rows: UMAP (cosine, seeded, from the rows' exact neighbours :func:`exact_neighbors`) or,
+    when umap-learn is not importable or ``method`` is ``tsne``, scikit-learn's t-SNE (cosine, PCA init, seeded).
 
     Returns:
         (float [n, 2] coordinates, the method used: ``umap`` or ``tsne``).
@@ -154,8 +175,16 @@ def project_2d(unit: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, st
         except ImportError:
             method = "tsne"
         else:
-            reducer = umap.UMAP(n_neighbors=min(15, n - 1), metric="cosine", random_state=seed, n_jobs=1)
-            return np.asarray(reducer.fit_transform(unit), dtype=np.float64), "umap"
+            k = min(UMAP_NEIGHBORS, n - 1)
+            knn = (*exact_neighbors(unit, k), None)
+            reducer = umap.UMAP(
+                n_neighbors=k, metric="cosine", random_state=seed, n_jobs=1, precomputed_knn=knn
+            )
+            with (
+                warnings.catch_warnings()
+            ):  # "no search index: transform() unavailable", which the map never calls
+                warnings.simplefilter("ignore", UserWarning)
+                return np.asarray(reducer.fit_transform(unit), dtype=np.float64), "umap"
     from sklearn.manifold import TSNE
 
     perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
@@ -173,32 +202,40 @@ def _scores(x: np.ndarray, y: np.ndarray, pred: np.ndarray, max_points: int, see
         if 1 < n_pred < x.shape[0]
         else 0.0
     )
+    # scikit-learn's NMI of a perfect clustering can come out a rounding error above 1 (1.0000000000000002)
     return {
-        "nmi": float(normalized_mutual_info_score(y, pred)),
-        "ari": float(adjusted_rand_score(y, pred)),
-        "silhouette_cosine": float(sil),
+        "nmi": float(np.clip(normalized_mutual_info_score(y, pred), 0.0, 1.0)),
+        "ari": float(np.clip(adjusted_rand_score(y, pred), -1.0, 1.0)),
+        "silhouette_cosine": float(np.clip(sil, -1.0, 1.0)),
     }
 
 
 def softmax_confidence(unit: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Confidence of each row's nearest centre: softmax over the negative squared distances to every centre,
     the distances divided by their mean to the nearest centre (so the figure does not depend on the scale)."""
-    d2 = ((unit[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    d2 = euclidean_distances(unit, centres, squared=True)
     t = float(d2.min(axis=1).mean()) or 1.0
     z = -(d2 - d2.min(axis=1, keepdims=True)) / t
     p = np.exp(z)
     return (p / p.sum(axis=1, keepdims=True)).max(axis=1)
 
 
-def clustering(unit: np.ndarray, labels: np.ndarray, seed: int, max_points: int) -> dict[str, Any] | None:
-    """KMeans (the evaluation's, :func:`research_job.retrieval.fit_kmeans`) and agglomerative clustering
-    (average linkage, cosine; on a seeded sample of at most ``max_points`` labelled tracks) with k = number of
-    labels, scored against the labels (NMI, ARI) and by their own silhouette (cosine); every track assigned to
-    a KMeans cluster with :func:`softmax_confidence`. None when the labels define no clustering.
+def clustering(
+    unit: np.ndarray, labels: np.ndarray, seed: int, max_points: int, fit_points: int = KMEANS_FIT_POINTS
+) -> dict[str, Any] | None:
+    """KMeans (the evaluation's, :func:`research_job.retrieval.fit_kmeans`, fitted on a seeded sample of at most
+    ``fit_points`` labelled tracks) and agglomerative clustering (average linkage, cosine; on a seeded sample of
+    at most ``max_points`` labelled tracks) with k = number of labels, scored against the labels (NMI, ARI, over
+    every labelled track for KMeans) and by their own silhouette (cosine, on at most ``max_points``); every track
+    assigned to its nearest KMeans centre with :func:`softmax_confidence`. None when the labels define no
+    clustering.
 
     Returns:
-        ``{"n_tracks", "n_labels", "silhouette_true_labels", "methods": [...], "assignment", "confidence",
-        "dominant"}``: assignment / confidence of every row; dominant[c] = (label, share) of cluster c.
+        ``{"n_tracks", "n_labels", "silhouette_true_labels", "silhouette_points", "methods": [...],
+        "assignment", "confidence", "centres", "dominant"}``: assignment / confidence of every row; dominant[c] = (label, share) of
+        cluster c.
     """
     from sklearn.cluster import AgglomerativeClustering
     from sklearn.metrics import silhouette_score
@@ -210,10 +247,16 @@ def clustering(unit: np.ndarray, labels: np.ndarray, seed: int, max_points: int)
     x = np.asarray(unit, dtype=np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
     xs = x[sel]
-    km = retrieval.fit_kmeans(xs, n_labels, seed)
+    fitted = sample_rows(xs.shape[0], fit_points, seed)
+    km = retrieval.fit_kmeans(xs[fitted], n_labels, seed)
+    # every labelled track fitted: evaluate's fit, and its labels (predict need not repeat them exactly)
+    pred = km.labels_ if fitted.size == xs.shape[0] else km.predict(xs)
     sample = None if xs.shape[0] <= max_points else max_points
     truth_sil = silhouette_score(xs, y, metric="cosine", sample_size=sample, random_state=seed)
-    methods = [{"name": "kmeans", **_scores(xs, y, km.labels_, max_points, seed), "n_tracks": int(y.size)}]
+    methods = [
+        {"name": "kmeans", **_scores(xs, y, pred, max_points, seed), "n_tracks": int(y.size),
+         "n_fitted": int(fitted.size)}
+    ]  # fmt: skip
     rows = sample_rows(xs.shape[0], max_points, seed)
     agg = AgglomerativeClustering(n_clusters=n_labels, metric="cosine", linkage="average").fit_predict(
         xs[rows]
@@ -226,18 +269,58 @@ def clustering(unit: np.ndarray, labels: np.ndarray, seed: int, max_points: int)
         }
     )
     assignment = km.predict(x)
-    assignment[sel] = km.labels_
+    assignment[sel] = pred
     dominant = []
     for c in range(n_labels):
-        members = y[km.labels_ == c]
+        members = y[pred == c]
         top = np.bincount(members).argmax() if members.size else -1
         dominant.append((int(top), float((members == top).mean()) if members.size else 0.0))
     return {
         "n_tracks": int(y.size),
         "n_labels": int(n_labels),
         "silhouette_true_labels": float(truth_sil),
+        "silhouette_points": int(min(y.size, max_points)),
         "methods": methods,
         "assignment": assignment.astype(np.int64),
         "confidence": softmax_confidence(x, km.cluster_centers_),
+        "centres": np.asarray(km.cluster_centers_, dtype=np.float64),
         "dominant": dominant,
     }
+
+
+def cluster_tags(
+    tags: np.ndarray,
+    assignment: np.ndarray,
+    k: int,
+    names: Sequence[str],
+    top: int = 5,
+    min_lift: float = MIN_LIFT,
+) -> list[list[dict[str, Any]]]:
+    """The tags each cluster scores most above the catalogue.
+
+    Args:
+        tags: float [N, T] track-level tag probabilities; assignment: int [N] cluster of each track (0 .. k-1);
+            names: the T tag names.
+
+    Returns:
+        per cluster, at most ``top`` ``{"tag", "score", "catalogue_mean"}`` (score: the mean over the cluster's
+        tracks), the tags with the largest ``score - catalogue_mean`` first, only tags at least ``min_lift`` above
+        the catalogue mean (ties by column); an empty list for an empty cluster or one without such a tag.
+    """
+    x = np.asarray(tags, dtype=np.float64)
+    base = x.mean(axis=0)
+    counts = np.bincount(assignment, minlength=k).astype(np.float64)
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, assignment, x)
+    out: list[list[dict[str, Any]]] = []
+    for c in range(k):
+        if counts[c] == 0:
+            out.append([])
+            continue
+        mean = sums[c] / counts[c]
+        diff = mean - base
+        order = [j for j in np.argsort(-diff, kind="stable")[:top] if diff[j] >= min_lift]
+        out.append(
+            [{"tag": str(names[j]), "score": float(mean[j]), "catalogue_mean": float(base[j])} for j in order]
+        )
+    return out

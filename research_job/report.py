@@ -6,6 +6,10 @@ The headline, its random floor, the same-album-excluded variant and the per-labe
 computed here with the same libraries and the parameters it records: the per-query values of the same ranking
 (:func:`research_job.evaluation.rank_vectors`) for the per-label bootstrap CIs and the top-k confusion table, and
 the analysis of :mod:`research_job.embedding_analysis` (map, pair cosines, hubness, dimensionality, clustering).
+The sections made from other steps' artifacts, each skipped with its reason when they are missing or belong to
+other embeddings, are :mod:`research_job.report_sections`: the indexes (index_meta.json), compare-models'
+comparison.json, a trained head's curves, and the tags of each cluster (embeddings/tags.f32 of a tagging model,
+which also gives clusters.json its ``top_tags``).
 
 Phases: :func:`load_inputs` -> :func:`analyse` (numbers) -> :func:`draw` (PNG figures, matplotlib's Agg canvas,
 no pyplot state) -> :func:`render_html` (one self-contained page: figures inlined as base64 PNG, every text from
@@ -16,23 +20,27 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from research_job import embedding_analysis as EA
 from research_job import evaluation, retrieval, schema
+from research_job import report_sections as RS
 from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError
 from research_job.io.atomic import write_bytes, write_text
 from research_job.layout import ArtifactLayout, artifact_version
 from research_job.metadata import TrackRow
 from research_job.metrics import METRICS
-from research_job.provenance import code_version, sha256_bytes, utc_now
+from research_job.provenance import code_version, sha256_bytes, sha256_file, utc_now
+from research_job.report_sections import error_bars as _error_bars
+from research_job.report_sections import figure as _figure
+from research_job.report_sections import png as _png
 
 LOG = logging.getLogger(__name__)
 
@@ -61,6 +69,10 @@ class ReportOptions:
     max_points: int = 5000
     top_hubs: int = 10
     seed: int = 0
+    #: labelled tracks KMeans is fitted on at most (a seeded sample above it; evaluate fits all)
+    fit_points: int = EA.KMEANS_FIT_POINTS
+    #: compare-models' comparison.json to show (None: no comparison section)
+    comparison: Path | None = None
 
 
 @dataclass
@@ -76,6 +88,7 @@ class Inputs:
     all_vectors: np.ndarray
     model: str
     embeddings_sha256: str
+    postprocess: str = "none"
 
 
 @dataclass
@@ -132,6 +145,7 @@ def load_inputs(layout: ArtifactLayout) -> Inputs:
         all_vectors=vectors,
         model=meta["model"]["name"],
         embeddings_sha256=sha,
+        postprocess=meta["postprocess"]["type"],
     )
 
 
@@ -232,10 +246,12 @@ def analyse(inp: Inputs, opts: ReportOptions) -> Analysis:
     label_values = [getattr(r, p.label) for r in inp.rows]
     labels, names = retrieval.label_ids(label_values)
     v_all, _ = evaluation.rank_vectors(inp.vectors, inp.ids, label_values, [r.album_id for r in inp.rows], p)
+    t["ranking_sec"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     _, qi, values = retrieval.summary(v_all, labels, p.k, 1, p.seed)
     ci = EA.per_label_ci(values, labels[qi], [str(n) for n in names], p.resamples, p.seed)
-    t["ranking_sec"] = time.perf_counter() - t0
     table = EA.confusion(v_all.rows, labels, [str(n) for n in names])
+    t["per_label_sec"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     map_rows = EA.sample_rows(len(inp.ids), opts.max_points, opts.seed)
     coords, method = EA.project_2d(inp.vectors[map_rows], opts.map_method, opts.seed)
@@ -246,7 +262,7 @@ def analyse(inp: Inputs, opts: ReportOptions) -> Analysis:
     dims = EA.dimensionality(inp.vectors)
     t["structure_sec"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clusters = EA.clustering(inp.vectors, labels, p.seed, opts.max_points)
+    clusters = EA.clustering(inp.vectors, labels, p.seed, opts.max_points, opts.fit_points)
     t["clustering_sec"] = time.perf_counter() - t0
     return Analysis(labels, [str(n) for n in names], v_all, _per_label(inp.results, ci), table, coords,
                     map_rows, method, pairs, hub, dims, clusters, t)  # fmt: skip
@@ -270,9 +286,14 @@ def _header(inp: Inputs, av: str) -> dict[str, Any]:
 
 
 def report_dict(
-    inp: Inputs, a: Analysis, opts: ReportOptions, figures: dict[str, bytes], av: str
+    inp: Inputs,
+    a: Analysis,
+    opts: ReportOptions,
+    figures: dict[str, bytes],
+    av: str,
+    sections: list[RS.Section] | None = None,
 ) -> dict[str, Any]:
-    """The ``report`` artifact (schema report.schema.json)."""
+    """The ``report`` artifact (schema report.schema.json), with the blocks of the optional ``sections``."""
     res = inp.results
     top = np.argsort(-a.hub["counts"], kind="stable")[: opts.top_hubs]
     hubs = [
@@ -291,6 +312,7 @@ def report_dict(
             "n_tracks": c["n_tracks"],
             "n_labels": c["n_labels"],
             "silhouette_true_labels": c["silhouette_true_labels"],
+            "silhouette_points": c["silhouette_points"],
             "methods": [
                 {
                     **m,
@@ -334,6 +356,7 @@ def report_dict(
         },
         "dimensionality": a.dims,
         "clustering": clustering,
+        **{sec.key: sec.block for sec in sections or []},
         "figures": [{"name": n, "sha256": sha256_bytes(b)} for n, b in sorted(figures.items())],
         "timings": {k: round(v, 4) for k, v in a.timings.items()},
         "created_at": utc_now(),
@@ -354,11 +377,12 @@ def clusters_dict(inp: Inputs, a: Analysis, av: str) -> dict[str, Any] | None:
     if outside:
         km_x = np.asarray(inp.all_vectors[outside], dtype=np.float64)
         km_x /= np.linalg.norm(km_x, axis=1, keepdims=True)
-        centres = _centres(inp.vectors, c["assignment"], c["n_labels"])
-        d2 = ((km_x[:, None, :] - centres[None]) ** 2).sum(axis=2)
-        conf = EA.softmax_confidence(km_x, centres)
+        from sklearn.metrics.pairwise import euclidean_distances
+
+        nearest = euclidean_distances(km_x, c["centres"], squared=True).argmin(axis=1)
+        conf = EA.softmax_confidence(km_x, c["centres"])
         for j, i in enumerate(outside):
-            assignment[inp.all_ids[i]], confidence[inp.all_ids[i]] = int(d2[j].argmin()), float(conf[j])
+            assignment[inp.all_ids[i]], confidence[inp.all_ids[i]] = int(nearest[j]), float(conf[j])
     counts = np.bincount([assignment[t] for t in inp.all_ids], minlength=c["n_labels"])
     return {
         **_header(inp, av),
@@ -382,36 +406,7 @@ def clusters_dict(inp: Inputs, a: Analysis, av: str) -> dict[str, Any] | None:
     }
 
 
-def _centres(vectors: np.ndarray, assignment: np.ndarray, k: int) -> np.ndarray:
-    x = np.asarray(vectors, dtype=np.float64)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    return np.stack(
-        [x[assignment == j].mean(axis=0) if (assignment == j).any() else x.mean(axis=0) for j in range(k)]
-    )
-
-
 # --- figures ---
-
-
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None}, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def _figure(w: float, h: float) -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h))
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots()
-
-
-def _error_bars(m: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """matplotlib's (2, n) error extents of a value and its interval. A percentile bootstrap interval of a few
-    queries need not contain the mean (and rounding can put it a hair outside): the bar then ends at the mean."""
-    return np.stack([np.clip(m - lo, 0.0, None), np.clip(hi - m, 0.0, None)])
 
 
 def _fig_headline(head: dict[str, Any]) -> bytes:
@@ -587,15 +582,27 @@ def _fig_clustering(c: dict[str, Any]) -> bytes:
     x = np.arange(len(keys))
     width = 0.8 / len(c["methods"])
     for j, m in enumerate(c["methods"]):
-        ax.bar(x + (j - (len(c["methods"]) - 1) / 2) * width, [m[k] for k in keys], width, label=m["name"])
+        name = m["name"]
+        if m.get("n_fitted", c["n_tracks"]) < c["n_tracks"]:
+            name += f" (fitted on a seeded {m['n_fitted']} of {c['n_tracks']})"
+        elif m["n_tracks"] < c["n_tracks"]:
+            name += f" (seeded sample of {m['n_tracks']})"
+        ax.bar(x + (j - (len(c["methods"]) - 1) / 2) * width, [m[k] for k in keys], width, label=name)
     ax.hlines([EA.REFERENCE["nmi"]], -0.45, 0.45, colors="black", linestyles="--", label="S002 reference")
     ax.hlines([EA.REFERENCE["silhouette_cosine"]], 1.55, 2.45, colors="black", linestyles="--")
     ax.set_xticks(x, ["NMI", "ARI", "silhouette (cosine)"])
     ax.set_ylim(min(0.0, min(m["silhouette_cosine"] for m in c["methods"]) - 0.05), 1)
-    ax.set_title(
-        f"Clustering with k = {c['n_labels']} (silhouette of the true labels {c['silhouette_true_labels']:.3f})"
+    sampled = (
+        f"; silhouettes on a seeded {c['silhouette_points']} of {c['n_tracks']}"
+        if c["silhouette_points"] < c["n_tracks"]
+        else ""
     )
-    ax.legend(fontsize=8)
+    ax.set_title(
+        f"Clustering with k = {c['n_labels']} (silhouette of the true labels {c['silhouette_true_labels']:.3f}"
+        f"{sampled})",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return _png(fig)
 
 
@@ -630,8 +637,14 @@ def _table(df: Any) -> str:
     return str(df.to_html(escape=True, border=0, float_format=lambda v: f"{v:.3f}"))
 
 
-def render_html(report: dict[str, Any], figures: dict[str, bytes], clusters: dict[str, Any] | None) -> str:
-    """The self-contained page: figures as ``data:`` URIs, tables from pandas (escaped), no script, no URL."""
+def render_html(
+    report: dict[str, Any],
+    figures: dict[str, bytes],
+    clusters: dict[str, Any] | None,
+    sections: list[RS.Section] | None = None,
+) -> str:
+    """The self-contained page: figures as ``data:`` URIs, tables from pandas (escaped), no script, no URL; the
+    optional sections' HTML (their own figures inlined) after the clustering."""
     import pandas as pd
 
     e = html.escape
@@ -693,8 +706,11 @@ def render_html(report: dict[str, Any], figures: dict[str, bytes], clusters: dic
     if clusters is not None:
         parts += [
             "<h3>Clusters (KMeans) named by their dominant composer</h3>",
-            _table(pd.DataFrame(clusters["clusters"])),
+            _table(
+                pd.DataFrame([{k: v for k, v in c.items() if k != "top_tags"} for c in clusters["clusters"]])
+            ),
         ]
+    parts += [sec.html for sec in sections or []]
     parts.append(f"<p><small>code {e(report['code_version'])}</small></p></body></html>")
     return "\n".join(p for p in parts if p) + "\n"
 
@@ -708,15 +724,41 @@ def build_report(layout: ArtifactLayout, opts: ReportOptions) -> Built:
     Raises:
         ArtifactError: see :func:`load_inputs`.
     """
+    t0 = time.perf_counter()
     inp = load_inputs(layout)
+    load_sec = time.perf_counter() - t0
     a = analyse(inp, opts)
+    a.timings = {"load_sec": load_sec, **a.timings}
     av = artifact_version(layout, inp.model)
     t0 = time.perf_counter()
     figures = draw(inp, a, headline(inp.results))
     a.timings["figures_sec"] = time.perf_counter() - t0
-    report = report_dict(inp, a, opts, figures, av)
     clusters = clusters_dict(inp, a, av)
-    return Built(report, clusters, figures, render_html(report, figures, clusters))
+    t0 = time.perf_counter()
+    sections = optional_sections(layout, inp, opts, clusters)
+    a.timings["sections_sec"] = time.perf_counter() - t0
+    for sec in sections:
+        figures.update(sec.figures)
+    report = report_dict(inp, a, opts, figures, av, sections)
+    return Built(report, clusters, figures, render_html(report, figures, clusters, sections))
+
+
+def optional_sections(
+    layout: ArtifactLayout, inp: Inputs, opts: ReportOptions, clusters: dict[str, Any] | None
+) -> list[RS.Section]:
+    """The sections made from other steps' artifacts, in page order (the tags also fill ``clusters``' top_tags).
+
+    Raises:
+        ArtifactError / SchemaValidationError: an input that exists but does not match its schema or sidecar.
+    """
+    return [
+        RS.tags_section(layout, clusters, inp.all_ids),
+        RS.comparison_section(
+            opts.comparison, sha256_file(layout.tracks_csv), RS.own_label(inp.model, inp.postprocess)
+        ),
+        RS.index_section(layout, inp.embeddings_sha256),
+        RS.head_section(layout, inp.model),
+    ]
 
 
 def write_report(layout: ArtifactLayout, built: Built) -> None:

@@ -3,6 +3,10 @@
 A backend turns mono float32 waveforms at its own ``sample_rate`` into one vector per waveform: its chunk or
 frame embeddings pooled over the whole track (mean pooling unless ``info()['pooling']`` says otherwise). The
 pipeline, not the model, L2-normalises and rejects zero / non-finite vectors.
+
+A frame encoder that is also a tagger (musicnn) has a ``taggram`` frame layer and a ``tag_blocks`` attribute naming
+its columns (:func:`tag_blocks_of`): the embed step asks for that layer in the same forward pass and keeps each
+track's mean tag probabilities (:mod:`research_job.tags`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from research_job.errors import ModelError
+
+#: the frame layer of a tagger's per-frame tag probabilities (musicnn: the sigmoid of its 50 training tags)
+TAG_LAYER = "taggram"
 
 
 @runtime_checkable
@@ -58,3 +67,21 @@ class FrameEncoder(Encoder, Protocol):
         """One forward pass: the pooled vectors :meth:`embed` returns ([n, dim]) and, per waveform, its frames
         [T_i, sum of the chosen layers' dims] (float32, the layers concatenated in the given order)."""
         ...
+
+
+def tag_blocks_of(encoder: Encoder) -> list[dict[str, Any]]:
+    """The tag blocks of an encoder's ``taggram`` frame layer, in column order: ``[{"model", "vocabulary",
+    "tags"}]`` (one per tagging model; a fusion has one per member); empty when the encoder gives no tags.
+
+    Raises:
+        ModelError: the blocks name another number of tags than the layer has columns (a backend bug).
+    """
+    if not isinstance(encoder, FrameEncoder) or TAG_LAYER not in encoder.frame_layers:
+        return []
+    blocks = [dict(b) for b in getattr(encoder, "tag_blocks", None) or []]
+    if blocks and sum(len(b["tags"]) for b in blocks) != int(encoder.frame_layers[TAG_LAYER]):
+        raise ModelError(
+            f"{encoder.name}: its tag blocks name {sum(len(b['tags']) for b in blocks)} tags, its {TAG_LAYER} "
+            f"layer has {encoder.frame_layers[TAG_LAYER]} columns"
+        )
+    return blocks

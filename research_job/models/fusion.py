@@ -12,7 +12,8 @@ same total variance, whatever its dimension: the per-block standardisation the f
 
 When every member is a frame encoder with the same frame and hop lengths (the musicnn checkpoints: one frame per
 3 s patch), the fusion is one too: a frame layer of the fusion is that layer of every member side by side, so
-train-head can learn on the fused frames of the default model.
+train-head can learn on the fused frames of the default model. When every member is a tagger (musicnn), so is the
+fusion: its ``taggram`` frame layer holds each member's tags side by side, named by ``tag_blocks``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from research_job.errors import ModelError, unknown_choice
-from research_job.models.base import Encoder, FrameEncoder
+from research_job.models.base import TAG_LAYER, Encoder, FrameEncoder, tag_blocks_of
 
 PREFIX = "fusion:"
 
@@ -76,6 +77,13 @@ class FusionEncoder:
             self.frame_sec, self.hop_sec = timing.pop()
             common = [n for n in framed[0].frame_layers if all(n in m.frame_layers for m in framed)]
             self.frame_layers = {n: sum(int(m.frame_layers[n]) for m in framed) for n in common}
+        # the fused taggram is every member's side by side: its columns are the members' tag blocks in order
+        member_tags = [tag_blocks_of(m) for m in members]
+        self.tag_blocks: list[dict[str, Any]] = (
+            [b for blocks in member_tags for b in blocks]
+            if TAG_LAYER in self.frame_layers and all(member_tags)
+            else []
+        )
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """[n, sum of the members' dims]: each member's pooled vector, L2-normalised, side by side."""

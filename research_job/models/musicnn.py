@@ -64,6 +64,8 @@ MSD_TAGS = ['rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalis
             '70s', 'party', 'country', 'easy listening', 'sexy', 'catchy', 'funk', 'electro', 'heavy metal',
             'Progressive rock', '60s', 'rnb', 'indie pop', 'sad', 'House', 'happy']  # fmt: skip
 TAGS = {"MSD_musicnn": MSD_TAGS, "MTT_musicnn": MTT_TAGS}
+#: the tag set each checkpoint was trained on (named in embeddings/tags.json)
+VOCABULARIES = {"MSD_musicnn": "Million Song Dataset (last.fm tags)", "MTT_musicnn": "MagnaTagATune"}
 
 #: embedding layers and their dimensions
 LAYERS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "taggram": 50}
@@ -340,7 +342,8 @@ class MusicnnNet(nn.Module):
 class MusicnnEncoder:
     """The :class:`~research_job.models.base.Encoder` over a musicnn checkpoint.
 
-    Attributes: ``tags`` (the 50 tag names, taggram order), ``layer`` (the embedding layer).
+    Attributes: ``tags`` (the 50 tag names, taggram order), ``tag_blocks`` (the same with the model and its
+    vocabulary, :func:`research_job.models.base.tag_blocks_of`), ``layer`` (the embedding layer).
     """
 
     sample_rate = SAMPLE_RATE
@@ -354,6 +357,9 @@ class MusicnnEncoder:
         self.device = torch.device(device)
         self.name = f"musicnn-{checkpoint.split('_')[0].lower()}"
         self.tags = list(TAGS[checkpoint])
+        self.tag_blocks = [
+            {"model": self.name, "vocabulary": VOCABULARIES[checkpoint], "tags": list(self.tags)}
+        ]
         self.weights_sha256 = sha256_files(files)
         self.net = MusicnnNet(len(self.tags))
         self.net.load_tf(TensorBundle(prefix))

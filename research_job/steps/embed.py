@@ -10,6 +10,11 @@ and ``processes > 1`` worker processes (CPU only), whose results are committed i
 die with the embed process, however it ends (``kill -9`` included, :func:`_die_with_parent`). A track whose files
 cannot be read (any ``OSError``) fails alone, stage ``decode``.
 
+Tags: when the model is a tagger too (:func:`research_job.models.base.tag_blocks_of`: musicnn and fusions of
+musicnn checkpoints), its ``taggram`` layer is asked for in the same forward pass and each track's mean tag
+probabilities are written to ``embeddings/tags.f32`` + ``tags.json`` (:mod:`research_job.tags`), rows in
+``track_ids.json`` order; a model without tags removes earlier tag files.
+
 Resume: finished tracks are checkpointed to ``embeddings/partial/`` every ``checkpoint_every`` tracks (a
 ``chunk_NNNNN.npy`` of raw pooled vectors, then its ``chunk_NNNNN.json`` of ids and failures as the commit
 marker). ``partial/spec.json`` records the model spec and info; a different model discards the checkpoints.
@@ -58,7 +63,7 @@ from research_job.io.audio import load_track_audio
 from research_job.io.prefetch import Loaded, prefetched
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
-from research_job.models.base import Encoder, FrameEncoder
+from research_job.models.base import TAG_LAYER, Encoder, FrameEncoder, tag_blocks_of
 from research_job.provenance import sha256_file
 from research_job.steps import Step
 
@@ -195,49 +200,67 @@ def _fail(track_id: str, stage: str, reason: str) -> dict[str, str]:
     return {"track_id": track_id, "stage": stage, "reason": reason}
 
 
-#: one track's outcome: (pooled vector or None, its frames or None, why it failed or None)
-Outcome = tuple[np.ndarray | None, np.ndarray | None, str | None]
+#: one track's outcome: (pooled vector or None, its frames or None, its tag scores or None, why it failed or None)
+Outcome = tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, str | None]
 
 
 def _forward(
-    encoder: Encoder, waves: Sequence[np.ndarray], layers: tuple[str, ...]
-) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(pooled, frames or None) per waveform from one call of the model; the shape is checked."""
-    if layers:
+    encoder: Encoder, waves: Sequence[np.ndarray], layers: tuple[str, ...], tagged: bool = False
+) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """(pooled, frames or None, tags or None) per waveform from one call of the model; the shape is checked.
+
+    With ``tagged`` the model's ``taggram`` is asked for as one more frame layer of the same forward pass, cut off
+    the frames again, and averaged over each waveform's frames (its tag scores).
+    """
+    n = len(waves)
+    ask = layers + ((TAG_LAYER,) if tagged else ())
+    frames: list[np.ndarray | None] = [None] * n
+    tags: list[np.ndarray | None] = [None] * n
+    if ask:
         assert isinstance(encoder, FrameEncoder)
-        pooled, frames = encoder.embed_frames(list(waves), layers)
-        out: list[np.ndarray | None] = list(frames)
+        pooled, got = encoder.embed_frames(list(waves), ask)
+        got = [np.asarray(f) for f in got]
+        if len(got) != n:
+            raise ArtifactError(f"encoder returned {len(got)} frame blocks for {n} waveforms")
+        if tagged:
+            t = int(encoder.frame_layers[TAG_LAYER])
+            tags = [f[:, -t:].mean(axis=0, dtype=np.float64).astype(np.float32) for f in got]
+            got = [f[:, :-t] for f in got]
+        if layers:
+            frames = list(got)
     else:
-        pooled, out = encoder.embed(list(waves)), [None] * len(waves)
+        pooled = encoder.embed(list(waves))
     pooled = np.asarray(pooled, dtype=np.float32)
-    if pooled.shape != (len(waves), encoder.dim) or len(out) != len(waves):
-        raise ArtifactError(f"encoder returned shape {pooled.shape}, expected {(len(waves), encoder.dim)}")
-    return list(zip(pooled, out, strict=True))
+    if pooled.shape != (n, encoder.dim) or len(frames) != n or len(tags) != n:
+        raise ArtifactError(f"encoder returned shape {pooled.shape}, expected {(n, encoder.dim)}")
+    return list(zip(pooled, frames, tags, strict=True))
 
 
 def _embed_isolated(
-    encoder: Encoder, waves: Sequence[np.ndarray], layers: tuple[str, ...] = ()
+    encoder: Encoder, waves: Sequence[np.ndarray], layers: tuple[str, ...] = (), tagged: bool = False
 ) -> list[Outcome]:
-    """(vector, frames, None) or (None / vector, None, reason) per waveform. A batch that raises is retried one
-    track at a time, so one bad track fails alone."""
+    """(vector, frames, tags, None) or (None / vector, None, None, reason) per waveform. A batch that raises is
+    retried one track at a time, so one bad track fails alone."""
 
-    def checked(v: np.ndarray, f: np.ndarray | None) -> Outcome:
+    def checked(v: np.ndarray, f: np.ndarray | None, t: np.ndarray | None) -> Outcome:
         why = check_vector(v)
         if why is None and f is not None and not np.all(np.isfinite(f)):
             why = "non-finite frame features (NaN or inf)"
-        return v, f, why
+        if why is None and t is not None and not np.all(np.isfinite(t)):
+            why = "non-finite tag scores (NaN or inf)"
+        return v, f, t, why
 
     try:
-        return [checked(v, f) for v, f in _forward(encoder, waves, layers)]
+        return [checked(*out) for out in _forward(encoder, waves, layers, tagged)]
     except Exception as e:  # noqa: BLE001 - one bad track must not sink the run; reason recorded
         if len(waves) == 1:
-            return [(None, None, _reason(e))]
+            return [(None, None, None, _reason(e))]
     results: list[Outcome] = []
     for w in waves:
         try:
-            results.append(checked(*_forward(encoder, [w], layers)[0]))
+            results.append(checked(*_forward(encoder, [w], layers, tagged)[0]))
         except Exception as e1:  # noqa: BLE001 - recorded as this track's failure
-            results.append((None, None, _reason(e1)))
+            results.append((None, None, None, _reason(e1)))
     return results
 
 
@@ -258,12 +281,15 @@ def _embed_kept(
     encoder: Encoder, kept: Sequence[tuple[str, np.ndarray]], spec: FrameSpec = FrameSpec()
 ) -> dict[str, Any]:
     """Embed checked waveforms (``(track_id, wave)`` pairs): ``ids`` and ``vecs`` (raw pooled vectors), ``frames``
-    and ``views`` (float16, when ``spec`` asks for them) of those that embedded, ``fails`` (stage ``embed`` or
-    ``views``) of the others, ``audio_sec`` of the embedded audio, ``model_sec``."""
+    and ``views`` (float16, when ``spec`` asks for them) and ``tags`` (float32, when the model gives them) of those
+    that embedded, ``fails`` (stage ``embed`` or ``views``) of the others, ``audio_sec`` of the embedded audio,
+    ``model_sec``."""
     t0 = time.perf_counter()
-    results = _embed_isolated(encoder, [w for _, w in kept], spec.layers) if kept else []
-    out: dict[str, Any] = {"ids": [], "vecs": [], "frames": [], "views": [], "fails": [], "audio_sec": 0.0}
-    for (tid, w), (v, f, why) in zip(kept, results, strict=True):
+    tagged = bool(tag_blocks_of(encoder))
+    results = _embed_isolated(encoder, [w for _, w in kept], spec.layers, tagged) if kept else []
+    out: dict[str, Any] = {"ids": [], "vecs": [], "frames": [], "views": [], "tags": [], "fails": [],
+                           "audio_sec": 0.0}  # fmt: skip
+    for (tid, w), (v, f, tags, why) in zip(kept, results, strict=True):
         if why is not None or v is None:
             out["fails"].append(_fail(tid, "embed", why or "no output"))
             continue
@@ -280,6 +306,9 @@ def _embed_kept(
             assert f is not None
             out["frames"].append(f.astype(np.float16))
             out["views"].append(views)
+        if tagged:
+            assert tags is not None
+            out["tags"].append(tags)
         out["audio_sec"] += w.size / encoder.sample_rate
     out["model_sec"] = time.perf_counter() - t0
     return out
@@ -301,13 +330,17 @@ def _checked_wave(
 
 def _spec(encoder: Encoder, frames: FrameSpec) -> dict[str, Any]:
     """What the checkpoints were made with (another spec discards them)."""
-    return {
+    spec = {
         "model": encoder.name,
         "dim": int(encoder.dim),
         "sample_rate": int(encoder.sample_rate),
         "info": encoder.info(),
         "frames": frames.to_json(),
     }
+    blocks = tag_blocks_of(encoder)
+    if blocks:  # checkpoints made before tags were kept hold none: discarded
+        spec["tags"] = blocks
+    return spec
 
 
 class Checkpoints:
@@ -325,6 +358,9 @@ class Checkpoints:
         #: per embedded track: its frames and its views' frames (float16), when the spec keeps them
         self.frames: dict[str, np.ndarray] = {}
         self.views: dict[str, list[np.ndarray]] = {}
+        #: per embedded track: its tag scores (float32), when the model gives tags
+        self.n_tags = sum(len(b["tags"]) for b in spec.get("tags", []))
+        self.tags: dict[str, np.ndarray] = {}
         self.failures: list[dict[str, str]] = []
         #: what earlier runs measured (their chunks' stats)
         self.previous = dict.fromkeys(STAT_KEYS, 0.0)
@@ -359,6 +395,7 @@ class Checkpoints:
                 )
             self.done.update(zip(info["ids"], vecs, strict=True))
             self._read_frames(js, info)
+            self._read_tags(js, info)
             self.failures.extend(info["failures"])
             for key in STAT_KEYS:
                 self.previous[key] += float(info["stats"].get(key, 0.0))
@@ -384,11 +421,25 @@ class Checkpoints:
                     {tid: [next(it) for _ in per] for tid, per in zip(info["ids"], counts, strict=True)}
                 )
 
+    def _read_tags(self, js: Path, info: dict[str, Any]) -> None:
+        """The tag scores of a committed chunk (``.tags.npy`` beside it, one row per id), when the spec has tags."""
+        if not self.n_tags or not info["ids"]:
+            return
+        path = js.with_suffix(".tags.npy")
+        tags = np.load(path, allow_pickle=False) if path.is_file() else None
+        if tags is None or tags.shape != (len(info["ids"]), self.n_tags):
+            raise ArtifactError(
+                f"Corrupt checkpoint {path}: shape {None if tags is None else tags.shape}, expected "
+                f"{(len(info['ids']), self.n_tags)}; delete {self.part} and rerun"
+            )
+        self.tags.update(zip(info["ids"], tags, strict=True))
+
     def _new_chunk(self) -> None:
         self.ids: list[str] = []
         self.vecs: list[np.ndarray] = []
         self.chunk_frames: list[np.ndarray] = []
         self.chunk_views: list[list[np.ndarray]] = []
+        self.chunk_tags: list[np.ndarray] = []
         self.fails: list[dict[str, str]] = []
         self.chunk_stats = dict.fromkeys(STAT_KEYS, 0.0)
         self.t_chunk = time.perf_counter()
@@ -411,6 +462,7 @@ class Checkpoints:
         self.vecs.extend(res["vecs"])
         self.chunk_frames.extend(res.get("frames", []))
         self.chunk_views.extend(res.get("views", []))
+        self.chunk_tags.extend(res.get("tags", []))
         self.fails.extend(res["fails"])
         for key in ("audio_sec", "decode_sec", "model_sec"):
             self.chunk_stats[key] += res.get(key, 0.0)
@@ -437,10 +489,14 @@ class Checkpoints:
                     np.concatenate([b for per in self.chunk_views for b in per]).astype(np.float16),
                     allow_pickle=False,
                 )
+        if self.chunk_tags:
+            with atomic_open(stem.with_suffix(".tags.npy"), "wb") as f:
+                np.save(f, np.stack(self.chunk_tags).astype(np.float32), allow_pickle=False)
         write_json(stem.with_suffix(".json"), marker)  # the commit marker: written last
         self.done.update(zip(self.ids, self.vecs, strict=True))
         self.frames.update(zip(self.ids, self.chunk_frames, strict=False))
         self.views.update(zip(self.ids, self.chunk_views, strict=False))
+        self.tags.update(zip(self.ids, self.chunk_tags, strict=False))
         self.failures.extend(self.fails)
         for key in STAT_KEYS:
             self.stats[key] += self.chunk_stats[key]
@@ -673,7 +729,40 @@ def _reusable(
         return None
     if cfg.frame_layers and not _frames_match(layout, FrameSpec.of(cfg)):
         return None
+    if tag_blocks_of(encoder) and not _tags_match(layout, encoder):
+        return None
     return dict(meta)
+
+
+def _tags_match(layout: ArtifactLayout, encoder: Encoder) -> bool:
+    """Whether the folder's tag files are complete, verified and made by this model's tag blocks."""
+    from research_job.tags import load_tags
+
+    try:
+        tags = load_tags(layout)
+    except (OSError, ResearchJobError):
+        return False
+    blocks = [{k: b[k] for k in ("model", "vocabulary", "tags")} for b in tags.meta["blocks"]]
+    return tags.meta["model"]["name"] == encoder.name and blocks == tag_blocks_of(encoder)
+
+
+def _write_tags(layout: ArtifactLayout, encoder: Encoder, ckpt: Checkpoints, ok_ids: list[str]) -> None:
+    """The tag files of the embedded rows, or, when the model gives no tags, no stale ones of an earlier model."""
+    from research_job.tags import remove_tags, write_tags
+
+    blocks = tag_blocks_of(encoder)
+    if not blocks:
+        remove_tags(layout)
+        return
+    info = encoder.info()
+    write_tags(
+        layout,
+        ok_ids,
+        np.stack([ckpt.tags[t] for t in ok_ids]),
+        model={"name": encoder.name, "version": str(info.get("version", "unknown")),
+               "weights_sha256": info.get("weights_sha256")},
+        blocks=blocks,
+    )  # fmt: skip
 
 
 def _frames_match(layout: ArtifactLayout, spec: FrameSpec) -> bool:
@@ -788,6 +877,7 @@ def _finish(
         failures=failures,
     )
     _write_frames(layout, encoder, ckpt, ok_ids, FrameSpec.of(cfg))
+    _write_tags(layout, encoder, ckpt, ok_ids)
     return meta
 
 

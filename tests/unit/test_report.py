@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,419 @@ def test_without_umap_learn_the_map_is_t_sne(monkeypatch: pytest.MonkeyPatch) ->
     assert json.dumps(coords.tolist()) == json.dumps(
         project_2d(x / np.linalg.norm(x, axis=1, keepdims=True), "tsne", 0)[0].tolist()
     )
+
+
+# --- the sections of other steps' artifacts: index, model comparison, trained head, cluster tags ---
+
+MSD_LIKE = ["rock", "pop", "jazz"]
+MTT_LIKE = ["strings", "choir", "piano", "harpsichord", "slow", "fast"]
+
+
+def _tag_scores(corpus: Corpus) -> np.ndarray:
+    """Seeded per-track tag probabilities: each composer raises a tag of its own, the rest is noise."""
+    rng = np.random.default_rng(5)
+    comp = [r["composer"] for r in corpus.rows]
+    x = rng.uniform(0.0, 0.3, (len(comp), len(MSD_LIKE) + len(MTT_LIKE)))
+    for i, c in enumerate(comp):
+        if c is not None:
+            x[i, len(MSD_LIKE) + int(str(c).split()[-1]) % len(MTT_LIKE)] += 0.6
+    return x.astype(np.float32)
+
+
+def _comparison(lay: ArtifactLayout, label: str, metadata_sha256: str | None = None) -> dict:
+    """A schema-valid comparison.json of the folder's corpus: this version's row, a baseline and the floor."""
+    from research_job.provenance import sha256_file
+
+    def cell(v: float) -> dict:
+        return {"value": v, "random": 0.1, "ci_low": v - 0.05, "ci_high": v + 0.04}
+
+    rows = []
+    for rank, (lab, role, p) in enumerate(
+        ((label, "candidate", 0.7), ("dsp-stats", "dsp_baseline", 0.4), ("random", "random_floor", 0.1)), 1
+    ):
+        rows.append(
+            {"rank": rank, "label": lab, "model": lab, "postprocess": "none", "role": role, "status": "ok",
+             "error": None, "version_dir": f"v1_model_{lab}", "model_info": None, "dim": 12, "n_embedded": 72,
+             "n_failed_tracks": 0, "n_queries": 68, "metrics": {m: cell(p) for m in METRIC_KEYS},
+             "exclude_same_album": {"n_queries": 68, "precision_at_k": cell(p / 2)}, "sec_per_track": 0.01,
+             "x_realtime": 40.0, "peak_memory_bytes": 2**28, "embed_sec": 1.0, "evaluate_sec": 0.5,
+             "wall_sec": 2.0, "embeddings_reused": False}
+        )  # fmt: skip
+    return {"schema_version": "1.0", "k": 5, "relevance": "same_standardized_composer", "source_version_dir": "x",
+            "metadata_sha256": metadata_sha256 or sha256_file(lay.tracks_csv), "n_tracks": 72,
+            "bootstrap_resamples": 100, "seed": 0, "device": "cpu", "reuse_embeddings": False,
+            "peak_memory_method": "tracemalloc", "n_entries": 3, "n_failed": 0, "rows": rows, "wall_sec": 6.0,
+            "created_at": "2026-12-02T04:00:00Z", "code_version": "0.1.0"}  # fmt: skip
+
+
+METRIC_KEYS = ("precision_at_k", "hit_rate_at_k", "ndcg_at_k", "mrr")
+
+
+HEAD_MODEL = "fake-model+head:tiny"
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory: pytest.TempPathFactory) -> tuple[Corpus, dict]:
+    """A head version folder (its model a head's) with a real build-index (recall measured, neighbour table),
+    two tag blocks, the head's files and a comparison.json at compare-models' default place; then the report
+    with its defaults."""
+    from research_job.steps import build_index
+    from research_job.tags import write_tags
+
+    root = tmp_path_factory.mktemp("ext")
+    corpus = make_version(root, model=HEAD_MODEL, n=72, dim=12, n_composers=N_COMPOSERS, album_size=6)
+    lay = corpus.layout
+    common = CommonConfig(artifacts_root=root, version_dir=lay.version_dir)
+    build_index.run(build_index.BuildIndexConfig(common=common, neighbors_k=10))
+    blocks = [
+        {"model": "fake-msd", "vocabulary": "Million Song Dataset (last.fm tags)", "tags": MSD_LIKE},
+        {"model": "fake-mtt", "vocabulary": "MagnaTagATune", "tags": MTT_LIKE},
+    ]
+    model = {"name": HEAD_MODEL, "version": "1", "weights_sha256": None}
+    write_tags(lay, corpus.track_ids, _tag_scores(corpus), model=model, blocks=blocks)
+    examples = schema.SCHEMA_DIR / "examples" / "valid"
+    head_meta = json.loads((examples / "head_meta.json").read_text())
+    schema.write_artifact(lay.head_meta, "head_meta", {**head_meta, "model_name": HEAD_MODEL})
+    curves = json.loads((examples / "head_curves.json").read_text())
+    schema.write_artifact(lay.head_curves_json, "head_curves", curves)
+    schema.write_artifact(
+        root / "comparison" / "comparison.json", "model_comparison", _comparison(lay, HEAD_MODEL)
+    )
+    return corpus, report.run(ReportConfig(common=common, map_method="tsne"))
+
+
+def test_the_sections_are_written_schema_valid_with_their_figures(extended: tuple[Corpus, dict]) -> None:
+    corpus, rep = extended
+    lay = corpus.layout
+    assert schema.read_artifact(lay.path("report_json"), "report") == rep
+    assert {key: "skipped" in rep[key] for key in ("tags", "comparison", "index", "head")} == dict.fromkeys(
+        ("tags", "comparison", "index", "head"), False
+    )
+    names = {f["name"] for f in rep["figures"]}
+    assert {"tags.png", "comparison.png", "index.png", "head_curves.png"} <= names
+    page = lay.path("report_html").read_text(encoding="utf-8")
+    assert len(re.findall(r"<img\b", page)) == len(rep["figures"]) and "<script" not in page.lower()
+    for title in ("Tags of the clusters", "Model comparison", "Index", "Trained head"):
+        assert f"<h2>{title}</h2>" in page
+    # validate accepts the report, clusters.json and the tag files (the head files here are no trained head's)
+    assert [p for p in artifact_checks.check(lay) if "/head/" not in p and "head_meta" not in p] == []
+
+
+def test_index_section_is_index_meta_and_its_recall_is_hnswlibs(extended: tuple[Corpus, dict]) -> None:
+    import hnswlib
+
+    corpus, rep = extended
+    meta = schema.read_artifact(corpus.layout.index_meta, "index_meta")
+    ix = rep["index"]
+    assert [
+        (r["name"], r["recall_at_5"], r["build_sec"], r["size_bytes"], r["ef_search"]) for r in ix["indexes"]
+    ] == [
+        (e["name"], e["recall_at_5"], e["build_sec"], e["size_bytes"], e["params"].get("ef_search"))
+        for e in meta["indexes"]
+    ]
+    assert ix["neighbors"]["k"] == 10 and ix["recall_ladder"] is None and "one point per index" in ix["note"]
+    # the recorded recall of hnswlib at its ef_search, recomputed with hnswlib against exact numpy search
+    row = next(r for r in ix["indexes"] if r["name"] == "hnswlib")
+    x = corpus.vectors
+    index = hnswlib.Index(space="ip", dim=x.shape[1])
+    index.load_index(str(corpus.layout.hnsw_index))
+    index.set_ef(row["ef_search"])
+    found, _ = index.knn_query(x, k=11)
+    s = x.astype(np.float64) @ x.T.astype(np.float64)
+    np.fill_diagonal(s, -np.inf)
+    exact = np.argsort(-s, axis=1, kind="stable")[:, :5]
+    ann = [[j for j in f if j != i][:5] for i, f in enumerate(found)]
+    recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(ann, exact, strict=True)])
+    assert row["recall_at_5"] == pytest.approx(recall, abs=1e-9)
+
+
+def test_comparison_section_copies_comparison_json_and_marks_this_version(
+    extended: tuple[Corpus, dict],
+) -> None:
+    corpus, rep = extended
+    src = schema.read_artifact(
+        corpus.layout.version_dir.parent / "comparison" / "comparison.json", "model_comparison"
+    )
+    c = rep["comparison"]
+    assert c["this_version"] == HEAD_MODEL and [r["this_version"] for r in c["rows"]] == [
+        True,
+        False,
+        False,
+    ]
+    assert [(r["label"], r["metrics"]["precision_at_k"]) for r in c["rows"]] == [
+        (r["label"], r["metrics"]["precision_at_k"]) for r in src["rows"]
+    ]
+    page = corpus.layout.path("report_html").read_text(encoding="utf-8")
+    assert "0.700 [0.650, 0.740] (0.100)" in page and f"{HEAD_MODEL} (this version)" in page
+
+
+def test_head_section_is_head_meta_and_its_curves(extended: tuple[Corpus, dict]) -> None:
+    corpus, rep = extended
+    meta = schema.read_artifact(corpus.layout.head_meta, "head_meta")
+    h = rep["head"]
+    assert (h["metric"], h["frozen"], h["head"], h["best_epoch"]) == (
+        meta["metrics"]["name"],
+        meta["metrics"]["frozen"],
+        meta["metrics"]["best"],
+        meta["metrics"]["best_epoch"],
+    )
+    assert h["difference"] == pytest.approx(meta["metrics"]["best"] - meta["metrics"]["frozen"])
+    assert h["split"] == {"by": meta["split"]["by"], **meta["split"]["counts"]}
+
+
+def test_cluster_tags_are_the_mtt_block_and_equal_a_pandas_groupby(extended: tuple[Corpus, dict]) -> None:
+    import pandas as pd
+
+    corpus, rep = extended
+    cl = schema.read_artifact(corpus.layout.path("clusters_json"), "clusters")
+    assert (rep["tags"]["model"], rep["tags"]["vocabulary"]) == ("fake-mtt", "MagnaTagATune")  # preferred
+    scores = pd.DataFrame(_tag_scores(corpus)[:, len(MSD_LIKE) :].astype(np.float64), columns=MTT_LIKE)
+    scores["cluster"] = [t["cluster"] for t in cl["tracks"]]  # clusters.json lists the tracks in row order
+    means = scores.groupby("cluster").mean()
+    base = scores[MTT_LIKE].mean()
+    for c in cl["clusters"]:
+        diff = (means.loc[c["cluster"]] - base).sort_values(ascending=False, kind="stable")
+        want = [(t, means.loc[c["cluster"], t]) for t in diff.index[:5] if diff[t] >= 0.05]
+        assert [t["tag"] for t in c["top_tags"]] == [t for t, _ in want]
+        assert [t["score"] for t in c["top_tags"]] == pytest.approx([v for _, v in want], abs=1e-7)
+    # each composer raised one tag: the cluster named by a composer leads with that composer's tag
+    for c in cl["clusters"]:
+        if c["dominant_share"] > 0.9:
+            assert c["top_tags"][0]["tag"] == MTT_LIKE[int(c["name"].split()[-1]) % len(MTT_LIKE)]
+
+
+def test_sections_without_their_inputs_are_skipped_with_the_reason(
+    extended: tuple[Corpus, dict], tmp_path: Path
+) -> None:
+    from research_job.provenance import sha256_bytes
+
+    src = extended[0].layout.version_dir
+    shutil.copytree(src, tmp_path / src.name)
+    lay = ArtifactLayout(tmp_path / src.name)
+    for key in ("tags_meta", "tags_f32", "head_curves_json"):
+        lay.path(key).unlink()
+    meta = json.loads(lay.index_meta.read_text())
+    meta["embeddings_sha256"] = sha256_bytes(b"other embeddings")
+    lay.index_meta.write_text(json.dumps(meta))
+    other = tmp_path / "other.json"
+    schema.write_artifact(
+        other, "model_comparison", _comparison(lay, "fake-model", sha256_bytes(b"other csv"))
+    )
+    rep = report.run(ReportConfig(common=CommonConfig(version_dir=lay.version_dir), map_method="tsne",
+                                  comparison=str(other)))  # fmt: skip
+    assert "tags.json" in rep["tags"]["skipped"] and "musicnn" in rep["tags"]["skipped"]
+    assert "another corpus" in rep["comparison"]["skipped"]
+    assert "other embeddings" in rep["index"]["skipped"] and "build-index" in rep["index"]["skipped"]
+    assert "curves.json is missing" in rep["head"]["skipped"]
+    assert not {"tags.png", "comparison.png", "index.png", "head_curves.png"} & {
+        f["name"] for f in rep["figures"]
+    }
+    cl = schema.read_artifact(lay.path("clusters_json"), "clusters")
+    assert all("top_tags" not in c for c in cl["clusters"])
+    page = lay.path("report_html").read_text(encoding="utf-8")
+    assert page.count("<p>Skipped: ") == 4
+    assert not (lay.path("report_figures_dir") / "tags.png").exists()  # the earlier report's figure is gone
+
+
+def test_comparison_option_none_a_missing_path_and_the_default_place(
+    extended: tuple[Corpus, dict], tmp_path: Path
+) -> None:
+    lay = extended[0].layout
+    vd, root = str(lay.version_dir), str(lay.version_dir.parent)
+    base = ["report", "--version-dir", vd, "--map-method", "tsne", "--artifacts-root"]
+    res = CliRunner().invoke(cli, [*base, root, "--comparison", str(tmp_path / "nope.json")])
+    assert res.exit_code == 2 and "nope.json" in res.output and "'none'" in res.output
+    res = CliRunner().invoke(cli, [*base, root, "--comparison", "none"])
+    assert res.exit_code == 0, res.output
+    assert "comparison" in schema.read_artifact(lay.path("report_json"), "report")["comparison"]["skipped"]
+    res = CliRunner().invoke(cli, [*base, str(tmp_path)])  # no comparison/comparison.json under this root
+    assert (
+        res.exit_code == 0
+        and "skipped" in schema.read_artifact(lay.path("report_json"), "report")["comparison"]
+    )
+    res = CliRunner().invoke(cli, [*base, root])  # compare-models' default place
+    assert (
+        res.exit_code == 0 and "rows" in schema.read_artifact(lay.path("report_json"), "report")["comparison"]
+    )
+
+
+# --- sampling at scale: KMeans on a sample, the map from exact neighbours, the confidence by matrix products ---
+
+
+def test_kmeans_fitted_on_a_sample_assigns_every_track_as_scikit_learn_does(
+    built: tuple[Corpus, dict],
+) -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from research_job import embedding_analysis as EA
+    from research_job.retrieval import label_ids
+
+    corpus, _ = built
+    labels, _ = label_ids([r["composer"] for r in corpus.rows])
+    c = EA.clustering(corpus.vectors, labels, seed=0, max_points=5000, fit_points=30)
+    assert c is not None
+    x, y = _labelled(corpus)
+    fitted = EA.sample_rows(y.size, 30, 0)
+    km = KMeans(n_clusters=N_COMPOSERS, n_init=10, random_state=0).fit(x[fitted])
+    kmeans = c["methods"][0]
+    assert (kmeans["n_fitted"], kmeans["n_tracks"]) == (30, y.size)
+    assert kmeans["nmi"] == pytest.approx(normalized_mutual_info_score(y, km.predict(x)), abs=1e-12)
+    full = np.asarray(corpus.vectors, np.float64)
+    full /= np.linalg.norm(full, axis=1, keepdims=True)
+    np.testing.assert_array_equal(c["assignment"], km.predict(full))
+    d2 = ((full[:, None, :] - km.cluster_centers_[None]) ** 2).sum(axis=2)  # the broadcast it replaces
+    z = np.exp(-(d2 - d2.min(axis=1, keepdims=True)) / d2.min(axis=1).mean())
+    np.testing.assert_allclose(c["confidence"], (z / z.sum(axis=1, keepdims=True)).max(axis=1), rtol=1e-9)
+
+
+def test_exact_neighbors_for_the_map_are_numpys_top_k(built: tuple[Corpus, dict]) -> None:
+    from research_job.embedding_analysis import exact_neighbors
+
+    x = built[0].vectors
+    rows, dist = exact_neighbors(x, 6)
+    s = x.astype(np.float64) @ x.T.astype(np.float64)
+    np.testing.assert_array_equal(rows[:, 0], np.arange(len(x)))  # itself first, as umap-learn expects
+    np.testing.assert_allclose(np.sort(dist, axis=1), np.sort(1 - np.sort(s, axis=1)[:, ::-1][:, :6], axis=1),
+                               atol=1e-5)  # fmt: skip
+    np.testing.assert_array_equal(
+        np.sort(rows[:, 1:], axis=1), np.sort(np.argsort(-s, axis=1)[:, 1:6], axis=1)
+    )
+
+
+# --- the tags the report reads: embed keeps a tagging model's mean taggram, from the same forward pass ---
+
+
+class _Tagger:
+    """A frame encoder with a ``taggram`` layer of known per-frame values (frame f of a track: base + f / 10)."""
+
+    sample_rate, frame_sec, hop_sec, dim = 8000, 0.25, 0.25, 3
+
+    def __init__(self, name: str = "tagger", vocabulary: str = "MagnaTagATune") -> None:
+        self.name = name
+        self.frame_layers = {"emb": 3, "taggram": 2}
+        self.tag_blocks = [{"model": name, "vocabulary": vocabulary, "tags": ["strings", "choir"]}]
+
+    def _frames(self, w: np.ndarray) -> np.ndarray:
+        t = max(1, w.size // 2000)
+        base = float(np.abs(w).mean())
+        f = np.arange(t, dtype=np.float32)[:, None] / 10
+        return np.concatenate([np.full((t, 3), base + 1.0), np.hstack([base + f / 4, 0.5 - f / 8])], axis=1)
+
+    def embed_frames(
+        self, batch: Sequence[np.ndarray], layers: Sequence[str]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        frames = [self._frames(w) for w in batch]
+        cols = {"emb": slice(0, 3), "taggram": slice(3, 5)}
+        pooled = np.stack([f[:, :3].mean(axis=0) for f in frames]).astype(np.float32)
+        return pooled, [
+            np.concatenate([f[:, cols[n]] for n in layers] or [f[:, :0]], axis=1).astype(np.float32)
+            for f in frames
+        ]
+
+    def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        return self.embed_frames(batch, [])[0]
+
+    def info(self) -> dict:
+        return {"name": self.name, "version": "1", "weights_sha256": None, "pooling": "mean", "layer": "emb"}
+
+
+def test_embed_writes_the_mean_taggram_of_every_track_and_resumes_it(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from research_job.steps import embed
+    from research_job.tags import load_tags
+    from tests.unit._core_corpus import make_corpus
+
+    common = make_corpus(tmp_path / "a", 8000, n=7)
+    cfg = embed.EmbedConfig(common=common, batch_size=2, checkpoint_every=2, postprocess="none")
+    meta = embed.run(cfg, encoder=_Tagger())
+    tags = load_tags(common.layout)
+    assert tags.meta["blocks"] == [{"model": "tagger", "vocabulary": "MagnaTagATune", "offset": 0,
+                                    "tags": ["strings", "choir"]}]  # fmt: skip
+    ids = json.loads(common.layout.track_ids_json.read_text())["track_ids"]
+    assert tags.values.shape == (meta["count"], 2) == (len(ids), 2)
+    for i, tid in enumerate(ids):
+        w, _ = sf.read(common.layout.wav(tid), dtype="float32")
+        np.testing.assert_allclose(tags.values[i], _Tagger()._frames(w)[:, 3:].mean(axis=0), rtol=1e-6)
+
+    class Stop(Exception):
+        pass
+
+    def stop(done: int) -> None:
+        if done >= 4:
+            raise Stop
+
+    other = make_corpus(tmp_path / "b", 8000, n=7)
+    with pytest.raises(Stop):
+        embed.run(embed.EmbedConfig(common=other, batch_size=2, checkpoint_every=2, postprocess="none"),
+                  encoder=_Tagger(), on_chunk_committed=stop)  # fmt: skip
+    embed.run(
+        embed.EmbedConfig(common=other, batch_size=2, checkpoint_every=2, postprocess="none"),
+        encoder=_Tagger(),
+    )
+    assert other.layout.path("tags_f32").read_bytes() == common.layout.path("tags_f32").read_bytes()
+    # a model without tags re-embeds the folder and removes the tag files of the earlier one
+    from tests.unit.test_embed import FakeEncoder
+
+    embed.run(embed.EmbedConfig(common=common, postprocess="none"), encoder=FakeEncoder())
+    assert not common.layout.path("tags_meta").exists() and not common.layout.path("tags_f32").exists()
+
+
+def test_a_fusion_of_taggers_keeps_every_members_block_side_by_side() -> None:
+    from research_job.models.base import tag_blocks_of
+    from research_job.models.fusion import FusionEncoder
+
+    enc = FusionEncoder([_Tagger("a", "Million Song Dataset (last.fm tags)"), _Tagger("b")])
+    assert enc.frame_layers["taggram"] == 4
+    assert [(b["model"], b["vocabulary"]) for b in tag_blocks_of(enc)] == [
+        ("a", "Million Song Dataset (last.fm tags)"),
+        ("b", "MagnaTagATune"),
+    ]
+    # a member without a taggram layer, or one whose taggram names no tags: the fusion gives no tags
+    frames_only, unnamed = _Tagger("c"), _Tagger("d")
+    frames_only.frame_layers, unnamed.tag_blocks = {"emb": 3}, []
+    assert "taggram" not in FusionEncoder([_Tagger("a"), frames_only]).frame_layers
+    assert tag_blocks_of(FusionEncoder([_Tagger("a"), frames_only])) == []
+    assert tag_blocks_of(FusionEncoder([_Tagger("a"), unnamed])) == []
+
+
+def test_musicnn_tags_are_the_mean_of_its_patch_taggram() -> None:
+    from research_job.errors import ModelError
+    from research_job.models.base import tag_blocks_of
+    from research_job.models.fusion import FusionEncoder
+    from research_job.models.musicnn import MSD_TAGS, MTT_TAGS, MusicnnEncoder
+    from research_job.models.registry import load_model
+    from research_job.steps.embed import _forward
+
+    try:
+        enc = load_model("fusion:musicnn-msd+musicnn-mtt")
+    except ModelError as exc:
+        pytest.skip(f"musicnn weights missing ({exc})")
+    assert [(b["model"], b["tags"]) for b in tag_blocks_of(enc)] == [
+        ("musicnn-msd", MSD_TAGS),
+        ("musicnn-mtt", MTT_TAGS),
+    ]
+    wave = (0.1 * np.random.default_rng(0).standard_normal(16000 * 7)).astype(np.float32)
+    [(pooled, frames, tags)] = _forward(enc, [wave], (), tagged=True)
+    assert frames is None and tags is not None and isinstance(enc, FusionEncoder)
+    np.testing.assert_array_equal(pooled, enc.embed([wave])[0])  # tags do not change the vectors
+    for j, m in enumerate(enc.members):
+        assert isinstance(m, MusicnnEncoder)
+        np.testing.assert_allclose(
+            tags[50 * j : 50 * (j + 1)], m.patch_outputs(wave)["taggram"].mean(axis=0), rtol=1e-5
+        )
+
+
+def test_a_perfect_clustering_scores_at_most_one() -> None:
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from research_job.embedding_analysis import _scores
+
+    y = np.random.default_rng(30).integers(0, 20, 30)  # scikit-learn's NMI(y, y) is 1.0000000000000002 here
+    assert normalized_mutual_info_score(y, y) > 1.0
+    x = np.random.default_rng(0).standard_normal((30, 4))
+    s = _scores(x, y, y, max_points=100, seed=0)
+    assert (
+        s["nmi"] == 1.0 and s["ari"] == 1.0
+    )  # report.schema.json's bounds, which the raw value broke at 100k
