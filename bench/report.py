@@ -14,11 +14,12 @@ from typing import Any
 from bench.common import RESULTS_DIR, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
-ORDER = ["extract", "index", "eval", "node", "soak"]
+ORDER = ["extract", "index", "eval", "report", "node", "soak"]
 MODULES = {
     "extract": "extract_bench",
     "index": "index_bench",
     "eval": "eval_bench",
+    "report": "report_bench",
     "node": "node_bench",
     "soak": "soak_bench",
 }

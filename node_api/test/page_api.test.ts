@@ -119,14 +119,18 @@ describe('GET /tracks?q= (catalogue search)', () => {
     assert.deepEqual([preview.t001, preview.t010, preview.t011], [true, false, false]);
     assert.equal((await search('q=piece')).body.limit, 20);
     assert.equal((await search(`q=${'z'.repeat(200)}`)).total, 0);
+    // no term at all (spaces, a C1 control, a format character): nothing matches, not an error
+    for (const q of ['%20%20%09', '%C2%90', '%E2%80%8B']) {
+      const r = await search(`q=${q}`);
+      assert.deepEqual([r.total, r.ids], [0, []], q);
+    }
   });
 
-  it('answers 400 on a missing, empty, blank or too long q, too many terms, a bad limit or an unknown parameter', async () => {
+  it('answers 400 on a missing, empty or too long q, too many terms, a bad limit or an unknown parameter', async () => {
     for (const [query, message] of [
       ['', /must have required property 'q'/],
       ['q=', /fewer than 1 characters/],
       [`q=${'z'.repeat(201)}`, /more than 200 characters/],
-      ['q=%20%20%09', /no search term/],
       [`q=${Array.from({ length: 13 }, (_, i) => `w${i}x`).join('%20')}`, /13 distinct terms; at most 12/],
       ['q=piece&limit=0', /limit must be >= 1/],
       ['q=piece&limit=51', /limit must be <= 50/],

@@ -96,12 +96,14 @@ export function queryTerms(normalised: string): string[] {
 /**
  * Rows matching every term of `q` (see the module docstring): the total, and the first `limit` rows (title
  * starting with the whole query first, then row order).
- * @throws RangeError when `q` has no term, or more than MAX_TERMS distinct ones (the route answers 400)
+ * A query with no term (only spaces, control or format characters) matches nothing: an empty answer, not an
+ * error, since it is a well-formed string a search box may send.
+ * @throws RangeError when `q` has more than MAX_TERMS distinct terms (the route answers 400)
  */
 export function searchCatalog(index: CatalogIndex, q: string, limit: number): CatalogMatches {
   const whole = normalizeSearch(q);
   const terms = queryTerms(whole);
-  if (terms.length === 0) throw new RangeError('q has no search term (only spaces, control or format characters)');
+  if (terms.length === 0) return { total: 0, rows: [] };
   if (terms.length > MAX_TERMS) throw new RangeError(`q has ${terms.length} distinct terms; at most ${MAX_TERMS} are searched together`);
   const [primary, ...others] = terms as [string, ...string[]];
   const prefix: number[] = [];
