@@ -4,7 +4,9 @@ and the figures under ``eval/figures/``.
 The headline, its random floor, the same-album-excluded variant and the per-label means are read from
 ``eval/eval_results.json`` as evaluate recorded them (never recomputed); what evaluate does not record is
 computed here with the same libraries and the parameters it records: the per-query values of the same ranking
-(:func:`research_job.evaluation.rank_vectors`) for the per-label bootstrap CIs and the top-k confusion table, and
+for the per-label bootstrap CIs, the top-k confusion table and the hubness (read off build-index's exact
+``index/neighbors.i32`` when it ranks as the evaluation did, :func:`research_job.retrieval.rank_from_neighbors`;
+else ranked again, :func:`research_job.evaluation.rank_vectors`: an N x N product, most of the report at 100k), and
 the analysis of :mod:`research_job.embedding_analysis` (map, pair cosines, hubness, dimensionality, clustering).
 The sections made from other steps' artifacts, each skipped with its reason when they are missing or belong to
 other embeddings, are :mod:`research_job.report_sections`: the indexes (index_meta.json), compare-models'
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from research_job import embedding_analysis as EA
-from research_job import evaluation, retrieval, schema
+from research_job import evaluation, neighbors, retrieval, schema
 from research_job import report_sections as RS
 from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError
@@ -89,6 +91,8 @@ class Inputs:
     model: str
     embeddings_sha256: str
     postprocess: str = "none"
+    #: index/neighbors.i32 when it holds this ranking's top-k (exact, these embeddings, all tracks, no re-ranking)
+    neighbors: np.ndarray | None = None
 
 
 @dataclass
@@ -146,7 +150,33 @@ def load_inputs(layout: ArtifactLayout) -> Inputs:
         model=meta["model"]["name"],
         embeddings_sha256=sha,
         postprocess=meta["postprocess"]["type"],
+        neighbors=neighbor_table(layout, params, sha, len(ids)) if keep.size == len(ids) else None,
     )
+
+
+def neighbor_table(
+    layout: ArtifactLayout, params: evaluation.LabelEval, sha: str, count: int
+) -> np.ndarray | None:
+    """build-index's exact neighbour table when it ranks as the evaluation did, else None: of these embeddings
+    (embeddings_sha256 and the file's sha256 as index_meta.json records them), exact, self excluded, float64 score
+    descending then row ascending, at least ``params.k`` columns, neither side re-ranked."""
+    if params.rerank.method != "none" or not layout.index_meta.is_file():
+        return None
+    meta = schema.read_artifact(layout.index_meta, "index_meta")
+    nb = meta.get("neighbors")
+    if (
+        not nb
+        or meta.get("embeddings_sha256") != sha
+        or not nb.get("exact")
+        or not nb.get("self_excluded")
+        or nb.get("ranking") != neighbors.COSINE_RANKING  # a re-ranked table ranks otherwise
+        or int(nb["k"]) < params.k
+        or int(meta.get("count", -1)) != count
+        or not layout.neighbors_table.is_file()
+        or sha256_file(layout.neighbors_table) != nb.get("sha256")
+    ):
+        return None
+    return neighbors.read(layout.neighbors_table, count, int(nb["k"]))
 
 
 # --- numbers ---
@@ -239,13 +269,19 @@ def _per_label(results: dict[str, Any], ci: dict[str, dict[str, Any]]) -> list[d
 
 
 def analyse(inp: Inputs, opts: ReportOptions) -> Analysis:
-    """Rank once more with the recorded parameters and compute every section's numbers."""
+    """Compute every section's numbers; the self-excluded ranking read off build-index's neighbour table when
+    :func:`neighbor_table` found one, else ranked once more with the recorded parameters."""
     p = inp.params
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     label_values = [getattr(r, p.label) for r in inp.rows]
     labels, names = retrieval.label_ids(label_values)
-    v_all, _ = evaluation.rank_vectors(inp.vectors, inp.ids, label_values, [r.album_id for r in inp.rows], p)
+    if inp.neighbors is not None:  # the same ranking's top-k, already computed by build-index
+        v_all = retrieval.rank_from_neighbors(inp.vectors, labels, inp.neighbors, p.k)
+    else:
+        v_all, _ = evaluation.rank_vectors(
+            inp.vectors, inp.ids, label_values, [r.album_id for r in inp.rows], p
+        )
     t["ranking_sec"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     _, qi, values = retrieval.summary(v_all, labels, p.k, 1, p.seed)

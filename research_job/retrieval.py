@@ -422,3 +422,66 @@ def rank(
         return rank_all(vectors, list(ids or []), labels, albums, k, batch_size=batch_size)
     assert score_rows is not None
     return rank_by_scores(score_rows, labels.size, labels, albums, k, batch_size=batch_size)
+
+
+def rank_from_neighbors(vectors: np.ndarray, labels: np.ndarray, table: np.ndarray, k: int) -> Variant:
+    """The self-excluded :class:`Variant` of :func:`rank_all` read from an exact neighbour table, without the
+    all-pairs product: ``table`` int [N, K >= k] lists every row's K nearest other rows by the same ranking (float64
+    score descending, ties by row ascending, -1 pads; ``index/neighbors.i32``, :mod:`research_job.neighbors`).
+
+    The top-k and a first relevant within the K columns are read off the table; only a query whose K neighbours
+    hold no relevant candidate although it has one is ranked against every track (as :func:`rank_all` does).
+
+    Raises:
+        ValueError: the table is not [N, K >= k].
+    """
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, d = x.shape
+    if table.ndim != 2 or table.shape[0] != n or table.shape[1] < k:
+        raise ValueError(f"neighbour table of shape {table.shape} cannot give the top-{k} of {n} tracks")
+    t = np.asarray(table, dtype=np.int64)
+    rows = t[:, :k].copy()
+    qi = np.repeat(np.arange(n), k)
+    flat = rows.reshape(-1)
+    sc = np.where(flat >= 0, pair_scores(x[qi], x[np.maximum(flat, 0)]), -np.inf).reshape(n, k)
+    counts = np.bincount(labels[labels >= 0], minlength=1)
+    n_rel = np.where(labels >= 0, counts[np.maximum(labels, 0)] - 1, 0).astype(np.int64)
+    rel = (t >= 0) & (labels[np.maximum(t, 0)] == labels[:, None]) & (labels[:, None] >= 0)
+    has = rel.any(axis=1)
+    first = np.where(has, np.argmax(rel, axis=1) + 1.0, np.inf)
+    best_row = np.where(has, t[np.arange(n), np.argmax(rel, axis=1)], -1)
+    best = np.where(has, pair_scores(x, x[np.maximum(best_row, 0)]), -np.inf)
+    rest = np.nonzero((n_rel > 0) & ~has)[0]
+    if rest.size:
+        cnorm = float(np.linalg.norm(x, axis=1).max())
+        bound = error_bound(d, np.linalg.norm(x.astype(np.float64), axis=1), cnorm)
+        cand = np.arange(n)
+        for f0 in range(0, rest.size, 256):
+            c = rest[f0 : f0 + 256]
+            full = x[c] @ x.T
+            full[np.arange(c.size), c] = -np.inf
+            s_r, r = _best_in_rows(x, c, full, labels, bound)
+            grid = np.broadcast_to(cand, full.shape)
+            first[c] = 1.0 + _count_ahead(x[c], x, full, grid, s_r, r, bound[c])
+            best[c], best_row[c] = s_r, r
+    return Variant(rows, sc, n_rel, np.full(n, n - 1, np.int64), first, best, best_row)
+
+
+def _best_in_rows(
+    x: np.ndarray, c: np.ndarray, full: np.ndarray, labels: np.ndarray, bound: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact score and row of the best relevant candidate of queries ``c`` (score desc, row asc) from their
+    float32 rows ``full`` [B, N] (self at -inf); every query has one."""
+    relm = labels[None, :] == labels[c][:, None]
+    rs = np.where(relm, full, -np.inf)
+    mx = rs.max(axis=1).astype(np.float64)
+    lo = np.nextafter((mx - 2.0 * bound[c]).astype(np.float32), np.float32(-np.inf))
+    qi, cj = np.nonzero(rs >= lo[:, None])
+    ex = pair_scores(x[c[qi]], x[cj])
+    o = np.lexsort((cj, -ex, qi))
+    qi, cj, ex = qi[o], cj[o], ex[o]
+    head = np.r_[True, qi[1:] != qi[:-1]]
+    s_r = np.full(c.size, -np.inf)
+    r = np.full(c.size, -1, np.int64)
+    s_r[qi[head]], r[qi[head]] = ex[head], cj[head]
+    return s_r, r

@@ -613,3 +613,75 @@ def test_a_perfect_clustering_scores_at_most_one() -> None:
     assert (
         s["nmi"] == 1.0 and s["ari"] == 1.0
     )  # report.schema.json's bounds, which the raw value broke at 100k
+
+
+def _tied_catalogue(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded unit vectors with exact duplicates (ties), 4 composers of very different sizes, tracks without a
+    composer and a composer of one track; albums of 3 consecutive tracks."""
+    rng = np.random.default_rng(seed)
+    n, d = 240, 8
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    x[1::7] = x[0::7][: x[1::7].shape[0]]  # duplicated rows: equal scores, broken by the row
+    x[5] = x[100]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = rng.choice(4, size=n, p=[0.7, 0.2, 0.07, 0.03]).astype(np.int64)
+    labels[rng.random(n) < 0.1] = -1
+    labels[17] = 4  # the only track of its composer: never scored
+    return x, labels, np.arange(n) // 3
+
+
+@pytest.mark.parametrize("table_k", [5, 8])
+def test_the_ranking_read_off_the_neighbour_table_equals_the_full_ranking(table_k: int) -> None:
+    from research_job import neighbors, retrieval
+
+    x, labels, albums = _tied_catalogue(3)
+    ids = [f"t{i}" for i in range(len(x))]
+    full, _ = retrieval.rank_all(x, ids, labels, albums, 5)
+    table = neighbors.compute(x, ids, table_k)
+    fast = retrieval.rank_from_neighbors(x, labels, table, 5)
+    # the table holds no relevant candidate of some queries: the full-row fallback ranks them
+    rel = (labels[table] == labels[:, None]) & (labels[:, None] >= 0)
+    assert ((full.n_relevant > 0) & ~rel.any(axis=1)).any()
+    assert np.isinf(full.first_rank[labels < 0]).all() and (full.first_rank > 5).any()
+    for name in ("rows", "scores", "n_relevant", "n_candidates", "first_rank", "best_score", "best_row"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(full, name), err_msg=name)
+    a, _, va = retrieval.summary(full, labels, 5, 1, 0)
+    b, _, vb = retrieval.summary(fast, labels, 5, 1, 0)
+    assert a == b
+    np.testing.assert_array_equal(va, vb)
+
+
+def test_the_report_reads_the_table_only_when_it_ranks_as_the_evaluation(
+    extended: tuple[Corpus, dict], tmp_path: Path
+) -> None:
+    from research_job import evaluation, retrieval
+    from research_job import report as R
+
+    src = extended[0].layout.version_dir
+    inp = R.load_inputs(ArtifactLayout(src))
+    assert inp.neighbors is not None and inp.neighbors.shape == (len(inp.ids), 10)
+    p = inp.params
+    label_values = [getattr(r, p.label) for r in inp.rows]
+    want, _ = evaluation.rank_vectors(inp.vectors, inp.ids, label_values, [r.album_id for r in inp.rows], p)
+    got = R.analyse(inp, R.ReportOptions(map_method="tsne")).ranking
+    for name in ("rows", "n_relevant", "n_candidates", "first_rank"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    with pytest.raises(ValueError, match="top-5"):
+        retrieval.rank_from_neighbors(
+            inp.vectors, retrieval.label_ids(label_values)[0], inp.neighbors[:, :3], 5
+        )
+    # a table that is not the one index_meta.json records (edited, of other embeddings) is not read
+    vd = tmp_path / src.name
+    shutil.copytree(src, vd)
+    lay = ArtifactLayout(vd)
+    table = inp.neighbors.copy()
+    table[0, [0, 1]] = table[0, [1, 0]]
+    table.astype("<i4").tofile(lay.neighbors_table)
+    assert R.load_inputs(lay).neighbors is None
+    shutil.copy2(src / "index" / "neighbors.i32", lay.neighbors_table)
+    assert R.neighbor_table(lay, p, inp.embeddings_sha256, len(inp.ids)) is not None
+    assert R.neighbor_table(lay, p, "0" * 64, len(inp.ids)) is None
+    meta = json.loads(lay.index_meta.read_text())
+    meta["neighbors"]["k"] = 3
+    lay.index_meta.write_text(json.dumps(meta))
+    assert R.neighbor_table(lay, p, inp.embeddings_sha256, len(inp.ids)) is None
