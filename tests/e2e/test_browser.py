@@ -23,11 +23,8 @@ with that reason. Playwright never downloads a browser here.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.node_server import NODE_API, REPO, free_port, get_json, node_server_js
+from tests.helpers.node_server import REPO, get_json, node_server_js, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -71,36 +68,11 @@ def server() -> Iterator[str]:
     """The real Node server on the demo artifacts, on a free loopback port; its base URL."""
     if not (DEMO / "embeddings" / "embeddings_meta.json").is_file():
         pytest.skip("the demo artifacts are not there: run `make demo` first (the README's first command)")
-    port = free_port()
-    env = {
-        **os.environ,
-        "ARTIFACTS_DIR": str(DEMO),
-        "ARTIFACT_SCHEMA_DIR": str(REPO / "artifact_schema"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "LOG_LEVEL": "warn",
-    }
-    proc = subprocess.Popen(
-        ["node", str(node_server_js())],
-        cwd=NODE_API,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(proc, base)
+    with running_server(DEMO) as base:
         status, body = _get(base + "/")
         if status == 503:
             pytest.fail(f"{node_server_js()} serves no page: {body[:300]!r} (`make node-build` builds it)")
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -109,21 +81,6 @@ def _get(url: str) -> tuple[int, str]:
             return r.status, r.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode("utf-8", "replace")
-
-
-def _wait_healthy(proc: subprocess.Popen, base: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"node_api exited with {proc.returncode}: {out[-2000:]}")
-        try:
-            if get_json(base + "/health")[0] == 200:
-                return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.1)  # polling a child process's readiness, bounded by the deadline above
-    raise AssertionError("node_api did not become healthy within 120 s")
 
 
 @pytest.fixture(scope="module")

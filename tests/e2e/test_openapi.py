@@ -16,13 +16,8 @@ demo-like version folder: 128 tracks of dim 400 written by the test factory, the
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +30,7 @@ from research_job.steps import build_index, evaluate
 from research_job.steps.build_index import BuildIndexConfig
 from research_job.steps.evaluate import EvaluateConfig
 from tests.helpers.artifact_factory import make_version
-from tests.helpers.node_server import NODE_API, REPO, free_port, get_json, node_server_js
+from tests.helpers.node_server import get_json, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -58,48 +53,8 @@ def version(tmp_path_factory: pytest.TempPathFactory) -> ArtifactLayout:
 
 @pytest.fixture(scope="module")
 def server(version: ArtifactLayout) -> Iterator[str]:
-    if shutil.which("node") is None:
-        pytest.fail("node is not on PATH: the OpenAPI test needs Node 20")
-    port = free_port()
-    env = {
-        **os.environ,
-        "ARTIFACTS_DIR": str(version.version_dir),
-        "ARTIFACT_SCHEMA_DIR": str(REPO / "artifact_schema"),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "LOG_LEVEL": "warn",
-        "RECALL_SAMPLE": str(N),
-    }
-    proc = subprocess.Popen(
-        ["node", str(node_server_js())],
-        cwd=NODE_API,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                pytest.fail(f"node_api exited with {proc.returncode}: {out[-2000:]}")
-            try:
-                if get_json(base + "/health")[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("node_api did not become healthy within 120 s")
-            time.sleep(0.1)  # polling a child process's readiness, bounded by the deadline above
+    with running_server(version.version_dir, RECALL_SAMPLE=str(N)) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_the_served_document_is_valid_openapi(server: str) -> None:
