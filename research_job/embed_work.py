@@ -255,6 +255,8 @@ class Checkpoints:
         #: what this run measured
         self.stats = dict.fromkeys(STAT_KEYS, 0.0)
         self.n_chunk = 0
+        #: the engine's work units (Ray shards) committed by earlier runs and this one, in commit order
+        self.work_units: list[dict[str, Any]] = []
         self._open(spec)
         self._new_chunk()
 
@@ -285,6 +287,8 @@ class Checkpoints:
             self._read_frames(js, info)
             self._read_tags(js, info)
             self.failures.extend(info["failures"])
+            if "work_unit" in info:
+                self.work_units.append(info["work_unit"])
             for key in STAT_KEYS:
                 self.previous[key] += float(info["stats"].get(key, 0.0))
             self.n_chunk += 1
@@ -355,8 +359,12 @@ class Checkpoints:
         for key in ("audio_sec", "decode_sec", "model_sec"):
             self.chunk_stats[key] += res.get(key, 0.0)
 
-    def commit(self) -> None:
-        """Write the current chunk (vectors first, the JSON commit marker last) and start a new one."""
+    def commit(self, work_unit: dict[str, Any] | None = None) -> None:
+        """Write the current chunk (vectors first, the JSON commit marker last) and start a new one.
+
+        ``work_unit`` (an engine's record of the shard this chunk is: index, worker, attempts, timings) is kept in
+        the marker and in :attr:`work_units`, so the final meta lists the shards of every run that contributed.
+        """
         if not self.ids and not self.fails:
             return
         self.chunk_stats["wall_sec"] = time.perf_counter() - self.t_chunk
@@ -365,6 +373,9 @@ class Checkpoints:
         with atomic_open(stem.with_suffix(".npy"), "wb") as f:
             np.save(f, arr, allow_pickle=False)
         marker: dict[str, Any] = {"ids": self.ids, "failures": self.fails, "stats": self.chunk_stats}
+        if work_unit is not None:
+            marker["work_unit"] = work_unit
+            self.work_units.append(work_unit)
         if self.chunk_frames:
             marker["frame_counts"] = [int(b.shape[0]) for b in self.chunk_frames]
             with atomic_open(stem.with_suffix(".frames.npy"), "wb") as f:

@@ -155,6 +155,8 @@ def write_embeddings(
     failures: Sequence[dict[str, Any]] = (),
     postprocess: dict[str, Any] | None = None,
     created_at: str | None = None,
+    extra: dict[str, Any] | None = None,
+    extra_files: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the embedding artifacts of a version folder: ``embeddings.f32`` (row i is ``track_ids[i]``),
     ``track_ids.json`` and ``embeddings_meta.json`` (validated, atomic, meta last); return the meta.
@@ -164,6 +166,7 @@ def write_embeddings(
     Args:
         vectors: float32 [N, dim], already L2-normalised; info: the encoder's ``info()``.
         stats: the ``stats`` object of the schema; postprocess: its ``postprocess`` object (default none).
+        extra: more top-level keys of the schema (``engine``, ``incremental``); extra_files: more ``files`` keys.
 
     Raises:
         SchemaValidationError: ids not unique or unsafe, or a field outside the schema.
@@ -199,12 +202,14 @@ def write_embeddings(
             "embeddings_sha256": sha256_bytes(data),
             "track_ids": "track_ids.json",
             "track_ids_sha256": sha256_file(layout.track_ids_json),
+            **(extra_files or {}),
         },
         "segments": None,
         "stats": stats,
         "failures": list(failures),
         "created_at": created_at or utc_now(),
         "code_version": code_version(),
+        **(extra or {}),
     }
     schema.write_artifact(layout.embeddings_meta, "embeddings_meta", meta)
     return meta

@@ -9,6 +9,7 @@ Adding an artifact is one entry in that list (plus the code that writes it)::
     audio_cache/<album_id>/<track_id>.<ext>, pull_report.json            pull-audio (original codec)
     audio_wav/<track_id>.wav, standardize_report.json                    standardize-audio (mono float32)
     embeddings/embeddings.f32, track_ids.json, embeddings_meta.json      embed (row i is track_ids[i])
+    embeddings/raw.f32, sources.json                                     embed (raw rows, audio fingerprints)
     head/head.pt, frozen.f32, head_meta.json, curves.json, curves.png    train-head (a head version folder)
     index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json   build-index
     eval/eval_results.json, sample_top5.json, sample_top5.md             evaluate
@@ -229,6 +230,16 @@ class ArtifactLayout:
     def postprocess(self) -> Path:
         """The fitted corpus post-processing (``embeddings_meta.json`` names it and records its sha256)."""
         return self.path("postprocess")
+
+    @property
+    def raw_f32(self) -> Path:
+        """The raw pooled vectors before post-processing (rows of ``track_ids.json``): an incremental run's base."""
+        return self.path("raw_f32")
+
+    @property
+    def embed_sources(self) -> Path:
+        """Where embed read the audio and each track's fingerprint (:mod:`research_job.incremental`)."""
+        return self.path("embed_sources")
 
     @property
     def embed_checkpoint_dir(self) -> Path:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ from tqdm import tqdm
 from research_job import schema
 from research_job.augment import CHAINS, describe
 from research_job.config import CommonConfig, check_choices, option
+from research_job.embed_ray import RaySettings, embed_on_ray
 from research_job.embed_work import (
     STAT_KEYS,
     TRACK_ERRORS,
@@ -68,8 +70,10 @@ from research_job.embeddings import (
     write_embeddings,
 )
 from research_job.errors import ArtifactError, ConfigError, ResearchJobError
-from research_job.io.audio import load_track_audio
+from research_job.incremental import Plan, write_sources
+from research_job.incremental import plan as plan_incremental
 from research_job.io.prefetch import Loaded, prefetched
+from research_job.io.track_audio import TrackAudio, reader_for
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
 from research_job.models.base import Encoder, FrameEncoder, tag_blocks_of
@@ -77,6 +81,9 @@ from research_job.provenance import sha256_file
 from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
+
+#: where the embed step can run (``local``: this process or ``processes`` worker processes)
+ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,50 @@ class EmbedConfig:
     checkpoint_every: int = option(
         16, "commit partial results every this many tracks (an interrupted run resumes)"
     )
+    engine: str = option(
+        "local",
+        "where the tracks are embedded: local (this process, or `processes` worker processes) or ray (an actor "
+        "pool on a Ray cluster, in shards)",
+        choices=ENGINES,
+    )
+    ray_address: str | None = option(
+        None,
+        "engine ray: the cluster to join (host:port of `ray start --head`, or ray://host:10001); unset = start a "
+        "local one for the run",
+    )
+    ray_workers: int = option(2, "engine ray: actors, each with its own model copy")
+    ray_cpus_per_worker: float = option(1.0, "engine ray: CPUs Ray reserves for each actor")
+    ray_threads_per_worker: int | None = option(
+        None, "engine ray: torch threads of each actor; unset = its CPUs, rounded up"
+    )
+    ray_gpus_per_worker: float = option(0.0, "engine ray: GPUs of each actor (needs device cuda or auto)")
+    shard_size: int = option(32, "engine ray: tracks per work unit; each finished shard is one checkpoint")
+    shard_attempts: int = option(
+        3, "engine ray: dead workers a shard survives before its tracks are tried one by one, then failed"
+    )
+    source: str = option(
+        "",
+        "read each track straight from this object store (s3://bucket/prefix or a folder used as one), fetched "
+        "and decoded by the worker like pull-audio + standardize-audio; unset = the version folder's audio",
+    )
+    endpoint_url: str | None = option(
+        None, "with source: S3-compatible endpoint (MinIO, moto, ...); unset = AWS"
+    )
+    region: str | None = option(None, "with source: AWS region; unset = from the standard AWS configuration")
+    aws_profile: str | None = option(
+        None, "with source: AWS profile; unset = the standard credential chain (env, files, instance role)"
+    )
+    timeout_sec: float = option(60.0, "with source: connect/read timeout of each S3 request, seconds")
+    max_duration_sec: float | None = option(
+        None,
+        "with source: decode at most this many seconds of each track (as standardize-audio's); unset = all",
+    )
+    incremental: bool = option(
+        False,
+        "copy the rows of --base whose audio (size + ETag or sha256) and model are unchanged; embed only new "
+        "and changed tracks; drop removed ones",
+    )
+    base: Path | None = option(None, "with --incremental: the previous version folder to copy rows from")
     postprocess: str = option(
         DEFAULT_POSTPROCESS,
         "corpus post-processing before the L2 norm (fitted on this corpus, applied to queries); center removes "
@@ -154,25 +205,75 @@ def check(cfg: EmbedConfig) -> None:
         raise ConfigError(f"view_sec must be > 0, got {cfg.view_sec}")
     if cfg.frames is not None and not cfg.frame_layers:
         raise ConfigError(f"frames {cfg.frames!r} names no layer; e.g. --frames penultimate")
+    if cfg.engine == "ray":
+        if cfg.processes > 1 or cfg.decode_ahead:
+            raise ConfigError(
+                f"engine ray runs its own workers (ray_workers); processes = {cfg.processes} and decode_ahead = "
+                f"{cfg.decode_ahead} apply to engine local only: set processes: 1, decode_ahead: 0"
+            )
+        ray_settings(cfg).check()
+        if cfg.ray_gpus_per_worker > 0 and cfg.device == "cpu":
+            raise ConfigError(
+                f"ray_gpus_per_worker = {cfg.ray_gpus_per_worker} needs device cuda or auto (got 'cpu')"
+            )
+    if cfg.timeout_sec <= 0 or (cfg.max_duration_sec is not None and cfg.max_duration_sec <= 0):
+        raise ConfigError(
+            f"timeout_sec must be > 0 and max_duration_sec > 0 or unset, got {cfg.timeout_sec}, {cfg.max_duration_sec}"
+        )
+    if cfg.incremental and cfg.base is None:
+        raise ConfigError(
+            "--incremental needs --base <the previous version folder> to copy unchanged rows from"
+        )
+    if cfg.base is not None and not cfg.incremental:
+        raise ConfigError(
+            f"--base {cfg.base} is read only with --incremental; add --incremental or drop --base"
+        )
+    if cfg.incremental and cfg.frame_layers:
+        raise ConfigError(
+            f"--incremental does not copy frames (frames = {cfg.frames!r}): embed the whole catalogue for train-head"
+        )
+
+
+def ray_settings(cfg: EmbedConfig) -> RaySettings:
+    """The Ray engine's settings of an embed config."""
+    return RaySettings(
+        address=cfg.ray_address or None,
+        workers=cfg.ray_workers,
+        cpus_per_worker=cfg.ray_cpus_per_worker,
+        threads_per_worker=cfg.ray_threads_per_worker,
+        gpus_per_worker=cfg.ray_gpus_per_worker,
+        shard_size=cfg.shard_size,
+        shard_attempts=cfg.shard_attempts,
+    )
+
+
+def audio_reader(cfg: EmbedConfig, layout: ArtifactLayout, sample_rate: int) -> TrackAudio:
+    """Where this run reads its tracks: the object store named by ``source``, else the version folder."""
+    return reader_for(
+        layout,
+        sample_rate,
+        source=cfg.source,
+        endpoint_url=cfg.endpoint_url,
+        region=cfg.region,
+        profile=cfg.aws_profile,
+        timeout_sec=cfg.timeout_sec,
+        max_duration_sec=cfg.max_duration_sec,
+    )
 
 
 # ---------------------------------------------------------------- engine: this process
 
 
 def _decoded(
-    layout: ArtifactLayout, rows: Sequence[TrackRow], sample_rate: int, lookahead: int
+    reader: TrackAudio, rows: Sequence[TrackRow], lookahead: int
 ) -> Iterator[Loaded[TrackRow, np.ndarray]]:
     """Each row's mono float32 waveform (or its decode error), in order, decoded up to ``lookahead`` tracks ahead
     by a background thread while the model runs (:func:`research_job.io.prefetch.prefetched`)."""
-
-    def load(row: TrackRow) -> np.ndarray:
-        return np.asarray(load_track_audio(layout, row, sample_rate), dtype=np.float32)
-
-    return prefetched(rows, load, lookahead, catch=TRACK_ERRORS)
+    return prefetched(rows, reader.load, lookahead, catch=TRACK_ERRORS)
 
 
 def _embed_inline(
-    cfg: EmbedConfig, layout: ArtifactLayout, todo: Sequence[TrackRow], encoder: Encoder, ckpt: Checkpoints
+    cfg: EmbedConfig, reader: TrackAudio, todo: Sequence[TrackRow], encoder: Encoder, ckpt: Checkpoints
 ) -> None:
     """Decode, check and embed ``todo`` in batches of ``batch_size`` in this process, committing as it goes."""
     pending: list[tuple[str, np.ndarray]] = []
@@ -183,7 +284,7 @@ def _embed_inline(
             ckpt.absorb(embed_kept(encoder, pending, spec))
             pending.clear()
 
-    decoded = _decoded(layout, todo, encoder.sample_rate, cfg.decode_ahead)
+    decoded = _decoded(reader, todo, cfg.decode_ahead)
     for got in tqdm(decoded, total=len(todo), desc="embed", unit="track", disable=None):
         ckpt.chunk_stats["decode_sec"] += got.seconds
         wav, failure = checked_wave(got.item.track_id, got.value, got.error)
@@ -261,14 +362,9 @@ def _worker_init(factory: Callable[[], Encoder], threads: int, parent_pid: int |
     _WORKER["encoder"] = factory()
 
 
-def _worker_batch(
-    layout: ArtifactLayout,
-    rows: Sequence[TrackRow],
-    sample_rate: int,
-    spec: FrameSpec = FrameSpec(),  # noqa: B008 - frozen
-) -> dict[str, Any]:
+def _worker_batch(reader: TrackAudio, rows: Sequence[TrackRow], spec: FrameSpec) -> dict[str, Any]:
     """Decode, check and embed ``rows`` in a worker process (:func:`research_job.embed_work.embed_rows`)."""
-    return embed_rows(_WORKER["encoder"], rows, lambda row: load_track_audio(layout, row, sample_rate), spec)
+    return embed_rows(_WORKER["encoder"], rows, reader.load, spec)
 
 
 def _usable_cpus() -> int:
@@ -280,10 +376,9 @@ def _usable_cpus() -> int:
 
 def _embed_in_processes(
     cfg: EmbedConfig,
-    layout: ArtifactLayout,
+    reader: TrackAudio,
     todo: Sequence[TrackRow],
     factory: Callable[[], Encoder],
-    sample_rate: int,
     ckpt: Checkpoints,
 ) -> None:
     """Send ``todo`` one track per task to ``cfg.processes`` spawned workers; commit results in submission order.
@@ -303,7 +398,7 @@ def _embed_in_processes(
         window: deque[Future[dict[str, Any]]] = deque()
         it = iter([row] for row in todo)
         for batch in itertools.islice(it, 2 * cfg.processes):
-            window.append(pool.submit(_worker_batch, layout, batch, sample_rate, FrameSpec.of(cfg)))
+            window.append(pool.submit(_worker_batch, reader, batch, FrameSpec.of(cfg)))
         while window:
             try:
                 res = window.popleft().result()
@@ -314,7 +409,7 @@ def _embed_in_processes(
                 ) from e
             nxt = next(it, None)
             if nxt is not None:
-                window.append(pool.submit(_worker_batch, layout, nxt, sample_rate, FrameSpec.of(cfg)))
+                window.append(pool.submit(_worker_batch, reader, nxt, FrameSpec.of(cfg)))
             ckpt.absorb(res)
             bar.update(len(res["ids"]) + len(res["fails"]))
             if ckpt.filled >= cfg.checkpoint_every:
@@ -461,13 +556,23 @@ def _finish(
     encoder: Encoder,
     ckpt: Checkpoints,
     wall_sec: float,
+    *,
+    engine: dict[str, Any],
+    fingerprints: dict[str, Any],
+    plan: Plan | None = None,
 ) -> dict[str, Any]:
-    """Post-process and normalise the committed vectors in metadata order and write the three embedding files.
+    """Post-process and normalise the committed vectors in metadata order and write the embedding files: the raw
+    rows and audio fingerprints (:mod:`research_job.incremental`), then the three of the contract, meta last.
+
+    ``plan``: what an incremental run copied from its base (rows, tag scores, failures), merged here.
 
     Raises:
         ArtifactError: every track failed (before or after post-processing).
     """
-    failures = list(ckpt.failures)
+    if plan is not None:
+        ckpt.done.update(plan.vectors)
+        ckpt.tags.update(plan.tags)
+    failures = list(ckpt.failures) + (list(plan.failures) if plan is not None else [])
     ok_ids = [r.track_id for r in rows if r.track_id in ckpt.done]
     if not ok_ids:
         reasons = "; ".join(f"{f['track_id']}: {f['reason']}" for f in failures[:3])
@@ -487,6 +592,9 @@ def _finish(
     failures.sort(key=lambda f: order.get(f["track_id"], len(order)))  # CSV order, for a stable file
     total = {key: ckpt.previous[key] + ckpt.stats[key] for key in STAT_KEYS}
     total["wall_sec"] = ckpt.previous["wall_sec"] + wall_sec
+    write_sources(layout, raw[keep], ok_ids, fingerprints, rows, engine["source"])
+    if ckpt.work_units:
+        engine = {**engine, "shards": ckpt.work_units}
     meta = write_embeddings(
         layout,
         l2_normalize(x[keep]),
@@ -504,6 +612,11 @@ def _finish(
             "x_realtime": round(total["audio_sec"] / total["wall_sec"], 3) if total["wall_sec"] > 0 else 0.0,
         },
         failures=failures,
+        extra={"engine": engine, "incremental": plan.report() if plan is not None else None},
+        extra_files={
+            "sources": layout.embed_sources.name,
+            "sources_sha256": sha256_file(layout.embed_sources),
+        },
     )
     _write_frames(layout, encoder, ckpt, ok_ids, FrameSpec.of(cfg))
     _write_tags(layout, encoder, ckpt, ok_ids)
@@ -565,18 +678,40 @@ def run(
             "Embeddings in %s are complete for this model and metadata: reusing them", layout.embeddings_dir
         )
         return reused
+    reader = audio_reader(cfg, layout, encoder.sample_rate)
+    fingerprints = reader.fingerprints(rows)
+    plan: Plan | None = None
+    if cfg.incremental:
+        assert cfg.base is not None
+        n_tags = sum(len(b["tags"]) for b in tag_blocks_of(encoder))
+        plan = plan_incremental(
+            cfg.base, rows, fingerprints, model_name=encoder.name, info=encoder.info(), dim=int(encoder.dim),
+            tag_count=n_tags,
+        )  # fmt: skip
     ckpt = Checkpoints(
         layout.embed_checkpoint_dir, checkpoint_spec(encoder, FrameSpec.of(cfg)), on_chunk_committed
     )
-    finished = ckpt.finished()
+    resumed = ckpt.finished()
+    finished = resumed | (plan.copied if plan is not None else set())
     todo = [r for r in rows if r.track_id not in finished]
-    if finished:
-        LOG.info("Resuming: %d tracks already done, %d to go", len(finished), len(todo))
-    if cfg.processes > 1:
-        _embed_in_processes(cfg, layout, todo, encoder_factory, encoder.sample_rate, ckpt)
+    if resumed:
+        LOG.info("Resuming: %d tracks already done, %d to go", len(resumed), len(todo))
+    engine: dict[str, Any] = {"source": {"kind": reader.kind, "url": reader.url}}
+    if cfg.engine == "ray":
+        engine.update(embed_on_ray(ray_settings(cfg), todo, encoder_factory, reader, FrameSpec.of(cfg), ckpt))
+    elif cfg.processes > 1:
+        threads = cfg.threads_per_process or max(1, _usable_cpus() // cfg.processes)
+        engine.update(name="processes", workers=cfg.processes, threads_per_worker=threads)
+        _embed_in_processes(cfg, reader, todo, encoder_factory, ckpt)
     else:
-        _embed_inline(cfg, layout, todo, encoder, ckpt)
-    meta = _finish(cfg, layout, rows, encoder, ckpt, time.perf_counter() - t_start)
+        import torch
+
+        engine.update(name="inline", workers=1, threads_per_worker=int(torch.get_num_threads()))
+        _embed_inline(cfg, reader, todo, encoder, ckpt)
+    meta = _finish(
+        cfg, layout, rows, encoder, ckpt, time.perf_counter() - t_start,
+        engine=engine, fingerprints=fingerprints, plan=plan,
+    )  # fmt: skip
     shutil.rmtree(ckpt.part, ignore_errors=True)
     LOG.info(
         "Embedded %d of %d tracks (%d failed), dim %d",

@@ -13,6 +13,7 @@ import soundfile as sf
 
 from research_job import embeddings, schema
 from research_job.errors import ArtifactError, ConfigError
+from research_job.io.track_audio import VersionFolderAudio
 from research_job.steps import embed
 from research_job.steps.embed import EmbedConfig
 from tests.unit._core_corpus import make_corpus
@@ -196,8 +197,8 @@ def test_complete_output_is_reused_and_a_change_re_embeds(tmp_path: Path) -> Non
 def test_decode_ahead_keeps_order_and_waveforms(tmp_path: Path) -> None:
     common = make_corpus(tmp_path, SR, n=9)
     rows = embed.read_tracks_csv(common.layout.tracks_csv)
-    inline = list(embed._decoded(common.layout, rows, SR, 0))
-    ahead = list(embed._decoded(common.layout, rows, SR, 3))
+    inline = list(embed._decoded(VersionFolderAudio(common.layout, SR), rows, 0))
+    ahead = list(embed._decoded(VersionFolderAudio(common.layout, SR), rows, 3))
     assert (
         [g.item.track_id for g in ahead]
         == [g.item.track_id for g in inline]
