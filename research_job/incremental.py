@@ -152,7 +152,8 @@ def plan(
     base = ArtifactLayout(Path(base_dir))
     out = Plan(base=str(base_dir))
     n = len(rows)
-    out.counts = {"copied": 0, "copied_failures": 0, "embedded_new": 0, "embedded_changed": 0, "removed": 0}
+    out.counts = {"copied": 0, "copied_failures": 0, "embedded_new": 0, "embedded_changed": 0,
+                  "retried_missing": 0, "removed": 0}  # fmt: skip
     try:
         meta, ids, raw, sources = _read_base(base, dim)
     except (OSError, ResearchJobError) as e:
@@ -179,6 +180,9 @@ def plan(
         if tid not in old_fp:
             out.counts["embedded_new"] += 1
             continue
+        if old_fp[tid]["size"] is None:  # its file was missing in the base: try it again
+            out.counts["retried_missing"] += 1
+            continue
         if not same_audio(old_fp[tid], fingerprints.get(tid)):
             out.counts["embedded_changed"] += 1
             continue
@@ -193,12 +197,13 @@ def plan(
         else:  # fingerprinted, neither a row nor a failure: the base was cut short; embed it
             out.counts["embedded_changed"] += 1
     LOG.info(
-        "Incremental from %s: %d copied (%d failures), %d new, %d changed, %d removed",
+        "Incremental from %s: %d copied (%d failures), %d new, %d changed, %d missing before, %d removed",
         base_dir,
         out.counts["copied"] + out.counts["copied_failures"],
         out.counts["copied_failures"],
         out.counts["embedded_new"],
         out.counts["embedded_changed"],
+        out.counts["retried_missing"],
         out.counts["removed"],
     )
     return out
