@@ -19,6 +19,7 @@ dropped. The counts go into ``embeddings_meta.json`` (``incremental``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,9 +40,8 @@ LOG = logging.getLogger(__name__)
 
 
 def same_model(meta: Mapping[str, Any], name: str, info: Mapping[str, Any]) -> bool:
-    """Whether ``embeddings_meta.json``'s model is the encoder ``name`` with ``info()``."""
-    import json
-
+    """Whether ``embeddings_meta.json``'s model is the encoder ``name`` with ``info()`` (name, version, parameters
+    and weights sha256): the test both a finished folder's reuse and an incremental run's copy make."""
     m = meta["model"]
     return bool(
         m["name"] == name

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import logging
 import multiprocessing
 import os
@@ -70,7 +69,7 @@ from research_job.embeddings import (
     write_embeddings,
 )
 from research_job.errors import ArtifactError, ConfigError, ResearchJobError
-from research_job.incremental import Plan, write_sources
+from research_job.incremental import Plan, same_model, write_sources
 from research_job.incremental import plan as plan_incremental
 from research_job.io.prefetch import Loaded, prefetched
 from research_job.io.track_audio import TrackAudio, reader_for
@@ -430,16 +429,9 @@ def _reusable(
         ids = schema.read_artifact(layout.track_ids_json, "track_ids")["track_ids"]
     except (OSError, ResearchJobError):
         return None
-    info = encoder.info()
-    same_model = (
-        meta["model"]["name"] == encoder.name
-        and meta["model"]["version"] == str(info.get("version"))
-        and meta["model"]["params"] == json.loads(json.dumps(info.get("params", {})))
-        and meta["model"]["weights_sha256"] == info.get("weights_sha256")
-    )
     accounted = set(ids) | {f["track_id"] for f in meta["failures"]}
     if (
-        not same_model
+        not same_model(meta, encoder.name, encoder.info())
         or meta["postprocess"]["type"] != cfg.postprocess
         or accounted != {r.track_id for r in rows}
     ):
