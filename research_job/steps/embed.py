@@ -125,22 +125,27 @@ class EmbedConfig:
     shard_attempts: int = option(
         3, "engine ray: dead workers a shard survives before its tracks are tried one by one, then failed"
     )
-    source: str = option(
+    stream_from: str = option(
         "",
         "read each track straight from this object store (s3://bucket/prefix or a folder used as one), fetched "
         "and decoded by the worker like pull-audio + standardize-audio; unset = the version folder's audio",
     )
-    endpoint_url: str | None = option(
-        None, "with source: S3-compatible endpoint (MinIO, moto, ...); unset = AWS"
+    stream_endpoint_url: str | None = option(
+        None, "with stream_from: S3-compatible endpoint (MinIO, moto, ...); unset = AWS"
     )
-    region: str | None = option(None, "with source: AWS region; unset = from the standard AWS configuration")
-    aws_profile: str | None = option(
-        None, "with source: AWS profile; unset = the standard credential chain (env, files, instance role)"
+    stream_region: str | None = option(
+        None, "with stream_from: AWS region; unset = from the standard AWS configuration"
     )
-    timeout_sec: float = option(60.0, "with source: connect/read timeout of each S3 request, seconds")
-    max_duration_sec: float | None = option(
+    stream_aws_profile: str | None = option(
         None,
-        "with source: decode at most this many seconds of each track (as standardize-audio's); unset = all",
+        "with stream_from: AWS profile; unset = the standard credential chain (env, files, instance role)",
+    )
+    stream_timeout_sec: float = option(
+        60.0, "with stream_from: connect/read timeout of each S3 request, seconds"
+    )
+    stream_max_duration_sec: float | None = option(
+        None,
+        "with stream_from: decode at most this many seconds of each track (as standardize-audio's); unset = all",
     )
     incremental: bool = option(
         False,
@@ -215,9 +220,12 @@ def check(cfg: EmbedConfig) -> None:
             raise ConfigError(
                 f"ray_gpus_per_worker = {cfg.ray_gpus_per_worker} needs device cuda or auto (got 'cpu')"
             )
-    if cfg.timeout_sec <= 0 or (cfg.max_duration_sec is not None and cfg.max_duration_sec <= 0):
+    if cfg.stream_timeout_sec <= 0 or (
+        cfg.stream_max_duration_sec is not None and cfg.stream_max_duration_sec <= 0
+    ):
         raise ConfigError(
-            f"timeout_sec must be > 0 and max_duration_sec > 0 or unset, got {cfg.timeout_sec}, {cfg.max_duration_sec}"
+            "stream_timeout_sec must be > 0 and stream_max_duration_sec > 0 or unset, got "
+            f"{cfg.stream_timeout_sec}, {cfg.stream_max_duration_sec}"
         )
     if cfg.incremental and cfg.base is None:
         raise ConfigError(
@@ -247,16 +255,16 @@ def ray_settings(cfg: EmbedConfig) -> RaySettings:
 
 
 def audio_reader(cfg: EmbedConfig, layout: ArtifactLayout, sample_rate: int) -> TrackAudio:
-    """Where this run reads its tracks: the object store named by ``source``, else the version folder."""
+    """Where this run reads its tracks: the object store named by ``stream_from``, else the version folder."""
     return reader_for(
         layout,
         sample_rate,
-        source=cfg.source,
-        endpoint_url=cfg.endpoint_url,
-        region=cfg.region,
-        profile=cfg.aws_profile,
-        timeout_sec=cfg.timeout_sec,
-        max_duration_sec=cfg.max_duration_sec,
+        source=cfg.stream_from,
+        endpoint_url=cfg.stream_endpoint_url,
+        region=cfg.stream_region,
+        profile=cfg.stream_aws_profile,
+        timeout_sec=cfg.stream_timeout_sec,
+        max_duration_sec=cfg.stream_max_duration_sec,
     )
 
 

@@ -130,7 +130,8 @@ def _version(root: Path, name: str, rows: list[TrackRow]) -> CommonConfig:
 
 
 def _s3(moto_s3: Any) -> dict[str, Any]:
-    return {"source": f"s3://{BUCKET}", "endpoint_url": moto_s3.endpoint_url}
+    """embed's options to stream the tracks from the moto store."""
+    return {"stream_from": f"s3://{BUCKET}", "stream_endpoint_url": moto_s3.endpoint_url}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,11 @@ def reference(
     with pytest.MonkeyPatch.context() as mp:
         _aws(mp, tmp_path_factory.mktemp("aws"))
         common = _version(tmp_path_factory.mktemp("ref"), "inline", catalogue)
-        pull_audio.run(PullAudioConfig(common=common, **_s3(moto_s3), workers=4))
+        pull_audio.run(
+            PullAudioConfig(
+                common=common, source=f"s3://{BUCKET}", endpoint_url=moto_s3.endpoint_url, workers=4
+            )
+        )
         standardize_audio.run(StandardizeAudioConfig(common=common))
         embed.run(EmbedConfig(common=common, postprocess="center"))
     return common
@@ -178,8 +183,8 @@ def test_ray_from_s3_equals_inline_and_validates(
            "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
     cli = [str(Path(sys.executable).with_name("research-job")), "embed", "--model", MODEL,
            "--version-dir", str(common.layout.version_dir), "--engine", "ray", "--ray-address", ray_cluster,
-           "--ray-workers", "2", "--shard-size", "4", "--source", f"s3://{BUCKET}",
-           "--endpoint-url", moto_s3.endpoint_url, "--postprocess", "center"]  # fmt: skip
+           "--ray-workers", "2", "--shard-size", "4", "--stream-from", f"s3://{BUCKET}",
+           "--stream-endpoint-url", moto_s3.endpoint_url, "--postprocess", "center"]  # fmt: skip
     done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "testing" not in done.stderr  # no credential in the logs

@@ -420,3 +420,18 @@ def test_one_step_registry_feeds_the_cli_run_and_config() -> None:
 
 def test_layout_version_name() -> None:
     assert layout_mod.version_name("hf:m-a-p/MERT-v1-95M") == "v1_model_hf-m-a-p--MERT-v1-95M"
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_shipped_configs_build_every_section(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each config the repository ships (the demo's, the compose stack's, the DAG's default) names only real
+    steps and fields with valid values: a typo there would fail the first run of whoever relies on it."""
+    from research_job.config import build_config, config_class, load_config_file
+
+    monkeypatch.chdir(REPO)
+    data = load_config_file(REPO / "configs" / path)
+    env = {"RESEARCH_JOB_DATABASE_URL": "postgresql://catalogue@db/catalogue"}  # secrets come from env
+    built = [
+        build_config(config_class(s), file_data=data, section=s, env=env) for s in data if s in registry()
+    ]
+    assert built, f"{path} configures no step"

@@ -10,7 +10,7 @@ Which steps run is decided per run by the params (defaults below, overridable on
 
 - ``embed_source`` unset: pull-audio and standardize-audio fill ``audio_cache/`` and ``audio_wav/`` first, as in
   ``research-job run``. Set (``s3://bucket/prefix``): embed reads each track straight from the object store on
-  the Ray workers (``--source``), and pull-audio, standardize-audio and previews are skipped (previews cut their
+  the Ray workers (``--stream-from``), and pull-audio, standardize-audio and previews are skipped (previews cut their
   excerpts from the pulled files, which then do not exist).
 - ``base_version`` set: embed runs ``--incremental --base <base_version>`` (only new and changed tracks). Embed
   refuses ``--incremental`` with ``embed.frames``, so a run cannot combine it with ``train_head``.
@@ -72,7 +72,7 @@ COMMON_ARGS = "--config '{{ params.config }}'"
 EXTRA_ARGS = {
     "embed": (
         "--engine ray --ray-address '{{ params.ray_address }}'"
-        "{% if params.embed_source %} --source '{{ params.embed_source }}'{% endif %}"
+        "{% if params.embed_source %} --stream-from '{{ params.embed_source }}'{% endif %}"
         "{% if params.base_version %} --incremental --base '{{ params.base_version }}'{% endif %}"
     ),
     "publish": "--to '{{ params.publish_to }}'",
