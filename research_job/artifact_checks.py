@@ -213,6 +213,42 @@ def _check_embeddings(rep: Report, unit_norm_tol: float) -> None:
         rep.vectors, rep.inputs_ok = vectors, True
 
 
+def _check_sources(rep: Report) -> None:
+    """``sources.json`` and ``raw.f32`` (what an incremental run copies from) against the meta and each other:
+    a base whose raw rows or fingerprints are off would copy wrong vectors into the next version."""
+    layout = rep.layout
+    meta = rep.json.get("embeddings_meta")
+    files = meta.get("files", {}) if isinstance(meta, dict) else {}
+    if not files.get("sources"):
+        return  # written before incremental embedding existed
+    where = "embeddings_meta.json files.sources_sha256"
+    if not rep.sha_matches(layout.embed_sources, files.get("sources_sha256"), where):
+        return
+    src = rep.json.get("embed_sources")
+    if not isinstance(src, dict) or "embed_sources" not in rep.valid:
+        return
+    raw = src["raw"]
+    if not rep.sha_matches(layout.raw_f32, raw["sha256"], f"{layout.embed_sources} raw.sha256"):
+        return
+    if raw["count"] != len(rep.ids) or raw["dim"] != rep.dim:
+        rep.add(
+            f"{layout.embed_sources}: raw is {raw['count']} x {raw['dim']}, the embeddings "
+            f"{len(rep.ids)} x {rep.dim}"
+        )
+    elif layout.raw_f32.stat().st_size != raw["count"] * raw["dim"] * 4:
+        rep.add(
+            f"{layout.raw_f32}: {layout.raw_f32.stat().st_size} bytes, not {raw['count']} x {raw['dim']} float32"
+        )
+    listed = [t["track_id"] for t in src["tracks"]]
+    if rep.csv_ids is not None and set(listed) != rep.csv_ids:
+        extra = sorted(set(listed) - rep.csv_ids)[:3]
+        lacking = sorted(rep.csv_ids - set(listed))[:3]
+        rep.add(
+            f"{layout.embed_sources}: fingerprints do not cover {layout.tracks_csv} "
+            f"(not in the CSV: {extra}, without a fingerprint: {lacking})"
+        )
+
+
 def _vectors(rep: Report, path: Path, count: int, dim: int) -> np.ndarray | None:
     """The float32 [count, dim] rows of ``path``, or None (and a problem) when its size disagrees."""
     size = path.stat().st_size
@@ -824,6 +860,7 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4, *, sample: int = 
     rep = Report(layout, sample)
     _check_listing(rep)
     _check_embeddings(rep, unit_norm_tol)
+    _check_sources(rep)
     _check_segments(rep, unit_norm_tol)
     _check_frames(rep)
     _check_head(rep)

@@ -136,6 +136,24 @@ def _eval_other_embeddings(layout: ArtifactLayout) -> None:
     layout.eval_results.write_text(json.dumps(res))
 
 
+def _raw_tampered(layout: ArtifactLayout) -> None:
+    raw = bytearray(layout.raw_f32.read_bytes())
+    raw[5] ^= 0x10
+    layout.raw_f32.write_bytes(bytes(raw))
+
+
+def _sources_lack_a_track(layout: ArtifactLayout) -> None:
+    """A fingerprint dropped, and the meta's checksum forged to match: the cover check must still see it."""
+    from research_job.provenance import sha256_file
+
+    src = json.loads(layout.embed_sources.read_text())
+    src["tracks"] = src["tracks"][1:]
+    layout.embed_sources.write_text(json.dumps(src))
+    meta = json.loads(layout.embeddings_meta.read_text())
+    meta["files"]["sources_sha256"] = sha256_file(layout.embed_sources)
+    layout.embeddings_meta.write_text(json.dumps(meta))
+
+
 CASES: list[tuple[Callable[[ArtifactLayout], None], str, str]] = [
     (_truncate, "embeddings.f32", "expected N x D x 4"),
     (_wrong_count, "embeddings_meta.json", "count 11 != 10"),
@@ -149,6 +167,8 @@ CASES: list[tuple[Callable[[ArtifactLayout], None], str, str]] = [
     (_eval_other_embeddings, "eval_results.json", "embeddings_sha256"),
     (_table_lists_self, "neighbors.i32", "1 rows list themselves, e.g. row 3"),
     (_table_truncated, "neighbors.i32", "bytes, expected count 10 x k 20"),
+    (_raw_tampered, "raw.f32", "sha256 differs from .*sources.json raw.sha256"),
+    (_sources_lack_a_track, "sources.json", "fingerprints do not cover .*without a fingerprint: \\['t00'\\]"),
 ]
 
 
