@@ -30,7 +30,7 @@ NODE_SRC    := $(shell find node_api/src node_api/web -type f \( -name '*.ts' -o
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate report previews validate publish compare-models serve \
         demo-deps demo-piano embed-segments find-similar realmusic-corpus realmusic train-head quality \
-        test test-python test-node lint format bench bench-quick bench-deps bench-report soak timings clean
+        test test-python test-node lint format bench bench-quick bench-deps bench-report bench-ray soak timings clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -172,6 +172,9 @@ bench-quick: bench-deps ## a few minutes on 2 cores -> bench/results/*_quick.jso
 
 bench-report: $(VENV)/.installed ## research-job report on 100k synthetic tracks (~6 min on 2 cores) -> bench/results/report_quick.json
 	$(PY) -m bench.report_bench --quick
+
+bench-ray: $(VENV)/.installed weights ## embed engines local vs Ray (2 actors x 1 CPU, local cluster) on 64 clips: wall, cluster start, scheduling overhead per track and shard, RSS, incremental, 1M-track sizing (~6 min on 2 cores) -> bench/results/ray_quick.json
+	$(PY) -m bench.run --quick --only ray
 
 soak: bench-deps ## the Node API under load while hostile version folders are reloaded (30 s) -> bench/results/soak_quick.json
 	$(PY) -m bench.run --quick --only soak

@@ -14,9 +14,10 @@ from typing import Any
 from bench.common import RESULTS_DIR, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
-ORDER = ["extract", "index", "eval", "report", "node", "soak"]
+ORDER = ["extract", "ray", "index", "eval", "report", "node", "soak"]
 MODULES = {
     "extract": "extract_bench",
+    "ray": "ray_bench",
     "index": "index_bench",
     "eval": "eval_bench",
     "report": "report_bench",

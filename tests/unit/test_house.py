@@ -435,3 +435,12 @@ def test_shipped_configs_build_every_section(path: str, monkeypatch: pytest.Monk
         build_config(config_class(s), file_data=data, section=s, env=env) for s in data if s in registry()
     ]
     assert built, f"{path} configures no step"
+
+
+def test_run_keeps_the_flags_of_the_pipeline_inputs() -> None:
+    """``run`` gives a flag only to a field exactly one step has: a step that reuses another's field name takes
+    that flag off ``run`` (as embed's ``source`` once took ``--source``). The inputs a newcomer passes on the
+    command line must stay."""
+    out = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200).output
+    for flag in ("--database-url", "--csv-path", "--source", "--endpoint-url", "--stream-from", "--engine"):
+        assert f"{flag} " in out, flag
