@@ -14,7 +14,8 @@ actor gets its own copy:
 
 A fingerprint is ``{"size", "etag", "sha256"}`` of a track's original file (either hash may be None);
 :func:`same_audio` compares two. :meth:`TrackAudio.fingerprints` gives every row's without decoding: the
-version folder hashes its cached originals (and takes the ETag pull-audio recorded); the store lists its
+version folder takes the size and ETag pull-audio recorded (hashing a cached original only when there is no
+ETag for it or its size differs from the recorded one); the store lists its
 objects (S3: size and ETag, from ``ListObjectsV2`` pages of 1000; a local folder: size and sha256).
 """
 
@@ -22,9 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from research_job.errors import AudioDecodeError
 from research_job.io.audio import cached_path, decode_audio, load_track_audio
+from research_job.io.retry import Attempts
 from research_job.io.storage import ObjectNotFound, ObjectStore, TransientStorageError, open_store
 from research_job.layout import ArtifactLayout, id_file_name
 from research_job.metadata import TrackRow
@@ -94,21 +94,25 @@ class VersionFolderAudio:
         return np.asarray(load_track_audio(self.layout, row, self.sample_rate), dtype=np.float32)
 
     def fingerprints(self, rows: Sequence[TrackRow]) -> dict[str, Fingerprint | None]:
-        etags: dict[str, str | None] = {}
+        """Size and the ETag pull-audio recorded for a cached original of the recorded size, without reading it
+        (hashing a million originals on every run would cost more than embedding the few that changed); the
+        sha256 of the file when the report has no ETag for it or the size differs."""
+        pulled: dict[str, tuple[int | None, str | None]] = {}
         try:
             report = json.loads(self.layout.pull_report.read_text(encoding="utf-8"))
-            etags = {t["track_id"]: t.get("etag") for t in report.get("tracks", [])}
+            pulled = {t["track_id"]: (t.get("size_bytes"), t.get("etag")) for t in report.get("tracks", [])}
         except (OSError, ValueError, TypeError, KeyError):
             pass  # no or unreadable pull report: the sha256 alone identifies the file
         out: dict[str, Fingerprint | None] = {}
         for row in rows:
             src = cached_path(self.layout, row)
             try:
-                out[row.track_id] = {
-                    "size": src.stat().st_size,
-                    "etag": etags.get(row.track_id),
-                    "sha256": sha256_file(src),
-                }
+                size = src.stat().st_size
+                rec_size, etag = pulled.get(row.track_id, (None, None))
+                if etag and rec_size == size:
+                    out[row.track_id] = {"size": size, "etag": etag, "sha256": None}
+                else:
+                    out[row.track_id] = {"size": size, "etag": None, "sha256": sha256_file(src)}
             except OSError:
                 out[row.track_id] = None
         return out
@@ -155,19 +159,14 @@ class StoreAudio:
         return self.store.url
 
     def _fetch(self, key: str, dest: Path) -> None:
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                got = self.store.get_to_file(key, dest)
-                if dest.stat().st_size != got.size:
-                    raise TransientStorageError(
-                        f"short read of {key!r}: {dest.stat().st_size} bytes, expected {got.size}"
-                    )
-                return
-            except TransientStorageError:
-                if attempt == self.max_attempts:
-                    raise
-                delay = self.backoff_sec * 2 ** (attempt - 1)
-                time.sleep(min(30.0, delay * (0.5 + random.random())))
+        def get() -> None:
+            got = self.store.get_to_file(key, dest)
+            if dest.stat().st_size != got.size:
+                raise TransientStorageError(
+                    f"short read of {key!r}: {dest.stat().st_size} bytes, expected {got.size}"
+                )
+
+        Attempts(self.max_attempts, self.backoff_sec).call(get)
 
     def load(self, row: TrackRow) -> np.ndarray:
         """Fetch ``row``'s object into a temporary file, decode it at the reader's rate, delete it.

@@ -20,18 +20,17 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tqdm import tqdm
 
 from research_job.config import CommonConfig, option
 from research_job.errors import ConfigError, StorageError
+from research_job.io.retry import Attempts
 from research_job.io.storage import ObjectInfo, ObjectNotFound, ObjectStore, TransientStorageError, open_store
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
@@ -40,9 +39,6 @@ from research_job.schema import write_artifact
 from research_job.steps import Step
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-#: longest single backoff delay, seconds
-MAX_BACKOFF_SEC = 30.0
 
 
 @dataclass(frozen=True)
@@ -80,38 +76,6 @@ def check(cfg: PullAudioConfig) -> None:
 
 class VerificationError(TransientStorageError):
     """A downloaded file does not match the size or checksum the store announced (retried)."""
-
-
-def backoff_delay(attempt: int, base: float, rng: random.Random | None = None) -> float:
-    """Delay before retry number ``attempt`` (1-based): ``base * 2**(attempt-1)`` capped, times U(0.5, 1.5)."""
-    r = rng.random() if rng is not None else random.random()
-    return min(MAX_BACKOFF_SEC, base * 2 ** (attempt - 1)) * (0.5 + r)
-
-
-class _Attempts:
-    """Counts requests for one track and retries transient errors with backoff."""
-
-    def __init__(self, max_attempts: int, backoff_sec: float) -> None:
-        self.max_attempts, self.backoff_sec, self.count = max_attempts, backoff_sec, 0
-
-    def call(self, fn: Callable[[], T]) -> T:
-        for attempt in range(1, self.max_attempts + 1):
-            self.count += 1
-            try:
-                return fn()
-            except TransientStorageError as e:
-                if attempt == self.max_attempts:
-                    raise
-                delay = backoff_delay(attempt, self.backoff_sec)
-                log.debug(
-                    "transient error (attempt %d/%d), retry in %.2fs: %s",
-                    attempt,
-                    self.max_attempts,
-                    delay,
-                    e,
-                )
-                time.sleep(delay)
-        raise AssertionError("unreachable")
 
 
 def _file_digest(path: Path, algo: str) -> str:
@@ -156,7 +120,7 @@ def pull_one(
     """Pull one track into the cache; never raises for a per-track problem. Returns its report entry."""
     t0 = time.perf_counter()
     dest = layout.cached_audio(row.album_id, row.track_id, row.audio_ext)
-    tries = _Attempts(max_attempts, backoff_sec)
+    tries = Attempts(max_attempts, backoff_sec)
     entry: dict[str, Any] = {
         "track_id": row.track_id,
         "album_id": row.album_id,

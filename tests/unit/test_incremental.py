@@ -173,3 +173,23 @@ def test_a_base_that_is_not_a_folder_is_named(tmp_path: Path) -> None:
     common = _folder(tmp_path / "v")
     with pytest.raises(ArtifactError, match="is not a folder"):
         embed.run(_cfg(common, tmp_path / "no-such-version"), encoder=FakeEncoder())
+
+
+def test_version_folder_fingerprints_take_the_pulled_etag_and_hash_only_without_one(tmp_path: Path) -> None:
+    from research_job.io.track_audio import VersionFolderAudio
+    from research_job.provenance import sha256_file
+
+    common = _folder(tmp_path / "v", n=3)
+    rows = read_tracks_csv(common.layout.tracks_csv)
+    size = cached_path(common.layout, rows[0]).stat().st_size
+    tracks = [
+        {"track_id": "t00", "size_bytes": size, "etag": '"abc"'},  # as pulled: the ETag is trusted
+        {"track_id": "t01", "size_bytes": size + 1, "etag": '"def"'},  # the file changed since: hashed
+        {"track_id": "t02", "size_bytes": size, "etag": None},  # a store without ETags: hashed
+    ]
+    common.layout.pull_report.parent.mkdir(parents=True, exist_ok=True)
+    common.layout.pull_report.write_text(json.dumps({"tracks": tracks}))
+    fp = VersionFolderAudio(common.layout, SR).fingerprints(rows)
+    assert fp["t00"] == {"size": size, "etag": '"abc"', "sha256": None}
+    for t, r in (("t01", rows[1]), ("t02", rows[2])):
+        assert fp[t] == {"size": size, "etag": None, "sha256": sha256_file(cached_path(common.layout, r))}
