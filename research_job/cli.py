@@ -111,7 +111,7 @@ def cli(verbose: bool) -> None:
     """Turn a music catalogue into versioned similarity-search artifacts.
 
     \b
-    Steps of `run`: export-metadata -> pull-audio -> standardize-audio -> embed -> build-index -> evaluate -> validate
+    Steps of `run`: {steps}
     Every command works in <artifacts-root>/v1_model_<MODEL>, or in --version-dir when given.
     Example:
       research-job run --config configs/demo.yaml
@@ -150,6 +150,7 @@ def _make_step_command(step: Step) -> click.Command:
 
 for _step in registry().values():
     cli.add_command(_make_step_command(_step))
+cli.help = (cli.help or "").replace("{steps}", " -> ".join(s.command for s in pipeline()))
 
 
 def _run_fields() -> dict[str, set[str]]:

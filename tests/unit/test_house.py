@@ -444,3 +444,8 @@ def test_run_keeps_the_flags_of_the_pipeline_inputs() -> None:
     out = CliRunner().invoke(cli, ["run", "--help"], terminal_width=200).output
     for flag in ("--database-url", "--csv-path", "--source", "--endpoint-url", "--stream-from", "--engine"):
         assert f"{flag} " in out, flag
+
+
+def test_top_level_help_names_the_steps_of_run_in_order() -> None:
+    out = CliRunner().invoke(cli, ["--help"], terminal_width=250).output
+    assert "Steps of `run`: " + " -> ".join(s.command for s in pipeline()) in out
