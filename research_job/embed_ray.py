@@ -20,7 +20,8 @@ number of retries is bounded. A Python error outside a track's own work (the mod
 with an :class:`~research_job.errors.ArtifactError`; the finished shards stay committed.
 
 The cluster: ``address`` joins a running one (``host:port`` from ``ray start --head``, or ``ray://host:10001``
-for Ray Client); unset, a local one with ``workers x cpus_per_worker`` CPUs is started for the run and shut down
+for Ray Client, or ``auto``); unset, the cluster named by ``RAY_ADDRESS`` when set (as in a RayJob or under
+``ray job submit``), else a local one with ``workers x cpus_per_worker`` CPUs, started for the run and shut down
 after it.
 """
 
@@ -144,9 +145,11 @@ def _connect(settings: RaySettings) -> bool:
         "log_to_driver": True,
         "logging_level": logging.WARNING,
     }
+    # RAY_ADDRESS is how Ray tells a job where its cluster is (a RayJob's submitter, `ray job submit`)
+    address = settings.address or os.environ.get("RAY_ADDRESS", "").strip()
     try:
-        if settings.address:
-            ray.init(address=settings.address, **kwargs)
+        if address:
+            ray.init(address=address, **kwargs)
         else:
             ray.init(
                 num_cpus=max(1, math.ceil(settings.workers * settings.cpus_per_worker)),
@@ -154,7 +157,7 @@ def _connect(settings: RaySettings) -> bool:
                 **kwargs,
             )
     except (ConnectionError, RuntimeError, ValueError) as e:
-        where = settings.address or "a local cluster"
+        where = address or "a local cluster"
         raise ConfigError(f"Cannot start or join the Ray cluster at {where}: {e}") from e
     return True
 
@@ -181,6 +184,21 @@ def embed_on_ray(
     from ray.exceptions import RayActorError, RayTaskError
 
     settings.check()
+    record = {
+        "name": "ray",
+        "cluster": settings.address or os.environ.get("RAY_ADDRESS", "").strip() or "local",
+        "workers": settings.workers,
+        "cpus_per_worker": settings.cpus_per_worker,
+        "threads_per_worker": settings.threads,
+        "gpus_per_worker": settings.gpus_per_worker,
+        "hosts": [],
+        "shard_size": settings.shard_size,
+        "retries": 0,
+        "isolated_tracks": 0,
+    }
+    if not todo:  # resumed or copied in full: no cluster, no model loads
+        LOG.info("Nothing to embed on Ray: every track is checkpointed or copied")
+        return record
     started = _connect(settings)
     actors: list[Any] = []
     retries = 0
@@ -252,14 +270,8 @@ def embed_on_ray(
         if started:
             ray.shutdown()
     return {
-        "name": "ray",
-        "cluster": settings.address or "local",
-        "workers": settings.workers,
-        "cpus_per_worker": settings.cpus_per_worker,
-        "threads_per_worker": settings.threads,
-        "gpus_per_worker": settings.gpus_per_worker,
+        **record,
         "hosts": sorted({h["host"] for h in hosts}),
-        "shard_size": settings.shard_size,
         "retries": retries,
         "isolated_tracks": isolated,
     }

@@ -112,8 +112,8 @@ class EmbedConfig:
     )
     ray_address: str | None = option(
         None,
-        "engine ray: the cluster to join (host:port of `ray start --head`, or ray://host:10001); unset = start a "
-        "local one for the run",
+        "engine ray: the cluster to join (host:port of `ray start --head`, ray://host:10001, or auto); unset = "
+        "$RAY_ADDRESS when set (a RayJob, `ray job submit`), else a local cluster started for the run",
     )
     ray_workers: int = option(2, "engine ray: actors, each with its own model copy")
     ray_cpus_per_worker: float = option(1.0, "engine ray: CPUs Ray reserves for each actor")

@@ -213,17 +213,24 @@ def test_ray_from_s3_equals_inline_and_validates(
 
 
 def test_ray_from_version_folder_same_reasons(
-    catalogue: list[TrackRow], reference: CommonConfig, ray_cluster: str, tmp_path: Path
+    catalogue: list[TrackRow],
+    reference: CommonConfig,
+    ray_cluster: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Read from a shared version folder (the pulled files), the failures are the inline ones, reasons included."""
+    """Read from a shared version folder (the pulled files), the failures are the inline ones, reasons included.
+    The cluster is named by RAY_ADDRESS only, as a RayJob or `ray job submit` names it."""
     common = _version(tmp_path, "ray_folder", catalogue)
     import shutil
 
     for sub in ("audio_cache", "audio_wav"):
         shutil.copytree(reference.layout.version_dir / sub, common.layout.version_dir / sub)
     shutil.copy(reference.layout.pull_report, common.layout.pull_report)
-    embed.run(EmbedConfig(common=common, engine="ray", ray_address=ray_cluster, shard_size=5))
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
+    embed.run(EmbedConfig(common=common, engine="ray", shard_size=5))
     ref_meta, meta = _same_rows(reference, common)
+    assert meta["engine"]["cluster"] == ray_cluster
     root_a, root_b = str(reference.layout.version_dir), str(common.layout.version_dir)
     assert [{**f, "reason": f["reason"].replace(root_b, root_a)} for f in meta["failures"]] == ref_meta[
         "failures"

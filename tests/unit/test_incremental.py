@@ -193,3 +193,14 @@ def test_version_folder_fingerprints_take_the_pulled_etag_and_hash_only_without_
     assert fp["t00"] == {"size": size, "etag": '"abc"', "sha256": None}
     for t, r in (("t01", rows[1]), ("t02", rows[2])):
         assert fp[t] == {"size": size, "etag": None, "sha256": sha256_file(cached_path(common.layout, r))}
+
+
+def test_ray_engine_with_nothing_to_embed_starts_no_cluster(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    base = _folder(tmp_path / "base")
+    embed.run(_cfg(base), encoder=FakeEncoder())
+    new = _folder(tmp_path / "new", like=base)
+    meta = embed.run(_cfg(new, base.layout.version_dir, engine="ray"), encoder=FakeEncoder())
+    assert not ray.is_initialized()
+    assert meta["engine"]["name"] == "ray" and meta["engine"]["hosts"] == []
+    assert meta["incremental"]["copied"] == 8
