@@ -12,8 +12,9 @@ Every embed run writes, beside ``embeddings.f32``:
 :func:`plan` compares a base folder with the tracks and fingerprints of a new run: a track whose fingerprint is
 the same (:func:`~research_job.io.track_audio.same_audio`) and whose base model is this one (name, version,
 parameters, weights sha256) gets its raw vector and tag scores copied, or, when it failed in the base, the
-same failure (the same bytes through the same model fail the same way; a track whose file was missing has no
-fingerprint and is always tried again). New and changed tracks are embedded; tracks absent from the metadata are
+same failure (the same bytes through the same model fail the same way), unless it failed only after the corpus
+post-processing, which the new corpus may not repeat; a track whose file was missing has no fingerprint and is
+always tried again. New and changed tracks are embedded; tracks absent from the metadata are
 dropped. The counts go into ``embeddings_meta.json`` (``incremental``).
 """
 
@@ -37,6 +38,10 @@ from research_job.metadata import TrackRow
 from research_job.provenance import sha256_bytes, sha256_file
 
 LOG = logging.getLogger(__name__)
+
+#: the failure stage that depends on the corpus, not on the track alone (a vector near zero after the corpus
+#: post-processing): such a failure is never copied, the track is embedded again
+CORPUS_STAGE = "validate"
 
 
 def same_model(meta: Mapping[str, Any], name: str, info: Mapping[str, Any]) -> bool:
@@ -153,7 +158,7 @@ def plan(
     out = Plan(base=str(base_dir))
     n = len(rows)
     out.counts = {"copied": 0, "copied_failures": 0, "embedded_new": 0, "embedded_changed": 0,
-                  "retried_missing": 0, "removed": 0}  # fmt: skip
+                  "retried_missing": 0, "retried_failures": 0, "removed": 0}  # fmt: skip
     try:
         meta, ids, raw, sources = _read_base(base, dim)
     except (OSError, ResearchJobError) as e:
@@ -191,19 +196,23 @@ def plan(
             if tag_count:
                 out.tags[tid] = tags[tid]
             out.counts["copied"] += 1
+        elif tid in base_failures and base_failures[tid]["stage"] == CORPUS_STAGE:
+            out.counts["retried_failures"] += 1  # failed only once centred on that corpus: try again
         elif tid in base_failures:
             out.failures.append(dict(base_failures[tid]))
             out.counts["copied_failures"] += 1
         else:  # fingerprinted, neither a row nor a failure: the base was cut short; embed it
             out.counts["embedded_changed"] += 1
     LOG.info(
-        "Incremental from %s: %d copied (%d failures), %d new, %d changed, %d missing before, %d removed",
+        "Incremental from %s: %d copied (%d failures), %d new, %d changed, %d missing before, %d failed once "
+        "centred, %d removed",
         base_dir,
         out.counts["copied"] + out.counts["copied_failures"],
         out.counts["copied_failures"],
         out.counts["embedded_new"],
         out.counts["embedded_changed"],
         out.counts["retried_missing"],
+        out.counts["retried_failures"],
         out.counts["removed"],
     )
     return out

@@ -333,8 +333,8 @@ def test_incremental_on_ray_embeds_only_new_and_changed(
     meta = embed.run(cfg)
     inc = meta["incremental"]
     assert inc == {"base": str(base.layout.version_dir), "copied": N_GOOD - 2, "copied_failures": 2,
-                   "embedded_new": 1, "embedded_changed": 1, "retried_missing": 1, "removed": 1,
-                   "reason": None}  # fmt: skip
+                   "embedded_new": 1, "embedded_changed": 1, "retried_missing": 1, "retried_failures": 0,
+                   "removed": 1, "reason": None}  # fmt: skip
     assert sorted(s["tracks"] for s in meta["engine"]["shards"]) == [1, 1, 1]  # t01, t20 and the missing t14
     dim = meta["dim"]
     raw_base = dict(

@@ -204,3 +204,35 @@ def test_ray_engine_with_nothing_to_embed_starts_no_cluster(tmp_path: Path) -> N
     assert not ray.is_initialized()
     assert meta["engine"]["name"] == "ray" and meta["engine"]["hosts"] == []
     assert meta["incremental"]["copied"] == 8
+
+
+def test_a_failure_of_the_corpus_post_processing_is_tried_again(tmp_path: Path) -> None:
+    """A track rejected only once centred (stage validate) failed because of that corpus, not of its audio."""
+    from research_job.provenance import sha256_bytes
+
+    base = _folder(tmp_path / "base")
+    embed.run(_cfg(base), encoder=FakeEncoder())
+    lay = base.layout  # make t03 a validate-stage failure of the base, as _finish writes one
+    ids = json.loads(lay.track_ids_json.read_text())
+    raw = np.fromfile(lay.raw_f32, dtype="<f4").reshape(8, -1)
+    keep = [i for i, t in enumerate(ids["track_ids"]) if t != "t03"]
+    data = np.ascontiguousarray(raw[keep]).tobytes()
+    lay.raw_f32.write_bytes(data)
+    src = json.loads(lay.embed_sources.read_text())
+    src["raw"].update(sha256=sha256_bytes(data), count=7)
+    lay.embed_sources.write_text(json.dumps(src))
+    lay.track_ids_json.write_text(
+        json.dumps({**ids, "track_ids": [ids["track_ids"][i] for i in keep], "count": 7})
+    )
+    meta = json.loads(lay.embeddings_meta.read_text())
+    meta["failures"] = [
+        {"track_id": "t03", "stage": "validate", "reason": "near-zero vector after postprocess"}
+    ]
+    meta["count"] = 7
+    lay.embeddings_meta.write_text(json.dumps(meta))
+
+    new = _folder(tmp_path / "new", like=base)
+    enc = CountingEncoder()
+    out = embed.run(_cfg(new, lay.version_dir), encoder=enc)
+    assert out["incremental"]["retried_failures"] == 1 and out["incremental"]["copied"] == 7
+    assert enc.firsts == [_first(new, "t03")] and out["failures"] == []
