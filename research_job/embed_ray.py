@@ -150,13 +150,16 @@ def _connect(settings: RaySettings) -> bool:
     try:
         if address:
             ray.init(address=address, **kwargs)
-        else:
+        else:  # "local": a new cluster of our own, never one that `ray start` left running on this machine
             ray.init(
+                address="local",
                 num_cpus=max(1, math.ceil(settings.workers * settings.cpus_per_worker)),
                 num_gpus=math.ceil(settings.workers * settings.gpus_per_worker),
                 **kwargs,
             )
-    except (ConnectionError, RuntimeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - Ray raises bare Exception on start-up timeouts too
+        with contextlib.suppress(Exception):
+            ray.shutdown()
         where = address or "a local cluster"
         raise ConfigError(f"Cannot start or join the Ray cluster at {where}: {e}") from e
     return True
@@ -229,11 +232,12 @@ def embed_on_ray(
         load = [0] * len(actors)
         with tqdm(total=len(todo), desc="embed (ray)", unit="track", disable=None) as bar:
             while queue or in_flight:
-                for i, actor in enumerate(actors):
-                    while queue and load[i] < PER_ACTOR_IN_FLIGHT:
-                        shard = queue.popleft()
-                        in_flight[actor.embed.remote(shard.rows, spec)] = (shard, i)
-                        load[i] += 1
+                for _ in range(PER_ACTOR_IN_FLIGHT):  # deal one shard per actor per round: none sits idle
+                    for i, actor in enumerate(actors):
+                        if queue and load[i] < PER_ACTOR_IN_FLIGHT:
+                            shard = queue.popleft()
+                            in_flight[actor.embed.remote(shard.rows, spec)] = (shard, i)
+                            load[i] += 1
                 (ref,), _ = ray.wait(list(in_flight), num_returns=1)
                 shard, i = in_flight.pop(ref)
                 load[i] -= 1

@@ -84,6 +84,11 @@ def reason_of(e: BaseException) -> str:
     return msg if isinstance(e, ResearchJobError) else f"{type(e).__name__}: {msg}"
 
 
+#: the reason of a track rejected only after the corpus post-processing (its vector near zero once centred or
+#: whitened on that corpus): the one failure that depends on the other tracks, not on the track alone
+POSTPROCESS_REASON = "near-zero vector after postprocess"
+
+
 def failure_entry(track_id: str, stage: str, reason: str) -> dict[str, str]:
     return {"track_id": track_id, "stage": stage, "reason": reason}
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from research_job import schema
+from research_job.embed_work import POSTPROCESS_REASON
 from research_job.errors import ArtifactError, ResearchJobError
 from research_job.io.atomic import write_bytes
 from research_job.io.track_audio import Fingerprint, same_audio
@@ -38,10 +39,6 @@ from research_job.metadata import TrackRow
 from research_job.provenance import sha256_bytes, sha256_file
 
 LOG = logging.getLogger(__name__)
-
-#: the failure stage that depends on the corpus, not on the track alone (a vector near zero after the corpus
-#: post-processing): such a failure is never copied, the track is embedded again
-CORPUS_STAGE = "validate"
 
 
 def same_model(meta: Mapping[str, Any], name: str, info: Mapping[str, Any]) -> bool:
@@ -196,7 +193,7 @@ def plan(
             if tag_count:
                 out.tags[tid] = tags[tid]
             out.counts["copied"] += 1
-        elif tid in base_failures and base_failures[tid]["stage"] == CORPUS_STAGE:
+        elif tid in base_failures and base_failures[tid]["reason"] == POSTPROCESS_REASON:
             out.counts["retried_failures"] += 1  # failed only once centred on that corpus: try again
         elif tid in base_failures:
             out.failures.append(dict(base_failures[tid]))

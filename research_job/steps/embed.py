@@ -48,6 +48,7 @@ from research_job.augment import CHAINS, describe
 from research_job.config import CommonConfig, check_choices, option
 from research_job.embed_ray import RaySettings, embed_on_ray
 from research_job.embed_work import (
+    POSTPROCESS_REASON,
     STAT_KEYS,
     TRACK_ERRORS,
     Checkpoints,
@@ -581,10 +582,7 @@ def _finish(
     blocks = encoder.info().get("params", {}).get("blocks")  # a fusion's member dimensions
     x, pp_meta = postprocess_corpus(layout, raw, cfg.postprocess, blocks)
     keep = np.linalg.norm(x, axis=1) >= MIN_NORM
-    failures += [
-        failure_entry(str(t), "validate", "near-zero vector after postprocess")
-        for t in np.asarray(ok_ids)[~keep]
-    ]
+    failures += [failure_entry(str(t), "validate", POSTPROCESS_REASON) for t in np.asarray(ok_ids)[~keep]]
     ok_ids = [t for t, k in zip(ok_ids, keep, strict=True) if k]
     if not ok_ids:
         raise ArtifactError(f"All {len(rows)} tracks failed to embed")
@@ -663,14 +661,19 @@ def run(
     rows = read_tracks_csv(layout.tracks_csv)
     if not rows:
         raise ArtifactError(f"{layout.tracks_csv} has no tracks")
+    driver_factory = encoder_factory
     if encoder_factory is None:
         from research_job.models.registry import load_model
 
         # only a non-default device is passed on: weight-less backends take no options
         device_kw = {"device": cfg.device} if cfg.device != "cpu" else {}
         encoder_factory = functools.partial(load_model, cfg.common.model, **device_kw)
+        # the Ray driver only reads the model's facts (name, dim, rate, info): on its CPU, whatever the workers use
+        driver_factory = (
+            functools.partial(load_model, cfg.common.model) if cfg.engine == "ray" else encoder_factory
+        )
     if encoder is None:
-        encoder = encoder_factory()
+        encoder = driver_factory()
     check_frame_encoder(encoder, FrameSpec.of(cfg))
     reused = _reusable(layout, encoder, cfg, rows)
     if reused is not None:

@@ -220,7 +220,8 @@ def test_ray_from_version_folder_same_reasons(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Read from a shared version folder (the pulled files), the failures are the inline ones, reasons included.
-    The cluster is named by RAY_ADDRESS only, as a RayJob or `ray job submit` names it."""
+    The cluster is named by RAY_ADDRESS only, as a RayJob or `ray job submit` names it; two shards go to two
+    actors."""
     common = _version(tmp_path, "ray_folder", catalogue)
     import shutil
 
@@ -228,9 +229,11 @@ def test_ray_from_version_folder_same_reasons(
         shutil.copytree(reference.layout.version_dir / sub, common.layout.version_dir / sub)
     shutil.copy(reference.layout.pull_report, common.layout.pull_report)
     monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
-    embed.run(EmbedConfig(common=common, engine="ray", shard_size=5))
+    half = -(-len(catalogue) // 2)  # two shards for two actors: each must get one (none idles)
+    embed.run(EmbedConfig(common=common, engine="ray", shard_size=half))
     ref_meta, meta = _same_rows(reference, common)
     assert meta["engine"]["cluster"] == ray_cluster
+    assert len({s["worker"]["pid"] for s in meta["engine"]["shards"]}) == 2, meta["engine"]["shards"]
     root_a, root_b = str(reference.layout.version_dir), str(common.layout.version_dir)
     assert [{**f, "reason": f["reason"].replace(root_b, root_a)} for f in meta["failures"]] == ref_meta[
         "failures"
