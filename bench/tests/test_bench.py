@@ -247,3 +247,103 @@ def test_soak_hostile_folders_differ_and_install_restores_the_good_one(tmp_path:
         assert snapshot(live) != want, name
         soak_bench._install(good, live)
         assert snapshot(live) == want, name
+
+
+def test_ray_sizing_hours_hand_worked_and_refuses_bad_counts() -> None:
+    from bench.ray_bench import sizing_hours
+
+    # 1M tracks x 240 s x 0.05 worker-s per audio s = 12M worker-s; over 8 workers = 1.5M s = 416.67 h
+    assert sizing_hours(1_000_000, 240.0, 0.05, 8) == pytest.approx(416.6667, rel=1e-5)
+    # + 0.36 worker-s per track: 1M x (12 + 0.36) / 8 / 3600 = 429.17 h
+    assert sizing_hours(1_000_000, 240.0, 0.05, 8, 0.36) == pytest.approx(429.1667, rel=1e-5)
+    assert sizing_hours(1000, 30.0, 0.1, 2) == pytest.approx(1000 * 3.0 / 2 / 3600)
+    for bad in ((0, 240.0, 0.05, 8), (10, 240.0, 0.05, 0), (10, 0.0, 0.05, 8), (10, 240.0, 0.0, 8)):
+        with pytest.raises(ValueError, match="sizing_hours"):
+            sizing_hours(*bad)
+    with pytest.raises(ValueError, match="overhead"):
+        sizing_hours(10, 240.0, 0.05, 8, -1.0)
+
+
+def test_ray_overheads_hand_worked() -> None:
+    from bench.ray_bench import per_shard_overhead, sched_overhead
+
+    # 10 s phase, 16 busy s over 2 workers = 8 s busy wall; 2 s idle over 64 tracks
+    assert sched_overhead(10.0, 16.0, 2, 64) == pytest.approx(2.0 / 64)
+    # the busiest actor idle 3.0 s over 8 shards vs 1.0 s over 1 shard -> 2 s / 7 extra shards
+    small = {"idle_sec": 3.0, "shards": 8}
+    large = {"idle_sec": 1.0, "shards": 1}
+    assert per_shard_overhead(small, large) == pytest.approx(2.0 / 7)
+    assert per_shard_overhead(small, {**small}) is None
+    with pytest.raises(ValueError):
+        sched_overhead(1.0, 1.0, 0, 1)
+
+
+def test_ray_incremental_tracks_change_evenly_spaced_ids_and_add_rows() -> None:
+    from bench.ray_bench import incremental_tracks
+
+    base = [{"track_id": f"t{i:05d}", "file": f"/a/{i}.flac"} for i in range(8)]
+    out, changed = incremental_tracks(base, ["/c/0.mp3", "/c/1.mp3"], ["/n/0.ogg"])
+    assert changed == ["t00002", "t00006"]
+    assert [t["file"] for t in out if t["track_id"] in changed] == ["/c/0.mp3", "/c/1.mp3"]
+    assert out[-1] == {"track_id": "t00008", "file": "/n/0.ogg"} and len(out) == 9
+    assert base[2]["file"] == "/a/2.flac"  # the base list is not modified
+    assert sum(a != b for a, b in zip(base, out[:8], strict=True)) == 2
+
+
+def test_ray_markdown_tables_from_a_hand_made_result() -> None:
+    from bench import ray_bench
+
+    def s(v: float) -> dict[str, float]:
+        return {"median": v, "p95": v * 1.1, "min": v, "max": v, "n": 2}
+
+    local = {
+        "config": "local processes=1", "status": "ok", "n_tracks": 64, "audio_sec": 1280.0, "wall_sec": s(20.0),
+        "tracks_per_sec": s(3.2), "x_realtime": s(64.0), "wall_ratio_to_reference": 1.0,
+        "non_compute_per_track_sec": s(0.05), "peak_rss_driver": 400 * 2**20,
+    }  # fmt: skip
+    ray = {
+        **local, "config": "ray 2x1 shard=32", "wall_sec": s(30.0), "wall_ratio_to_reference": 1.5,
+        "cluster_start_sec": s(4.5), "actors_ready_sec": s(3.25), "phase_sec": s(15.0), "teardown_sec": s(1.5),
+        "shards": 2, "actor_shards": [2, 0], "imbalance": s(2.0), "sched_overhead_per_track_sec": s(0.012), "peak_rss_actors": {"1": 350 * 2**20, "2": 360 * 2**20},
+        "peak_rss_descendants_total": 1400 * 2**20, "workers": 2,
+    }  # fmt: skip
+    broken = {"config": "ray 2x1 shard=4", "status": "error", "error": "Traceback ... ConfigError: boom"}
+    inc = {
+        "config": "ray 2x1 shard=32 --incremental", "full_config": "ray 2x1 shard=32", "wall_sec": s(12.0),
+        "wall_ratio_to_full": 0.4, "cluster_start_sec": s(4.0),
+        "counts": {"base": "/x", "copied": 62, "embedded_new": 2, "embedded_changed": 2, "reason": None},
+    }  # fmt: skip
+    result = {
+        "mode": "quick", "created_at": "t0", "input": "64 clips", "model": "musicnn-msd", "model_note": None,
+        "reference": "local processes=1", "ray": ray_bench.RAY, "configs": [local, ray, broken],
+        "per_shard_overhead_sec": 0.0425,
+        "incremental": {"changed_ids": ["a", "b"], "added_ids": ["c", "d"], "n_tracks": 66, "configs": [inc]},
+        "sizing": [ray_bench._sizing(
+            {**ray, "busy_sec_per_audio_sec": s(0.05), "busiest_idle_sec": s(0.768), "busiest_actor_shards": 2,
+             "shard_size": 32}, 20.0,
+        )],
+        "gpu": {"status": "skipped", "reason": "no CUDA device on this machine"},
+    }  # fmt: skip
+    md = ray_bench.markdown(result)
+    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ")}
+    assert (
+        "| 4.50 | 3.25 | 15.00 | 1.50 | 2 (2/0; busiest x2.00) | 0.050 | 0.012 | 400 MiB | 2 actor processes "
+        "(all passes) max 360 MiB, min 350 MiB; all descendants 1400 MiB |" in rows["| ray 2x1 shard=32"]
+    )
+    assert "| 20.00 | 22.00 | 3.20 | 64.0 | 1.00 | - |" in rows["| local processes=1"]
+    assert "error: Traceback ... ConfigError: boom" in rows["| ray 2x1 shard=4"]
+    assert "**42 ms per extra shard**" in md
+    assert "| 12.00 | 30.00 | 0.40 | 4.00 | copied 62, embedded_new 2, embedded_changed 2 |" in md
+    assert "Sizing from `ray 2x1 shard=32` — **EXTRAPOLATION" in md and "2 of 2 actors" not in md
+    assert (
+        "1 of 2 actors running shards at the same time" in md
+        and "GPU: not measured (no CUDA device on this machine)" in md
+    )
+    # 1M x 240 s x 0.05 / 8 / 3600 = 416.7 h; + 0.768 s / 2 shards / 32 tracks = 0.012 worker-s per track:
+    # 1M x 12.012 / 8 / 3600 = 417.1 h
+    assert "| 240 s | 416.7 h / 417.1 h |" in md
+    assert "| 20 s | 34.7 h / 35.1 h |" in md
+    skipped = ray_bench.markdown(
+        {"mode": "quick", "created_at": "t", "status": "skipped", "reason": "no ray"}
+    )
+    assert "Skipped: no ray" in skipped
