@@ -154,12 +154,12 @@ timings: ## the README's newcomer figures: a fresh clone, `make demo` then `make
 	$(PYTHON_BOOT) scripts/newcomer_timings.py --out docs/newcomer_timings.json
 
 lint: $(VENV)/.installed ## ruff check + ruff format --check
-	$(VENV)/bin/ruff check research_job tests bench scripts
-	$(VENV)/bin/ruff format --check research_job tests bench scripts
+	$(VENV)/bin/ruff check research_job tests bench scripts deploy
+	$(VENV)/bin/ruff format --check research_job tests bench scripts deploy
 
 format:
-	$(VENV)/bin/ruff check --fix research_job tests bench scripts
-	$(VENV)/bin/ruff format research_job tests bench scripts
+	$(VENV)/bin/ruff check --fix research_job tests bench scripts deploy
+	$(VENV)/bin/ruff format research_job tests bench scripts deploy
 
 bench-deps: install node-build ## autocannon for the Node load test, the compiled Node API
 	npm --prefix bench/node ci --no-audit --no-fund
