@@ -1,8 +1,10 @@
 """Generate a schema-valid artifact version folder of N x D synthetic embeddings (for the eval and Node benchmarks).
 
 Writes ``<out>/v1_model_synthetic-n<N>-d<D>/`` with ``embeddings/{embeddings.f32, track_ids.json,
-embeddings_meta.json}``, ``metadata/tracks_metadata.csv`` and, unless ``--no-hnsw``, ``index/{hnsw.index,
-index_meta.json}`` (hnswlib, M=16, ef_construction=200, labels = row numbers). JSON files go through
+embeddings_meta.json}``, ``metadata/tracks_metadata.csv``, the columnar metadata sidecar ``index/tracks_columns.{json,
+bin}`` (:mod:`research_job.metadata_columns`, as build-index writes it; ``add_columns`` adds it to an older folder)
+and, unless ``--no-hnsw``, ``index/{hnsw.index, index_meta.json}`` (hnswlib, M=16, ef_construction=200, labels =
+row numbers). JSON files go through
 ``research_job.schema.write_artifact`` so they are validated against ``artifact_schema/``.
 
 Vectors are the seeded Gaussian mixture of :mod:`bench.synthetic`; each mixture cluster belongs to one composer
@@ -117,6 +119,19 @@ def add_neighbors(vdir: Path, k: int) -> dict[str, Any]:
     return entry
 
 
+def add_columns(vdir: Path) -> dict[str, Any] | None:
+    """Write the columnar metadata sidecar of a complete folder (reused when its header is there); its header."""
+    from research_job import metadata_columns, schema
+    from research_job.layout import ArtifactLayout
+
+    layout = ArtifactLayout(vdir)
+    if layout.tracks_columns.is_file() and layout.tracks_columns_bin.is_file():
+        return schema.read_artifact(layout.tracks_columns, "tracks_columns")
+    meta = schema.read_artifact(layout.embeddings_meta, "embeddings_meta")
+    ids = schema.read_artifact(layout.track_ids_json, "track_ids")["track_ids"]
+    return metadata_columns.write(layout, ids, meta["files"]["track_ids_sha256"], meta["artifact_version"])
+
+
 def make_artifacts(
     out_root: str | Path, n: int, dim: int, *, seed: int = 0, hnsw: bool = True, threads: int = 0
 ) -> Path:
@@ -135,6 +150,7 @@ def make_artifacts(
     vdir = Path(out_root) / version
     done = vdir / ".complete" if not hnsw else vdir / ".complete-hnsw"
     if done.is_file():
+        add_columns(vdir)
         return vdir
     t0 = time.perf_counter()
     x, ids, rows = synthetic_catalogue(n, dim, seed)
@@ -165,6 +181,7 @@ def make_artifacts(
             "wall_sec": gen_sec,
         },
     )
+    add_columns(vdir)
     emb_path = emb_dir / "embeddings.f32"
     emb_sha = _sha256_file(emb_path)
     if hnsw:

@@ -170,6 +170,16 @@ class Server:
         except psutil.Error:
             return None
 
+    def peak_rss(self) -> int | None:
+        """The process's peak resident set (VmHWM of /proc/<pid>/status; None where there is no /proc)."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+        return None
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -197,6 +207,79 @@ def _startup_phases(log_path: Path) -> list[dict[str, Any]]:
             continue
         if isinstance(rec, dict) and "phase" in rec:
             out.append({k: v for k, v in rec.items() if k not in ("level", "time", "pid", "hostname", "msg")})
+    return out
+
+
+#: start-up targets (issue 16): seconds from spawn to the first /health 200, by N
+STARTUP_TARGETS_S = {100_000: 0.5, 1_000_000: 3.0}
+
+
+def _csv_twin(vdir: Path, work: Path) -> Path:
+    """The same version folder without its columnar metadata sidecar (hard links, a copy where links fail): what
+    the Node API loads from the CSV, the reference of the sidecar's start-up."""
+    from research_job.layout import ArtifactLayout
+
+    layout = ArtifactLayout(vdir)
+    skip = {layout.rel(layout.tracks_columns), layout.rel(layout.tracks_columns_bin)}
+    twin = work / "csv_twin" / vdir.name
+    if twin.is_dir():
+        shutil.rmtree(twin)
+    for src in sorted(vdir.rglob("*")):
+        rel = src.relative_to(vdir).as_posix()
+        if not src.is_file() or rel in skip:
+            continue
+        dst = twin / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    return twin
+
+
+def startup_paths(vdir: Path, work: Path, rounds: int = 3, limit_s: float = 300) -> dict[str, Any]:
+    """Start-up of one version folder from the columnar sidecar and from the CSV (its twin without the sidecar),
+    in alternation, ``rounds`` times each (order swapped every round), exact backend, neighbour table off: seconds
+    from spawn to the first ``/health`` 200, the loader's phases (log level info), the RSS after start and the
+    peak RSS (VmHWM). Returns both paths' launches and medians, and the ratio csv / columns."""
+    twin = _csv_twin(vdir, work)
+    n = json.loads((vdir / "embeddings" / "embeddings_meta.json").read_text())["count"]
+    paths = {"csv": twin, "columns": vdir}
+    launches: dict[str, list[dict[str, Any]]] = {"csv": [], "columns": []}
+    for r in range(rounds):
+        for label in ("csv", "columns") if r % 2 == 0 else ("columns", "csv"):
+            log_path = work / f"startup_{n}_{label}_{r}.log"
+            env = {"NEIGHBORS_TABLE": "off"}
+            with Server(paths[label], "exact", log_path, log_level="info", extra_env=env) as srv:
+                sec = srv.wait_ready(limit_s)
+                launch = {"startup_sec": sec, "rss_after_start": srv.rss(), "peak_rss": srv.peak_rss()}
+            phases = _startup_phases(log_path)
+            launch["phases_ms"] = {p["phase"]: p.get("ms") for p in phases}
+            launch["metadata_from"] = next((p.get("from") for p in phases if p["phase"] == "metadata"), None)
+            launches[label].append(launch)
+            log(
+                f"node start-up N={n} {label} round {r}: {sec:.2f} s, peak RSS {(launch['peak_rss'] or 0) / 2**20:.0f} MiB"
+            )
+    out: dict[str, Any] = {"n": n, "artifacts": str(vdir), "rounds": rounds, "launches": launches}
+    for label, ls in launches.items():
+        out[label] = {
+            "startup_sec_median": float(np.median([x["startup_sec"] for x in ls])),
+            "peak_rss_median": float(np.median([x["peak_rss"] or 0 for x in ls])),
+            "rss_after_start_median": float(np.median([x["rss_after_start"] or 0 for x in ls])),
+            "phases_ms_median": {
+                k: float(np.median([x["phases_ms"].get(k) or 0 for x in ls])) for k in ls[0]["phases_ms"]
+            },
+        }
+    out["speedup"] = out["csv"]["startup_sec_median"] / out["columns"]["startup_sec_median"]
+    target = STARTUP_TARGETS_S.get(n)
+    if target is not None:
+        got = out["columns"]["startup_sec_median"]
+        out["target_s"] = target
+        out["target_status"] = (
+            f"N={n:,}: start-up {got:.2f} s from the sidecar (target < {target} s: "
+            f"{'met' if got < target else 'MISSED'}); same-run reference from the CSV "
+            f"{out['csv']['startup_sec_median']:.2f} s"
+        )
     return out
 
 
@@ -425,12 +508,19 @@ def run(mode: str) -> dict[str, Any]:
                 entry["error"] = f"{type(e).__name__}: {e}"
                 log(f"node: N={n} {backend}: {entry['error']}")
             result["runs"].append(entry)
+        # start-up from the columnar metadata sidecar against the CSV, same folder, same run
+        try:
+            result.setdefault("startup_paths", []).append(
+                startup_paths(vdir, work, cfg.get("startup_rounds", 2), cfg["startup_limit_s"])
+            )
+        except (RuntimeError, TimeoutError, OSError) as e:
+            log(f"node: N={n} start-up paths: {type(e).__name__}: {e}")
     result["target_status"] = _targets(result)
     return result
 
 
 def _targets(result: dict[str, Any]) -> list[str]:
-    out = []
+    out = [s["target_status"] for s in result.get("startup_paths", []) if "target_status" in s]
     for r in result["runs"]:
         if r.get("status") != "ok":
             continue
@@ -507,6 +597,25 @@ def markdown(result: dict[str, Any]) -> str:
             f"{r['served_recall']['recall_at_5']:.4f} | {r['search_ms_1conn_minus_health']:.3f} | "
             f"{'-' if ref is None else f'{ref:.3f}'} | {'-' if ratio is None else f'{ratio:.2f}'} |"
         )
+    sp = result.get("startup_paths") or []
+    if sp:
+        lines += [
+            "",
+            "Start-up, metadata from the columnar sidecar vs from the CSV (same folder without the sidecar), "
+            "exact backend, alternating launches, medians:",
+            "",
+            "| N | from | start-up s | peak RSS | RSS after start | metadata ms | embeddings ms |",
+            "|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for s in sp:
+            for label in ("csv", "columns"):
+                m = s[label]
+                ph = m["phases_ms_median"]
+                lines.append(
+                    f"| {s['n']:,} | {label} | {m['startup_sec_median']:.2f} | {m['peak_rss_median'] / 2**20:.0f} MiB | "
+                    f"{m['rss_after_start_median'] / 2**20:.0f} MiB | {ph.get('metadata', 0):.0f} | "
+                    f"{ph.get('embeddings', 0):.0f} |"
+                )
     phases = [r for r in result["runs"] if r.get("startup_phases")]
     if phases:
         lines += ["", "Start-up phases (from a separate launch at log level info, ms):", ""]
@@ -519,3 +628,29 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"- N={r['n']:,} {r['backend']}: {desc}")
     lines.append("")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: ``python -m bench.node_bench --startup DIR [DIR ...]``: the start-up of each folder from the sidecar and
+    from the CSV (``startup_paths``), as JSON on stdout (the rest of this benchmark runs from ``bench.run``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument(
+        "--startup", nargs="+", type=Path, required=True, help="version folders (with the sidecar)"
+    )
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=CACHE_DIR / "node")
+    a = ap.parse_args(argv)
+    if not SERVER_JS.is_file():
+        ap.error(f"{SERVER_JS} missing: build it with `make node-build`")
+    a.work.mkdir(parents=True, exist_ok=True)
+    res = {"created_at": utc_now(), "machine": machine_facts({}), "runs": []}
+    for vdir in a.startup:
+        res["runs"].append(startup_paths(vdir, a.work, a.rounds))
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -777,6 +777,19 @@ def _check_export_report(rep: Report) -> None:
         rep.sha_matches(rep.layout.tracks_csv, out.get("sha256"), "export_report.json output.sha256")
 
 
+def _check_tracks_columns(rep: Report) -> None:
+    """The columnar metadata sidecar, when present: its binary file (size, sha256), the CSV it records, and every
+    row equal to the CSV's row of the same track id, in embeddings row order."""
+    from research_job import metadata_columns
+
+    layout = rep.layout
+    if rep.csv_ids is None or not rep.ids or not metadata_columns.exists(layout):
+        return
+    if layout.tracks_columns.is_file() and "tracks_columns" not in rep.valid:
+        return  # the listing named the header's schema problem
+    rep.problems.extend(metadata_columns.differences(layout, rep.ids))
+
+
 def _check_similarity(rep: Report) -> None:
     """A similarity matrix (compare-models) against ``similarity_meta.json``: sizes, checksums, its metadata."""
     from research_job.similarity_matrix import read_matrix
@@ -865,6 +878,7 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4, *, sample: int = 
     _check_frames(rep)
     _check_head(rep)
     _check_indexes(rep)
+    _check_tracks_columns(rep)
     _check_eval(rep)
     _check_excerpt(rep)
     _check_report(rep)

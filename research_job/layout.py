@@ -12,6 +12,7 @@ Adding an artifact is one entry in that list (plus the code that writes it)::
     embeddings/raw.f32, sources.json                                     embed (raw rows, audio fingerprints)
     head/head.pt, frozen.f32, head_meta.json, curves.json, curves.png    train-head (a head version folder)
     index/faiss.index, faiss_hnsw.index, hnsw.index, neighbors.i32, index_meta.json   build-index
+    index/tracks_columns.json, tracks_columns.bin                        build-index (metadata for the API)
     eval/eval_results.json, sample_top5.json, sample_top5.md             evaluate
     eval/report.json, report.html, clusters.json, figures/<name>.png     report
     previews/<name>.ogg, previews.json                                   previews (Ogg/Opus excerpts)
@@ -328,6 +329,16 @@ class ArtifactLayout:
     def neighbors_table(self) -> Path:
         """Every track's exact top-K neighbour rows (int32 [count, K]), see research_job.neighbors."""
         return self.path("neighbors_table")
+
+    @property
+    def tracks_columns(self) -> Path:
+        """Header of the columnar metadata of the embedded tracks (see research_job.metadata_columns)."""
+        return self.path("tracks_columns")
+
+    @property
+    def tracks_columns_bin(self) -> Path:
+        """The typed arrays ``tracks_columns`` describes."""
+        return self.path("tracks_columns_bin")
 
     @property
     def index_meta(self) -> Path:

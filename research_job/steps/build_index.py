@@ -1,5 +1,6 @@
 """build-index: ``embeddings.f32`` -> ``index/faiss.index``, ``faiss_hnsw.index``, ``hnsw.index``, ``neighbors.i32``
-+ ``index_meta.json``.
++ ``index_meta.json``, and the embedded tracks' metadata as columns (``tracks_columns.json`` + ``.bin``,
+:mod:`research_job.metadata_columns`), which the Node API loads instead of parsing the CSV.
 
 Every index uses inner product on the L2-normalised rows (= cosine), ids = row numbers. The recall@5 and @10 of
 each ANN index are measured against the exact reference ranking (:mod:`research_job.search`) with the query's
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from research_job import neighbors, schema
+from research_job import metadata_columns, neighbors, schema
 from research_job.config import CommonConfig, option
 from research_job.embeddings import load_embeddings
 from research_job.errors import ArtifactError, ConfigError
@@ -188,6 +189,15 @@ def run(cfg: BuildIndexConfig) -> dict[str, Any]:
         "created_at": utc_now(),
         "code_version": code_version(),
     }
+    # the serving step owns what the API loads: the metadata of these rows, columnar (no CSV parse at start-up);
+    # written before index_meta.json, which stays the last file of the step
+    cols = metadata_columns.write(
+        layout, ids, emb_meta["files"]["track_ids_sha256"], meta["artifact_version"]
+    )
+    if cols is not None:
+        LOG.info(
+            "Columnar metadata of %d tracks: %s (%d bytes)", n, layout.tracks_columns_bin, cols["size_bytes"]
+        )
     schema.write_artifact(layout.index_meta, "index_meta", meta)
     return meta
 

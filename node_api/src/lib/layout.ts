@@ -41,7 +41,8 @@ export type ArtifactPaths = Readonly<Record<ArtifactKey, ArtifactFile>>;
 /**
  * The optional artifacts the Node API reads, by their key in artifacts.json: the format and JSON Schema it
  * reads each with. Each is a feature of the page (GET /report, /report/figures/:name, /tracks/:id/cluster,
- * /tracks/:id/preview): a key the list does not name, or a file the version folder lacks, turns it off.
+ * /tracks/:id/preview), or the columnar metadata sidecar (a faster start than the CSV): a key the list does not
+ * name, or a file the version folder lacks, turns it off.
  */
 export const NODE_OPTIONAL_ARTIFACTS = {
   report_json: { format: 'json', schema: 'report' },
@@ -50,6 +51,9 @@ export const NODE_OPTIONAL_ARTIFACTS = {
   clusters_json: { format: 'json', schema: 'clusters' },
   previews_json: { format: 'json', schema: 'previews' },
   previews_dir: { format: 'folder', schema: null },
+  // not a page feature: the columnar metadata the loader reads instead of the CSV when present (columns.ts)
+  tracks_columns: { format: 'json', schema: 'tracks_columns' },
+  tracks_columns_bin: { format: 'bin', schema: null },
 } as const;
 export type OptionalArtifactKey = keyof typeof NODE_OPTIONAL_ARTIFACTS;
 export const NODE_OPTIONAL_ARTIFACT_KEYS = Object.keys(NODE_OPTIONAL_ARTIFACTS) as OptionalArtifactKey[];

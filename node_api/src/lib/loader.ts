@@ -3,7 +3,8 @@
  * the API relies on. Refuses (ArtifactError naming the file and the mismatch) when: a JSON file fails its
  * schema; N or dim disagree between files; embeddings.f32 is not N x D x 4 bytes or holds non-finite values or
  * rows that are not unit length; a recorded sha256 differs from the file's; ids repeat; a track id has no
- * metadata row; the HNSW index disagrees with the embeddings (element count, dim, labels, vectors); the
+ * metadata row; the columnar metadata sidecar index/tracks_columns.{json,bin}, read instead of the CSV when
+ * present, is corrupt, stale or of other rows (columns.ts); the HNSW index disagrees with the embeddings (element count, dim, labels, vectors); the
  * precomputed neighbour table index/neighbors.i32 is malformed or (a plain-cosine table) disagrees with exact
  * search on a sample; a re-ranked table gets the structural checks only (its order is not the cosine's).
  */
@@ -21,13 +22,14 @@ import { ArtifactError } from './errors.js';
 import { checkHnswFile, HnswFormatError } from './hnswFile.js';
 import { parseJson } from './json.js';
 import { COSINE_RANKING, parseNeighborTable, type NeighborTable } from './neighbors.js';
-import { renderTrackJson } from './nearestBody.js';
+import { lazyTrackJson } from './nearestBody.js';
+import { readTracksColumns, type ColumnsFiles } from './columns.js';
 import { relativeTo, type ArtifactFile, type ArtifactPaths } from './layout.js';
 import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
 import { composerFilterNames } from './trackView.js';
-import { buildCatalogIndex } from './catalogSearch.js';
+import { buildCatalogIndex, type CatalogIndex } from './catalogSearch.js';
 import { readOptional, type OptionalFeatures } from './optional.js';
 import type { BackendChoice, NeighborsTableMode } from './options.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
@@ -77,7 +79,7 @@ export const DEFAULT_LOAD_OPTIONS: LoadOptions = {
 /** Rows of the table compared with exact search at load (catches a table of other embeddings). */
 const NEIGHBORS_SPOT_CHECK = 8;
 
-function sha256(buf: Buffer): string {
+function sha256(buf: Uint8Array): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
@@ -122,6 +124,8 @@ interface LoadContext {
 interface Vectors {
   readonly meta: EmbeddingsMeta;
   readonly trackIds: string[];
+  /** row of each track id (built while refusing repeats) */
+  readonly rowById: Map<string, number>;
   readonly n: number;
   readonly dim: number;
   readonly embSha: string;
@@ -132,6 +136,8 @@ interface Vectors {
 
 /** The metadata phase: one row per vector row, and the album / composer indexes over them. */
 interface Metadata {
+  /** where the rows came from: the columnar sidecar, or the CSV */
+  readonly from: 'columns' | 'csv';
   readonly metadataRows: number;
   readonly tracks: TrackRow[];
   readonly rowById: Map<string, number>;
@@ -172,9 +178,9 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   const v = await readVectors(ctx);
   phase('embeddings', { count: v.n, dim: v.dim, exact_kernel: v.simd ? 'wasm-simd' : 'js' });
   const md = await readMetadata(ctx, v);
-  phase('metadata', { metadata_rows: md.metadataRows, albums: md.albumSize.length, composers: md.composerRows.size });
-  const trackJson = renderTrackJson(md.tracks);
-  phase('track json', { size_bytes: trackJson.bytes.length });
+  phase('metadata', { from: md.from, metadata_rows: md.metadataRows, albums: md.albumSize.length, composers: md.composerRows.size });
+  // rendered a block at a time when a response first names a row (renderTrackJson took 2 s at 1M tracks)
+  const trackJson = lazyTrackJson(md.tracks);
   const index = await readIndexMeta(ctx, v);
   const exact = new ExactBackend(v.emb, v.dim, v.n, v.simd);
   const neighbors = await loadNeighbors(ctx, index.indexMeta, exact, v);
@@ -184,8 +190,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   phase('eval', { present: evalResults !== null });
   const features = await readOptional(source, schemas, { artifactVersion: v.meta.artifact_version, embeddingsSha256: v.embSha, embeddingsFile: ctx.F.embeddings_f32, rowById: md.rowById });
   phase('optional', featureFields(features));
-  const catalog = buildCatalogIndex(md.tracks);
-  phase('catalogue search', { chunks: catalog.chunks.length, chars: catalog.chunks.reduce((a, c) => a + c.text.length, 0) });
+  const catalogIndex = lazyCatalog(ctx, md.tracks);
 
   return Object.freeze({
     artifactVersion: v.meta.artifact_version,
@@ -214,9 +219,27 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     backend,
     recall,
     neighbors,
-    catalog,
+    get catalog(): CatalogIndex {
+      return catalogIndex();
+    },
     features,
   });
+}
+
+/**
+ * The catalogue search index, built on the first GET /tracks?q= (2.7 s at 1M tracks): a start-up need not wait
+ * for a search nobody asked; `tracks` are frozen, so a late build indexes what an early one would have.
+ */
+function lazyCatalog(ctx: LoadContext, tracks: readonly TrackRow[]): () => CatalogIndex {
+  let catalog: CatalogIndex | null = null;
+  return () => {
+    if (catalog === null) {
+      const t0 = performance.now();
+      catalog = buildCatalogIndex(tracks);
+      ctx.log('built catalogue search', { phase: 'catalogue search', ms: Math.round(performance.now() - t0), chunks: catalog.chunks.length, lazy: true });
+    }
+    return catalog;
+  };
 }
 
 /** Log fields of the optional features: which are on, with their counts. */
@@ -237,42 +260,58 @@ function featureFields(f: OptionalFeatures): Record<string, unknown> {
 async function readVectors(ctx: LoadContext): Promise<Vectors> {
   const { source, schemas, opts, F } = ctx;
   const { obj: meta } = await readJson<EmbeddingsMeta>(source, F.embeddings_meta, schemas, 'embeddings_meta');
-  const ids = await readTrackIds(ctx, meta);
+  const { ids, rowById } = await readTrackIds(ctx, meta);
   const n = ids.track_ids.length;
   const dim = meta.dim;
   const expectedBytes = n * dim * 4;
   // the size is checked before a byte is read (a link to /dev/zero, or a huge file, is refused unread)
-  const embBytes = await source.read(F.embeddings_f32, {
-    exactBytes: expectedBytes,
-    why: `N x D x 4 = ${n} x ${dim} x 4 = ${expectedBytes} (N from ${F.track_ids_json}, D from ${F.embeddings_meta})`,
-  });
+  const why = `N x D x 4 = ${n} x ${dim} x 4 = ${expectedBytes} (N from ${F.track_ids_json}, D from ${F.embeddings_meta})`;
+  // with the SIMD kernel the rows live in wasm memory, read there in one pass (no second copy of N x D x 4
+  // bytes); every reader uses that one copy
+  let simd = opts.simdKernel && endianness() === 'LE' && source.readInto ? SimdScorer.allocate(dim, n) : null;
+  let embBytes: Uint8Array;
+  let fileEmb: Float32Array;
+  if (simd && source.readInto) {
+    embBytes = new Uint8Array(simd.embeddings.buffer, simd.embeddings.byteOffset, expectedBytes);
+    await source.readInto(F.embeddings_f32, embBytes, why);
+    fileEmb = simd.embeddings;
+  } else {
+    const buf = await source.read(F.embeddings_f32, { exactBytes: expectedBytes, why });
+    embBytes = buf;
+    fileEmb = toFloat32(buf);
+  }
   const embSha = sha256(embBytes);
   if (meta.files.embeddings_sha256 !== embSha) {
     throw new ArtifactError(F.embeddings_f32, `sha256 is ${embSha} but ${F.embeddings_meta} records ${meta.files.embeddings_sha256}`);
   }
-  const fileEmb = toFloat32(embBytes);
-  // with the SIMD kernel the rows live in wasm memory; every reader uses that one copy
-  const simd = opts.simdKernel ? SimdScorer.create(fileEmb, dim, n) : null;
+  if (!simd && opts.simdKernel) simd = SimdScorer.create(fileEmb, dim, n);
   const emb = simd ? simd.embeddings : fileEmb;
   checkRows(ctx, emb, dim, ids.track_ids);
-  return { meta, trackIds: ids.track_ids, n, dim, embSha, emb, simd };
+  return { meta, trackIds: ids.track_ids, rowById, n, dim, embSha, emb, simd };
 }
 
-/** track_ids.json: JSON, no repeated id (named), its schema, its count and the sha256 `meta` records. */
-async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<TrackIdsFile> {
+/**
+ * track_ids.json: JSON, no repeated id (named), its schema, its count and the sha256 `meta` records; with the
+ * row of each id (the map that refuses repeats is the lookup the routes use).
+ */
+async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<{ ids: TrackIdsFile; rowById: Map<string, number> }> {
   const { source, schemas, F } = ctx;
   const idsBytes = await source.read(F.track_ids_json, { maxBytes: Math.min(DEFAULT_MAX_BYTES, 65536 + meta.count * MAX_TRACK_ID_JSON_BYTES), why: `${meta.count} track ids (count from ${F.embeddings_meta})` });
   const idsRaw = parseJson(F.track_ids_json, idsBytes);
   // before the schema (whose uniqueItems would not say which id repeats)
   const rawList = (idsRaw as { track_ids?: unknown }).track_ids;
+  const rowById = new Map<string, number>();
   if (Array.isArray(rawList)) {
-    const seen = new Set<unknown>();
-    for (const id of rawList) {
-      if (seen.has(id)) throw new ArtifactError(F.track_ids_json, `track id ${JSON.stringify(id)} repeats`);
-      seen.add(id);
+    for (let row = 0; row < rawList.length; row++) {
+      const id = rawList[row] as string;
+      if (rowById.has(id)) throw new ArtifactError(F.track_ids_json, `track id ${JSON.stringify(id)} repeats`);
+      rowById.set(id, row);
     }
   }
-  const ids = schemas.validate<TrackIdsFile>('track_ids', idsRaw, F.track_ids_json);
+  // every keyword of the schema but uniqueItems, which the map above has checked (and named the repeat)
+  const problem = Array.isArray(rawList) ? schemas.checkExceptUnique('track_ids', 'track_ids', idsRaw) : schemas.check('track_ids', idsRaw);
+  if (problem !== null) throw new ArtifactError(F.track_ids_json, `does not match track_ids.schema.json: ${problem}`);
+  const ids = idsRaw as TrackIdsFile;
   const n = ids.track_ids.length;
   if (ids.count !== n) throw new ArtifactError(F.track_ids_json, `count is ${ids.count} but the file lists ${n} track ids`);
   if (meta.count !== n) throw mismatch(F.embeddings_meta, 'count', meta.count, n, F.track_ids_json);
@@ -280,7 +319,7 @@ async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<Tra
   if (meta.files.track_ids_sha256 !== idsSha) {
     throw new ArtifactError(F.track_ids_json, `sha256 is ${idsSha} but ${F.embeddings_meta} records ${meta.files.track_ids_sha256}`);
   }
-  return ids;
+  return { ids, rowById };
 }
 
 /** Every row finite and of L2 norm 1 within `normTolerance` (embeddings_meta.normalization is "l2"). */
@@ -288,39 +327,72 @@ function checkRows(ctx: LoadContext, emb: Float32Array, dim: number, trackIds: r
   const { F, opts } = ctx;
   for (let row = 0; row < trackIds.length; row++) {
     let ss = 0;
+    const base = row * dim;
     for (let d = 0; d < dim; d++) {
-      const v = emb[row * dim + d]!;
-      if (!Number.isFinite(v)) throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${trackIds[row]}) holds a non-finite value`);
+      const v = emb[base + d]!;
       ss += v * v;
     }
-    if (Math.abs(Math.sqrt(ss) - 1) > opts.normTolerance) {
-      throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${trackIds[row]}) has L2 norm ${Math.sqrt(ss)}, but ${F.embeddings_meta} says normalization "l2"`);
+    // a NaN or an infinity makes the sum NaN or infinite, so a finite norm within tolerance proves the row finite;
+    // only a row that fails is searched for the value to name
+    if (Math.abs(Math.sqrt(ss) - 1) <= opts.normTolerance) continue;
+    for (let d = 0; d < dim; d++) {
+      if (!Number.isFinite(emb[base + d]!)) throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${trackIds[row]}) holds a non-finite value`);
     }
+    throw new ArtifactError(F.embeddings_f32, `row ${row} (track ${trackIds[row]}) has L2 norm ${Math.sqrt(ss)}, but ${F.embeddings_meta} says normalization "l2"`);
   }
 }
 
+/** The sidecar's two files, when the artifact list names both and the schema folder knows the header's schema. */
+function columnsFiles(schemas: SchemaRegistry): ColumnsFiles | null {
+  const header = schemas.optionalPaths.tracks_columns.path;
+  const bin = schemas.optionalPaths.tracks_columns_bin.path;
+  return header !== null && bin !== null ? { header, bin } : null;
+}
+
 /**
- * tracks_metadata.csv aligned to the vector rows (every track id needs a row), with each row's album index,
- * the album sizes, the rows of each standardised composer, and the rows each normalised `composer` filter
- * value finds (a key or a display name, trimmed and lower-cased).
- * @throws ArtifactError naming the CSV and the first track id without a row (or the CSV's own problem)
+ * The metadata of every vector row: from the columnar sidecar index/tracks_columns.{json,bin} when present
+ * (columns.ts: checked, and tied to this CSV and these ids), else from tracks_metadata.csv (every track id needs
+ * a row); with each row's album index, the album sizes, the rows of each standardised composer, and the rows
+ * each normalised `composer` filter value finds (a key or a display name, trimmed and lower-cased).
+ * @throws ArtifactError naming the sidecar or the CSV and what is wrong (the first track id without a row, ...)
  */
 async function readMetadata(ctx: LoadContext, v: Vectors): Promise<Metadata> {
+  const cols = await readTracksColumns(ctx.source, ctx.schemas, columnsFiles(ctx.schemas), v);
+  if (cols) return { from: 'columns', metadataRows: cols.csvRows, tracks: cols.tracks, ...rowIndexes(v, cols.tracks) };
+  const { tracks, metadataRows } = await readCsvRows(ctx, v);
+  return { from: 'csv', metadataRows, tracks, ...rowIndexes(v, tracks) };
+}
+
+/** tracks_metadata.csv's rows in vector row order. @throws ArtifactError naming the CSV (a track id without a row, ...) */
+async function readCsvRows(ctx: LoadContext, v: Vectors): Promise<{ tracks: TrackRow[]; metadataRows: number }> {
   const { source, schemas, F } = ctx;
   const csvRows = parseTracksCsv(await source.read(F.tracks_csv), schemas);
   const byId = new Map<string, TrackRow>(csvRows.map((r) => [r.track_id, r]));
-  const rowById = new Map<string, number>();
-  const tracks: TrackRow[] = [];
+  const tracks: TrackRow[] = new Array<TrackRow>(v.n);
   v.trackIds.forEach((id, row) => {
     const t = byId.get(id);
     if (!t) throw new ArtifactError(F.tracks_csv, `track id '${id}' (row ${row} of ${F.embeddings_f32}) has no metadata row`);
-    rowById.set(id, row);
-    tracks.push(Object.freeze(t));
+    tracks[row] = Object.freeze(t);
   });
+  return { tracks, metadataRows: csvRows.length };
+}
+
+/** The row lookups over `tracks` (row i is v.trackIds[i]): id -> row, albums, composers, filter names. */
+function rowIndexes(v: Vectors, tracks: readonly TrackRow[]): Omit<Metadata, 'from' | 'metadataRows' | 'tracks'> {
   const albumIndex = new Map<string, number>();
   const albumOfRow = new Int32Array(v.n);
   const composerLists = new Map<string, number[]>();
   const filterLists = new Map<string, number[]>();
+  // the filter names of a (composer, composer_raw) pair, normalised once per pair, not per row (NFKC + regexes)
+  const namesOf = new Map<string, Map<string | null, string[]>>();
+  const filterNames = (t: TrackRow): string[] => {
+    if (t.composer === null) return [];
+    let byRaw = namesOf.get(t.composer);
+    if (byRaw === undefined) namesOf.set(t.composer, (byRaw = new Map()));
+    let names = byRaw.get(t.composer_raw);
+    if (names === undefined) byRaw.set(t.composer_raw, (names = composerFilterNames(t)));
+    return names;
+  };
   const add = (lists: Map<string, number[]>, name: string, row: number): void => {
     const list = lists.get(name);
     if (list) list.push(row);
@@ -331,15 +403,13 @@ async function readMetadata(ctx: LoadContext, v: Vectors): Promise<Metadata> {
     if (a === undefined) albumIndex.set(t.album_id, (a = albumIndex.size));
     albumOfRow[row] = a;
     if (t.composer !== null) add(composerLists, t.composer, row);
-    for (const name of composerFilterNames(t)) add(filterLists, name, row);
+    for (const name of filterNames(t)) add(filterLists, name, row);
   });
   const albumSize = new Int32Array(albumIndex.size);
   for (const a of albumOfRow) albumSize[a]!++;
   const asRows = (lists: Map<string, number[]>) => new Map<string, Int32Array>([...lists].map(([c, rows]) => [c, Int32Array.from(rows)]));
   return {
-    metadataRows: csvRows.length,
-    tracks,
-    rowById,
+    rowById: v.rowById,
     albumOfRow,
     albumSize,
     composerRows: asRows(composerLists),

@@ -1,6 +1,7 @@
 /**
  * The /nearest response body written as bytes: every track's public fields (track_id, title, composer,
- * composer_key, album_id: see trackView.ts) are rendered to JSON once, when the artifacts load, into one UTF-8 buffer; a response is then
+ * composer_key, album_id: see trackView.ts) are rendered to JSON once, in UTF-8 blocks of rows (lazily: a block
+ * the first time a response names one of its rows, `lazyTrackJson`), and a response is then
  * assembled by copying those fragments between a few pieces (rank, score, k, method, ranking, filters). This is
  * the same JSON as the route's response schema describes (the tests parse it and validate it against that
  * schema), without building per-hit objects, serialising them and encoding the result to UTF-8 per request.
@@ -13,13 +14,24 @@
 import { displayComposer } from './trackView.js';
 import type { Ranking, TrackRow } from './types.js';
 
-/** One UTF-8 buffer of `"track_id":..,"title":..,"composer":..,"composer_key":..,"album_id":..` per row; row i is bytes[offsets[i], offsets[i+1]). */
-export interface TrackJson {
+/** Rendered members of rows `first ..`: row first + j is bytes[offsets[j], offsets[j + 1]). */
+export interface TrackJsonBlock {
   /** a plain Uint8Array (its subarray views are cheaper than a Buffer's) */
   readonly bytes: Uint8Array;
-  /** count + 1 byte offsets into `bytes` */
+  /** rows + 1 byte offsets into `bytes` */
   readonly offsets: Float64Array;
+  readonly first: number;
 }
+
+/** Each row's `"track_id":..,"title":..,"composer":..,"composer_key":..,"album_id":..`, by blocks of rows. */
+export interface TrackJson {
+  readonly count: number;
+  /** the block holding `row` (rendered on first use by a lazy one) */
+  block(row: number): TrackJsonBlock;
+}
+
+/** A TrackJson rendered in full: one block of every row. */
+export interface RenderedTrackJson extends TrackJson, TrackJsonBlock {}
 
 /** JSON members (no braces) of a track's public fields (publicTrack's, in its order). */
 export function trackMembers(t: TrackRow): string {
@@ -31,9 +43,9 @@ export function trackMembers(t: TrackRow): string {
   );
 }
 
-/** Render every track's members into one buffer (written in chunks, so no single string grows past ~1 MiB). */
-export function renderTrackJson(tracks: readonly TrackRow[]): TrackJson {
-  const offsets = new Float64Array(tracks.length + 1);
+/** Render rows [from, to) into one block (written in chunks, so no single string grows past ~1 MiB). */
+function renderBlock(tracks: readonly TrackRow[], from: number, to: number): TrackJsonBlock {
+  const offsets = new Float64Array(to - from + 1);
   const chunks: Buffer[] = [];
   let pending: string[] = [];
   let pendingChars = 0;
@@ -44,19 +56,50 @@ export function renderTrackJson(tracks: readonly TrackRow[]): TrackJson {
     pending = [];
     pendingChars = 0;
   };
-  for (let row = 0; row < tracks.length; row++) {
+  for (let row = from; row < to; row++) {
     const s = trackMembers(tracks[row]!);
-    offsets[row] = at;
+    offsets[row - from] = at;
     at += Buffer.byteLength(s, 'utf8');
     pending.push(s);
     pendingChars += s.length;
     if (pendingChars >= 1 << 20) flush();
   }
   flush();
-  offsets[tracks.length] = at;
+  offsets[to - from] = at;
   const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, at);
   if (buf.length !== at) throw new Error(`track JSON rendered to ${buf.length} bytes, expected ${at}`);
-  return { bytes: new Uint8Array(buf.buffer, buf.byteOffset, buf.length), offsets };
+  return { bytes: new Uint8Array(buf.buffer, buf.byteOffset, buf.length), offsets, first: from };
+}
+
+/** Render every track's members into one buffer, now. */
+export function renderTrackJson(tracks: readonly TrackRow[]): RenderedTrackJson {
+  const all = renderBlock(tracks, 0, tracks.length);
+  const self: RenderedTrackJson = { ...all, count: tracks.length, block: () => self };
+  return self;
+}
+
+/** Rows per block of a lazy TrackJson: a block renders in well under a millisecond. */
+export const TRACK_JSON_BLOCK_ROWS = 256;
+
+/**
+ * A TrackJson that renders a block of TRACK_JSON_BLOCK_ROWS rows the first time a response names one of them
+ * (start-up renders nothing: 2 s at 1M tracks); once every block has been asked for it holds the same bytes as
+ * renderTrackJson. `tracks` is frozen, so a block rendered late is the block an early render would have made.
+ */
+export function lazyTrackJson(tracks: readonly TrackRow[], blockRows: number = TRACK_JSON_BLOCK_ROWS): TrackJson {
+  const blocks = new Array<TrackJsonBlock | undefined>(Math.ceil(tracks.length / blockRows));
+  return {
+    count: tracks.length,
+    block(row: number): TrackJsonBlock {
+      const b = Math.floor(row / blockRows);
+      let blk = blocks[b];
+      if (blk === undefined) {
+        if (!(b >= 0 && b < blocks.length)) throw new RangeError(`row ${row} is not among the ${tracks.length} rows`);
+        blk = blocks[b] = renderBlock(tracks, b * blockRows, Math.min(tracks.length, (b + 1) * blockRows));
+      }
+      return blk;
+    },
+  };
 }
 
 /** Numbers pre-rendered as ASCII JSON text: entry e is text[offsets[e], offsets[e + 1]). */
@@ -198,13 +241,13 @@ function midBytes(b: NearestBody): Uint8Array {
  * @throws RangeError on a non-finite score (JSON has no such number; normalised embeddings never produce one)
  */
 export function writeNearestBody(json: TrackJson, b: NearestBody): Buffer {
-  const { bytes, offsets } = json;
   const n = b.rows.length;
   const mid = midBytes(b);
   const sc = b.scores;
   const scoreText: string[] | null = sc.kind === 'numbers' ? new Array<string>(n) : null;
-  const q0 = offsets[b.queryRow]!;
-  const q1 = offsets[b.queryRow + 1]!;
+  const qb = json.block(b.queryRow);
+  const q0 = qb.offsets[b.queryRow - qb.first]!;
+  const q1 = qb.offsets[b.queryRow - qb.first + 1]!;
   // {"query":{ + query + mid + hits joined by "," + ]}
   let size = 10 + (q1 - q0) + mid.length + (n > 0 ? n - 1 : 0) + 2;
   for (let i = 0; i < n; i++) {
@@ -221,12 +264,13 @@ export function writeNearestBody(json: TrackJson, b: NearestBody): Buffer {
       scoreLen = rendered.offsets[e + 1]! - rendered.offsets[e]!;
     }
     const r = b.rows[i]!;
+    const blk = json.block(r);
     // {"rank":R,"score": + number + , + members + }
-    size += rankHead(i + 1).length + scoreLen + 1 + (offsets[r + 1]! - offsets[r]!) + 1;
+    size += rankHead(i + 1).length + scoreLen + 1 + (blk.offsets[r - blk.first + 1]! - blk.offsets[r - blk.first]!) + 1;
   }
   const out = Buffer.allocUnsafe(size);
   let at = putAscii(out, 0, '{"query":{');
-  at = putBytes(out, at, bytes, q0, q1);
+  at = putBytes(out, at, qb.bytes, q0, q1);
   out.set(mid, at);
   at += mid.length;
   for (let i = 0; i < n; i++) {
@@ -242,7 +286,8 @@ export function writeNearestBody(json: TrackJson, b: NearestBody): Buffer {
     }
     out[at++] = 0x2c; // ,
     const r = b.rows[i]!;
-    at = putBytes(out, at, bytes, offsets[r]!, offsets[r + 1]!);
+    const blk = json.block(r);
+    at = putBytes(out, at, blk.bytes, blk.offsets[r - blk.first]!, blk.offsets[r - blk.first + 1]!);
     out[at++] = 0x7d; // }
   }
   out[at++] = 0x5d; // ]

@@ -123,6 +123,16 @@ export class SimdScorer {
    * rows do not fit in wasm32 memory.
    */
   static create(emb: Float32Array, dim: number, count: number): SimdScorer | null {
+    const scorer = SimdScorer.allocate(dim, count);
+    scorer?.embeddings.set(emb.subarray(0, count * dim));
+    return scorer;
+  }
+
+  /**
+   * A new wasm instance with room for count x dim rows, all zero: the caller fills `embeddings` (the loader
+   * reads the file straight into it); null when SIMD is unavailable, dim % 4 != 0 or the rows do not fit.
+   */
+  static allocate(dim: number, count: number): SimdScorer | null {
     if (dim % 4 !== 0 || count === 0) return null;
     const embBytes = count * dim * 4;
     const qOff = embBytes; // multiple of 16: dim % 4 == 0
@@ -143,7 +153,6 @@ export class SimdScorer {
     }
     // views are taken after the one grow; the memory never grows again, so they stay attached
     const view = new Float32Array(memory.buffer, 0, count * dim);
-    view.set(emb.subarray(0, count * dim));
     return new SimdScorer(
       instance.exports.scores as (emb: number, q: number, out: number, n: number, dim: number) => void,
       view,

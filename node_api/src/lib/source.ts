@@ -42,6 +42,12 @@ export interface ArtifactSource {
    * file when it is missing, not a regular file inside the folder, of the wrong size, or unreadable.
    */
   read(file: ArtifactFile, limit?: ReadLimit): Promise<Buffer>;
+  /**
+   * Read the whole file into `target` (exactly `target.length` bytes, checked before a byte is read): one read
+   * pass straight into memory the caller owns (the embeddings into the SIMD kernel's wasm memory, no copy).
+   * Sources without it are read with `read` and copied.
+   */
+  readInto?(file: ArtifactFile, target: Uint8Array, why?: string): Promise<void>;
   /** Whether something exists at the file's path (a file `read` would refuse still exists: it is then refused, not skipped). */
   exists(file: ArtifactFile): Promise<boolean>;
   /**
@@ -108,6 +114,15 @@ export class LocalDirSource implements ArtifactSource {
   }
 
   async read(file: ArtifactFile, limit: ReadLimit = { maxBytes: DEFAULT_MAX_BYTES }): Promise<Buffer> {
+    return (await this.readFile(file, limit, null)) as Buffer;
+  }
+
+  async readInto(file: ArtifactFile, target: Uint8Array, why?: string): Promise<void> {
+    await this.readFile(file, { exactBytes: target.length, ...(why === undefined ? {} : { why }) }, target);
+  }
+
+  /** `read`, into `into` when given (its length is then the exact size allowed). */
+  private async readFile(file: ArtifactFile, limit: ReadLimit, into: Uint8Array | null): Promise<Uint8Array> {
     const real = await this.resolve(file);
     let fh;
     try {
@@ -121,9 +136,9 @@ export class LocalDirSource implements ArtifactSource {
       if (!st.isFile()) throw new ArtifactError(file, `is not a regular file (${kindOf(st)}); only regular files are read`);
       const ok = 'exactBytes' in limit ? st.size === limit.exactBytes : st.size <= limit.maxBytes;
       if (!ok) throw new ArtifactError(file, `is ${st.size} bytes, expected ${describeLimit(limit)}; not read`);
-      let buf: Buffer;
+      let buf: Uint8Array;
       try {
-        buf = Buffer.allocUnsafe(st.size);
+        buf = into ?? Buffer.allocUnsafe(st.size);
       } catch {
         throw new ArtifactError(file, `is ${st.size} bytes, more than this process can hold in memory; not read`);
       }
