@@ -1,16 +1,27 @@
 """The embed step's Ray engine against its local engine, in the same run: wall, overhead, memory, incremental.
 
-Inputs: the demo corpus when it is already cached (``.cache/bench/demo/store`` or ``.cache/demo_corpus/store``;
-``--full`` builds it under ``.cache/bench/demo`` when missing, as the extract stage does); otherwise seeded
-additive-synth clips rendered by :func:`bench.extract_bench.render_clips`. A version folder lists the files with
-``audio_cache/`` linking to them, as pull-audio leaves it, so every track is decoded from its codec on every
-pass. Model: ``musicnn-msd``; ``dsp-stats`` when its weights are absent (recorded in ``model`` and
-``model_note``).
+Inputs, two corpora measured in the same run (``corpus`` in each configuration's record and in the table):
+
+* ``demo``: the demo corpus (tracks of ~30 s) when it is already cached (``.cache/bench/demo/store`` or
+  ``.cache/demo_corpus/store``; ``--full`` builds it under ``.cache/bench/demo`` when missing, as the extract stage
+  does); otherwise (``short synth``) seeded additive-synth clips rendered by :func:`bench.extract_bench.render_clips`.
+* ``long synth``: 8 (quick; 12 full) seeded additive-synth tracks of 4 minutes (seeds from ``LONG_SEED``),
+  rendered by the same :func:`bench.extract_bench.render_clips` into ``.cache/bench/ray_long`` (cached) and encoded
+  in the same codecs (flac, mp3, ogg/vorbis, m4a/AAC): few long tracks, as a catalogue of whole songs has, where
+  the demo corpus has many short ones. Its configurations: ``local processes=1`` (its reference), ``local
+  processes=2`` and ``ray 2x1 shard=2`` (shards of 2: with 8 tracks each actor gets 2 shards).
+
+A version folder lists the files with ``audio_cache/`` linking to them, as pull-audio leaves it, so every track is
+decoded from its codec on every pass. Model: ``musicnn-msd``; ``dsp-stats`` when its weights are absent (recorded
+in ``model`` and ``model_note``). Passes: quick mode runs the demo configurations 2 passes each and the long ones
+1 pass each (about 5 minutes on 2 quiet cores, 7 measured with another job using about a core; a first run
+renders the long corpus, ~35 s more); full mode 3 passes each.
+Wall / reference is always against ``local processes=1`` on the same corpus.
 
 Each configuration is one child process (:func:`bench.common.run_child`; a pass is one whole
 ``research_job.steps.embed.run``, model load in the driver included, the embeddings folder removed first):
 
-* ``local processes=1`` (the reference), ``local processes=2``, and ``ray 2x1 shard=32`` / ``shard=4`` (a
+* demo: ``local processes=1`` (the reference), ``local processes=2``, and ``ray 2x1 shard=32`` / ``shard=4`` (a
   local Ray cluster of 2 actors x 1 CPU x 1 torch thread, started and shut down by the engine itself on every
   pass, as ``ray_address`` unset does). The Ray run is split into phases by wrapping, without changing them,
   ``research_job.embed_ray._connect`` (cluster start-up: ``ray.init``), the engine's "Embedding ... on Ray" log
@@ -36,14 +47,17 @@ Each configuration is one child process (:func:`bench.common.run_child`; a pass 
   every 0.2 s with psutil the child's descendant processes (a sampled peak: a lower bound): for Ray the
   ``ray::EmbedActor`` processes, each, and all descendants together (raylet, GCS, idle workers included); for
   ``processes=2`` also ``ru_maxrss`` of the waited-for children.
-* Incremental: from the last pass's folder of ``local processes=1`` and of ``ray shard=32`` (the full runs),
-  about 5 % of tracks change (half rewritten with different audio, half new rows) and ``--incremental --base``
-  embeds into a new folder with the same engine; its wall against the full run's and its ``incremental`` counts.
-* Sizing (:func:`sizing_hours`): an extrapolation, not a measurement: hours to embed 1M tracks of the corpus's
-  mean length and of 4 minutes with N Ray workers of 1 CPU, from the ``shard=32`` run's measured worker-seconds
-  (decode + model) per audio second, and again with its busiest actor's idle seconds per shard spread over the
-  shard's tracks, assuming linear scaling (no object-store, network or cluster limits). A GPU row only from a
-  GPU measured in this run (``local processes=1 device=cuda`` runs when torch sees CUDA); none otherwise.
+* Incremental (demo corpus only): from the last pass's folder of ``local processes=1`` and of ``ray shard=32``
+  (the full runs), about 5 % of tracks change (half rewritten with different audio, half new rows) and
+  ``--incremental --base`` embeds into a new folder with the same engine; its wall against the full run's and its
+  ``incremental`` counts.
+* Sizing (:func:`sizing_hours`): an extrapolation, not a measurement: hours to embed 1M tracks with N Ray workers
+  of 1 CPU, one table per Ray configuration, each from that configuration's own corpus (named in the table's
+  heading): its measured worker-seconds (decode + model) per audio second, for tracks of that corpus's mean length
+  and of 4 minutes (one row when the corpus's tracks are 4 minutes long), and again with its busiest actor's idle
+  seconds per shard spread over the shard's tracks, assuming linear scaling (no object-store, network or cluster
+  limits). A GPU row only from a GPU measured in this run (``local processes=1 device=cuda`` on the demo corpus
+  runs when torch sees CUDA); none otherwise.
 * Isolation: the children get a Ray temp folder of their own (``RAY_TMPDIR``) and no ``RAY_ADDRESS``, so the
   engine starts its own cluster even when another is running on the machine (:func:`_child_environment`); a
   pass whose cluster fails to start is tried once more and the failure recorded (``failed_attempts``).
@@ -85,8 +99,15 @@ SIZING_TRACKS = 1_000_000
 SIZING_WORKERS = (8, 32, 128)
 SIZING_TRACK_SEC = 240.0
 RSS_POLL_SEC = 0.2
-QUICK = {"n_tracks": 64, "clip_sec": 20.0, "passes": 2, "limit_s": 300, "demo_tracks": None}
-FULL = {"n_tracks": None, "clip_sec": 30.0, "passes": 3, "limit_s": 1800, "demo_tracks": 128}
+#: ``long_*``: the second corpus, ``long_tracks`` seeded synth tracks of ``long_sec`` seconds, ``long_passes`` each
+QUICK = {
+    "n_tracks": 64, "clip_sec": 20.0, "passes": 2, "limit_s": 300, "demo_tracks": None,
+    "long_tracks": 8, "long_sec": 240.0, "long_passes": 1,
+}  # fmt: skip
+FULL = {
+    "n_tracks": None, "clip_sec": 30.0, "passes": 3, "limit_s": 1800, "demo_tracks": 128,
+    "long_tracks": 12, "long_sec": 240.0, "long_passes": 3,
+}  # fmt: skip
 RAY = {"workers": 2, "cpus_per_worker": 1.0, "threads_per_worker": 1}
 #: (config name, engine, processes, shard size); the first is the reference
 CONFIGS = [
@@ -96,6 +117,15 @@ CONFIGS = [
     ("ray 2x1 shard=4", "ray", 1, 4),
 ]
 REFERENCE = CONFIGS[0][0]
+#: the long corpus's configurations: few long tracks, so shards of 2 (each actor gets shards to run)
+LONG_CONFIGS = [
+    ("local processes=1", "local", 1, None),
+    ("local processes=2", "local", 2, None),
+    ("ray 2x1 shard=2", "ray", 1, 2),
+]
+LONG_CORPUS = "long synth"
+#: the seed of the long corpus's first track (the short fallback clips start at 0, the incremental ones at 1000)
+LONG_SEED = 5000
 #: the full runs an incremental run starts from (its --base), with the same engine
 INCREMENTAL_OF = ("local processes=1", "ray 2x1 shard=32")
 
@@ -190,6 +220,19 @@ def corpus_files(mode: str, cfg: dict[str, Any]) -> tuple[list[Path], str]:
     return chosen, (
         f"{n} seeded additive-synth clips of {cfg['clip_sec']:.0f} s (22.05 kHz stereo; flac, mp3, ogg/vorbis, "
         "m4a/AAC) rendered by bench/extract_bench.py (demo corpus not cached)"
+    )
+
+
+def long_corpus_files(cfg: dict[str, Any]) -> tuple[list[Path], str]:
+    """The long corpus: ``long_tracks`` seeded additive-synth tracks of ``long_sec`` seconds (cached), and a
+    sentence saying what they are."""
+    from bench.extract_bench import render_clips
+
+    n, sec = cfg["long_tracks"], cfg["long_sec"]
+    files = render_clips(CACHE_DIR / "ray_long", n, sec, seed=LONG_SEED)
+    return files, (
+        f"{n} seeded additive-synth tracks of {sec:.0f} s (22.05 kHz stereo; flac, mp3, ogg/vorbis, m4a/AAC) "
+        "rendered by bench/extract_bench.py"
     )
 
 
@@ -482,11 +525,18 @@ def _summarise(r: dict[str, Any], workers: int) -> None:
 
 
 def _child(
-    name: str, tracks: list[dict[str, str]], params: dict[str, Any], work: Path, threads: int, limit_s: float
+    name: str,
+    tracks: list[dict[str, str]],
+    params: dict[str, Any],
+    work: Path,
+    threads: int,
+    limit_s: float,
+    corpus: str = "",
 ) -> dict[str, Any]:
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-    params = {**params, "name": name, "tracks": tracks, "vdir": str(work / f"v1_{slug}")}
-    log(f"ray: {name} on {len(tracks)} tracks")
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{corpus} {name}").strip("_")
+    label = f"{name} [{corpus}]" if corpus else name
+    params = {**params, "name": label, "tracks": tracks, "vdir": str(work / f"v1_{slug}")}
+    log(f"ray: {label} on {len(tracks)} tracks")
     r = run_child(
         "bench.ray_bench",
         "child_embed",
@@ -496,6 +546,8 @@ def _child(
         out_path=work / f"{slug}.json",
     )
     r["config"] = name
+    if corpus:
+        r["corpus"] = corpus
     r["folder"] = params["vdir"]
     if r["status"] == "timeout":
         r["reason"] = f"stopped at the {limit_s:.0f} s limit; passes listed are those finished"
@@ -510,7 +562,13 @@ def _sizing(ray: dict[str, Any], mean_track_sec: float) -> dict[str, Any]:
     idle, shards, size = ray.get("busiest_idle_sec"), ray.get("busiest_actor_shards"), ray.get("shard_size")
     o_worker = max(0.0, idle["median"] / shards / size) if idle and shards and size else None
     rows = []
-    for track_sec in (mean_track_sec, SIZING_TRACK_SEC):
+    # a corpus of 4-minute tracks has one length to show, not the same row twice
+    lengths = (
+        [SIZING_TRACK_SEC]
+        if abs(mean_track_sec - SIZING_TRACK_SEC) < 1.0
+        else [mean_track_sec, SIZING_TRACK_SEC]
+    )
+    for track_sec in lengths:
         for n in SIZING_WORKERS:
             rows.append(
                 {
@@ -526,6 +584,8 @@ def _sizing(ray: dict[str, Any], mean_track_sec: float) -> dict[str, Any]:
         "label": "EXTRAPOLATION, not a measurement",
         "n_tracks": SIZING_TRACKS,
         "from_config": ray["config"],
+        "corpus": ray.get("corpus"),
+        "mean_track_sec": mean_track_sec,
         # how many actors ran shards at the same time: their decode + model seconds include that contention
         "actors_with_shards": sum(1 for n in ray.get("actor_shards", []) if n),
         "workers_measured": ray.get("workers"),
@@ -563,25 +623,44 @@ def run(mode: str) -> dict[str, Any]:
     result["model"] = model
     result["model_note"] = note
     files, source = corpus_files(mode, cfg)
+    main = "demo" if source.startswith("demo corpus") else "short synth"
+    long_files, long_source = long_corpus_files(cfg)
     result["input"] = source
     result["ray_env"] = _child_environment()
     work = CACHE_DIR / "ray"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    tracks = [{"track_id": f"t{i:05d}", "file": str(f)} for i, f in enumerate(files)]
+
+    def tracks_of(fs: list[Path]) -> list[dict[str, str]]:
+        return [{"track_id": f"t{i:05d}", "file": str(f)} for i, f in enumerate(fs)]
+
+    tracks = tracks_of(files)
+    plan = [
+        (main, source, tracks, CONFIGS, cfg["passes"]),
+        (LONG_CORPUS, long_source, tracks_of(long_files), LONG_CONFIGS, cfg["long_passes"]),
+    ]
+    result["corpora"] = []
+    by_corpus: dict[str, dict[str, dict[str, Any]]] = {}
+    for corpus, where, corpus_tracks, configs, passes in plan:
+        result["corpora"].append(
+            {"corpus": corpus, "input": where, "n_tracks": len(corpus_tracks), "passes": passes}
+        )
+        named = by_corpus.setdefault(corpus, {})
+        for name, engine, processes, shard in configs:
+            params = {
+                "model": model, "passes": passes, "engine": engine, "processes": processes, "shard_size": shard,
+            }  # fmt: skip
+            r = _child(name, corpus_tracks, params, work, threads, cfg["limit_s"], corpus)
+            _summarise(r, RAY["workers"] if engine == "ray" else processes)
+            result["configs"].append(r)
+            named[name] = r
+        ref = named[REFERENCE]
+        for r in named.values():
+            if "wall_sec" in r and "wall_sec" in ref:
+                r["wall_ratio_to_reference"] = r["wall_sec"]["median"] / ref["wall_sec"]["median"]
+    by_name = by_corpus[main]
     common = {"model": model, "passes": cfg["passes"]}
-    by_name: dict[str, dict[str, Any]] = {}
-    for name, engine, processes, shard in CONFIGS:
-        params = {**common, "engine": engine, "processes": processes, "shard_size": shard}
-        r = _child(name, tracks, params, work, threads, cfg["limit_s"])
-        _summarise(r, RAY["workers"] if engine == "ray" else processes)
-        result["configs"].append(r)
-        by_name[name] = r
     result["gpu"] = _gpu(tracks, common, work, threads, cfg["limit_s"])
-    ref = by_name[REFERENCE]
-    for r in result["configs"]:
-        if "wall_sec" in r and "wall_sec" in ref:
-            r["wall_ratio_to_reference"] = r["wall_sec"]["median"] / ref["wall_sec"]["median"]
     ray32, ray4 = by_name["ray 2x1 shard=32"], by_name["ray 2x1 shard=4"]
     if "busiest_idle_sec" in ray32 and "busiest_idle_sec" in ray4:
         result["per_shard_overhead_sec"] = per_shard_overhead(
@@ -589,19 +668,21 @@ def run(mode: str) -> dict[str, Any]:
             {"idle_sec": ray32["busiest_idle_sec"]["median"], "shards": ray32["busiest_actor_shards"]},
         )
     result["incremental"] = _incremental(by_name, tracks, common, work, threads, cfg)
-    result["mean_track_sec"], result["sizing"] = sizings(result["configs"])
+    for c in result["corpora"]:
+        done = [r for r in result["configs"] if r.get("corpus") == c["corpus"] and r.get("n_tracks")]
+        c["mean_track_sec"] = done[0]["audio_sec"] / done[0]["n_tracks"] if done else None
+    result["mean_track_sec"] = result["corpora"][0]["mean_track_sec"]
+    result["sizing"] = sizings(result["configs"])
     return result
 
 
-def sizings(configs: list[dict[str, Any]]) -> tuple[float | None, list[dict[str, Any]]]:
-    """The corpus's mean track length and one extrapolated sizing table per measured Ray configuration: with
-    shard 32 on this corpus one actor may run every shard alone, with shard 4 both share the cores, so the two
-    bracket the worker-seconds per audio second."""
+def sizings(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One extrapolated sizing table per measured Ray configuration, each from its own corpus's measurement (its
+    mean track length included): on the demo corpus shard 32 gives each actor one large shard and shard 4 many
+    small ones, and the long corpus's shard 2 measures 4-minute tracks directly, so together they bracket the
+    worker-seconds per audio second."""
     rays = [c for c in configs if c["config"].startswith("ray") and "busy_sec_per_audio_sec" in c]
-    if not rays:
-        return None, []
-    mean = rays[0]["audio_sec"] / rays[0]["n_tracks"]
-    return mean, [_sizing(c, mean) for c in rays]
+    return [_sizing(c, c["audio_sec"] / c["n_tracks"]) for c in rays]
 
 
 def _child_environment() -> dict[str, str]:
@@ -723,12 +804,13 @@ def _shards(c: dict[str, Any]) -> str:
     return f"{c['shards']} ({per}; busiest x{_s(c.get('imbalance'))})" if per else str(c["shards"])
 
 
-def _config_row(c: dict[str, Any]) -> str:
+def _config_row(c: dict[str, Any], corpus: str) -> str:
+    head = f"| {c.get('corpus') or corpus} | {c['config']} |"
     if "wall_sec" not in c:
-        return f"| {c['config']} | {c.get('status')}: {c.get('reason') or (c.get('error') or '')[-300:]} |"
+        return f"{head} {c.get('status')}: {c.get('reason') or (c.get('error') or '')[-300:]} |"
     failed = f" ({c['n_failed']} failed)" if c.get("n_failed") else ""
     return (
-        f"| {c['config']} | {c['n_tracks']}{failed} | {c['audio_sec']:.0f} | {_s(c['wall_sec'])} | {_s(c['wall_sec'].get('p95'))} | "
+        f"{head} {c['n_tracks']}{failed} | {c['audio_sec']:.0f} | {_s(c['wall_sec'])} | {_s(c['wall_sec'].get('p95'))} | "
         f"{_s(c['tracks_per_sec'])} | {_s(c['x_realtime'], 1)} | {_s(c.get('wall_ratio_to_reference'))} | "
         f"{_s(c.get('cluster_start_sec'))} | {_s(c.get('actors_ready_sec'))} | {_s(c.get('phase_sec'))} | "
         f"{_s(c.get('teardown_sec'))} | {_shards(c)} | {_s(c['non_compute_per_track_sec'], 3)} | "
@@ -742,10 +824,16 @@ def markdown(result: dict[str, Any]) -> str:
     if result.get("status") == "skipped":
         return "\n".join(lines + [f"Skipped: {result['reason']}", ""])
     ray = result.get("ray", RAY)
+    # results written before the long corpus existed have one corpus, the demo one, and no `corpora`
+    corpora = result.get("corpora") or [{"corpus": "demo", "input": result.get("input")}]
+    inputs = "; ".join(
+        f"**{c['corpus']}**: {c.get('input')}" + (f", {c['passes']} pass(es) each" if c.get("passes") else "")
+        for c in corpora
+    )
     lines += [
-        f"Input: {result.get('input')}. Model: {result.get('model')}"
+        f"Inputs: {inputs}. Model: {result.get('model')}"
         + (f" ({result['model_note']})" if result.get("model_note") else "")
-        + f". Reference: `{result.get('reference')}` in the same run. Ray: a local cluster started and shut down "
+        + f". Reference: `{result.get('reference')}` on the same corpus in the same run (wall / reference). Ray: a local cluster started and shut down "
         f"by the engine on every pass, {ray['workers']} actors x {ray['cpus_per_worker']:g} CPU x "
         f"{ray['threads_per_worker']} torch thread. A pass is one whole `embed.run` (driver model load, "
         "fingerprints, writing the files included); median over passes (p95 beside the wall). Phases of the Ray "
@@ -754,17 +842,17 @@ def markdown(result: dict[str, Any]) -> str:
         "/ workers) / tracks, for every engine; Ray scheduling s/track = (shards phase - the shards' decode+model "
         "seconds / workers) / tracks. Worker RSS is a sampled peak (every 0.2 s, psutil): a lower bound.",
         "",
-        "| config | tracks | audio s | wall s p50 | p95 | tracks/s | x real time | wall / reference | cluster "
+        "| corpus | config | tracks | audio s | wall s p50 | p95 | tracks/s | x real time | wall / reference | cluster "
         "start s | actors ready s | shards phase s | teardown s | shards (per actor; busiest / mean busy) | non-compute s/track | Ray scheduling "
         "s/track | driver peak RSS | workers peak RSS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    lines += [_config_row(c) for c in result.get("configs", [])]
+    lines += [_config_row(c, corpora[0]["corpus"]) for c in result.get("configs", [])]
     lines.append("")
     pso = result.get("per_shard_overhead_sec")
     if pso is not None:
         lines += [
-            f"Per-shard overhead (shard 4 vs 32, same run): **{pso * 1000:.0f} ms per extra shard** (the busiest "
+            f"Per-shard overhead ({corpora[0]['corpus']} corpus, shard 4 vs 32, same run): **{pso * 1000:.0f} ms per extra shard** (the busiest "
             "actor's idle seconds in the shards phase, difference between the two runs over the difference of the "
             "shards it ran).",
             "",
@@ -772,7 +860,7 @@ def markdown(result: dict[str, Any]) -> str:
     inc = result.get("incremental") or {}
     if inc.get("configs"):
         lines += [
-            f"Incremental: {len(inc.get('changed_ids', []))} tracks rewritten with other audio and "
+            f"Incremental ({corpora[0]['corpus']} corpus): {len(inc.get('changed_ids', []))} tracks rewritten with other audio and "
             f"{len(inc.get('added_ids', []))} added ({inc.get('n_tracks')} tracks), `--incremental --base` the "
             "last full run's folder of the same engine.",
             "",
@@ -780,7 +868,11 @@ def markdown(result: dict[str, Any]) -> str:
             "`incremental`) |",
             "|---|---:|---:|---:|---:|---|",
         ]
-        full = {c["config"]: c for c in result.get("configs", [])}
+        full = {
+            c["config"]: c
+            for c in result.get("configs", [])
+            if c.get("corpus", corpora[0]["corpus"]) == corpora[0]["corpus"]
+        }
         for c in inc["configs"]:
             if "wall_sec" not in c:
                 lines.append(f"| {c['config']} | {c.get('status')}: {c.get('reason') or ''} |")
@@ -793,10 +885,13 @@ def markdown(result: dict[str, Any]) -> str:
             )
         lines.append("")
     for sz in result.get("sizing") or []:
+        corpus = sz.get("corpus") or corpora[0]["corpus"]
+        mean = f", mean track {sz['mean_track_sec']:.0f} s" if sz.get("mean_track_sec") else ""
         lines += [
-            f"Sizing from `{sz['from_config']}` — **{sz['label']}**: hours to embed {sz['n_tracks']:,} tracks with "
-            f"N Ray workers of 1 CPU, from its measured {sz['worker_sec_per_audio_sec']:.4f} worker-seconds (decode "
-            f"+ model) per audio second, {sz.get('actors_with_shards')} of {sz.get('workers_measured')} actors "
+            f"Sizing from `{sz['from_config']}` on the {corpus} corpus{mean} — **{sz['label']}**: hours to embed "
+            f"{sz['n_tracks']:,} tracks with N Ray workers of 1 CPU, from its measured "
+            f"{sz['worker_sec_per_audio_sec']:.4f} worker-seconds (decode + model) per audio second of the "
+            f"{corpus} corpus, {sz.get('actors_with_shards')} of {sz.get('workers_measured')} actors "
             "running shards at the same time; the second figure adds the measured overhead "
             f"({_s(sz.get('overhead_per_track_worker_sec'), 4)} worker-s per track: {sz.get('overhead_from')}). "
             f"Assumes {sz['assumes']}.",
@@ -817,7 +912,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += [f"GPU: not measured ({gpu.get('reason')}), so no GPU row.", ""]
     elif "x_realtime" in gpu:
         lines += [
-            f"GPU (measured in this run, `{gpu['config']}`): {_s(gpu['x_realtime'], 1)}x real time, "
+            f"GPU (measured in this run, `{gpu['config']}` on the {corpora[0]['corpus']} corpus): {_s(gpu['x_realtime'], 1)}x real time, "
             f"{_s(gpu['tracks_per_sec'])} tracks/s -> 1M tracks of 240 s on one GPU: "
             f"{SIZING_TRACKS * SIZING_TRACK_SEC / gpu['x_realtime']['median'] / 3600:.1f} h (extrapolation).",
             "",

@@ -264,6 +264,31 @@ def test_ray_sizing_hours_hand_worked_and_refuses_bad_counts() -> None:
         sizing_hours(10, 240.0, 0.05, 8, -1.0)
 
 
+def test_ray_sizings_one_table_per_ray_config_from_its_own_corpus() -> None:
+    from bench.ray_bench import sizings
+
+    def cfg(name: str, corpus: str, n: int, audio: float) -> dict[str, object]:
+        return {
+            "config": name, "corpus": corpus, "n_tracks": n, "audio_sec": audio, "workers": 2,
+            "busy_sec_per_audio_sec": {"median": 0.05}, "actor_shards": [1, 1],
+        }  # fmt: skip
+
+    out = sizings(
+        [
+            {"config": "local processes=1", "corpus": "demo", "n_tracks": 64, "audio_sec": 1920.0},
+            cfg("ray 2x1 shard=32", "demo", 64, 1920.0),
+            cfg("ray 2x1 shard=2", "long synth", 8, 1920.5),
+        ]
+    )
+    assert [(z["from_config"], z["corpus"]) for z in out] == [
+        ("ray 2x1 shard=32", "demo"),
+        ("ray 2x1 shard=2", "long synth"),
+    ]
+    assert out[0]["mean_track_sec"] == 30.0 and {r["track_sec"] for r in out[0]["rows"]} == {30.0, 240.0}
+    # 240.06 s tracks: the 4-minute row once, not twice
+    assert [r["track_sec"] for r in out[1]["rows"]] == [240.0, 240.0, 240.0]
+
+
 def test_ray_overheads_hand_worked() -> None:
     from bench.ray_bench import per_shard_overhead, sched_overhead
 
@@ -297,8 +322,8 @@ def test_ray_markdown_tables_from_a_hand_made_result() -> None:
         return {"median": v, "p95": v * 1.1, "min": v, "max": v, "n": 2}
 
     local = {
-        "config": "local processes=1", "status": "ok", "n_tracks": 64, "audio_sec": 1280.0, "wall_sec": s(20.0),
-        "tracks_per_sec": s(3.2), "x_realtime": s(64.0), "wall_ratio_to_reference": 1.0,
+        "config": "local processes=1", "corpus": "demo", "status": "ok", "n_tracks": 64, "audio_sec": 1280.0,
+        "wall_sec": s(20.0), "tracks_per_sec": s(3.2), "x_realtime": s(64.0), "wall_ratio_to_reference": 1.0,
         "non_compute_per_track_sec": s(0.05), "peak_rss_driver": 400 * 2**20,
     }  # fmt: skip
     ray = {
@@ -307,7 +332,22 @@ def test_ray_markdown_tables_from_a_hand_made_result() -> None:
         "shards": 2, "actor_shards": [2, 0], "imbalance": s(2.0), "sched_overhead_per_track_sec": s(0.012), "peak_rss_actors": {"1": 350 * 2**20, "2": 360 * 2**20},
         "peak_rss_descendants_total": 1400 * 2**20, "workers": 2,
     }  # fmt: skip
-    broken = {"config": "ray 2x1 shard=4", "status": "error", "error": "Traceback ... ConfigError: boom"}
+    broken = {
+        "config": "ray 2x1 shard=4",
+        "corpus": "demo",
+        "status": "error",
+        "error": "Traceback ... ConfigError: boom",
+    }
+    # the long corpus: 8 tracks of 240 s, its own reference (wall / reference 0.80 against its own local 1)
+    long_local = {
+        **local, "corpus": "long synth", "n_tracks": 8, "audio_sec": 1920.0, "wall_sec": s(25.0),
+        "x_realtime": s(76.8), "tracks_per_sec": s(0.32), "wall_ratio_to_reference": 1.0,
+    }  # fmt: skip
+    long_ray = {
+        **ray, "config": "ray 2x1 shard=2", "corpus": "long synth", "n_tracks": 8, "audio_sec": 1920.0,
+        "wall_sec": s(20.0), "x_realtime": s(96.0), "tracks_per_sec": s(0.4), "wall_ratio_to_reference": 0.8,
+        "shards": 4, "actor_shards": [2, 2], "imbalance": s(1.01), "sched_overhead_per_track_sec": s(0.25),
+    }  # fmt: skip
     inc = {
         "config": "ray 2x1 shard=32 --incremental", "full_config": "ray 2x1 shard=32", "wall_sec": s(12.0),
         "wall_ratio_to_full": 0.4, "cluster_start_sec": s(4.0),
@@ -315,35 +355,63 @@ def test_ray_markdown_tables_from_a_hand_made_result() -> None:
     }  # fmt: skip
     result = {
         "mode": "quick", "created_at": "t0", "input": "64 clips", "model": "musicnn-msd", "model_note": None,
-        "reference": "local processes=1", "ray": ray_bench.RAY, "configs": [local, ray, broken],
+        "corpora": [
+            {"corpus": "demo", "input": "demo corpus, 64 of 128 tracks", "passes": 2},
+            {"corpus": "long synth", "input": "8 seeded additive-synth tracks of 240 s", "passes": 1},
+        ],
+        "reference": "local processes=1", "ray": ray_bench.RAY,
+        "configs": [local, ray, broken, long_local, long_ray],
         "per_shard_overhead_sec": 0.0425,
         "incremental": {"changed_ids": ["a", "b"], "added_ids": ["c", "d"], "n_tracks": 66, "configs": [inc]},
-        "sizing": [ray_bench._sizing(
-            {**ray, "busy_sec_per_audio_sec": s(0.05), "busiest_idle_sec": s(0.768), "busiest_actor_shards": 2,
-             "shard_size": 32}, 20.0,
-        )],
+        "sizing": [
+            ray_bench._sizing(
+                {**ray, "busy_sec_per_audio_sec": s(0.05), "busiest_idle_sec": s(0.768), "busiest_actor_shards": 2,
+                 "shard_size": 32}, 20.0,
+            ),
+            ray_bench._sizing(
+                {**long_ray, "busy_sec_per_audio_sec": s(0.04), "busiest_idle_sec": s(0.0),
+                 "busiest_actor_shards": 2, "shard_size": 2}, 240.0,
+            ),
+        ],
         "gpu": {"status": "skipped", "reason": "no CUDA device on this machine"},
     }  # fmt: skip
     md = ray_bench.markdown(result)
-    rows = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| ")}
+    rows = {" | ".join(line.split(" | ")[:2]): line for line in md.splitlines() if line.startswith("| ")}
+    assert "| corpus | config | tracks |" in md
     assert (
         "| 4.50 | 3.25 | 15.00 | 1.50 | 2 (2/0; busiest x2.00) | 0.050 | 0.012 | 400 MiB | 2 actor processes "
-        "(all passes) max 360 MiB, min 350 MiB; all descendants 1400 MiB |" in rows["| ray 2x1 shard=32"]
+        "(all passes) max 360 MiB, min 350 MiB; all descendants 1400 MiB |"
+        in rows["| demo | ray 2x1 shard=32"]
     )
-    assert "| 20.00 | 22.00 | 3.20 | 64.0 | 1.00 | - |" in rows["| local processes=1"]
-    assert "error: Traceback ... ConfigError: boom" in rows["| ray 2x1 shard=4"]
-    assert "**42 ms per extra shard**" in md
-    assert "| 12.00 | 30.00 | 0.40 | 4.00 | copied 62, embedded_new 2, embedded_changed 2 |" in md
-    assert "Sizing from `ray 2x1 shard=32` — **EXTRAPOLATION" in md and "2 of 2 actors" not in md
+    assert "| 64 | 1280 | 20.00 | 22.00 | 3.20 | 64.0 | 1.00 | - |" in rows["| demo | local processes=1"]
+    assert "error: Traceback ... ConfigError: boom" in rows["| demo | ray 2x1 shard=4"]
+    # both corpora in the one table, each against its own reference
+    assert "| 8 | 1920 | 25.00 | 27.50 | 0.32 | 76.8 | 1.00 | - |" in rows["| long synth | local processes=1"]
+    assert "| 8 | 1920 | 20.00 | 22.00 | 0.40 | 96.0 | 0.80 |" in rows["| long synth | ray 2x1 shard=2"]
+    assert "| 4 (2/2; busiest x1.01) | 0.050 | 0.250 |" in rows["| long synth | ray 2x1 shard=2"]
     assert (
-        "1 of 2 actors running shards at the same time" in md
-        and "GPU: not measured (no CUDA device on this machine)" in md
+        "**demo**: demo corpus, 64 of 128 tracks, 2 pass(es) each; **long synth**: 8 seeded additive-synth tracks "
+        "of 240 s, 1 pass(es) each" in md
     )
+    assert "**42 ms per extra shard**" in md and "Per-shard overhead (demo corpus," in md
+    assert "| 12.00 | 30.00 | 0.40 | 4.00 | copied 62, embedded_new 2, embedded_changed 2 |" in md
+    assert "Sizing from `ray 2x1 shard=32` on the demo corpus, mean track 20 s — **EXTRAPOLATION" in md
+    assert "per audio second of the demo corpus, 1 of 2 actors running shards at the same time" in md
+    assert "Sizing from `ray 2x1 shard=2` on the long synth corpus, mean track 240 s — **EXTRAPOLATION" in md
+    assert "per audio second of the long synth corpus, 2 of 2 actors" in md
+    assert "GPU: not measured (no CUDA device on this machine)" in md
     # 1M x 240 s x 0.05 / 8 / 3600 = 416.7 h; + 0.768 s / 2 shards / 32 tracks = 0.012 worker-s per track:
     # 1M x 12.012 / 8 / 3600 = 417.1 h
     assert "| 240 s | 416.7 h / 417.1 h |" in md
     assert "| 20 s | 34.7 h / 35.1 h |" in md
+    # the long corpus: 1M x 240 s x 0.04 / 8 / 3600 = 333.3 h, no overhead measured (idle 0); one row of 240 s
+    assert "| 240 s | 333.3 h / 333.3 h | 83.3 h / 83.3 h | 20.8 h / 20.8 h |" in md
+    assert md.count("| 240 s |") == 2
     skipped = ray_bench.markdown(
         {"mode": "quick", "created_at": "t", "status": "skipped", "reason": "no ray"}
     )
     assert "Skipped: no ray" in skipped
+    old = {k: v for k, v in result.items() if k not in ("corpora", "sizing")}
+    old["configs"] = [{k: v for k, v in c.items() if k != "corpus"} for c in (local, ray)]
+    old_md = ray_bench.markdown(old)
+    assert "Inputs: **demo**: 64 clips. Model" in old_md and "| demo | ray 2x1 shard=32 | 64 |" in old_md
