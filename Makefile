@@ -173,7 +173,7 @@ bench-quick: bench-deps ## a few minutes on 2 cores -> bench/results/*_quick.jso
 bench-report: $(VENV)/.installed ## research-job report on 100k synthetic tracks (~6 min on 2 cores) -> bench/results/report_quick.json
 	$(PY) -m bench.report_bench --quick
 
-bench-ray: $(VENV)/.installed weights ## embed engines local vs Ray (2 actors x 1 CPU, local cluster) on 64 demo tracks (or synthetic clips): wall, cluster start, scheduling overhead per track and shard, RSS, incremental, 1M-track sizing (~4-5 min on 2 cores) -> bench/results/ray_quick.json
+bench-ray: $(VENV)/.installed weights ## embed engines local (1, 2 processes) vs Ray (2 actors x 1 CPU, local cluster) on 64 demo tracks and 8 synthetic 4-min tracks: wall, cluster start, scheduling overhead per track and shard, RSS, incremental, 1M-track sizing (~6-7 min on 2 cores) -> bench/results/ray_quick.json
 	$(PY) -m bench.run --quick --only ray
 
 soak: bench-deps ## the Node API under load while hostile version folders are reloaded (30 s) -> bench/results/soak_quick.json
