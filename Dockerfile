@@ -10,7 +10,7 @@ COPY research_job ./research_job
 COPY artifact_schema ./artifact_schema
 COPY scripts ./scripts
 COPY configs ./configs
-RUN pip install '.[demo,hf,ray]' \
+RUN pip install '.[demo,hf,ray,onnx]' \
  && python scripts/fetch_musicnn_weights.py --dest /opt/musicnn
 ENV MUSICNN_WEIGHTS_DIR=/opt/musicnn ARTIFACT_SCHEMA_DIR=/app/artifact_schema
 RUN useradd --create-home --uid 10001 job && mkdir -p /app/artifacts && chown job /app/artifacts

@@ -38,7 +38,7 @@ help: ## list the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[demo,hf,dev,ray]'
+	$(PY) -m pip install -q -e '.[demo,hf,dev,ray,onnx]'
 	touch $@
 
 install: $(VENV)/.installed weights $(NODE_STAMP) ## .venv (pinned CPU torch, every dependency), musicnn weights, node_api's npm packages

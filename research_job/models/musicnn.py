@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ from torch import nn
 
 from research_job.errors import ModelError, unknown_choice
 from research_job.models.musicnn_weights import checkpoint_files
+from research_job.models.onnx_runtime import OPSET as ONNX_OPSET
+from research_job.models.onnx_runtime import RUNTIMES
 from research_job.models.tf_checkpoint import TensorBundle
 from research_job.provenance import sha256_files
 
@@ -348,7 +351,15 @@ class MusicnnEncoder:
 
     sample_rate = SAMPLE_RATE
 
-    def __init__(self, checkpoint: str, layer: str, device: str, batch_size: int, weights_root: str | None):
+    def __init__(
+        self,
+        checkpoint: str,
+        layer: str,
+        device: str,
+        batch_size: int,
+        weights_root: str | None,
+        runtime: str = "torch",
+    ):
         prefix, files = checkpoint_files(checkpoint, weights_root)
         self.checkpoint = checkpoint
         self.layer = layer
@@ -365,16 +376,27 @@ class MusicnnEncoder:
         self.net.load_tf(TensorBundle(prefix))
         self.net.eval().to(self.device)
         self.frontend = LogMel().to(self.device)
+        self.runtime = runtime
+        self.onnx: Any = None
+        if runtime == "onnx":
+            from research_job.models import onnx_runtime
+            from research_job.models.musicnn_weights import weights_dir
+
+            root = Path(weights_root) if weights_root is not None else weights_dir()
+            path = onnx_runtime.cached_model(self.net, checkpoint, self.weights_sha256, root)
+            self.onnx = onnx_runtime.OnnxNet(path, torch.get_num_threads(), device)
 
     def patch_outputs_from_logmel(self, patches_: np.ndarray) -> dict[str, np.ndarray]:
         """Run the network on log-mel patches [n, 187, 96]; per-patch outputs of every layer (float32)."""
         outs: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for start in range(0, len(patches_), self.batch_size):
-                x = torch.from_numpy(
-                    np.ascontiguousarray(patches_[start : start + self.batch_size], np.float32)
-                )
-                for key, val in self.net(x.to(self.device)).items():
+                chunk = np.ascontiguousarray(patches_[start : start + self.batch_size], np.float32)
+                if self.onnx is not None:
+                    for key, arr in self.onnx(chunk).items():
+                        outs.setdefault(key, []).append(arr)
+                    continue
+                for key, val in self.net(torch.from_numpy(chunk).to(self.device)).items():
                     outs.setdefault(key, []).append(val.float().cpu().numpy())
         return {k: np.concatenate(v) for k, v in outs.items()}
 
@@ -455,6 +477,12 @@ class MusicnnEncoder:
                 "patch_hop_frames": PATCH_FRAMES,
                 "log_compression": "log10(10000*mel+1), float32",
                 "batch_size": self.batch_size,
+                # only off the default, so folders embedded before runtimes existed stay this model's
+                **(
+                    {"runtime": "onnx", "onnx_opset": ONNX_OPSET, "onnxruntime": self.onnx.version}
+                    if self.onnx is not None
+                    else {}
+                ),
             },
         }
 
@@ -480,6 +508,7 @@ def load(
     device: str = "cpu",
     batch_size: int | str | None = None,
     weights_dir: str | os.PathLike[str] | None = None,
+    runtime: str = "torch",
 ) -> MusicnnEncoder:
     """Load a musicnn encoder from the wheel's checkpoint (registry entry ``musicnn-msd`` / ``musicnn-mtt``).
 
@@ -491,6 +520,8 @@ def load(
             ``CPU_BATCH_PATCHES`` on CPU, ``ACCELERATOR_BATCH_PATCHES`` elsewhere.
         weights_dir: folder holding ``<checkpoint>/.index`` etc. (default ``$MUSICNN_WEIGHTS_DIR`` or
             ``<repo>/.cache/musicnn``).
+        runtime: ``torch`` (the port) or ``onnx`` (the same network exported to ONNX once, run by onnxruntime:
+            :mod:`research_job.models.onnx_runtime`).
 
     Raises:
         ModelError: unknown checkpoint / layer / bad option, or missing weights (says how to fetch them).
@@ -499,6 +530,8 @@ def load(
         raise ModelError(unknown_choice("musicnn checkpoint", checkpoint, TAGS))
     if layer not in LAYERS:
         raise ModelError(unknown_choice("musicnn layer", layer, LAYERS))
+    if runtime not in RUNTIMES:
+        raise ModelError(unknown_choice("musicnn runtime", runtime, RUNTIMES))
     try:
         torch_device = torch.device(device)
     except RuntimeError as exc:
@@ -507,5 +540,5 @@ def load(
         batch_size = default_batch_patches(torch_device)
     return MusicnnEncoder(
         checkpoint, layer, str(torch_device), _as_int("batch_size", batch_size),
-        None if weights_dir is None else os.fspath(weights_dir),
+        None if weights_dir is None else os.fspath(weights_dir), runtime,
     )  # fmt: skip

@@ -25,6 +25,7 @@ _MUSICNN: Options = {
     "batch_size": None,
     "device": None,
     "weights_dir": None,
+    "runtime": ("torch", "onnx"),
 }
 
 
