@@ -34,7 +34,7 @@ SERVER_JS = REPO / "node_api" / "dist" / "src" / "server.js"
 #: README commands run end to end on the demo corpus (the others are parsed only: publish needs a bucket,
 #: compare-models and embed-segments embed the corpus again)
 RUNNABLE = {"export-metadata", "pull-audio", "standardize-audio", "embed", "build-index", "evaluate", "report",
-            "previews", "validate", "find-similar", "models", "run"}  # fmt: skip
+            "previews", "validate", "find-similar", "models", "run", "export-model"}  # fmt: skip
 
 
 def readme_commands() -> list[list[str]]:
