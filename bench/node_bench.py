@@ -241,9 +241,11 @@ def startup_paths(vdir: Path, work: Path, rounds: int = 3, limit_s: float = 300)
     """Start-up of one version folder from the columnar sidecar and from the CSV (its twin without the sidecar),
     in alternation, ``rounds`` times each (order swapped every round), exact backend, neighbour table off: seconds
     from spawn to the first ``/health`` 200, the loader's phases (log level info), the RSS after start and the
-    peak RSS (VmHWM). Returns both paths' launches and medians, and the ratio csv / columns."""
+    peak RSS (VmHWM). Returns both paths' launches and medians, the ratio csv / columns and the load average
+    before and after."""
     twin = _csv_twin(vdir, work)
     n = json.loads((vdir / "embeddings" / "embeddings_meta.json").read_text())["count"]
+    load_before = list(os.getloadavg())
     paths = {"csv": twin, "columns": vdir}
     launches: dict[str, list[dict[str, Any]]] = {"csv": [], "columns": []}
     for r in range(rounds):
@@ -260,7 +262,15 @@ def startup_paths(vdir: Path, work: Path, rounds: int = 3, limit_s: float = 300)
             log(
                 f"node start-up N={n} {label} round {r}: {sec:.2f} s, peak RSS {(launch['peak_rss'] or 0) / 2**20:.0f} MiB"
             )
-    out: dict[str, Any] = {"n": n, "artifacts": str(vdir), "rounds": rounds, "launches": launches}
+    out: dict[str, Any] = {
+        "n": n,
+        "artifacts": str(vdir),
+        "rounds": rounds,
+        # the machine's load (1, 5, 15 min) when these launches began and ended: start-up is CPU-bound
+        "loadavg_before": load_before,
+        "loadavg_after": list(os.getloadavg()),
+        "launches": launches,
+    }
     for label, ls in launches.items():
         out[label] = {
             "startup_sec_median": float(np.median([x["startup_sec"] for x in ls])),

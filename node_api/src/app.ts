@@ -9,6 +9,7 @@
 
 import { homedir, tmpdir } from 'node:os';
 
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv } from 'ajv';
@@ -165,6 +166,9 @@ function createFastify(config: AppConfig, logger: BuildOptions['logger'], trackI
   const handleError = errorHandler(localPathRedactor(localRoots));
   const app = Fastify({
     logger: logger ?? { level: config.logLevel, serializers: { err: redactedError } },
+    // the request validators are useSchemas' (set before any route): this factory stands in for Fastify's
+    // default, whose module (@fastify/ajv-compiler, 20 ms to load) is then never loaded
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers, buildValidator: () => validatorsUnset } },
     routerOptions: { maxParamLength },
     frameworkErrors: routerErrors(maxParamLength, trackId.maxLength, handleError),
   });
@@ -172,13 +176,44 @@ function createFastify(config: AppConfig, logger: BuildOptions['logger'], trackI
   return app;
 }
 
+/**
+ * `compile()` run on the first call, not now: Fastify compiles every route's validators and serializers while
+ * the routes register (~0.1 s of the start-up, most of it for responses that may never be sent). A compiled
+ * validator's `errors` (what Fastify reports on a 400) are copied onto the wrapper after each call.
+ */
+function onFirstCall<F extends ((data: any) => any) & { errors?: unknown }>(compile: () => F): F {
+  let fn: F | null = null;
+  const lazy = ((data: unknown) => {
+    fn ??= compile();
+    const out = fn(data);
+    lazy.errors = fn.errors;
+    return out;
+  }) as F;
+  return lazy;
+}
+
+/** Fastify's own response serializers (fast-json-stringify), each compiled when its response is first sent. */
+const lazySerializers: NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildSerializer'] = (externalSchemas, options) => {
+  const compiler = SerializerSelector()(externalSchemas, options);
+  return (route) => onFirstCall(() => compiler(route as Parameters<typeof compiler>[0]));
+};
+
+/** The validator compiler until useSchemas sets its own. */
+const validatorsUnset = (): never => {
+  throw new Error('route validators are compiled by the compiler useSchemas sets');
+};
+
 /** Request validators, and the shared schemas (ErrorBody, TrackId) route schemas `$ref`. */
 function useSchemas(app: FastifyInstance, trackIdSchema: Record<string, unknown>): void {
   // Query strings arrive as text: coerce them ("5" -> 5). Bodies are JSON: never coerce (null must not become 0).
-  const ajvQuery = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
-  const ajvBody = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  // Start-up cost: each route's validators compile on its first request (onFirstCall), without ajv's
+  // name-optimising passes, and without compiling the draft-07 meta-schema in each instance to check the route
+  // schemas, which are this code's constants (the openapi tests compile every one of them)
+  const fast = { strict: false, validateSchema: false, code: { optimize: false } } as const;
+  const ajvQuery = new Ajv({ coerceTypes: true, useDefaults: true, removeAdditional: false, allErrors: false, ...fast });
+  const ajvBody = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, ...fast });
   for (const ajv of [ajvQuery, ajvBody]) ajv.addSchema(trackIdSchema);
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? ajvBody : ajvQuery).compile(schema));
+  app.setValidatorCompiler(({ schema, httpPart }) => onFirstCall(() => (httpPart === 'body' ? ajvBody : ajvQuery).compile(schema)));
   app.addSchema(errorBody);
   app.addSchema(trackIdSchema);
 }

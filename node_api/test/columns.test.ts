@@ -16,6 +16,7 @@ import { loadArtifacts } from '../src/lib/loader.js';
 import { SchemaRegistry } from '../src/lib/schemas.js';
 import { LocalDirSource } from '../src/lib/source.js';
 import type { LoadedState } from '../src/lib/state.js';
+import type { TrackRow } from '../src/lib/types.js';
 import { appFor, cleanupTmp, copyFixture, generatedFixture, NODE_API_ROOT, readJson, sha256File, writeJson } from './helpers.js';
 
 const schemas = new SchemaRegistry(path.resolve(NODE_API_ROOT, '..', 'artifact_schema'));
@@ -86,6 +87,30 @@ describe('loading from the columnar sidecar', () => {
     assert.deepEqual([...b.composerRows], [...a.composerRows]);
     assert.deepEqual([...b.composerFilterRows], [...a.composerFilterRows]);
     assert.ok(b.tracks.every((t) => Object.isFrozen(t)));
+  });
+
+  it('makes each row when first read, once, and refuses writes (an array of frozen rows to its readers)', async () => {
+    const a = await load(csvDir);
+    const b = await load(colDir);
+    const n = a.tracks.length;
+    assert.equal(b.tracks.length, n);
+    assert.ok(Array.isArray(b.tracks));
+    assert.deepEqual(b.tracks[n - 1], a.tracks[n - 1]);
+    assert.equal(b.tracks[n - 1], b.tracks[n - 1], 'the same object on every read');
+    assert.equal(b.tracks[n], undefined);
+    assert.equal(b.tracks[-1 as number], undefined);
+    assert.ok(n - 1 in b.tracks && !(n in b.tracks));
+    assert.deepEqual(b.tracks.map((t) => t.track_id), a.tracks.map((t) => t.track_id));
+    assert.deepEqual([...b.tracks], [...a.tracks]);
+    assert.deepEqual(b.tracks.slice(1, 3), a.tracks.slice(1, 3));
+    const rows = b.tracks as TrackRow[];
+    assert.throws(() => {
+      rows[0] = a.tracks[1]!;
+    }, TypeError);
+    assert.throws(() => rows.push(a.tracks[0]!), TypeError);
+    assert.throws(() => Object.defineProperty(rows, 'length', { value: 0 }), TypeError);
+    assert.deepEqual(b.tracks[0], a.tracks[0]);
+    assert.equal(b.tracks.length, n);
   });
 
   it('answers /tracks/:id/nearest, /composer-eval and /tracks?q= with the same bytes for every track', async () => {

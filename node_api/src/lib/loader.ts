@@ -15,7 +15,7 @@ import { endianness } from 'node:os';
 import { ExactBackend } from './backends/exact.js';
 import { dotRow, queryExclusion } from './exact.js';
 import { HnswBackend } from './backends/hnsw.js';
-import { PgvectorBackend } from './backends/pgvector.js';
+import type { PgvectorBackend } from './backends/pgvector.js';
 import type { VectorBackend } from './backends/types.js';
 import { parseTracksCsv } from './csv.js';
 import { ArtifactError } from './errors.js';
@@ -23,8 +23,10 @@ import { checkHnswFile, HnswFormatError } from './hnswFile.js';
 import { parseJson } from './json.js';
 import { COSINE_RANKING, parseNeighborTable, type NeighborTable } from './neighbors.js';
 import { lazyTrackJson } from './nearestBody.js';
-import { readTracksColumns, type ColumnsFiles } from './columns.js';
+import { readTracksColumns, type ColumnsFiles, type LoadedColumns } from './columns.js';
 import { relativeTo, type ArtifactFile, type ArtifactPaths } from './layout.js';
+import { RowIndex } from './rowIndex.js';
+import { parseTrackIdsJson } from './trackIdsJson.js';
 import { sampleRows } from './random.js';
 import { SimdScorer } from './simd.js';
 import { tuneRecall } from './recall.js';
@@ -125,7 +127,7 @@ interface Vectors {
   readonly meta: EmbeddingsMeta;
   readonly trackIds: string[];
   /** row of each track id (built while refusing repeats) */
-  readonly rowById: Map<string, number>;
+  readonly rowById: RowIndex;
   readonly n: number;
   readonly dim: number;
   readonly embSha: string;
@@ -139,8 +141,9 @@ interface Metadata {
   /** where the rows came from: the columnar sidecar, or the CSV */
   readonly from: 'columns' | 'csv';
   readonly metadataRows: number;
-  readonly tracks: TrackRow[];
-  readonly rowById: Map<string, number>;
+  /** frozen (the sidecar's: made on first read, read-only) */
+  readonly tracks: readonly TrackRow[];
+  readonly rowById: RowIndex;
   readonly albumOfRow: Int32Array;
   readonly albumSize: Int32Array;
   readonly composerRows: Map<string, Int32Array>;
@@ -205,7 +208,7 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
     embeddingsSha256: v.embSha,
     trackIds: Object.freeze([...v.trackIds]),
     rowById: md.rowById,
-    tracks: Object.freeze(md.tracks),
+    tracks: md.tracks,
     trackJson,
     albumOfRow: md.albumOfRow,
     albumSize: md.albumSize,
@@ -294,23 +297,22 @@ async function readVectors(ctx: LoadContext): Promise<Vectors> {
  * track_ids.json: JSON, no repeated id (named), its schema, its count and the sha256 `meta` records; with the
  * row of each id (the map that refuses repeats is the lookup the routes use).
  */
-async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<{ ids: TrackIdsFile; rowById: Map<string, number> }> {
+async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<{ ids: TrackIdsFile; rowById: RowIndex }> {
   const { source, schemas, F } = ctx;
   const idsBytes = await source.read(F.track_ids_json, { maxBytes: Math.min(DEFAULT_MAX_BYTES, 65536 + meta.count * MAX_TRACK_ID_JSON_BYTES), why: `${meta.count} track ids (count from ${F.embeddings_meta})` });
-  const idsRaw = parseJson(F.track_ids_json, idsBytes);
+  const idsRaw = parseTrackIdsJson(F.track_ids_json, idsBytes);
   // before the schema (whose uniqueItems would not say which id repeats)
   const rawList = (idsRaw as { track_ids?: unknown }).track_ids;
-  const rowById = new Map<string, number>();
-  if (Array.isArray(rawList)) {
-    for (let row = 0; row < rawList.length; row++) {
-      const id = rawList[row] as string;
-      if (rowById.has(id)) throw new ArtifactError(F.track_ids_json, `track id ${JSON.stringify(id)} repeats`);
-      rowById.set(id, row);
-    }
+  let rowById: RowIndex | null = null;
+  if (Array.isArray(rawList) && rawList.every((id) => typeof id === 'string')) {
+    const built = RowIndex.build(rawList as string[]);
+    if ('repeatRow' in built) throw new ArtifactError(F.track_ids_json, `track id ${JSON.stringify(rawList[built.repeatRow])} repeats`);
+    rowById = built.index;
   }
-  // every keyword of the schema but uniqueItems, which the map above has checked (and named the repeat)
+  // every keyword of the schema but uniqueItems, which the index above has checked (and named the repeat); a
+  // list with a non-string id fails the schema's items
   const problem = Array.isArray(rawList) ? schemas.checkExceptUnique('track_ids', 'track_ids', idsRaw) : schemas.check('track_ids', idsRaw);
-  if (problem !== null) throw new ArtifactError(F.track_ids_json, `does not match track_ids.schema.json: ${problem}`);
+  if (problem !== null || rowById === null) throw new ArtifactError(F.track_ids_json, `does not match track_ids.schema.json: ${problem}`);
   const ids = idsRaw as TrackIdsFile;
   const n = ids.track_ids.length;
   if (ids.count !== n) throw new ArtifactError(F.track_ids_json, `count is ${ids.count} but the file lists ${n} track ids`);
@@ -325,13 +327,27 @@ async function readTrackIds(ctx: LoadContext, meta: EmbeddingsMeta): Promise<{ i
 /** Every row finite and of L2 norm 1 within `normTolerance` (embeddings_meta.normalization is "l2"). */
 function checkRows(ctx: LoadContext, emb: Float32Array, dim: number, trackIds: readonly string[]): void {
   const { F, opts } = ctx;
+  // four partial sums (dims 0, 1, 2, 3 mod 4): 1.6x the speed of one sum (0.3 s of the start-up at 1M x 200)
+  const d4 = dim - (dim % 4);
   for (let row = 0; row < trackIds.length; row++) {
-    let ss = 0;
+    let s0 = 0;
+    let s1 = 0;
+    let s2 = 0;
+    let s3 = 0;
     const base = row * dim;
-    for (let d = 0; d < dim; d++) {
-      const v = emb[base + d]!;
-      ss += v * v;
+    let d = 0;
+    for (; d < d4; d += 4) {
+      const v0 = emb[base + d]!;
+      const v1 = emb[base + d + 1]!;
+      const v2 = emb[base + d + 2]!;
+      const v3 = emb[base + d + 3]!;
+      s0 += v0 * v0;
+      s1 += v1 * v1;
+      s2 += v2 * v2;
+      s3 += v3 * v3;
     }
+    for (; d < dim; d++) s0 += emb[base + d]! * emb[base + d]!;
+    const ss = s0 + s1 + (s2 + s3);
     // a NaN or an infinity makes the sum NaN or infinite, so a finite norm within tolerance proves the row finite;
     // only a row that fails is searched for the value to name
     if (Math.abs(Math.sqrt(ss) - 1) <= opts.normTolerance) continue;
@@ -358,9 +374,9 @@ function columnsFiles(schemas: SchemaRegistry): ColumnsFiles | null {
  */
 async function readMetadata(ctx: LoadContext, v: Vectors): Promise<Metadata> {
   const cols = await readTracksColumns(ctx.source, ctx.schemas, columnsFiles(ctx.schemas), v);
-  if (cols) return { from: 'columns', metadataRows: cols.csvRows, tracks: cols.tracks, ...rowIndexes(v, cols.tracks) };
+  if (cols) return { from: 'columns', metadataRows: cols.csvRows, tracks: cols.tracks, ...columnIndexes(v, cols) };
   const { tracks, metadataRows } = await readCsvRows(ctx, v);
-  return { from: 'csv', metadataRows, tracks, ...rowIndexes(v, tracks) };
+  return { from: 'csv', metadataRows, tracks: Object.freeze(tracks), ...rowIndexes(v, tracks) };
 }
 
 /** tracks_metadata.csv's rows in vector row order. @throws ArtifactError naming the CSV (a track id without a row, ...) */
@@ -418,6 +434,102 @@ function rowIndexes(v: Vectors, tracks: readonly TrackRow[]): Omit<Metadata, 'fr
 }
 
 /**
+ * rowIndexes from the sidecar's dictionary columns, without a row object each: the same indexes in the same
+ * orders (albums and composers numbered by first row; rows ascending), a dictionary value that repeats
+ * (two codes, one string) counting as one, as the CSV's strings would.
+ */
+function columnIndexes(v: Vectors, cols: LoadedColumns): Omit<Metadata, 'from' | 'metadataRows' | 'tracks'> {
+  const n = v.n;
+  const albumOfRow = new Int32Array(n);
+  const albumOfCode = new Int32Array(cols.album.values.length).fill(-1);
+  const albumIndex = new Map<string, number>();
+  const ac = cols.album.codes;
+  for (let row = 0; row < n; row++) {
+    const code = ac[row]!;
+    let a = albumOfCode[code]!;
+    if (a < 0) {
+      const value = cols.album.values[code]!;
+      a = albumIndex.get(value) ?? albumIndex.size;
+      albumIndex.set(value, a);
+      albumOfCode[code] = a;
+    }
+    albumOfRow[row] = a;
+  }
+  const albumSize = new Int32Array(albumIndex.size);
+  for (let row = 0; row < n; row++) albumSize[albumOfRow[row]!]!++;
+  // each (composer code, composer_raw code) pair's rows join the same lists, in rowIndexes' order: the
+  // composer's, then each filter name's (the names of its first row); lists are numbered in the order of their
+  // first row, counted, then filled (no growing arrays)
+  const composerIds = new Map<string, number>();
+  const filterIds = new Map<string, number>();
+  const sizes: number[] = [];
+  const idOf = (ids: Map<string, number>, name: string): number => {
+    let id = ids.get(name);
+    if (id === undefined) {
+      ids.set(name, (id = sizes.length));
+      sizes.push(0);
+    }
+    return id;
+  };
+  const { pairOfRow, firstRow } = composerPairs(cols, n);
+  const listsOfPair = new Array<number[] | undefined>(firstRow.length);
+  for (let row = 0; row < n; row++) {
+    const p = pairOfRow[row]!;
+    if (p < 0) continue;
+    let ids = listsOfPair[p];
+    if (ids === undefined) {
+      const t = cols.tracks[firstRow[p]!]!;
+      ids = listsOfPair[p] = [idOf(composerIds, t.composer!), ...composerFilterNames(t).map((name) => idOf(filterIds, name))];
+    }
+    for (const id of ids) sizes[id]!++;
+  }
+  const rows = sizes.map((k) => new Int32Array(k));
+  const filled = new Int32Array(sizes.length);
+  for (let row = 0; row < n; row++) {
+    const p = pairOfRow[row]!;
+    if (p >= 0) for (const id of listsOfPair[p]!) rows[id]![filled[id]!++] = row;
+  }
+  const asRows = (ids: Map<string, number>) => new Map<string, Int32Array>([...ids].map(([name, id]) => [name, rows[id]!]));
+  return { rowById: v.rowById, albumOfRow, albumSize, composerRows: asRows(composerIds), composerFilterRows: asRows(filterIds) };
+}
+
+/**
+ * A number for each (composer code, composer_raw code) pair that rows carry (-1: no composer), and the first row
+ * of each, without hashing the pairs (codes come from the file; crafted ones must not flood a hash table): rows
+ * grouped by composer code (a counting sort), then each group's raw codes numbered through a stamped array.
+ */
+function composerPairs(cols: LoadedColumns, n: number): { pairOfRow: Int32Array; firstRow: number[] } {
+  const cc = cols.composer.codes;
+  const rc = cols.composerRaw.codes;
+  const groups = cols.composer.values.length;
+  const start = new Int32Array(groups + 1);
+  for (let row = 0; row < n; row++) if (cc[row]! >= 0) start[cc[row]! + 1]!++;
+  for (let g = 0; g < groups; g++) start[g + 1]! += start[g]!;
+  const order = new Int32Array(start[groups]!);
+  const fill = start.slice(0, groups);
+  for (let row = 0; row < n; row++) if (cc[row]! >= 0) order[fill[cc[row]!]!++] = row;
+  const pairOfRow = new Int32Array(n).fill(-1);
+  const firstRow: number[] = [];
+  // raw code + 1 (0: none) -> its pair in the current group, valid where stamp holds the group
+  const stamp = new Int32Array(cols.composerRaw.values.length + 1).fill(-1);
+  const pairOfRaw = new Int32Array(stamp.length);
+  for (let g = 0; g < groups; g++) {
+    for (let i = start[g]!; i < start[g + 1]!; i++) {
+      const row = order[i]!;
+      const k = rc[row]! + 1;
+      if (stamp[k] !== g) {
+        stamp[k] = g;
+        pairOfRaw[k] = firstRow.length;
+        // rows of a group are ascending: the first met is the pair's first row
+        firstRow.push(row);
+      }
+      pairOfRow[row] = pairOfRaw[k]!;
+    }
+  }
+  return { pairOfRow, firstRow };
+}
+
+/**
  * index/index_meta.json when present: count, dim, embeddings sha256 and artifact_version as the embeddings
  * say; and its hnswlib entry.
  * @throws ArtifactError naming index_meta.json and the mismatch
@@ -470,6 +582,8 @@ async function serveBackend(
   }
   if (opts.backend === 'pgvector') {
     if (!opts.pgvector) throw new ArtifactError('DATABASE_URL', 'VECTOR_BACKEND=pgvector needs DATABASE_URL');
+    // imported here: pg is loaded only when pgvector serves
+    const { PgvectorBackend } = await import('./backends/pgvector.js');
     const pgb = await PgvectorBackend.open({
       ...opts.pgvector,
       artifactVersion: v.meta.artifact_version,

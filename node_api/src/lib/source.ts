@@ -10,8 +10,9 @@
  * reason, never the folder's absolute path nor any of the file's content.
  */
 
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, realpath, stat } from 'node:fs/promises';
+import { lstat, open, realpath, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
 import { ArtifactError } from './errors.js';
@@ -48,6 +49,12 @@ export interface ArtifactSource {
    * Sources without it are read with `read` and copied.
    */
   readInto?(file: ArtifactFile, target: Uint8Array, why?: string): Promise<void>;
+  /**
+   * The sha256 (hex) of the file, checked as `read` checks, read in parts through one small buffer: for a file
+   * only its digest is needed of (a staleness guard), without holding it in memory. Sources without it are read
+   * with `read` and hashed.
+   */
+  sha256?(file: ArtifactFile, limit?: ReadLimit): Promise<string>;
   /** Whether something exists at the file's path (a file `read` would refuse still exists: it is then refused, not skipped). */
   exists(file: ArtifactFile): Promise<boolean>;
   /**
@@ -59,6 +66,9 @@ export interface ArtifactSource {
 
 /** Bytes per read call: well under the 2 GiB a single read may return. */
 const READ_CHUNK = 64 << 20;
+
+/** Bytes per read of `sha256`: the one buffer it reads through. */
+const HASH_CHUNK = 4 << 20;
 
 /** Identity of an opened file, to tell whether the path still names it. */
 interface FileIdentity {
@@ -121,8 +131,42 @@ export class LocalDirSource implements ArtifactSource {
     await this.readFile(file, { exactBytes: target.length, ...(why === undefined ? {} : { why }) }, target);
   }
 
+  async sha256(file: ArtifactFile, limit: ReadLimit = { maxBytes: DEFAULT_MAX_BYTES }): Promise<string> {
+    const hash = createHash('sha256');
+    const chunk = Buffer.allocUnsafe(HASH_CHUNK);
+    await this.withFile(file, limit, async (fh, size) => {
+      let at = 0;
+      while (at < size) {
+        const { bytesRead } = await fh.read(chunk, 0, Math.min(HASH_CHUNK, size - at), at);
+        if (bytesRead === 0) throw new ArtifactError(file, `ended after ${at} of ${size} bytes (changed while reading)`);
+        hash.update(chunk.subarray(0, bytesRead));
+        at += bytesRead;
+      }
+    });
+    return hash.digest('hex');
+  }
+
   /** `read`, into `into` when given (its length is then the exact size allowed). */
   private async readFile(file: ArtifactFile, limit: ReadLimit, into: Uint8Array | null): Promise<Uint8Array> {
+    return this.withFile(file, limit, async (fh, size) => {
+      let buf: Uint8Array;
+      try {
+        buf = into ?? Buffer.allocUnsafe(size);
+      } catch {
+        throw new ArtifactError(file, `is ${size} bytes, more than this process can hold in memory; not read`);
+      }
+      let at = 0;
+      while (at < size) {
+        const { bytesRead } = await fh.read(buf, at, Math.min(READ_CHUNK, size - at), at);
+        if (bytesRead === 0) throw new ArtifactError(file, `ended after ${at} of ${size} bytes (changed while reading)`);
+        at += bytesRead;
+      }
+      return buf;
+    });
+  }
+
+  /** `consume` the file opened and checked (a regular file inside the folder, its size within `limit`). */
+  private async withFile<T>(file: ArtifactFile, limit: ReadLimit, consume: (fh: FileHandle, size: number) => Promise<T>): Promise<T> {
     const real = await this.resolve(file);
     let fh;
     try {
@@ -136,20 +180,9 @@ export class LocalDirSource implements ArtifactSource {
       if (!st.isFile()) throw new ArtifactError(file, `is not a regular file (${kindOf(st)}); only regular files are read`);
       const ok = 'exactBytes' in limit ? st.size === limit.exactBytes : st.size <= limit.maxBytes;
       if (!ok) throw new ArtifactError(file, `is ${st.size} bytes, expected ${describeLimit(limit)}; not read`);
-      let buf: Uint8Array;
-      try {
-        buf = into ?? Buffer.allocUnsafe(st.size);
-      } catch {
-        throw new ArtifactError(file, `is ${st.size} bytes, more than this process can hold in memory; not read`);
-      }
-      let at = 0;
-      while (at < st.size) {
-        const { bytesRead } = await fh.read(buf, at, Math.min(READ_CHUNK, st.size - at), at);
-        if (bytesRead === 0) throw new ArtifactError(file, `ended after ${at} of ${st.size} bytes (changed while reading)`);
-        at += bytesRead;
-      }
+      const out = await consume(fh, st.size);
       if (!limit.transient) this.opened.set(file, { dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs });
-      return buf;
+      return out;
     } catch (err) {
       if (err instanceof ArtifactError) throw err;
       throw new ArtifactError(file, `unreadable (${(err as NodeJS.ErrnoException).code ?? (err as Error).name})`);

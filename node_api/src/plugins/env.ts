@@ -12,7 +12,7 @@ import fp from 'fastify-plugin';
 
 import { ConfigError } from '../lib/errors.js';
 import { BACKEND_CHOICES, NEIGHBORS_TABLE_MODES, type BackendChoice, type NeighborsTableMode } from '../lib/options.js';
-import { parseS3Uri } from '../lib/s3source.js';
+import { parseS3Uri } from '../lib/s3uri.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
