@@ -45,12 +45,9 @@ def _require() -> Any:
     return onnxruntime
 
 
-def export(net: Any, path: Path, max_batch: int = 4096) -> Path:
-    """Write ``net`` (a :class:`~research_job.models.musicnn.MusicnnNet`) to ``path`` as ONNX, atomically.
-
-    Raises:
-        ModelError: the exporter (onnx, onnxscript) is not installed or fails.
-    """
+def outputs_module(net: Any) -> Any:
+    """``net`` (whose forward returns a dict) as a module returning the :data:`OUTPUTS` tuple, in eval mode: what
+    the exporters (ONNX, TorchScript) can trace, with named, ordered outputs."""
     import torch
 
     class _Outputs(torch.nn.Module):
@@ -62,6 +59,17 @@ def export(net: Any, path: Path, max_batch: int = 4096) -> Path:
             out = self.inner(patches)
             return tuple(out[k] for k in OUTPUTS)
 
+    return _Outputs(net.eval()).eval()
+
+
+def export(net: Any, path: Path, max_batch: int = 4096) -> Path:
+    """Write ``net`` (a :class:`~research_job.models.musicnn.MusicnnNet`) to ``path`` as ONNX, atomically.
+
+    Raises:
+        ModelError: the exporter (onnx, onnxscript) is not installed or fails.
+    """
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -69,7 +77,7 @@ def export(net: Any, path: Path, max_batch: int = 4096) -> Path:
         example = torch.zeros(2, 187, 96)
         batch = torch.export.Dim("batch", min=1, max=max_batch)
         torch.onnx.export(
-            _Outputs(net.eval()).eval(), (example,), tmp, input_names=["patches"], output_names=list(OUTPUTS),
+            outputs_module(net), (example,), tmp, input_names=["patches"], output_names=list(OUTPUTS),
             dynamic_shapes={"patches": {0: batch}}, dynamo=True, optimize=True, opset_version=OPSET,
             external_data=False, verbose=False,
         )  # fmt: skip

@@ -88,19 +88,10 @@ def _network(spec: str) -> Any:
 def _export_torchscript(net: Any, path: Path) -> None:
     import torch
 
-    from research_job.models.onnx_runtime import OUTPUTS
-
-    class _Outputs(torch.nn.Module):
-        def __init__(self, inner: Any) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out = self.inner(patches)
-            return tuple(out[k] for k in OUTPUTS)
+    from research_job.models.onnx_runtime import outputs_module
 
     with torch.inference_mode(False), torch.no_grad():
-        traced = torch.jit.trace(_Outputs(net.eval()).eval(), torch.zeros(2, 187, 96), check_trace=False)
+        traced = torch.jit.trace(outputs_module(net), torch.zeros(2, 187, 96), check_trace=False)
     tmp = path.with_name(path.name + ".tmp")
     traced.save(str(tmp))
     tmp.replace(path)
