@@ -30,7 +30,7 @@ def encoders(
     except ModelError as exc:
         pytest.skip(f"musicnn weights missing ({exc})")
     root = tmp_path_factory.mktemp("weights")
-    (root / "MSD_musicnn").symlink_to(Path(files[0]).parent, target_is_directory=True)
+    (root / "MSD_musicnn").symlink_to(Path(files[0]).resolve().parent, target_is_directory=True)
     torch.set_num_threads(2)
     return musicnn.load("MSD_musicnn", batch_size=3), musicnn.load(
         "MSD_musicnn", batch_size=3, weights_dir=root, runtime="onnx"
