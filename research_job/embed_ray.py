@@ -126,6 +126,12 @@ class _Shard:
     deaths: list[str] = field(default_factory=list)
 
 
+def cluster_address(settings: RaySettings) -> str:
+    """The cluster to join: ``settings.address``, else ``$RAY_ADDRESS`` (how Ray tells a job where its cluster is:
+    a RayJob's submitter, ``ray job submit``); empty = start a local one."""
+    return settings.address or os.environ.get("RAY_ADDRESS", "").strip()
+
+
 def _connect(settings: RaySettings) -> bool:
     """Join ``settings.address`` or start a local cluster; True when this call started Ray (and must stop it).
 
@@ -145,8 +151,7 @@ def _connect(settings: RaySettings) -> bool:
         "log_to_driver": True,
         "logging_level": logging.WARNING,
     }
-    # RAY_ADDRESS is how Ray tells a job where its cluster is (a RayJob's submitter, `ray job submit`)
-    address = settings.address or os.environ.get("RAY_ADDRESS", "").strip()
+    address = cluster_address(settings)
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -183,13 +188,10 @@ def embed_on_ray(
         ConfigError: no ray, or the cluster cannot be reached; ArtifactError: an actor cannot load the model, or
         a shard raised outside its tracks' own work (what was committed stays checkpointed).
     """
-    import ray
-    from ray.exceptions import RayActorError, RayTaskError
-
     settings.check()
     record = {
         "name": "ray",
-        "cluster": settings.address or os.environ.get("RAY_ADDRESS", "").strip() or "local",
+        "cluster": cluster_address(settings) or "local",
         "workers": settings.workers,
         "cpus_per_worker": settings.cpus_per_worker,
         "threads_per_worker": settings.threads,
@@ -202,7 +204,10 @@ def embed_on_ray(
     if not todo:  # resumed or copied in full: no cluster, no model loads
         LOG.info("Nothing to embed on Ray: every track is checkpointed or copied")
         return record
-    started = _connect(settings)
+    started = _connect(settings)  # first: it names a missing ray package clearly
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError
+
     actors: list[Any] = []
     retries = 0
     isolated = 0
