@@ -32,7 +32,7 @@ from research_job.errors import ArtifactError
 from research_job.io.atomic import write_bytes
 from research_job.layout import ArtifactLayout
 from research_job.metadata import TrackRow, read_tracks_csv
-from research_job.provenance import code_version, sha256_file, utc_now
+from research_job.provenance import code_version, sha256_bytes, sha256_file, utc_now
 
 SCHEMA = "tracks_columns"
 #: column name -> encoding (the order of the sections in the binary file)
@@ -143,7 +143,7 @@ def write(
         "file": bin_path.name,
         "byte_order": "little",
         "size_bytes": len(data),
-        "sha256": sha256_file(bin_path),
+        "sha256": sha256_bytes(data),
         "columns": columns,
         "created_at": utc_now(),
         "code_version": code_version(),
@@ -201,8 +201,9 @@ def decode(data: bytes, header: dict[str, Any], track_ids: list[str]) -> list[Tr
 def differences(layout: ArtifactLayout, track_ids: list[str]) -> list[str]:
     """Why the sidecar is not the CSV's metadata of ``track_ids`` in row order (empty when it is).
 
-    The header's own schema is checked by validate's listing; here: the binary file's size and sha256, the CSV's
-    sha256, the count, and every decoded row equal to its CSV row.
+    The header's own schema is checked by validate's listing; here: the binary file's size and sha256, the sha256
+    of track_ids.json and of the CSV (as the Node API checks them), the count, and every decoded row equal to its
+    CSV row.
     """
     header_path, bin_path = layout.tracks_columns, layout.tracks_columns_bin
     try:
@@ -219,8 +220,12 @@ def differences(layout: ArtifactLayout, track_ids: list[str]) -> list[str]:
     data = bin_path.read_bytes()
     if len(data) != header["size_bytes"]:
         problems.append(f"{bin_path}: {len(data)} bytes, {header_path} records {header['size_bytes']}")
-    if sha256_file(bin_path) != header["sha256"]:
+    if sha256_bytes(data) != header["sha256"]:
         problems.append(f"{bin_path}: sha256 differs from {header_path}")
+    if layout.track_ids_json.is_file() and sha256_file(layout.track_ids_json) != header["track_ids_sha256"]:
+        problems.append(
+            f"{header_path}: track_ids_sha256 is not {layout.track_ids_json}'s (another row order: rerun build-index)"
+        )
     if layout.tracks_csv.is_file() and sha256_file(layout.tracks_csv) != header["csv_sha256"]:
         problems.append(f"{header_path}: csv_sha256 is not {layout.tracks_csv}'s (stale: rerun build-index)")
     if problems:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from research_job import schema
 from research_job.config import CommonConfig, option
+from research_job.embed_work import POSTPROCESS_REASON
 from research_job.embeddings import apply_postprocess, check_vector, l2_normalize, wave_problem
 from research_job.errors import ArtifactError, ConfigError, ResearchJobError
 from research_job.io.atomic import write_bytes
@@ -158,7 +159,7 @@ def _normalised(
     keep = np.all(np.isfinite(vectors), axis=1)
     for (tid, t0, t1), k in zip(win.table, keep, strict=True):
         if not k:
-            win.skip(tid, t0, t1, "near-zero vector after postprocess")
+            win.skip(tid, t0, t1, POSTPROCESS_REASON)
     win.table = [t for t, k in zip(win.table, keep, strict=True) if k]
     return vectors[keep], pp
 

@@ -107,6 +107,16 @@ def test_a_csv_rewritten_after_the_sidecar_is_stale(good: Path, tmp_path: Path) 
     assert any("csv_sha256" in p and "stale" in p for p in problems), problems
 
 
+def test_a_sidecar_of_another_row_order_is_refused(good: Path, tmp_path: Path) -> None:
+    """The Node API refuses a header whose track_ids_sha256 is not track_ids.json's: validate must too."""
+    layout = _copy(good, tmp_path)
+    header = json.loads(layout.tracks_columns.read_text())
+    header["track_ids_sha256"] = "0" * 64
+    layout.tracks_columns.write_text(json.dumps(header))
+    problems = validate.check(layout)
+    assert any("track_ids_sha256" in p and "another row order" in p for p in problems), problems
+
+
 def test_a_binary_file_without_its_header_is_refused(good: Path, tmp_path: Path) -> None:
     layout = _copy(good, tmp_path)
     layout.tracks_columns.unlink()
