@@ -28,9 +28,9 @@ NODE_SRC    := $(shell find node_api/src node_api/web -type f \( -name '*.ts' -o
                node_api/tsconfig.json node_api/tsconfig.build.json node_api/tsconfig.web.json node_api/scripts/web-assets.mjs
 
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
-        standardize-audio embed build-index evaluate report previews validate publish compare-models serve \
+        standardize-audio embed build-index evaluate report previews export-interactions train-recs validate publish compare-models serve \
         demo-deps demo-piano embed-segments find-similar realmusic-corpus realmusic train-head quality \
-        test test-python test-node lint format bench bench-quick bench-deps bench-report bench-ray soak timings clean
+        test test-python test-node lint format bench bench-quick bench-deps bench-report bench-ray bench-recs soak timings clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -69,8 +69,11 @@ demo-deps: ## FluidSynth + a GM soundfont for the demo renders (apt, when root);
 demo-corpus: $(VENV)/.installed demo-deps ## render the demo catalogue (music21 scores -> audio in 5 codecs, SQLite, local object store)
 	$(PY) -m research_job.demo.build --out $(DEMO_DIR) --n-tracks $(DEMO_TRACKS) --rendering $(RENDERING)
 
-demo: install demo-corpus node-build ## fresh machine -> installed, demo corpus rendered, pipeline run, API built, table printed
+demo: install demo-corpus node-build ## fresh machine -> installed, demo corpus rendered, pipeline run, recommenders trained, API built, table printed
 	$(RJ) run $(STEP_ARGS)
+	$(RJ) export-interactions $(STEP_ARGS)
+	$(RJ) train-recs $(STEP_ARGS)
+	$(RJ) report $(STEP_ARGS)
 	$(RJ) validate $(STEP_ARGS)
 
 demo-piano: install demo-deps ## the single-instrument control: same scores rendered on one piano, same pipeline
@@ -100,6 +103,12 @@ evaluate: ## composer-retrieval proxy task -> eval/
 
 report: ## evaluation report -> eval/report.html (self-contained), report.json, clusters.json, figures/
 	$(RJ) report $(STEP_ARGS)
+
+export-interactions: ## listening events (catalogue database or CSV; + the API's feedback table) -> interactions/
+	$(RJ) export-interactions $(STEP_ARGS)
+
+train-recs: ## popularity, ALS, content, hybrid recommenders + their time-split evaluation -> recs/
+	$(RJ) train-recs $(STEP_ARGS)
 
 previews: ## Ogg/Opus previews (20 s from the middle, mono 48 kHz) of the embedded tracks -> previews/
 	$(RJ) previews $(STEP_ARGS)
@@ -175,6 +184,9 @@ bench-report: $(VENV)/.installed ## research-job report on 100k synthetic tracks
 
 bench-ray: $(VENV)/.installed weights ## embed engines local (1, 2 processes) vs Ray (2 actors x 1 CPU, local cluster) on 64 demo tracks and 8 synthetic 4-min tracks: wall, cluster start, scheduling overhead per track and shard, RSS, incremental, 1M-track sizing (~6-7 min on 2 cores) -> bench/results/ray_quick.json
 	$(PY) -m bench.run --quick --only ray
+
+bench-recs: bench-deps ## train-recs and the five recommendation endpoints on 100k synthetic tracks x 10k listeners: p50/p95/p99 per route against /health and /nearest in the same run (~6 min on 2 cores) -> bench/results/recs_quick.json
+	$(PY) -m bench.recs_bench
 
 soak: bench-deps ## the Node API under load while hostile version folders are reloaded (30 s) -> bench/results/soak_quick.json
 	$(PY) -m bench.run --quick --only soak

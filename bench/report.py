@@ -14,7 +14,7 @@ from typing import Any
 from bench.common import RESULTS_DIR, ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
-ORDER = ["extract", "ray", "index", "eval", "report", "node", "soak"]
+ORDER = ["extract", "ray", "index", "eval", "report", "node", "recs", "soak"]
 MODULES = {
     "extract": "extract_bench",
     "ray": "ray_bench",
@@ -22,6 +22,7 @@ MODULES = {
     "eval": "eval_bench",
     "report": "report_bench",
     "node": "node_bench",
+    "recs": "recs_bench",
     "soak": "soak_bench",
 }
 

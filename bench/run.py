@@ -1,4 +1,4 @@
-"""Entry point of the benchmarks: ``python -m bench.run --quick | --full [--only index,eval,extract,node,soak,ray]``.
+"""Entry point of the benchmarks: ``python -m bench.run --quick | --full [--only index,eval,extract,node,soak,ray,recs]``.
 
 Each stage writes ``bench/results/<stage>_<mode>.json`` (plus ``index_<mode>.png``), then ``docs/benchmarks.md``
 is regenerated from every result file present. ``--quick`` takes a few minutes on 2 cores; ``--full`` is long
@@ -15,7 +15,7 @@ from typing import Any
 
 from bench.common import RESULTS_DIR, log, write_result
 
-STAGES = ["index", "eval", "extract", "node", "soak", "ray"]
+STAGES = ["index", "eval", "extract", "node", "soak", "ray", "recs"]
 
 
 def parse_datasets(spec: str) -> list[tuple[int, int]]:
@@ -64,6 +64,10 @@ def run_stage(
         from bench import ray_bench
 
         return ray_bench.run(mode)
+    if stage == "recs":
+        from bench import recs_bench
+
+        return recs_bench.run(mode)
     raise ValueError(f"Unknown stage {stage!r}. Known: {', '.join(STAGES)}")
 
 

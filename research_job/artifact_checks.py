@@ -860,6 +860,174 @@ def _check_manifest(rep: Report) -> None:
             )
 
 
+def _check_interactions(rep: Report) -> None:
+    """``interactions/interactions.csv`` is the file ``interactions_report.json`` records (name and sha256)."""
+    report = rep.json.get("interactions_report")
+    csv_path = rep.layout.path("interactions_csv")
+    if not isinstance(report, dict) or not csv_path.is_file():
+        return
+    out = report.get("output") or {}
+    if out.get("file") != csv_path.name:
+        rep.add(
+            f"{rep.layout.path('interactions_report')}: output.file {out.get('file')!r} != {csv_path.name!r}"
+        )
+    else:
+        rep.sha_matches(csv_path, out.get("sha256"), "interactions_report.json output.sha256")
+
+
+def _check_recs(rep: Report) -> None:
+    """``recs/`` against ``recs_meta.json``: every file's sha256 and size against its recorded shape, the shapes
+    against each other and the embeddings, the track ids' checksum, sorted unique user ids, the CSR (offsets from 0,
+    monotone, ending at its length; track rows in range and ascending within a listener; non-zero weights), the
+    popularity lists (known tracks, score order), the interactions' checksum, and recs_eval.json's headline equal to
+    recs_meta.json's metrics."""
+    from research_job.recs.artifacts import BINARIES
+
+    layout = rep.layout
+    keys = [*BINARIES, "recs_user_ids", "recs_popularity", "recs_eval"]
+    meta = rep.json.get("recs_meta")
+    if not isinstance(meta, dict) or "recs_meta" not in rep.valid:
+        for key in keys:
+            if layout.path(key).is_file():
+                rep.add(f"{layout.path(key)}: present without a valid {layout.path('recs_meta').name}")
+        return
+    mpath = layout.path("recs_meta")
+    _same_version(rep, mpath, meta)
+    emb = meta["embeddings"]
+    if layout.track_ids_json.is_file():
+        rep.sha_matches(
+            layout.track_ids_json, emb["track_ids_sha256"], "recs_meta.json embeddings.track_ids_sha256"
+        )
+    if rep.emb_sha is not None and emb["embeddings_sha256"] != rep.emb_sha:
+        rep.add(
+            f"{mpath}: embeddings_sha256 {emb['embeddings_sha256']} != embeddings_meta.json {rep.emb_sha}"
+        )
+    if rep.dim is not None and emb["dim"] != rep.dim:
+        rep.add(f"{mpath}: embeddings dim {emb['dim']} != embeddings_meta.json dim {rep.dim}")
+    csv_path = layout.path("interactions_csv")
+    if csv_path.is_file():
+        rep.sha_matches(
+            csv_path, meta["data"]["interactions_sha256"], "recs_meta.json data.interactions_sha256"
+        )
+    files = meta["files"]
+    arrays: dict[str, np.ndarray] = {}
+    for key, entry in files.items():
+        path = layout.path(key)
+        if path.name != entry["file"]:
+            rep.add(f"{mpath}: files.{key}.file {entry['file']!r} != {path.name!r}")
+            continue
+        if key in BINARIES and path.is_file():
+            dtype = BINARIES[key][0]
+            shape = entry["shape"] or []
+            want = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            if entry["dtype"] != BINARIES[key][1] or not shape:
+                rep.add(
+                    f"{mpath}: files.{key} dtype {entry['dtype']!r} shape {shape}, expected {BINARIES[key][1]}"
+                )
+                continue
+            if path.stat().st_size != want:
+                rep.add(f"{path}: {path.stat().st_size} bytes, recs_meta.json shape {shape} needs {want}")
+                continue
+        if rep.sha_matches(path, entry["sha256"], f"recs_meta.json files.{key}.sha256") and key in BINARIES:
+            arrays[key] = np.fromfile(path, dtype=BINARIES[key][0]).reshape(entry["shape"])
+    users = rep.json.get("recs_user_ids")
+    n_users = None
+    if isinstance(users, dict) and "recs_user_ids" in rep.valid:
+        ids = users["user_ids"]
+        n_users = len(ids)
+        if users["count"] != n_users:
+            rep.add(f"{layout.path('recs_user_ids')}: count {users['count']} != {n_users} ids listed")
+        if ids != sorted(ids):
+            rep.add(f"{layout.path('recs_user_ids')}: user ids are not sorted")
+    _check_recs_shapes(rep, meta, arrays, n_users)
+    _check_recs_csr(rep, arrays)
+    _check_recs_popularity(rep)
+    ev = rep.json.get("recs_eval")
+    if isinstance(ev, dict):
+        _same_version(rep, layout.path("recs_eval"), ev)
+        diffs = differences(meta["metrics"], ev.get("models"), "metrics")
+        if diffs:
+            rep.add(f"{mpath}: metrics differ from recs_eval.json models: {'; '.join(diffs[:_SHOWN])}")
+
+
+def _check_recs_shapes(
+    rep: Report, meta: dict[str, Any], arrays: dict[str, np.ndarray], n_users: int | None
+) -> None:
+    """The recorded shapes against the user ids, the track ids, the factors and each other."""
+    mpath = rep.layout.path("recs_meta")
+    factors = meta["models"]["als"]["factors"]
+    shapes = {k: list(v["shape"] or []) for k, v in meta["files"].items()}
+    nnz = shapes.get("recs_user_items", [None])[0]
+    want: dict[str, list[Any]] = {
+        "recs_item_factors": [len(rep.ids) if rep.ids else None, factors],
+        "recs_user_items_weights": [nnz],
+    }
+    if n_users is not None:
+        want["recs_user_factors"] = [n_users, factors]
+        want["recs_user_items_offsets"] = [n_users + 1]
+    for key, shape in want.items():
+        got = shapes.get(key)
+        if got is not None and any(w is not None and g != w for g, w in zip(got, shape, strict=False)):
+            rep.add(f"{mpath}: files.{key}.shape {got}, expected {shape}")
+    factors_ok = [k for k in ("recs_user_factors", "recs_item_factors") if k in arrays]
+    for key in factors_ok:
+        if not np.isfinite(arrays[key]).all():
+            rep.add(f"{rep.layout.path(key)}: NaN or inf factors")
+
+
+def _check_recs_csr(rep: Report, arrays: dict[str, np.ndarray]) -> None:
+    """Offsets from 0, monotone, ending at the entries' count; track rows in range and ascending per listener."""
+    off = arrays.get("recs_user_items_offsets")
+    idx = arrays.get("recs_user_items")
+    w = arrays.get("recs_user_items_weights")
+    layout = rep.layout
+    if off is None:
+        return
+    opath = layout.path("recs_user_items_offsets")
+    if off.size == 0 or off[0] != 0 or (np.diff(off) < 0).any():
+        at = int(np.argmax(np.diff(off) < 0)) if off.size > 1 else 0
+        rep.add(f"{opath}: offsets do not start at 0 and never decrease (first bad step after position {at})")
+        return
+    if idx is None:
+        return
+    ipath = layout.path("recs_user_items")
+    if off[-1] != idx.size:
+        rep.add(f"{opath}: last offset {int(off[-1])} != {idx.size} entries in {ipath.name}")
+        return
+    n = len(rep.ids)
+    if idx.size and (idx.min() < 0 or (n and idx.max() >= n)):
+        rep.add(f"{ipath}: track rows out of range 0..{n - 1} (min {int(idx.min())}, max {int(idx.max())})")
+        return
+    if idx.size > 1:
+        step = np.diff(idx.astype(np.int64))
+        starts = np.zeros(idx.size - 1, dtype=bool)
+        inner = off[1:-1]
+        starts[inner[(inner > 0) & (inner < idx.size)] - 1] = True
+        bad = np.flatnonzero((step <= 0) & ~starts)
+        if bad.size:
+            rep.add(f"{ipath}: track rows not strictly ascending within a listener (entry {int(bad[0]) + 1})")
+    if w is not None and (w.size != idx.size or not np.isfinite(w).all() or (w == 0).any()):
+        rep.add(f"{layout.path('recs_user_items_weights')}: weights must be finite, non-zero, one per entry")
+
+
+def _check_recs_popularity(rep: Report) -> None:
+    """The popularity lists name embedded tracks, once each, in score order (score desc, then row asc)."""
+    pop = rep.json.get("recs_popularity")
+    if not isinstance(pop, dict) or "recs_popularity" not in rep.valid or not rep.ids:
+        return
+    row = {t: i for i, t in enumerate(rep.ids)}
+    path = rep.layout.path("recs_popularity")
+    for name in ("global", "trending"):
+        items = pop[name]
+        unknown = [e["track_id"] for e in items if e["track_id"] not in row]
+        if unknown:
+            rep.add(f"{path}: {name} lists tracks not in track_ids.json, e.g. {unknown[:3]}")
+            continue
+        keys = [(-e["score"], row[e["track_id"]]) for e in items]
+        if keys != sorted(keys) or len(set(k[1] for k in keys)) != len(keys):
+            rep.add(f"{path}: {name} is not ordered by score desc, then track row asc (or repeats a track)")
+
+
 def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4, *, sample: int = DEFAULT_SAMPLE) -> list[str]:
     """Every problem found in the version folder ``layout`` (empty list = valid).
 
@@ -885,5 +1053,7 @@ def check(layout: ArtifactLayout, unit_norm_tol: float = 1e-4, *, sample: int = 
     _check_previews(rep)
     _check_export_report(rep)
     _check_similarity(rep)
+    _check_interactions(rep)
+    _check_recs(rep)
     _check_manifest(rep)
     return rep.problems

@@ -4,7 +4,7 @@
  * and the routes (one folder per resource). `buildApp` is what the server and the tests use. Path parameters
  * may be as long as the contract's longest track id in its longest percent-encoded form.
  * The artifact store plugin owns the artifacts' lifecycle (source, pgvector pool, first load, reloads, poll,
- * close); this file only registers.
+ * close), the feedback store plugin its PostgreSQL pool; this file only registers.
  */
 
 import { homedir, tmpdir } from 'node:os';
@@ -23,12 +23,17 @@ import { SchemaRegistry, type TrackIdSchema } from './lib/schemas.js';
 import type { ArtifactSource } from './lib/source.js';
 import artifactStore from './plugins/artifactStore.js';
 import env, { type AppConfig } from './plugins/env.js';
+import feedbackStore from './plugins/feedbackStore.js';
 import evalRoutes from './routes/eval/index.js';
+import feedback from './routes/feedback/index.js';
 import health from './routes/health/index.js';
+import mix from './routes/mix/index.js';
 import models from './routes/models/index.js';
 import reloadRoute from './routes/models/reload.js';
 import openapi, { servedDocument } from './routes/openapi/index.js';
 import page from './routes/page/index.js';
+import radio from './routes/radio/index.js';
+import recommend from './routes/recommend/index.js';
 import report from './routes/report/index.js';
 import { errorBody, maxEncodedIdLength, trackIdShared } from './routes/schemas.js';
 import search from './routes/search/index.js';
@@ -262,8 +267,9 @@ export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs', transformSpecification: (spec) => servedDocument(app, spec) });
   await app.register(env, { config });
   await app.register(artifactStore, { schemas, source: opts.source, s3Client: opts.s3Client, loadOptions: opts.loadOptions });
+  await app.register(feedbackStore);
 
-  for (const routes of [health, models, tracks, trackSearch, cluster, preview, report, search, openapi, reloadRoute, page]) await app.register(routes);
+  for (const routes of [health, models, tracks, trackSearch, cluster, preview, report, search, openapi, reloadRoute, page, recommend, radio, mix, feedback]) await app.register(routes);
   await app.register(evalRoutes, { evalSchema: asResponseSchema(schemas.schema('eval_results')) });
 
   if (opts.waitForLoad ?? true) {

@@ -4,6 +4,8 @@ Layout of ``out_dir``::
 
     catalogue.sqlite                         table tracks(track_id, album_id, track_no, title, composer,
                                                            audio_s3_key, duration_sec)
+                                             table listening_events(user_id, track_id, event, ts, duration_sec,
+                                                           origin): a seeded synthetic log (demo/listening.py)
     store/<key_prefix>/<album_id>/<track_id>.<ext>   the objects, laid out like an S3 bucket (store = bucket root)
     build_report.json                        what was built: options, counts, codec mix, timings, skipped works
     cache/midi/<track_id>-<hash>.mid         music21's MIDI of each work (clip-length cut), reused across renderings
@@ -42,6 +44,7 @@ import numpy as np
 from research_job.demo import DemoCorpusError, RenderError
 from research_job.demo.corpus import ALIASES_PATH, Work, composer_strings, corpus_root, select_works
 from research_job.demo.encode import CODEC_ORDER, encode_audio
+from research_job.demo.listening import LISTENING_COLUMNS, generate_listening
 from research_job.demo.render import RENDERINGS, clean_midi, render_waveform, resolve_synth, score_to_midi
 from research_job.errors import ConfigError, ResearchJobError, unknown_choice
 from research_job.io.atomic import write_bytes, write_json
@@ -75,6 +78,16 @@ CREATE TABLE tracks (
     composer TEXT,
     audio_s3_key TEXT,
     duration_sec REAL
+)
+"""
+_CREATE_LISTENING = """
+CREATE TABLE listening_events (
+    user_id TEXT,
+    track_id TEXT,
+    event TEXT,
+    ts TEXT,
+    duration_sec REAL,
+    origin TEXT
 )
 """
 
@@ -253,8 +266,11 @@ def run_jobs(
     return results, failures
 
 
-def _write_sqlite(db_path: Path, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Write the catalogue to ``db_path`` atomically (a complete file is built beside it, then renamed)."""
+def _write_sqlite(
+    db_path: Path, rows: Sequence[tuple[Any, ...]], listening: Sequence[tuple[Any, ...]] = ()
+) -> None:
+    """Write the catalogue (and the listening log) to ``db_path`` atomically (a complete file is built beside
+    it, then renamed)."""
     tmp = db_path.with_name(db_path.name + ".tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
@@ -262,12 +278,24 @@ def _write_sqlite(db_path: Path, rows: Sequence[tuple[Any, ...]]) -> None:
     try:
         con.execute(_CREATE_TABLE)
         con.executemany(f"INSERT INTO tracks ({', '.join(TRACK_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute(_CREATE_LISTENING)
+        con.executemany(
+            f"INSERT INTO listening_events ({', '.join(LISTENING_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
+            listening,
+        )
         con.commit()
     finally:
         con.close()
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, db_path)
+
+
+def _listening_log(jobs: Sequence[_Job], rows: Sequence[tuple[Any, ...]], seed: int) -> list[tuple[Any, ...]]:
+    """The seeded synthetic listening log over the catalogue's tracks (table ``listening_events``)."""
+    composer_of = {j.work.track_id: j.work.composer_key for j in jobs}
+    tracks = [(r[0], composer_of[r[0]]) for r in rows]
+    return list(generate_listening(tracks, durations={r[0]: r[6] for r in rows}, seed=seed).rows)
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:
@@ -376,7 +404,7 @@ def build_demo_corpus(
     store_dir = out / "store"
     rows = _write_store(jobs, works, done.results, store_dir, key_prefix)
     db_path = out / "catalogue.sqlite"
-    _write_sqlite(db_path, rows)
+    _write_sqlite(db_path, rows, _listening_log(jobs, rows, seed))
     return _report(out, db_path, store_dir, opts, jobs, rows, done, t_start)
 
 

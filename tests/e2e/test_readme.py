@@ -34,7 +34,8 @@ SERVER_JS = REPO / "node_api" / "dist" / "src" / "server.js"
 #: README commands run end to end on the demo corpus (the others are parsed only: publish needs a bucket,
 #: compare-models and embed-segments embed the corpus again)
 RUNNABLE = {"export-metadata", "pull-audio", "standardize-audio", "embed", "build-index", "evaluate", "report",
-            "previews", "validate", "find-similar", "models", "run", "export-model"}  # fmt: skip
+            "previews", "validate", "find-similar", "models", "run", "export-model", "export-interactions",
+            "train-recs"}  # fmt: skip
 
 
 def readme_commands() -> list[list[str]]:
@@ -61,12 +62,24 @@ def readme_curls() -> list[str]:
     return paths
 
 
+def readme_posts() -> list[tuple[str, dict]]:
+    """(path, JSON body) of the README's ``curl -XPOST ... -d '{...}'`` examples with a literal JSON body."""
+    found = []
+    for m in re.finditer(
+        r"curl -XPOST localhost:8080(/[^ ']+) -H 'content-type: application/json' -d '([^']+)'", README
+    ):
+        found.append((m.group(1), json.loads(m.group(2))))
+    return found
+
+
 def test_the_readme_shows_commands_and_endpoints() -> None:
     cmds = {argv[1] for argv in readme_commands()}
     assert {s for s in cli.commands} - {"models"} <= cmds | {"models"}, (
         f"commands without an example: {set(cli.commands) - cmds}"
     )
     assert len(readme_curls()) >= 5
+    posted = {path for path, _ in readme_posts()}
+    assert {"/recommend/similar", "/radio/generate", "/daily-mix", "/recommend/user", "/feedback"} <= posted
 
 
 @pytest.mark.parametrize("argv", readme_commands(), ids=lambda a: " ".join(a[1:3]))
@@ -115,9 +128,12 @@ def server() -> Iterator[str]:
         pytest.skip("the demo artifacts are not there: run `make demo` first (the README's first command)")
     if not SERVER_JS.is_file():
         pytest.fail("node_api is not built: run `make node-build` (`make demo` does)")
+    from tests.helpers.pg import start_postgres
+
+    pg = start_postgres()  # POST /feedback stores into a real PostgreSQL
     port = free_port()
     env = {**os.environ, "ARTIFACTS_DIR": str(DEMO), "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warn",
-           "ARTIFACT_SCHEMA_DIR": str(REPO / "artifact_schema")}  # fmt: skip
+           "ARTIFACT_SCHEMA_DIR": str(REPO / "artifact_schema"), "FEEDBACK_DATABASE_URL": pg.uri}  # fmt: skip
     proc = subprocess.Popen([shutil.which("node") or "node", str(SERVER_JS)], env=env, cwd=REPO / "node_api",
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -141,6 +157,7 @@ def server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        pg.stop()
 
 
 @pytest.mark.slow
@@ -151,6 +168,20 @@ def test_readme_curl_answers(server: str, path: str) -> None:
         body = r.read()
     if r.headers.get("content-type", "").startswith("application/json"):
         json.loads(body)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path,body", readme_posts(), ids=lambda v: v if isinstance(v, str) else "")
+def test_readme_post_answers(server: str, path: str, body: dict) -> None:
+    req = urllib.request.Request(  # noqa: S310 (loopback URL built by the test)
+        server + path,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310
+        assert r.status in (200, 201), (path, r.status)
+        json.loads(r.read())
 
 
 def test_readme_track_ids_are_in_the_demo_corpus() -> None:

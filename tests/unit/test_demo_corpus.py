@@ -93,7 +93,7 @@ def test_catalogue_has_the_expected_columns_and_rows(tiny) -> None:
     cols = [(r[1], r[2]) for r in con.execute("PRAGMA table_info(tracks)")]
     tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     con.close()
-    assert tables == ["tracks"]
+    assert tables == ["tracks", "listening_events"]
     assert cols == list(
         zip(TRACK_COLUMNS, ["TEXT", "TEXT", "INTEGER", "TEXT", "TEXT", "TEXT", "REAL"], strict=True)
     )

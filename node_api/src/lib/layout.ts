@@ -42,7 +42,8 @@ export type ArtifactPaths = Readonly<Record<ArtifactKey, ArtifactFile>>;
  * The optional artifacts the Node API reads, by their key in artifacts.json: the format and JSON Schema it
  * reads each with. Each is a feature of the page (GET /report, /report/figures/:name, /tracks/:id/cluster,
  * /tracks/:id/preview), or the columnar metadata sidecar (a faster start than the CSV): a key the list does not
- * name, or a file the version folder lacks, turns it off.
+ * name, or a file the version folder lacks, turns it off. The recs_* keys are the recommenders (recs/): the
+ * recommendation endpoints are off without them.
  */
 export const NODE_OPTIONAL_ARTIFACTS = {
   report_json: { format: 'json', schema: 'report' },
@@ -54,6 +55,15 @@ export const NODE_OPTIONAL_ARTIFACTS = {
   // not a page feature: the columnar metadata the loader reads instead of the CSV when present (columns.ts)
   tracks_columns: { format: 'json', schema: 'tracks_columns' },
   tracks_columns_bin: { format: 'bin', schema: null },
+  // the recommenders of train-recs (recs/, read by lib/recs/load.ts): all on, or the recommendation endpoints off
+  recs_meta: { format: 'json', schema: 'recs_meta' },
+  recs_user_ids: { format: 'json', schema: 'recs_user_ids' },
+  recs_popularity: { format: 'json', schema: 'recs_popularity' },
+  recs_user_factors: { format: 'f32', schema: null },
+  recs_item_factors: { format: 'f32', schema: null },
+  recs_user_items: { format: 'i32', schema: null },
+  recs_user_items_offsets: { format: 'i64', schema: null },
+  recs_user_items_weights: { format: 'f32', schema: null },
 } as const;
 export type OptionalArtifactKey = keyof typeof NODE_OPTIONAL_ARTIFACTS;
 export const NODE_OPTIONAL_ARTIFACT_KEYS = Object.keys(NODE_OPTIONAL_ARTIFACTS) as OptionalArtifactKey[];

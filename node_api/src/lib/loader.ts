@@ -6,7 +6,8 @@
  * metadata row; the columnar metadata sidecar index/tracks_columns.{json,bin}, read instead of the CSV when
  * present, is corrupt, stale or of other rows (columns.ts); the HNSW index disagrees with the embeddings (element count, dim, labels, vectors); the
  * precomputed neighbour table index/neighbors.i32 is malformed or (a plain-cosine table) disagrees with exact
- * search on a sample; a re-ranked table gets the structural checks only (its order is not the cosine's).
+ * search on a sample; a re-ranked table gets the structural checks only (its order is not the cosine's); the
+ * recommenders of recs/, when there, are not the ones trained for these track ids or are corrupt (recs/load.ts).
  */
 
 import { createHash } from 'node:crypto';
@@ -33,6 +34,7 @@ import { tuneRecall } from './recall.js';
 import { composerFilterNames } from './trackView.js';
 import { buildCatalogIndex, type CatalogIndex } from './catalogSearch.js';
 import { readOptional, type OptionalFeatures } from './optional.js';
+import { jsScorer, readRecs } from './recs/load.js';
 import type { BackendChoice, NeighborsTableMode } from './options.js';
 import type { SchemaName, SchemaRegistry } from './schemas.js';
 import { DEFAULT_MAX_BYTES, type ArtifactSource } from './source.js';
@@ -193,6 +195,8 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
   phase('eval', { present: evalResults !== null });
   const features = await readOptional(source, schemas, { artifactVersion: v.meta.artifact_version, embeddingsSha256: v.embSha, embeddingsFile: ctx.F.embeddings_f32, rowById: md.rowById });
   phase('optional', featureFields(features));
+  const recs = await readRecs(source, schemas, { artifactVersion: v.meta.artifact_version, trackIdsSha256: v.meta.files.track_ids_sha256, embeddingsSha256: v.embSha, dim: v.dim, count: v.n, rowById: md.rowById, simdKernel: opts.simdKernel });
+  phase('recs', recs.on ? { users: recs.value.users, factors: recs.value.factors, pairs: recs.value.items.length } : { off: recs.reason });
   const catalogIndex = lazyCatalog(ctx, md.tracks);
 
   return Object.freeze({
@@ -226,6 +230,8 @@ export async function loadArtifacts(source: ArtifactSource, schemas: SchemaRegis
       return catalogIndex();
     },
     features,
+    recs,
+    scoreAll: v.simd ? (q: Float64Array) => v.simd!.scoreAll(q) : jsScorer(v.emb, v.dim, v.n),
   });
 }
 

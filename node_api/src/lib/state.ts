@@ -8,7 +8,8 @@ import type { ExactBackend } from './backends/exact.js';
 import type { VectorBackend } from './backends/types.js';
 import type { CatalogIndex } from './catalogSearch.js';
 import type { NeighborTable } from './neighbors.js';
-import type { OptionalFeatures } from './optional.js';
+import type { Feature, OptionalFeatures } from './optional.js';
+import type { RecsModel } from './recs/model.js';
 import type { TrackJson } from './nearestBody.js';
 import type { EmbeddingsMeta, EvalResults, IndexEntry, IndexMeta, TrackRow } from './types.js';
 
@@ -74,6 +75,10 @@ export interface LoadedState {
   readonly catalog: CatalogIndex;
   /** the page's optional features: report, figures, clusters, previews (each on, or off with the reason) */
   readonly features: OptionalFeatures;
+  /** the recommenders of recs/ (train-recs), or why they are off (the recommendation endpoints' 503) */
+  readonly recs: Feature<RecsModel>;
+  /** the cosine of every row with a float64 query, by the exact scan's kernel (one reused buffer: read it before the next call) */
+  readonly scoreAll: (q: Float64Array) => Float64Array;
 }
 
 /** Row `row` of the embeddings as a float64 query vector. */

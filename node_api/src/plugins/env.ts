@@ -12,6 +12,7 @@ import fp from 'fastify-plugin';
 
 import { ConfigError } from '../lib/errors.js';
 import { BACKEND_CHOICES, NEIGHBORS_TABLE_MODES, type BackendChoice, type NeighborsTableMode } from '../lib/options.js';
+import { redact } from '../lib/redact.js';
 import { parseS3Uri } from '../lib/s3uri.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -26,6 +27,8 @@ export interface AppConfig {
   /** seconds between polls of the latest pointer; 0: no polling */
   reloadPollSec: number;
   databaseUrl: string | null;
+  /** PostgreSQL of POST /feedback (table feedback_events); null: /feedback answers 503, the rest serves without feedback */
+  feedbackDatabaseUrl: string | null;
   /** pinned pgvector version `<artifact_version>/<release>`; null: the model's latest */
   pgvectorVersion: string | null;
   pgvectorEfSearch: number;
@@ -121,6 +124,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   if (vectorBackend === 'pgvector' && !databaseUrl) {
     throw new ConfigError('DATABASE_URL is not set: VECTOR_BACKEND=pgvector needs postgresql://user@host:5432/db (password via PGPASSWORD or the URL)');
   }
+  const feedbackDatabaseUrl = env.FEEDBACK_DATABASE_URL || null;
+  if (feedbackDatabaseUrl !== null && !/^postgres(ql)?:\/\/[^\s]+$/.test(feedbackDatabaseUrl)) {
+    throw new ConfigError(`FEEDBACK_DATABASE_URL='${redact(feedbackDatabaseUrl)}' is invalid: expected postgresql://user[:password]@host:5432/db (or unset to serve without feedback)`);
+  }
   const pgvectorVersion = env.PGVECTOR_VERSION || null;
   if (pgvectorVersion !== null && !/^v[0-9]+_model_[A-Za-z0-9._-]+\/[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(pgvectorVersion)) {
     throw new ConfigError(`PGVECTOR_VERSION='${pgvectorVersion}' is invalid: expected <artifact_version>/<release>, e.g. v1_model_fusion-musicnn-msd_musicnn-mtt/20261122T040000Z`);
@@ -131,6 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     reloadToken,
     reloadPollSec,
     databaseUrl,
+    feedbackDatabaseUrl,
     pgvectorVersion,
     pgvectorEfSearch: int(env, 'PGVECTOR_EF_SEARCH', 100, 1, 1000)!,
     artifactSchemaDir: dir(env, 'ARTIFACT_SCHEMA_DIR', path.join(packageRoot(), '..', 'artifact_schema'), 'the folder of *.schema.json files'),
