@@ -74,17 +74,8 @@ def _cli(*args: str) -> str:
     return res.output
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Corpus, Path]]:
-    root = tmp_path_factory.mktemp("recs_e2e")
-    corpus = make_version(root, n=120, dim=16, n_composers=8)
-    src = root / "events.csv"
-    with src.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["user_id", "track_id", "event", "ts", "duration_sec", "origin"])
-        w.writerows(listening_log(corpus))
-    vdir = str(corpus.layout.version_dir)
-    _cli("export-interactions", "--version-dir", vdir, "--csv-path", str(src))
+def _train(vdir: str) -> None:
+    """train-recs with a small, fast configuration (8 factors, 10 iterations, 100 bootstrap resamples)."""
     _cli(
         "train-recs",
         "--version-dir",
@@ -96,6 +87,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Corpus, 
         "--bootstrap-resamples",
         "100",
     )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Corpus, Path]]:
+    root = tmp_path_factory.mktemp("recs_e2e")
+    corpus = make_version(root, n=120, dim=16, n_composers=8)
+    src = root / "events.csv"
+    with src.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["user_id", "track_id", "event", "ts", "duration_sec", "origin"])
+        w.writerows(listening_log(corpus))
+    vdir = str(corpus.layout.version_dir)
+    _cli("export-interactions", "--version-dir", vdir, "--csv-path", str(src))
+    _train(vdir)
     yield corpus, src
 
 
@@ -234,17 +239,7 @@ def test_feedback_is_stored_once_changes_picks_and_feeds_the_next_training(
     )
     report = json.loads(corpus.layout.path("interactions_report").read_text(encoding="utf-8"))
     assert report["counts"]["by_origin"]["feedback"] == 2
-    _cli(
-        "train-recs",
-        "--version-dir",
-        vdir,
-        "--factors",
-        "8",
-        "--iterations",
-        "10",
-        "--bootstrap-resamples",
-        "100",
-    )
+    _train(vdir)
     users = json.loads(ArtifactLayout(corpus.layout.version_dir).path("recs_user_ids").read_text())[
         "user_ids"
     ]
