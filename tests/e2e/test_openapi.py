@@ -31,6 +31,8 @@ from research_job.steps.build_index import BuildIndexConfig
 from research_job.steps.evaluate import EvaluateConfig
 from tests.helpers.artifact_factory import make_version
 from tests.helpers.node_server import get_json, running_server
+from tests.helpers.pg import start_postgres
+from tests.helpers.recs_factory import add_recs
 
 pytestmark = pytest.mark.slow
 
@@ -42,19 +44,25 @@ MAX_EXAMPLES, SEED = 40, 20261122
 @pytest.fixture(scope="module")
 def version(tmp_path_factory: pytest.TempPathFactory) -> ArtifactLayout:
     root = tmp_path_factory.mktemp("openapi")
-    layout = make_version(
+    corpus = make_version(
         root, n=N, dim=DIM, n_composers=10, album_size=8, seed=3, indexes=("hnswlib",), with_eval=False
-    ).layout
+    )
+    layout = corpus.layout
     common = CommonConfig(version_dir=layout.version_dir, model="fake-model")
     build_index.run(BuildIndexConfig(common=common, recall_queries=N))
     evaluate.run(EvaluateConfig(common=common, bootstrap_resamples=20))
+    add_recs(corpus, root / "events.csv")  # so the recommendation endpoints serve, not 503
     return layout
 
 
 @pytest.fixture(scope="module")
 def server(version: ArtifactLayout) -> Iterator[str]:
-    with running_server(version.version_dir, RECALL_SAMPLE=str(N)) as base:
-        yield base
+    pg = start_postgres()  # POST /feedback stores into a real PostgreSQL
+    try:
+        with running_server(version.version_dir, RECALL_SAMPLE=str(N), FEEDBACK_DATABASE_URL=pg.uri) as base:
+            yield base
+    finally:
+        pg.stop()
 
 
 def test_the_served_document_is_valid_openapi(server: str) -> None:
@@ -77,13 +85,27 @@ def test_the_document_gives_the_loaded_dim_and_a_real_track_id(server: str, vers
         assert get_json(server + path.replace("{trackId}", param["example"]))[0] == 200
 
 
+#: POST /radio/generate takes an opaque continuation token (base64url JSON the API wrote): no schema can say
+#: which strings are tokens, so a made-up one is rightly a 400 there; every other check still runs on it.
+SCHEMATHESIS_TOML = """
+# every check (as --checks all would, but a CLI flag would override the per-operation line below)
+checks.enabled = true
+
+[[operations]]
+include-path = "/radio/generate"
+checks.positive_data_acceptance.enabled = false
+"""
+
+
 def test_schemathesis_finds_no_failure(server: str, tmp_path: Path) -> None:
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_TOML, encoding="utf-8")
     cmd = [
         str(Path(sys.executable).parent / "schemathesis"),
+        "--config-file",
+        str(config),
         "run",
         f"{server}/openapi.json",
-        "--checks",
-        "all",
         "--phases",
         "examples,coverage,fuzzing",
         "--max-examples",

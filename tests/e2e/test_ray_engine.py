@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -103,9 +104,11 @@ def ray_cluster() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ray_bin = str(Path(sys.executable).with_name("ray"))
-    # token authentication, Ray's default for `ray start`: the head writes ~/.ray/auth_token (made once per
-    # machine) and a driver in token mode presents it; an unauthenticated driver is refused
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
+    # token authentication, as a real cluster runs: the head and every driver share one token (RAY_AUTH_TOKEN,
+    # made here: a fresh machine has no ~/.ray/auth_token, and `ray start` in token mode refuses to run
+    # without one); an unauthenticated driver is refused
+    token = secrets.token_hex(32)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     # the workers find S3 credentials through the standard chain of their node (here its environment), never
     # through the task graph: a head started without them fails every track with NoCredentialsError
     env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
@@ -116,6 +119,7 @@ def ray_cluster() -> Iterator[str]:
     )  # fmt: skip
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_AUTH_MODE", "token")  # the drivers of this module: in-process and the CLI's subprocess
+    mp.setenv("RAY_AUTH_TOKEN", token)
     try:
         yield f"127.0.0.1:{port}"
     finally:

@@ -10,7 +10,6 @@ The log is seeded and planted: listeners of one composer group play and like tha
 
 from __future__ import annotations
 
-import csv
 import json
 import urllib.error
 import urllib.request
@@ -20,15 +19,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from research_job import artifact_checks
-from research_job.cli import cli
 from research_job.layout import ArtifactLayout
 from research_job.recs import scoring
 from tests.helpers.artifact_factory import Corpus, make_version
 from tests.helpers.node_server import running_server
 from tests.helpers.pg import Postgres, start_postgres
+from tests.helpers.recs_factory import add_recs, cli_ok, train
 
 pytestmark = pytest.mark.slow
 
@@ -48,59 +46,11 @@ def post_json(url: str, body: Any) -> tuple[int, dict[str, Any]]:
         return e.code, json.loads(e.read() or b"{}")
 
 
-def listening_log(corpus: Corpus, seed: int = 0) -> list[list[Any]]:
-    """Planted tastes: listener u likes the tracks of composer u % 4, plays a few others and skips them."""
-    rng = np.random.default_rng(seed)
-    comp = [r["composer"] for r in corpus.rows]
-    out: list[list[Any]] = []
-    for u in range(N_USERS):
-        mine = [i for i, c in enumerate(comp) if c == f"composer {u % 4}"]
-        other = [i for i, c in enumerate(comp) if c is not None and c != f"composer {u % 4}"]
-        day = int(rng.integers(1, 5))
-        for j, i in enumerate(rng.choice(mine, size=min(len(mine), 10), replace=False)):
-            ts = f"2026-0{1 + (day + j) // 28}-{1 + (day + j) % 28:02d}T1{j % 10}:00:00Z"
-            out.append([f"u{u:03d}", corpus.track_ids[int(i)], "play", ts, "30", "synthetic-test"])
-            if j % 3 == 0:
-                out.append([f"u{u:03d}", corpus.track_ids[int(i)], "like", ts, "", "synthetic-test"])
-        for j, i in enumerate(rng.choice(other, size=3, replace=False)):
-            ts = f"2026-03-{1 + j:02d}T08:00:00Z"
-            out.append([f"u{u:03d}", corpus.track_ids[int(i)], "skip", ts, "4", "synthetic-test"])
-    return out
-
-
-def _cli(*args: str) -> str:
-    res = CliRunner().invoke(cli, list(args))
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
-def _train(vdir: str) -> None:
-    """train-recs with a small, fast configuration (8 factors, 10 iterations, 100 bootstrap resamples)."""
-    _cli(
-        "train-recs",
-        "--version-dir",
-        vdir,
-        "--factors",
-        "8",
-        "--iterations",
-        "10",
-        "--bootstrap-resamples",
-        "100",
-    )
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Corpus, Path]]:
     root = tmp_path_factory.mktemp("recs_e2e")
     corpus = make_version(root, n=120, dim=16, n_composers=8)
-    src = root / "events.csv"
-    with src.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["user_id", "track_id", "event", "ts", "duration_sec", "origin"])
-        w.writerows(listening_log(corpus))
-    vdir = str(corpus.layout.version_dir)
-    _cli("export-interactions", "--version-dir", vdir, "--csv-path", str(src))
-    _train(vdir)
+    src = add_recs(corpus, root / "events.csv", N_USERS)
     yield corpus, src
 
 
@@ -228,7 +178,7 @@ def test_feedback_is_stored_once_changes_picks_and_feeds_the_next_training(
     assert missing[0] == 404 and "no-such-track" in json.dumps(missing[1])
     # the next export reads the stored events back (origin "feedback") and train-recs learns the newcomer
     vdir = str(corpus.layout.version_dir)
-    _cli(
+    cli_ok(
         "export-interactions",
         "--version-dir",
         vdir,
@@ -239,7 +189,7 @@ def test_feedback_is_stored_once_changes_picks_and_feeds_the_next_training(
     )
     report = json.loads(corpus.layout.path("interactions_report").read_text(encoding="utf-8"))
     assert report["counts"]["by_origin"]["feedback"] == 2
-    _train(vdir)
+    train(vdir)
     users = json.loads(ArtifactLayout(corpus.layout.version_dir).path("recs_user_ids").read_text())[
         "user_ids"
     ]

@@ -30,6 +30,9 @@ const radioRoute: FastifyPluginAsync = async (app) => {
             album_gap: { type: 'integer', minimum: 0, maximum: 50, default: 5, description: 'no two tracks of one album within this many positions' },
             diversity: diversitySchema(0.3),
           },
+          // a seed or a listener, never both (a continuation alone goes on from its own seed)
+          not: { required: ['seed_track_id', 'user_id'] },
+          anyOf: [{ required: ['seed_track_id'] }, { required: ['user_id'] }, { required: ['continuation'] }],
         },
         response: {
           200: {
