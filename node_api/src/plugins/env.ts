@@ -42,6 +42,8 @@ export interface AppConfig {
   recallSample: number;
   recallTarget: number;
   neighborsTable: NeighborsTableMode;
+  /** candidates per model of /recommend/user's content and hybrid with an approximate backend; 0: exact scans */
+  recsCandidates: number;
 }
 
 /** node_api/ (the folder holding package.json), from this compiled or source file. */
@@ -151,6 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     recallSample: int(env, 'RECALL_SAMPLE', 1000, 0, 1000000)!,
     recallTarget,
     neighborsTable: oneOf(env, 'NEIGHBORS_TABLE', NEIGHBORS_TABLE_MODES, 'auto'),
+    recsCandidates: int(env, 'RECS_CANDIDATES', 500, 0, 100000)!,
   };
 }
 

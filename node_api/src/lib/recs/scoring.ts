@@ -12,12 +12,20 @@
  * feedback on; ranking is score descending, then track row ascending (the /nearest heap). The popularity model
  * (and the fallback of the content models) is the trending score of popularity.json, 0 for a track off the
  * list. A listener the trained files do not know gets content from their feedback's positive tracks, else
- * popularity. Also the
- * similar-tracks ranking (cosine to the seeds' normalised mean, optionally diversified by MMR).
+ * popularity. Also the similar-tracks ranking (cosine to the seeds' normalised mean, optionally diversified by
+ * MMR).
+ *
+ * Exact or candidates: with an exact serving backend (or a catalogue of at most `pool` tracks) content and
+ * hybrid scan every track, as Python does. With an approximate backend (HNSW, pgvector) on a larger catalogue
+ * they score candidates instead (method "candidates"): content is the top k of the backend's top `pool` for p_u
+ * (exact cosines of its candidates, as /nearest, the larger search raising its recall); hybrid is the exact hybrid score over the union of the CF top `pool` (from the
+ * full CF scan, which s_u needs anyway) and the backend's content top `pool`. A track outside both lists cannot
+ * reach the hybrid top k unless it is near the top of neither model; the test measures the recall against the
+ * exact ranking and the benchmark the latency.
  */
 
 import { HttpError } from '../errors.js';
-import { dotRows, topKFromScores, type Hit, type RowExclusion } from '../exact.js';
+import { dotRow, dotRows, sortHits, topKFromScores, type Hit, type RowExclusion } from '../exact.js';
 import type { ListenerFeedback } from './feedback.js';
 import type { RecsModel } from './model.js';
 
@@ -114,39 +122,95 @@ export function listenerExclusion(recs: RecsModel | null, u: number | null, feed
   return out;
 }
 
-/**
- * Top-k picks of `model` for listener row `u` (known) or a listener the trained files do not know (u null:
- * content from the feedback's positive tracks, else trending), `exclude` left out.
- */
-export function recommend(cat: Catalogue, recs: RecsModel, u: number | null, model: RecModel, k: number, exclude: RowExclusion, feedback: ListenerFeedback): Pick[] {
-  if (u === null) {
-    const p = contentProfile(cat, feedback.positive);
-    if (p === null) return popularPicks(recs, k, exclude);
-    return picks(topKFromScores(cat.scoreAll(p), k, exclude), 'content');
-  }
-  if (model === 'popularity') return popularPicks(recs, k, exclude);
-  if (model === 'cf') return picks(topKFromScores(recs.itemScores(userVector(recs, u)), k, exclude), 'cf');
-  const positives = trainingPositives(recs, u);
-  const p = contentProfile(cat, positives);
-  if (p === null) return popularPicks(recs, k, exclude);
-  const content = cat.scoreAll(p);
-  if (model === 'content') return picks(topKFromScores(content, k, exclude), 'content');
-  return picks(topKFromScores(hybridScores(recs, u, positives.size, content), k, exclude), 'hybrid');
+/** How content and hybrid were scored: every track, or the candidates of an approximate backend. */
+export type ScoringMethod = 'exact' | 'candidates';
+
+/** An approximate backend's search and the candidates per model (0: always exact). */
+export interface CandidateSearch {
+  readonly search: (q: Float64Array, k: number, exclude: RowExclusion) => Promise<Hit[]>;
+  readonly pool: number;
 }
 
-/** b_u cf / s_u + (1 - b_u) content for every track (a new array; `content` is read, not kept). */
-function hybridScores(recs: RecsModel, u: number, nPositives: number, content: Float64Array): Float64Array {
-  const cf = recs.itemScores(userVector(recs, u));
+/** Picks and how they were scored. */
+export interface Recommendation {
+  readonly picks: Pick[];
+  readonly method: ScoringMethod;
+}
+
+/**
+ * Top-k picks of `model` for listener row `u` (known) or a listener the trained files do not know (u null:
+ * content from the feedback's positive tracks, else trending), `exclude` left out. `candidates` (null: exact)
+ * lets content and hybrid score an approximate backend's candidates on a catalogue larger than its pool.
+ */
+export async function recommend(
+  cat: Catalogue,
+  recs: RecsModel,
+  u: number | null,
+  model: RecModel,
+  k: number,
+  exclude: RowExclusion,
+  feedback: ListenerFeedback,
+  candidates: CandidateSearch | null = null,
+): Promise<Recommendation> {
+  const approx = candidates !== null && candidates.pool > 0 && cat.count > candidates.pool ? candidates : null;
+  const exact = (p: Pick[]): Recommendation => ({ picks: p, method: 'exact' });
+  const content = async (p: Float64Array): Promise<Recommendation> =>
+    approx === null
+      ? exact(picks(topKFromScores(cat.scoreAll(p), k, exclude), 'content'))
+      : { picks: picks((await approx.search(p, Math.max(k, approx.pool), exclude)).slice(0, k), 'content'), method: 'candidates' };
+  if (u === null) {
+    const p = contentProfile(cat, feedback.positive);
+    return p === null ? exact(popularPicks(recs, k, exclude)) : content(p);
+  }
+  if (model === 'popularity') return exact(popularPicks(recs, k, exclude));
+  if (model === 'cf') return exact(picks(topKFromScores(recs.itemScores(userVector(recs, u)), k, exclude), 'cf'));
+  const positives = trainingPositives(recs, u);
+  const p = contentProfile(cat, positives);
+  if (p === null) return exact(popularPicks(recs, k, exclude));
+  if (model === 'content') return content(p);
+  if (approx === null) return exact(picks(topKFromScores(hybridScores(recs, u, positives.size, cat.scoreAll(p)), k, exclude), 'hybrid'));
+  return { picks: picks(await hybridCandidates(cat, recs, u, positives.size, p, k, exclude, approx), 'hybrid'), method: 'candidates' };
+}
+
+/** s_u (max |cf|, 1 when 0) and b_u of listener `u` from their full cf scores. */
+function hybridMix(recs: RecsModel, nPositives: number, cf: Float64Array): { s: number; b: number } {
   let s = 0;
   for (let i = 0; i < cf.length; i++) {
     const a = Math.abs(cf[i]!);
     if (a > s) s = a;
   }
-  if (s === 0) s = 1;
-  const b = (recs.cfWeight * nPositives) / (nPositives + recs.lightUserEvents);
+  return { s: s === 0 ? 1 : s, b: (recs.cfWeight * nPositives) / (nPositives + recs.lightUserEvents) };
+}
+
+/** b_u cf / s_u + (1 - b_u) content for every track (a new array; `content` is read, not kept). */
+function hybridScores(recs: RecsModel, u: number, nPositives: number, content: Float64Array): Float64Array {
+  const cf = recs.itemScores(userVector(recs, u));
+  const { s, b } = hybridMix(recs, nPositives, cf);
   const out = new Float64Array(cf.length);
   for (let i = 0; i < cf.length; i++) out[i] = (b * cf[i]!) / s + (1 - b) * content[i]!;
   return out;
+}
+
+/**
+ * The exact hybrid score of the union of the CF top `pool` and the backend's content top `pool`, top k of it
+ * (score descending, then row). The cf scores are read before the backend is awaited (itemScores reuses its
+ * buffer across requests).
+ */
+async function hybridCandidates(cat: Catalogue, recs: RecsModel, u: number, nPositives: number, p: Float64Array, k: number, exclude: RowExclusion, approx: CandidateSearch): Promise<Hit[]> {
+  const uv = userVector(recs, u);
+  const cf = recs.itemScores(uv);
+  const { s, b } = hybridMix(recs, nPositives, cf);
+  const cfOf = new Map<number, number>();
+  for (const h of topKFromScores(cf, Math.max(k, approx.pool), exclude)) cfOf.set(h.row, h.score);
+  const contentOf = new Map<number, number>();
+  for (const h of await approx.search(p, Math.max(k, approx.pool), exclude)) contentOf.set(h.row, h.score);
+  const out: Hit[] = [];
+  for (const row of new Set([...cfOf.keys(), ...contentOf.keys()])) {
+    const c = cfOf.get(row) ?? dotRow(recs.itemFactors, recs.factors, row, uv);
+    const t = contentOf.get(row) ?? dotRow(cat.embeddings, cat.dim, row, p);
+    out.push({ row, score: (b * c) / s + (1 - b) * t });
+  }
+  return sortHits(out).slice(0, k);
 }
 
 /**

@@ -6,14 +6,14 @@
  */
 
 import { HttpError } from '../errors.js';
-import type { Hit } from '../exact.js';
+import type { Hit, RowExclusion } from '../exact.js';
 import type { LoadedState } from '../state.js';
 import { publicTrack, type PublicTrack } from '../trackView.js';
 import { DEFAULT_EVENT_WEIGHTS, NO_FEEDBACK, summarizeFeedback, type FeedbackReader, type ListenerFeedback } from './feedback.js';
 import { dailyMixes } from './mix.js';
 import type { RecsModel } from './model.js';
 import { decodeToken, encodeToken, walk, type RadioSeed } from './radio.js';
-import { contentProfile, listenerExclusion, mmr, recommend, seedsQuery, trainingPositives, userRange, type Catalogue, type RecModel } from './scoring.js';
+import { contentProfile, listenerExclusion, mmr, recommend, seedsQuery, trainingPositives, userRange, type Catalogue, type RecModel, type ScoringMethod } from './scoring.js';
 
 /** Candidates MMR re-ranks per requested track. */
 const MMR_POOL_PER_PICK = 10;
@@ -83,21 +83,27 @@ export async function similar(state: LoadedState, body: { track_ids: string[]; k
   return { items: hits.map((h) => item(state, h.row, h.score)) };
 }
 
-/** POST /recommend/user: the listener's top-k under `model` (a cold start for a listener train-recs did not see). */
+/**
+ * POST /recommend/user: the listener's top-k under `model` (a cold start for a listener train-recs did not see).
+ * `pool`: candidates per model of content and hybrid with an approximate backend (RECS_CANDIDATES; 0: exact).
+ */
 export async function recommendUser(
   state: LoadedState,
   reader: FeedbackReader,
   body: { user_id: string; k: number; model: RecModel; exclude: string[] },
-): Promise<{ user_id: string; known_user: boolean; model: RecModel; items: Array<TrackItem & { source: string }> }> {
+  pool: number,
+): Promise<{ user_id: string; known_user: boolean; model: RecModel; method: ScoringMethod; items: Array<TrackItem & { source: string }> }> {
   const recs = requireRecs(state);
   const excluded = rowsOf(state, body.exclude, 'exclude');
   const who = await listener(state, reader, body.user_id);
   const exclude = listenerExclusion(recs, who.u, who.feedback, excluded);
-  const picks = recommend(catalogue(state), recs, who.u, body.model, body.k, exclude, who.feedback);
+  const candidates = state.backend.kind === 'exact' ? null : { search: (q: Float64Array, k: number, ex: RowExclusion) => state.backend.search(q, k, ex), pool };
+  const { picks, method } = await recommend(catalogue(state), recs, who.u, body.model, body.k, exclude, who.feedback, candidates);
   return {
     user_id: body.user_id,
     known_user: who.u !== null,
     model: body.model,
+    method,
     items: picks.map((p) => ({ ...item(state, p.row, p.score), source: p.source })),
   };
 }

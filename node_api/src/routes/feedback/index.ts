@@ -2,7 +2,8 @@
  * POST /feedback: one listening event stored in the feedback store (PostgreSQL, FEEDBACK_DATABASE_URL), once per
  * idempotency key: 201 {stored: true}, or 200 {stored: false, duplicate: true} for a key seen before. 503 naming
  * the variable without a store; 404 for a track the catalogue lacks; 400 for a timestamp that is not ISO 8601
- * with an offset, before 2000 or more than a day ahead (export-interactions would drop it).
+ * with an offset. A valid one is stored as given, in UTC: export-interactions drops (and counts) one before 2000
+ * or more than a day ahead, so a client's clock error never loses the rest of its events.
  */
 
 import type { FastifyPluginAsync } from 'fastify';

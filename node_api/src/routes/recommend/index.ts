@@ -83,6 +83,11 @@ const recommend: FastifyPluginAsync = async (app) => {
               user_id: { type: 'string' },
               known_user: { type: 'boolean', description: 'whether recs/user_ids.json lists the listener' },
               model: { type: 'string', enum: [...REC_MODELS], description: 'the model asked for (each item says which one picked it)' },
+              method: {
+                type: 'string',
+                enum: ['exact', 'candidates'],
+                description: 'exact: content and hybrid scored every track (as Python does); candidates: an approximate backend (HNSW, pgvector) on a catalogue larger than RECS_CANDIDATES gave content its top k and hybrid the union of the CF and content top RECS_CANDIDATES, scored exactly',
+              },
               items: {
                 type: 'array',
                 items: trackItem('the score of the model that picked the track (popularity: its count or trending score)', {
@@ -91,13 +96,13 @@ const recommend: FastifyPluginAsync = async (app) => {
                 }),
               },
             },
-            required: ['user_id', 'known_user', 'model', 'items'],
+            required: ['user_id', 'known_user', 'model', 'method', 'items'],
           },
           ...errorResponses,
         },
       },
     },
-    async (req) => recommendUser(app.store.require(), app.feedback.reader, req.body),
+    async (req) => recommendUser(app.store.require(), app.feedback.reader, req.body, app.config.recsCandidates),
   );
 };
 
