@@ -6,7 +6,8 @@
  * last byte of the body; p50 / p95 / p99 are exact over all rounds.
  *
  * --spec is a JSON file: {"routes": [{"name", "method": "GET"|"POST", "requests": [{"path", "body"?}, ...]}]};
- * each route cycles through its requests (the caller seeds and draws them). A status other than the route's
+ * each route cycles through its requests (the caller seeds and draws them); a route with "unique_key" gets
+ * a new idempotency_key per request (its body's, numbered). A status other than the route's
  * expected one (200, or "status" in the route) counts as an error and is reported with its first body.
  *
  * Usage: node recs_load.mjs --url http://127.0.0.1:PORT --spec spec.json --duration 2 --rounds 3 --concurrency 1
@@ -63,6 +64,9 @@ function request(method, path, body) {
   });
 }
 
+/** Numbers the idempotency keys of a route with `unique_key` (every request a new event). */
+let keyCounter = 0;
+
 /** Run `route` for `seconds` with `concurrency` loops; add latencies to `acc` when given. */
 async function drive(route, seconds, acc) {
   const until = performance.now() + seconds * 1000;
@@ -71,7 +75,8 @@ async function drive(route, seconds, acc) {
   const loop = async () => {
     while (performance.now() < until) {
       const r = route.requests[next++ % route.requests.length];
-      const [status, text, ms] = await request(route.method, r.path, r.body);
+      const body = route.unique_key ? { ...r.body, idempotency_key: `${r.body.idempotency_key}-${process.pid}-${keyCounter++}` } : r.body;
+      const [status, text, ms] = await request(route.method, r.path, body);
       if (!acc) continue;
       acc.lat.push(ms);
       if (status !== expected) {

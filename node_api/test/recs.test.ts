@@ -105,6 +105,35 @@ describe('POST /recommend/user', () => {
     assert.deepEqual(json.items.map((i: Json) => i.score), fx.trending.slice(0, 5).map((e) => e.score));
   });
 
+  it('scores exactly on a small catalogue; over HNSW with RECS_CANDIDATES below the count it scores candidates, and GET /models says which', async () => {
+    const exact = await post(app, '/recommend/user', { user_id: fx.userIds[0], k: 5 });
+    assert.equal(exact.json.method, 'exact');
+    const m = (await app.inject('/models')).json();
+    assert.deepEqual(
+      { ...m.recs, reason: null },
+      { loaded: true, reason: null, users: fx.userIds.length, factors: m.recs.factors, cf_weight: m.recs.cf_weight, light_user_events: m.recs.light_user_events, scoring: 'exact', candidates: 200, feedback_store: false },
+    );
+    assert.ok(m.recs.factors >= 1);
+    const off = (await bare.inject('/models')).json().recs;
+    assert.equal(off.loaded, false);
+    assert.match(off.reason, /train-recs/);
+    const small = await buildApp({ config: config(fx.dir, { VECTOR_BACKEND: 'hnsw', RECS_CANDIDATES: '12' }), logger: false });
+    try {
+      assert.equal((await small.inject('/models')).json().recs.scoring, 'candidates');
+      for (const model of ['hybrid', 'content']) {
+        const r = await post(small, '/recommend/user', { user_id: fx.userIds[0], k: 5, model });
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        assert.equal(r.json.method, 'candidates');
+        const history = new Set(fx.pairs[0]!.map(([row]) => fx.trackIds[row]));
+        assert.equal(new Set(r.json.items.map((i: Json) => i.track_id)).size, 5);
+        assert.ok(!r.json.items.some((i: Json) => history.has(i.track_id)), model);
+      }
+      assert.equal((await post(small, '/recommend/user', { user_id: fx.userIds[0], k: 5, model: 'cf' })).json.method, 'exact');
+    } finally {
+      await small.close();
+    }
+  });
+
   it('names the bad field: unknown model, unknown excluded track (404), an unsafe user id', async () => {
     const bad = await post(app, '/recommend/user', { user_id: 'x', model: 'svd' });
     assert.equal(bad.status, 400);

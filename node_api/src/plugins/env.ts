@@ -153,7 +153,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     recallSample: int(env, 'RECALL_SAMPLE', 1000, 0, 1000000)!,
     recallTarget,
     neighborsTable: oneOf(env, 'NEIGHBORS_TABLE', NEIGHBORS_TABLE_MODES, 'auto'),
-    recsCandidates: int(env, 'RECS_CANDIDATES', 500, 0, 100000)!,
+    recsCandidates: int(env, 'RECS_CANDIDATES', 200, 0, 100000)!,
   };
 }
 

@@ -84,6 +84,14 @@ export async function similar(state: LoadedState, body: { track_ids: string[]; k
 }
 
 /**
+ * How /recommend/user scores content and hybrid on `state` (GET /models says it): the candidates of an
+ * approximate backend (HNSW, pgvector) when the catalogue has more than `pool` tracks, else exact scans.
+ */
+export function contentScoring(state: LoadedState, pool: number): ScoringMethod {
+  return state.backend.kind !== 'exact' && pool > 0 && state.count > pool ? 'candidates' : 'exact';
+}
+
+/**
  * POST /recommend/user: the listener's top-k under `model` (a cold start for a listener train-recs did not see).
  * `pool`: candidates per model of content and hybrid with an approximate backend (RECS_CANDIDATES; 0: exact).
  */
@@ -97,7 +105,7 @@ export async function recommendUser(
   const excluded = rowsOf(state, body.exclude, 'exclude');
   const who = await listener(state, reader, body.user_id);
   const exclude = listenerExclusion(recs, who.u, who.feedback, excluded);
-  const candidates = state.backend.kind === 'exact' ? null : { search: (q: Float64Array, k: number, ex: RowExclusion) => state.backend.search(q, k, ex), pool };
+  const candidates = contentScoring(state, pool) === 'exact' ? null : { search: (q: Float64Array, k: number, ex: RowExclusion) => state.backend.search(q, k, ex), pool };
   const { picks, method } = await recommend(catalogue(state), recs, who.u, body.model, body.k, exclude, who.feedback, candidates);
   return {
     user_id: body.user_id,

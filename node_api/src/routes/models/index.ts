@@ -2,14 +2,17 @@
  * GET /models: what is loaded — model, dim, N, artifact version, created_at, the vector backend with its
  * parameters (ef in use), the recall@5/@10 of the HNSW path against exact search measured at start-up, and
  * whether the precomputed neighbour table answers /nearest (its k, its ranking and re-ranking, requests served
- * from it and passed on), and which of the page's optional features the version has (report, clusters, previews:
- * counts, or why each is off). Unauthenticated: it names the served version, never a path on the server's disk.
+ * from it and passed on), which of the page's optional features the version has (report, clusters, previews:
+ * counts, or why each is off), and the recommenders of recs/ (listeners, factors, the hybrid's parameters, how
+ * /recommend/user scores content and hybrid on this catalogue, whether a feedback store is configured). Unauthenticated: it names the served version, never a path on the server's disk.
  */
 
 import type { FastifyPluginAsync } from 'fastify';
 
 import { COSINE_ORDER } from '../../lib/neighbors.js';
 import type { Feature, OptionalFeatures } from '../../lib/optional.js';
+import { contentScoring } from '../../lib/recs/serve.js';
+import type { LoadedState } from '../../lib/state.js';
 import { rerankSchema } from '../schemas.js';
 
 const nullableNumber = { type: ['number', 'null'] } as const;
@@ -125,6 +128,27 @@ const modelsResponse = {
       required: ['loaded', 'k', 'ranking', 'rerank', 'served', 'fallbacks'],
     },
     eval_created_at: { type: ['string', 'null'] },
+    recs: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'the recommenders of recs/ (research-job train-recs) behind /recommend/user, /daily-mix and a listener radio, or why they are off',
+      properties: {
+        loaded: { type: 'boolean' },
+        reason: { type: ['string', 'null'], description: 'why they are off: the 503 of the listener endpoints (null when loaded)' },
+        users: { type: ['integer', 'null'], description: 'listeners of recs/user_ids.json' },
+        factors: { type: ['integer', 'null'], description: 'ALS factors' },
+        cf_weight: nullableNumber,
+        light_user_events: nullableNumber,
+        scoring: {
+          type: ['string', 'null'],
+          enum: ['exact', 'candidates', null],
+          description: "how /recommend/user scores content and hybrid here: exact scans, or the backend's candidates (an approximate backend and more tracks than candidates)",
+        },
+        candidates: { type: 'integer', description: 'RECS_CANDIDATES: candidates per model of the candidates scoring (0: always exact)' },
+        feedback_store: { type: 'boolean', description: 'whether FEEDBACK_DATABASE_URL is set (POST /feedback stores; the listener endpoints read it)' },
+      },
+      required: ['loaded', 'reason', 'users', 'factors', 'cf_weight', 'light_user_events', 'scoring', 'candidates', 'feedback_store'],
+    },
     features: {
       type: 'object',
       additionalProperties: false,
@@ -167,6 +191,14 @@ function featuresView(f: OptionalFeatures) {
     clusters: featureView(f.clusters, (c) => c.count),
     previews: featureView(f.previews, (p) => p.count),
   };
+}
+
+/** The recs entry of /models. */
+function recsView(s: LoadedState, candidates: number, feedbackStore: boolean) {
+  const base = { candidates, feedback_store: feedbackStore };
+  if (!s.recs.on) return { loaded: false, reason: s.recs.reason, users: null, factors: null, cf_weight: null, light_user_events: null, scoring: null, ...base };
+  const r = s.recs.value;
+  return { loaded: true, reason: null, users: r.users, factors: r.factors, cf_weight: r.cfWeight, light_user_events: r.lightUserEvents, scoring: contentScoring(s, candidates), ...base };
 }
 
 const models: FastifyPluginAsync = async (app) => {
@@ -223,6 +255,7 @@ const models: FastifyPluginAsync = async (app) => {
             }
           : { loaded: false, k: null, ranking: null, rerank: null, served: 0, fallbacks: 0 },
         eval_created_at: s.evalResults?.created_at ?? null,
+        recs: recsView(s, app.config.recsCandidates, app.feedback.configured),
         features: featuresView(s.features),
       };
     },
