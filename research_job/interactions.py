@@ -491,17 +491,29 @@ def read_interactions(path: str | os.PathLike[str]) -> Interactions:
             continue
         for c, v in zip(cols, cells, strict=True):
             c.append(v)
+    stamps = cols[CSV_COLUMNS.index("ts")]
+    seconds = None if problems else _ts_column(stamps)
+    if seconds is None and not problems:
+        # a date numpy refuses (2026-02-30) or reads differently from datetime: find its line the slow way
+        for i, t in enumerate(stamps):
+            try:
+                _ts_seconds(t)
+            except ValueError as e:
+                problems.append(f"line {i + 2}: ts {t!r} is not a real date-time ({e})")
+        if not problems:
+            seconds = np.array([_ts_seconds(t) for t in stamps], dtype=np.int64)
     if problems:
         more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         raise ArtifactError(
             f"{len(problems)} bad line(s) in {p}:\n  - " + "\n  - ".join(problems[:_MAX_LISTED]) + more
         )
-    users, tracks, events, stamps, durations, origins = cols
+    assert seconds is not None
+    users, tracks, events, _, durations, origins = cols
     return Interactions(
         user_id=np.array(users, dtype=str),
         track_id=np.array(tracks, dtype=str),
         event=np.array(events, dtype=str),
-        ts=np.array([_ts_seconds(t) for t in stamps], dtype=np.int64),
+        ts=seconds,
         duration_sec=np.array([float(d) if d else math.nan for d in durations], dtype=np.float64),
         origin=np.array(origins, dtype=str),
         sha256=sha256_bytes(data),
@@ -513,6 +525,20 @@ def _ts_seconds(text: str) -> int:
     return (datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC) - _EPOCH) // timedelta(seconds=1)
 
 
+#: 0001-01-01T00:00:00Z, the first instant datetime (and so :func:`_ts_seconds`) accepts
+_FIRST_SECOND = -62135596800
+
+
+def _ts_column(stamps: list[str]) -> np.ndarray | None:
+    """Unix seconds of ``YYYY-MM-DDTHH:MM:SSZ`` stamps (each already matched ``_TS``), parsed by numpy (10x
+    faster than strptime per row); None when numpy refuses one or reads one datetime would refuse (year 0)."""
+    try:
+        out = np.array([t[:-1] for t in stamps], dtype="datetime64[s]").astype(np.int64)
+    except ValueError:
+        return None
+    return None if out.size and out.min() < _FIRST_SECOND else out
+
+
 def _check_cells(cells: Sequence[str]) -> str | None:
     """Why one line of ``interactions.csv`` breaks the row schema, or None."""
     if len(cells) != len(CSV_COLUMNS):
@@ -520,8 +546,6 @@ def _check_cells(cells: Sequence[str]) -> str | None:
     user, track, event, ts, dur, origin = cells
     try:
         row = EventRow(user, track, event, ts, float(dur) if dur else None, origin or None)
-        if _TS.match(ts):
-            _ts_seconds(ts)  # a real date (no 2026-02-30)
     except ValueError as e:
         return str(e)
     if row.duration_sec is not None and not math.isfinite(row.duration_sec):

@@ -1,15 +1,13 @@
 """Listening events -> arrays and confidence matrices (the reader of ``interactions/interactions.csv``).
 
 Event weights (recorded in ``recs_meta.json``): play 1, like 4, skip -1, dislike -4. A (user, track) pair's
-confidence is the sum of its events' weights; > 0 is a positive, < 0 a negative, 0 is left out. Rows whose track
-has no embedding row are skipped and counted (every other bad row is an error: the file is export-interactions'
-checked output).
+confidence is the sum of its events' weights; > 0 is a positive, < 0 a negative, 0 is left out. The file is read
+by the interactions artifact's own reader (row schema, order, uniqueness: a bad line is an error, the file being
+export-interactions' checked output); rows whose track has no embedding row are skipped and counted.
 """
 
 from __future__ import annotations
 
-import csv
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from research_job.errors import ArtifactError, unknown_choice
+from research_job import interactions as checked
+from research_job.errors import ArtifactError
 
 #: the weight of each event kind in a pair's confidence
 EVENT_WEIGHTS: dict[str, float] = {"play": 1.0, "like": 4.0, "skip": -1.0, "dislike": -4.0}
-HEADER = ("user_id", "track_id", "event", "ts", "duration_sec", "origin")
-_TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 @dataclass(frozen=True)
@@ -50,62 +47,34 @@ class Events:
 
 
 def read_interactions(path: Path, track_ids: Sequence[str]) -> Events:
-    """Read ``interactions.csv`` against the embeddings' track ids.
+    """Read ``interactions.csv`` (through :func:`research_job.interactions.read_interactions`, which checks every
+    row against the row schema, the sort order and uniqueness) against the embeddings' track ids.
 
     Raises:
-        ArtifactError: the file is missing, its header is not exactly :data:`HEADER`, a row has an unknown event or
-            a timestamp not ``YYYY-MM-DDTHH:MM:SSZ``, or no row has an embedded track.
+        ArtifactError: the file is missing or breaks its schema (bad lines listed), or no row has an embedded track.
     """
-    if not Path(path).is_file():
-        raise ArtifactError(f"Missing {path} (run export-interactions first)")
+    got = checked.read_interactions(path)
+    read = len(got.track_id)
     row_of = {t: i for i, t in enumerate(track_ids)}
-    users: list[str] = []
-    tracks: list[int] = []
-    weights: list[float] = []
-    stamps: list[str] = []
-    origins: set[str] = set()
-    read = unembedded = 0
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = tuple(next(reader, ()))
-        if header != HEADER:
-            raise ArtifactError(f"{path}: header {','.join(header)!r}, expected {','.join(HEADER)!r}")
-        for n, rec in enumerate(reader, start=2):
-            read += 1
-            if len(rec) != len(HEADER):
-                raise ArtifactError(f"{path}: line {n} has {len(rec)} fields, expected {len(HEADER)}")
-            user, track, event, ts, _, origin = rec
-            w = EVENT_WEIGHTS.get(event)
-            if w is None:
-                raise ArtifactError(f"{path}: line {n}: " + unknown_choice("event", event, EVENT_WEIGHTS))
-            if not _TS.match(ts):
-                raise ArtifactError(f"{path}: line {n}: timestamp {ts!r} is not YYYY-MM-DDTHH:MM:SSZ")
-            row = row_of.get(track)
-            if row is None:
-                unembedded += 1
-                continue
-            users.append(user)
-            tracks.append(row)
-            weights.append(w)
-            stamps.append(ts[:-1])
-            origins.add(origin)
-    if not users:
+    rows = np.fromiter((row_of.get(str(t), -1) for t in got.track_id), dtype=np.int64, count=read)
+    keep = rows >= 0
+    if not keep.any():
         raise ArtifactError(f"{path}: no event of {read} rows is on an embedded track")
-    user_ids, inverse = np.unique(np.array(users, dtype=object), return_inverse=True)
-    try:
-        ts_arr = np.array(stamps, dtype="datetime64[s]").astype(np.int64)
-    except ValueError as e:
-        raise ArtifactError(f"{path}: a timestamp does not parse: {e}") from e
+    kinds, kind_of = np.unique(
+        got.event[keep], return_inverse=True
+    )  # the row schema allows only EVENT_WEIGHTS' keys
+    weight_of = np.array([EVENT_WEIGHTS[str(e)] for e in kinds], dtype=np.float32)
+    user_ids, inverse = np.unique(got.user_id[keep], return_inverse=True)
     return Events(
         user_ids=[str(u) for u in user_ids],
         users=inverse.astype(np.int32).reshape(-1),
-        tracks=np.asarray(tracks, dtype=np.int32),
-        weights=np.asarray(weights, dtype=np.float32),
-        ts=ts_arr,
+        tracks=rows[keep].astype(np.int32),
+        weights=weight_of[kind_of.reshape(-1)],
+        ts=got.ts[keep],
         n_tracks=len(track_ids),
         rows_read=read,
-        rows_unembedded=unembedded,
-        synthetic=all(o.startswith("synthetic") for o in origins),
+        rows_unembedded=int(read - keep.sum()),
+        synthetic=all(str(o).startswith("synthetic") for o in np.unique(got.origin[keep])),
     )
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -251,6 +252,27 @@ def test_read_interactions_names_bad_lines(tmp_path: Path) -> None:
         assert line in msg
     with pytest.raises(ArtifactError, match="run research-job export-interactions first"):
         read_interactions(tmp_path / "missing.csv")
+
+
+def test_read_interactions_timestamps_are_strptimes_and_impossible_dates_are_named(tmp_path: Path) -> None:
+    """The column parse (numpy) equals datetime.strptime on seeded stamps across 1970-2099, leap days included;
+    a well-formed but impossible date (2026-02-30, year 0000) is a bad line named by number."""
+    rng = np.random.default_rng(5)
+    secs = np.sort(rng.integers(0, 4_102_444_800, 500))
+    stamps = [datetime.fromtimestamp(int(x), UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for x in secs]
+    stamps = sorted([*stamps, "2024-02-29T23:59:59Z", "2100-01-01T00:00:00Z"])
+    header = ",".join(CSV_COLUMNS)
+    p = tmp_path / "interactions.csv"
+    p.write_text(header + "\n" + "".join(f"u{i:04d},t1,play,{t},,\n" for i, t in enumerate(stamps)))
+    got = read_interactions(p)
+    want = [int(datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()) for t in stamps]
+    assert got.ts.tolist() == want
+    for bad in ("2026-02-30T10:00:00Z", "0000-01-01T00:00:00Z"):
+        p.write_text(f"{header}\nu0,t1,play,{bad},,\nu1,t1,play,2026-12-01T00:00:00Z,,\n")
+        with pytest.raises(
+            ArtifactError, match=rf"1 bad line\(s\).*\n  - line 2: ts '{bad}' is not a real date-time"
+        ):
+            read_interactions(p)
 
 
 # --- the step ----------------------------------------------------------------------------------------------

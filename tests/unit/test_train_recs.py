@@ -226,3 +226,34 @@ def test_validate_checks_the_interactions_report_checksum(trained: Corpus, tmp_p
     schema.write_artifact(copy.path("interactions_report"), "interactions_report", report)
     problems = artifact_checks.check(copy)
     assert any("interactions_report.json output.sha256" in p for p in problems), problems
+
+
+def test_events_come_from_the_checked_reader(tmp_path: Path) -> None:
+    """Rows on a track without an embedding are skipped and counted; a line out of order or with an unknown
+    event is refused naming its line (the interactions artifact's own row checks)."""
+    from research_job.errors import ArtifactError
+    from research_job.recs.data import EVENT_WEIGHTS, read_interactions
+
+    corpus = make_version(tmp_path / "a", n=12, dim=8, n_composers=2, indexes=("faiss-flat",), with_eval=False)
+    ids = corpus.track_ids
+    rows = [
+        ["u1", ids[3], "play", "2026-01-01T00:00:00Z", "30", "synthetic-test"],
+        ["u0", ids[5], "like", "2026-01-01T00:00:01Z", "", "synthetic-test"],
+        ["u1", "gone-track", "play", "2026-01-01T00:00:02Z", "", "synthetic-test"],
+        ["u0", ids[3], "skip", "2026-01-02T00:00:00Z", "2", "synthetic-test"],
+    ]
+    write_log(corpus.layout, rows)
+    ev = read_interactions(corpus.layout.path("interactions_csv"), ids)
+    assert ev.user_ids == ["u0", "u1"] and ev.rows_read == 4 and ev.rows_unembedded == 1
+    assert ev.users.tolist() == [1, 0, 0] and ev.tracks.tolist() == [3, 5, 3]
+    assert ev.weights.tolist() == [EVENT_WEIGHTS["play"], EVENT_WEIGHTS["like"], EVENT_WEIGHTS["skip"]]
+    assert ev.ts.tolist() == [1767225600, 1767225601, 1767312000] and ev.synthetic
+    write_log(corpus.layout, [rows[1], rows[0], rows[3]])
+    with pytest.raises(ArtifactError, match="line 3: out of"):
+        read_interactions(corpus.layout.path("interactions_csv"), ids)
+    write_log(corpus.layout, [[*rows[0][:2], "hum", *rows[0][3:]]])
+    with pytest.raises(ArtifactError, match="line 2: .*hum"):
+        read_interactions(corpus.layout.path("interactions_csv"), ids)
+    write_log(corpus.layout, [rows[2]])
+    with pytest.raises(ArtifactError, match="no event of 1 rows"):
+        read_interactions(corpus.layout.path("interactions_csv"), ids)
