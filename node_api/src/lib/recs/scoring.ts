@@ -131,6 +131,11 @@ export interface CandidateSearch {
   readonly pool: number;
 }
 
+/** Whether content and hybrid score candidates on a catalogue of `count` tracks with `pool` per model. */
+export function scoresCandidates(count: number, pool: number): boolean {
+  return pool > 0 && count > pool;
+}
+
 /** Picks and how they were scored. */
 export interface Recommendation {
   readonly picks: Pick[];
@@ -152,7 +157,7 @@ export async function recommend(
   feedback: ListenerFeedback,
   candidates: CandidateSearch | null = null,
 ): Promise<Recommendation> {
-  const approx = candidates !== null && candidates.pool > 0 && cat.count > candidates.pool ? candidates : null;
+  const approx = candidates !== null && scoresCandidates(cat.count, candidates.pool) ? candidates : null;
   const exact = (p: Pick[]): Recommendation => ({ picks: p, method: 'exact' });
   const content = async (p: Float64Array): Promise<Recommendation> =>
     approx === null

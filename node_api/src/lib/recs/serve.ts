@@ -13,7 +13,7 @@ import { DEFAULT_EVENT_WEIGHTS, NO_FEEDBACK, summarizeFeedback, type FeedbackRea
 import { dailyMixes } from './mix.js';
 import type { RecsModel } from './model.js';
 import { decodeToken, encodeToken, walk, type RadioSeed } from './radio.js';
-import { contentProfile, listenerExclusion, mmr, recommend, seedsQuery, trainingPositives, userRange, type Catalogue, type RecModel, type ScoringMethod } from './scoring.js';
+import { contentProfile, listenerExclusion, mmr, recommend, scoresCandidates, seedsQuery, trainingPositives, userRange, type Catalogue, type RecModel, type ScoringMethod } from './scoring.js';
 
 /** Candidates MMR re-ranks per requested track. */
 const MMR_POOL_PER_PICK = 10;
@@ -88,7 +88,7 @@ export async function similar(state: LoadedState, body: { track_ids: string[]; k
  * approximate backend (HNSW, pgvector) when the catalogue has more than `pool` tracks, else exact scans.
  */
 export function contentScoring(state: LoadedState, pool: number): ScoringMethod {
-  return state.backend.kind !== 'exact' && pool > 0 && state.count > pool ? 'candidates' : 'exact';
+  return state.backend.kind !== 'exact' && scoresCandidates(state.count, pool) ? 'candidates' : 'exact';
 }
 
 /**
