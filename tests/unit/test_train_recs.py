@@ -234,7 +234,9 @@ def test_events_come_from_the_checked_reader(tmp_path: Path) -> None:
     from research_job.errors import ArtifactError
     from research_job.recs.data import EVENT_WEIGHTS, read_interactions
 
-    corpus = make_version(tmp_path / "a", n=12, dim=8, n_composers=2, indexes=("faiss-flat",), with_eval=False)
+    corpus = make_version(
+        tmp_path / "a", n=12, dim=8, n_composers=2, indexes=("faiss-flat",), with_eval=False
+    )
     ids = corpus.track_ids
     rows = [
         ["u1", ids[3], "play", "2026-01-01T00:00:00Z", "30", "synthetic-test"],
