@@ -18,10 +18,10 @@
  * Exact or candidates: with an exact serving backend (or a catalogue of at most `pool` tracks) content and
  * hybrid scan every track, as Python does. With an approximate backend (HNSW, pgvector) on a larger catalogue
  * they score candidates instead (method "candidates"): content is the top k of the backend's top `pool` for p_u
- * (exact cosines of its candidates, as /nearest, the larger search raising its recall); hybrid is the exact hybrid score over the union of the CF top `pool` (from the
- * full CF scan, which s_u needs anyway) and the backend's content top `pool`. A track outside both lists cannot
- * reach the hybrid top k unless it is near the top of neither model; the test measures the recall against the
- * exact ranking and the benchmark the latency.
+ * (exact cosines of its candidates, as /nearest; the larger search raises its recall); hybrid is the exact
+ * hybrid score over the union of the CF top `pool` (from the full CF scan, which s_u needs anyway) and the
+ * backend's content top `pool`. A track missing from both lists ranks below `pool` in both models; how often
+ * such a track would have made the hybrid top k is the recall the test measures against the exact ranking.
  */
 
 import { HttpError } from '../errors.js';
