@@ -494,14 +494,14 @@ def read_interactions(path: str | os.PathLike[str]) -> Interactions:
     stamps = cols[CSV_COLUMNS.index("ts")]
     seconds = None if problems else _ts_column(stamps)
     if seconds is None and not problems:
-        # a date numpy refuses (2026-02-30) or reads differently from datetime: find its line the slow way
+        # a date numpy refuses (2026-02-30) or reads differently from datetime: parse (and name its line) the slow way
+        parsed: list[int] = []
         for i, t in enumerate(stamps):
             try:
-                _ts_seconds(t)
+                parsed.append(_ts_seconds(t))
             except ValueError as e:
                 problems.append(f"line {i + 2}: ts {t!r} is not a real date-time ({e})")
-        if not problems:
-            seconds = np.array([_ts_seconds(t) for t in stamps], dtype=np.int64)
+        seconds = np.array(parsed, dtype=np.int64)
     if problems:
         more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         raise ArtifactError(

@@ -205,10 +205,11 @@ async function hybridCandidates(cat: Catalogue, recs: RecsModel, u: number, nPos
   const uv = userVector(recs, u);
   const cf = recs.itemScores(uv);
   const { s, b } = hybridMix(recs, nPositives, cf);
+  const pool = Math.max(k, approx.pool);
   const cfOf = new Map<number, number>();
-  for (const h of topKFromScores(cf, Math.max(k, approx.pool), exclude)) cfOf.set(h.row, h.score);
+  for (const h of topKFromScores(cf, pool, exclude)) cfOf.set(h.row, h.score);
   const contentOf = new Map<number, number>();
-  for (const h of await approx.search(p, Math.max(k, approx.pool), exclude)) contentOf.set(h.row, h.score);
+  for (const h of await approx.search(p, pool, exclude)) contentOf.set(h.row, h.score);
   const out: Hit[] = [];
   for (const row of new Set([...cfOf.keys(), ...contentOf.keys()])) {
     const c = cfOf.get(row) ?? dotRow(recs.itemFactors, recs.factors, row, uv);

@@ -4,7 +4,8 @@
  * whether the precomputed neighbour table answers /nearest (its k, its ranking and re-ranking, requests served
  * from it and passed on), which of the page's optional features the version has (report, clusters, previews:
  * counts, or why each is off), and the recommenders of recs/ (listeners, factors, the hybrid's parameters, how
- * /recommend/user scores content and hybrid on this catalogue, whether a feedback store is configured). Unauthenticated: it names the served version, never a path on the server's disk.
+ * /recommend/user scores content and hybrid on this catalogue, whether a feedback store is configured).
+ * Unauthenticated: it names the served version, never a path on the server's disk.
  */
 
 import type { FastifyPluginAsync } from 'fastify';
