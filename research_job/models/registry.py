@@ -26,6 +26,7 @@ _MUSICNN: Options = {
     "device": None,
     "weights_dir": None,
     "runtime": ("torch", "onnx"),
+    "precision": ("fp32", "int8"),
 }
 
 
