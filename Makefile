@@ -30,7 +30,8 @@ NODE_SRC    := $(shell find node_api/src node_api/web -type f \( -name '*.ts' -o
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate report previews export-interactions train-recs validate publish compare-models serve \
         demo-deps demo-piano embed-segments find-similar realmusic-corpus realmusic train-head quality \
-        test test-python test-node lint format bench bench-quick bench-deps bench-report bench-ray bench-recs soak timings clean
+        test test-python test-node lint format bench bench-quick bench-deps bench-report bench-ray bench-recs soak timings clean \
+        export-model quantize bench-runtime bench-precision
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -187,6 +188,21 @@ bench-ray: $(VENV)/.installed weights ## embed engines local (1, 2 processes) vs
 
 bench-recs: bench-deps ## train-recs and the five recommendation endpoints on 100k synthetic tracks x 10k listeners: p50/p95/p99 per route against /health and /nearest in the same run (~6 min on 2 cores) -> bench/results/recs_quick.json
 	$(PY) -m bench.recs_bench
+
+EXPORT_MODEL ?= musicnn-msd
+export-model: $(VENV)/.installed weights ## a musicnn network -> ONNX + model_meta.json: make export-model [EXPORT_MODEL=musicnn-mtt] -> artifacts/models/<model>-onnx/
+	$(RJ) export-model --model '$(EXPORT_MODEL)' --format onnx
+
+DEMO_VERSION ?= $(ARTIFACTS)/v1_model_fusion-musicnn-msd_musicnn-mtt
+quantize: $(VENV)/.installed weights ## int8 musicnn-msd and -mtt calibrated on the demo corpus (after make demo; ~1.5 min), installed for ?runtime=onnx&precision=int8 -> artifacts/models/musicnn-*-int8/
+	$(RJ) export-model --model 'musicnn-msd?runtime=onnx' --precision int8 --calibrate-from $(DEMO_VERSION) --out $(ARTIFACTS)/models/musicnn-msd-int8
+	$(RJ) export-model --model 'musicnn-mtt?runtime=onnx' --precision int8 --calibrate-from $(DEMO_VERSION) --out $(ARTIFACTS)/models/musicnn-mtt-int8
+
+bench-runtime: quantize ## GEMM ceilings, the network on torch / onnx fp32 / int8 at 1 and 2 threads, the embed step fp32 vs int8 on 1 and 2 cores and beside a CPU-bound process (~10 min on 2 cores) -> bench/results/runtime.json
+	$(PY) -m bench.runtime_bench
+
+bench-precision: $(VENV)/.installed weights ## int8 vs float32 per-track cosine and P@5 (paired CIs) on the demo and real-music corpora (~25 min; make realmusic-corpus first) -> bench/results/precision.json
+	$(PY) -m bench.precision_bench
 
 soak: bench-deps ## the Node API under load while hostile version folders are reloaded (30 s) -> bench/results/soak_quick.json
 	$(PY) -m bench.run --quick --only soak

@@ -197,12 +197,18 @@ def child_extract(params: dict[str, Any], out: Path) -> None:
 
 
 def child_embed_step(params: dict[str, Any], out: Path) -> None:
-    """Run the embed step on ``params['files']`` with ``params['workers']`` worker processes, ``passes`` times."""
+    """Run the embed step on ``params['files']`` with ``params['workers']`` worker processes, ``passes`` times.
+
+    Optional: ``threads_per_process`` (the embed option), ``cpus`` (this process and its workers pinned to those
+    CPU ids: ``[0]`` is "one core"), ``tag`` (names the version folder, so configurations never share one).
+    """
+    if params.get("cpus"):
+        os.sched_setaffinity(0, set(params["cpus"]))
     from research_job.config import CommonConfig
     from research_job.metadata import TrackRow, write_tracks_csv
     from research_job.steps import embed
 
-    vdir = Path(params["work"]) / f"v1_model_embed_step_w{params['workers']}"
+    vdir = Path(params["work"]) / f"v1_model_embed_step_w{params['workers']}{params.get('tag', '')}"
     shutil.rmtree(vdir, ignore_errors=True)
     common = CommonConfig(model=params["model"], version_dir=vdir)
     layout = common.layout
@@ -222,7 +228,12 @@ def child_embed_step(params: dict[str, Any], out: Path) -> None:
     res: dict[str, Any] = {"model": params["model"], "workers": params["workers"], "passes": []}
     for p in range(int(params["passes"])):
         shutil.rmtree(layout.embeddings_dir, ignore_errors=True)
-        meta = embed.run(EmbedConfig(common=common, processes=int(params["workers"])))
+        meta = embed.run(
+            EmbedConfig(
+                common=common, processes=int(params["workers"]),
+                threads_per_process=params.get("threads_per_process"),
+            )
+        )  # fmt: skip
         st = meta["stats"]
         if st["n_failed"]:
             raise RuntimeError(f"embed step: {st['n_failed']} tracks failed: {meta['failures'][:3]}")

@@ -415,3 +415,37 @@ def test_ray_markdown_tables_from_a_hand_made_result() -> None:
     old["configs"] = [{k: v for k, v in c.items() if k != "corpus"} for c in (local, ray)]
     old_md = ray_bench.markdown(old)
     assert "Inputs: **demo**: 64 clips. Model" in old_md and "| demo | ray 2x1 shard=32 | 64 |" in old_md
+
+
+def test_runtime_bench_macs_match_the_networks_flop_count() -> None:
+    """The ceiling of the int8 model splits its FLOPs into the quantised timbral convs and the rest: the two
+    constants must add up to what torch counts for one patch of the real network (within the small ops)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.runtime_bench import OTHER_MACS, TIMBRAL_MACS
+    from research_job.models.musicnn import MusicnnNet
+
+    net = MusicnnNet().eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        net(torch.zeros(1, 187, 96))
+    counted = fc.get_total_flops()
+    assert abs(2 * (TIMBRAL_MACS + OTHER_MACS) - counted) / counted < 0.01
+    assert 0.75 < TIMBRAL_MACS / (TIMBRAL_MACS + OTHER_MACS) < 0.85
+
+
+def test_precision_bench_per_track_cosine_hand_worked() -> None:
+    from bench.precision_bench import per_track_cosine
+
+    ref = {
+        "a": np.array([1.0, 0.0], np.float32),
+        "b": np.array([0.0, 2.0], np.float32),
+        "c": np.ones(2, np.float32),
+    }
+    got = {"a": np.array([1.0, 1.0], np.float32), "b": np.array([0.0, 5.0], np.float32)}
+    out = per_track_cosine(ref, got)
+    assert (
+        out["n_tracks"] == 2
+        and abs(out["min"] - 2**-0.5) < 1e-6
+        and abs(out["median"] - (1 + 2**-0.5) / 2) < 1e-6
+    )

@@ -9,6 +9,13 @@ size and sha256 and the exporter's versions. An export whose least cosine falls 
 refused (nothing is left behind). The log-mel front end is not in the file: it is ``research_job.models.musicnn``
 ``LogMel`` (STFT 512 / hop 256 at 16 kHz, 96 Slaney mels, ``log10(10000 x + 1)``), which a caller reproduces.
 
+``--precision int8`` (ONNX only) writes the network with its two timbral convolutions quantised (static QDQ,
+:func:`research_job.models.onnx_runtime.quantize_int8`), calibrated on ``--calibration-tracks`` tracks drawn
+(seeded) from ``--calibrate-from`` (a version folder's ``audio_cache/`` or any folder of audio) and checked on
+``--parity-tracks`` others: per-track cosine of every pooled output to the PyTorch port >= :data:`INT8_MIN_COSINE`,
+or nothing is written. The file and its record (sha256, calibration set, parity) are also installed beside the
+checkpoint's weights, where ``<model>?runtime=onnx&precision=int8`` loads them.
+
 ``--triton`` (ONNX only) lays the file out as a Triton model repository: ``<out>/<name>/config.pbtxt``
 (platform ``onnxruntime_onnx``, ``max_batch_size``, dynamic batching, one instance group of ``--instance-kind``)
 and ``<out>/<name>/1/model.onnx``. Inside this job, ``musicnn-msd?runtime=onnx`` runs the same export (cached)
@@ -222,7 +229,7 @@ def _quantize(cfg: ExportModelConfig, enc: Any, path: Path) -> tuple[dict[str, A
     from research_job.models.onnx_runtime import OnnxNet
 
     net = OnnxNet(path, threads=2)
-    reference = [{k: v for k, v in enc.patch_outputs_from_logmel(p).items()} for p in checks]
+    reference = [port_outputs(enc, p) for p in checks]
     got = [net(p) for p in checks]
     parity_ = {
         "n_patches": int(sum(len(p) for p in checks)),
@@ -262,12 +269,28 @@ def install_int8(enc: Any, path: Path, meta: dict[str, Any]) -> Path:
     return dest
 
 
+def port_outputs(enc: Any, patches_: np.ndarray) -> dict[str, np.ndarray]:
+    """The PyTorch port's per-patch outputs (``enc.net``, whatever runtime ``enc`` embeds with: a spec with
+    ``runtime=onnx`` must still be checked against the port, not against its own cached ONNX file)."""
+    import torch
+
+    outs: dict[str, list[np.ndarray]] = {}
+    with torch.inference_mode():
+        for start in range(0, len(patches_), enc.batch_size):
+            chunk = torch.from_numpy(
+                np.ascontiguousarray(patches_[start : start + enc.batch_size], np.float32)
+            )
+            for key, val in enc.net(chunk.to(enc.device)).items():
+                outs.setdefault(key, []).append(val.float().cpu().numpy())
+    return {k: np.concatenate(v) for k, v in outs.items()}
+
+
 def _output_dims(enc: Any) -> dict[str, int]:
     """Each exported output's width (the port on one seeded patch)."""
     from research_job.models.onnx_runtime import OUTPUTS
 
     one = np.random.default_rng(PARITY_SEED).standard_normal((1, 187, 96)).astype(np.float32)
-    outs = enc.patch_outputs_from_logmel(one)
+    outs = port_outputs(enc, one)
     return {k: int(outs[k].shape[1]) for k in OUTPUTS}
 
 
@@ -380,7 +403,7 @@ def run(cfg: ExportModelConfig) -> dict[str, Any]:
         patches = (
             np.random.default_rng(PARITY_SEED).standard_normal((PARITY_PATCHES, 187, 96)).astype(np.float32)
         )
-        reference = enc.patch_outputs_from_logmel(patches)
+        reference = port_outputs(enc, patches)
         got, runtime = _run_file(cfg.format, path, patches)
         figures = parity({k: reference[k] for k in onnx_runtime.OUTPUTS}, got)
         worst = min(v["min_cosine"] for v in figures.values())
