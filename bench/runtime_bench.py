@@ -1,6 +1,6 @@
 """Extraction at the hardware's limit: runtimes, precisions and cores, each against its same-run reference.
 
-Three parts, each configuration in its own child process (``bench.common.run_child``):
+Four parts, each configuration in its own child process (``bench.common.run_child``):
 
 * ``ceilings``: dense GEMM 2048^3 at 1 and 2 threads: torch sgemm, onnxruntime float32 ``MatMul`` and u8 x s8
   ``MatMulInteger`` (MLAS; the int8 ceiling of the CPU as onnxruntime drives it).
@@ -8,6 +8,7 @@ Three parts, each configuration in its own child process (``bench.common.run_chi
   ``musicnn-msd`` on torch float32, onnxruntime float32 and int8, at 1 and 2 threads: x real time and the share
   of the compute ceiling of the precision it runs (int8 FLOPs at the int8 GEMM rate, the float32 rest at the
   float32 rate, both measured in the same child).
+* ``resample``: the decoder's resampler (scipy ``resample_poly``) against soxr HQ / VHQ: speed and quality.
 * ``extract``: the embed step itself (decode from the codecs, log-mel, model, checkpoints; model load and worker
   start-up included) on demo-corpus tracks with the default model (the MSD + MTT fusion: two networks per
   track): float32 PyTorch (``processes=1``, 2 threads: the reference), int8 with 2 threads in one process, int8
@@ -161,6 +162,44 @@ def child_model(params: dict[str, Any], out: Path) -> None:
     dump_partial(out, res)
 
 
+def child_resample(params: dict[str, Any], out: Path) -> None:
+    """The decoder's resampler (``scipy.signal.resample_poly``) against soxr (HQ, VHQ) on 60 s at 44.1 kHz ->
+    16 kHz: x real time (median of alternating rounds) and quality: the residual of a 9 kHz tone (above the
+    8 kHz output Nyquist, so it must vanish) and of a 1 kHz tone against its exact 16 kHz samples, in dB."""
+    import soxr
+    from scipy.signal import resample_poly
+
+    src, dst, sec = 44100, 16000, 60.0
+    t_in = np.arange(int(src * sec)) / src
+    t_out = np.arange(int(dst * sec)) / dst
+    noise = np.random.default_rng(0).standard_normal(t_in.size).astype(np.float32) * 0.1
+    alias_in = np.sin(2 * np.pi * 9000 * t_in).astype(np.float32)
+    pass_in, pass_ref = (np.sin(2 * np.pi * 1000 * t).astype(np.float32) for t in (t_in, t_out))
+    fns = {
+        "scipy resample_poly (current)": lambda x: resample_poly(x, 160, 441).astype(np.float32),
+        "soxr HQ": lambda x: soxr.resample(x, src, dst, quality="HQ"),
+        "soxr VHQ": lambda x: soxr.resample(x, src, dst, quality="VHQ"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(int(params.get("rounds", 5))):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(noise)
+            times[k].append(sec / (time.perf_counter() - t0))
+    res: dict[str, Any] = {}
+    mid = slice(dst, -dst)  # one second off each end (filter edges)
+    for k, fn in fns.items():
+        alias = fn(alias_in)[mid]
+        passed = fn(pass_in)[: t_out.size][mid]
+        res[k] = {
+            "x_realtime": summarize(times[k]),
+            "alias_residual_db": float(10 * np.log10(np.mean(alias**2) / 0.5 + 1e-30)),
+            "passband_error_db": float(10 * np.log10(np.mean((passed - pass_ref[mid]) ** 2) / 0.5 + 1e-30)),
+        }
+        log(f"  resample {k}: {res[k]['x_realtime']['median']:.0f}x, alias {res[k]['alias_residual_db']:.1f} dB")
+    dump_partial(out, {"resample": res})
+
+
 def demo_files(n: int) -> list[Path]:
     """The first ``n`` audio files of the demo corpus (``make demo`` renders it), in a fixed order."""
     store = ROOT / ".cache" / "demo_corpus" / "cache" / "audio"
@@ -215,6 +254,9 @@ def main() -> int:
         r = run_child("bench.runtime_bench", "child_model", {"threads": threads, "rounds": args.rounds},
                       threads=threads, timeout_s=900, out_path=CACHE_DIR / "runtime" / f"model_t{threads}.json")  # fmt: skip
         result["model"][f"threads={threads}"] = r
+    r = run_child("bench.runtime_bench", "child_resample", {"rounds": 5}, threads=1, timeout_s=300,
+                  out_path=CACHE_DIR / "runtime" / "resample.json")  # fmt: skip
+    result["resample"] = r.get("resample")
     files = demo_files(args.tracks)
     configs = [
         ("fp32 torch, 1 process x 2 threads (reference)", FP32_DEFAULT, 1, 2, None, False),

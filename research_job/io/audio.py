@@ -2,8 +2,11 @@
 
 :func:`decode_audio` turns any file FFmpeg can read (m4a/AAC, mp3, ogg/vorbis, flac, wav, ...) into a mono
 float32 waveform at a target sample rate: PyAV decodes and converts every frame to planar float at the
-stream's own rate, channels are averaged (mono = mean of channels), then ``scipy.signal.resample_poly``
-resamples with a polyphase anti-aliasing filter. :func:`write_wav` / :func:`read_wav` store the result as
+stream's own rate, channels are averaged (mono = mean of channels), then soxr (libsoxr, quality ``HQ``)
+resamples. It replaced ``scipy.signal.resample_poly``: on 60 s at 44.1 kHz -> 16 kHz it runs 3.7x faster
+(3,240x vs 883x real time, ``bench/runtime_bench.py``) and rejects a 9 kHz tone (above the output Nyquist) to
+-144 dB where resample_poly's default filter left -31 dB. Output lengths stay ``ceil(n * target / source)``
+(resample_poly's), so durations and frame counts are unchanged. :func:`write_wav` / :func:`read_wav` store the result as
 32-bit IEEE-float mono WAV (format tag 3), written atomically.
 
 A file that is empty, not audio, corrupt, or decodes to no samples raises
@@ -94,12 +97,18 @@ def probe_audio(path: str | os.PathLike[str]) -> SourceInfo:
 
 
 def _resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """``x`` at ``target_sr``: ``ceil(len(x) * target_sr / orig_sr)`` samples, as resample_poly gave (soxr gives
+    the floor, so the input is zero-padded by a few samples, as resample_poly's filter implicitly is)."""
     if orig_sr == target_sr:
         return x
-    from scipy.signal import resample_poly
+    import soxr
 
-    g = math.gcd(orig_sr, target_sr)
-    return resample_poly(x, target_sr // g, orig_sr // g).astype(np.float32, copy=False)
+    n_out = -(-len(x) * target_sr // orig_sr)
+    pad = np.zeros(-(-orig_sr // target_sr) + 1, dtype=np.float32)
+    y = soxr.resample(
+        np.concatenate([np.asarray(x, dtype=np.float32), pad]), orig_sr, target_sr, quality="HQ"
+    )
+    return np.ascontiguousarray(y[:n_out], dtype=np.float32)
 
 
 def decode_audio(
