@@ -196,7 +196,9 @@ def child_resample(params: dict[str, Any], out: Path) -> None:
             "alias_residual_db": float(10 * np.log10(np.mean(alias**2) / 0.5 + 1e-30)),
             "passband_error_db": float(10 * np.log10(np.mean((passed - pass_ref[mid]) ** 2) / 0.5 + 1e-30)),
         }
-        log(f"  resample {k}: {res[k]['x_realtime']['median']:.0f}x, alias {res[k]['alias_residual_db']:.1f} dB")
+        log(
+            f"  resample {k}: {res[k]['x_realtime']['median']:.0f}x, alias {res[k]['alias_residual_db']:.1f} dB"
+        )
     dump_partial(out, {"resample": res})
 
 
