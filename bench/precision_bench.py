@@ -128,11 +128,13 @@ def run_corpus(corpus: str) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", choices=["demo", "realmusic", "both"], default="both")
+    ap.add_argument("--keep-int8", action="store_true", help="use the int8 files installed (and recorded) already")
     args = ap.parse_args()
     path = RESULTS_DIR / "precision.json"
     result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     result.update({"benchmark": "precision", "created_at": utc_now(), "machine": machine_facts({})})
-    result["int8"] = calibrate(CORPORA["demo"]["source"])
+    if not (args.keep_int8 and result.get("int8")):
+        result["int8"] = calibrate(CORPORA["demo"]["source"])
     for corpus in ["demo", "realmusic"] if args.corpus == "both" else [args.corpus]:
         result[corpus] = run_corpus(corpus)
         path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
