@@ -36,7 +36,7 @@ from research_job import schema
 from research_job.config import CommonConfig, option
 from research_job.errors import ConfigError, ModelError
 from research_job.io.atomic import write_text
-from research_job.provenance import code_version, sha256_file, utc_now
+from research_job.provenance import code_version, sha256_bytes, sha256_file, utc_now
 from research_job.steps import Step
 
 LOG = logging.getLogger(__name__)
@@ -195,8 +195,6 @@ def track_parity(reference: list[dict[str, np.ndarray]], got: list[dict[str, np.
 
 def _quantize(cfg: ExportModelConfig, enc: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """Export float32, calibrate int8 on catalogue audio into ``path``; (quantisation record, parity)."""
-    import hashlib
-
     from research_job.models import onnx_runtime
 
     assert cfg.calibrate_from is not None
@@ -212,7 +210,7 @@ def _quantize(cfg: ExportModelConfig, enc: Any, path: Path) -> tuple[dict[str, A
         record = onnx_runtime.quantize_int8(fp32, path, np.concatenate(cal))
     finally:
         fp32.unlink(missing_ok=True)
-    digest = hashlib.sha256("".join(sha256_file(f) for f in kept).encode()).hexdigest()
+    digest = sha256_bytes("".join(sha256_file(f) for f in kept).encode())
     root = Path(cfg.calibrate_from)
     record["calibration"] = {
         "source": str(root),
