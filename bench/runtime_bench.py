@@ -202,6 +202,48 @@ def child_resample(params: dict[str, Any], out: Path) -> None:
     dump_partial(out, {"resample": res})
 
 
+def child_model_alone(params: dict[str, Any], out: Path) -> None:
+    """One spec on demo patches for ``seconds`` at 1 thread: x real time (what each of two concurrent workers
+    gets; ``pair`` runs two of these at once and one alone)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from research_job.models.registry import load_model
+
+    enc = load_model(params["spec"])
+    patches = _demo_patches(16)
+    audio = len(patches) * 187 * 256 / 16000
+    enc.patch_outputs_from_logmel(patches[:2])
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < float(params["seconds"]):
+        enc.patch_outputs_from_logmel(patches)
+        done += 1
+    dump_partial(out, {"x_realtime": done * audio / (time.perf_counter() - t0)})
+
+
+def pair(spec: str, seconds: float = 20.0) -> dict[str, Any]:
+    """``spec``'s network alone at 1 thread, then two such processes at once: their sum / alone is what the
+    second core adds to the model part (no decode, no start-up)."""
+    import threading
+
+    def one(tag: str, box: dict[str, Any]) -> None:
+        box[tag] = run_child("bench.runtime_bench", "child_model_alone", {"spec": spec, "seconds": seconds},
+                             threads=1, timeout_s=300, out_path=CACHE_DIR / "runtime" / f"alone_{tag}.json")  # fmt: skip
+
+    alone: dict[str, Any] = {}
+    one("solo", alone)
+    both: dict[str, Any] = {}
+    ts = [threading.Thread(target=one, args=(t, both)) for t in ("a", "b")]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    solo = alone["solo"].get("x_realtime")
+    total = sum(both[t].get("x_realtime") or 0.0 for t in ("a", "b"))
+    return {"spec": spec, "alone_x_realtime": solo, "two_at_once_x_realtime": total,
+            "two_vs_one": total / solo if solo else None}  # fmt: skip
+
+
 def demo_files(n: int) -> list[Path]:
     """The first ``n`` audio files of the demo corpus (``make demo`` renders it), in a fixed order."""
     store = ROOT / ".cache" / "demo_corpus" / "cache" / "audio"
@@ -274,7 +316,15 @@ def main() -> int:
         help="only the reference, int8 on 2 processes and int8 on one core, on --tracks (e.g. all 128 demo tracks, "
         "where the workers' ~5 s start-up is amortised) -> bench/results/runtime_scale.json",
     )  # fmt: skip
+    ap.add_argument(
+        "--pair", action="store_true", help="only the network alone vs two at once (1 thread each)"
+    )
     args = ap.parse_args()
+    if args.pair:
+        res = {k: pair(v) for k, v in MODEL_SPECS.items() if k != "onnx fp32"}
+        log(f"runtime pair: {json.dumps(res)}")
+        (RESULTS_DIR / "runtime_pair.json").write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+        return 0
     if args.scale:
         return scale(args.tracks, args.passes)
     result: dict[str, Any] = {"benchmark": "runtime", "created_at": utc_now(), "machine": machine_facts({}),
