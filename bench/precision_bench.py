@@ -128,7 +128,9 @@ def run_corpus(corpus: str) -> dict[str, Any]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", choices=["demo", "realmusic", "both"], default="both")
-    ap.add_argument("--keep-int8", action="store_true", help="use the int8 files installed (and recorded) already")
+    ap.add_argument(
+        "--keep-int8", action="store_true", help="use the int8 files installed (and recorded) already"
+    )
     args = ap.parse_args()
     path = RESULTS_DIR / "precision.json"
     result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
