@@ -9,6 +9,11 @@ same file is a harmless rename over an identical one). :class:`OnnxNet` runs it 
 (CUDA when onnxruntime has it and the device asks for it) with the intra-op threads the caller's torch has, so
 the embed engines' thread settings apply unchanged.
 
+:func:`quantize_int8` writes the int8 version of such a file (``precision=int8``): static QDQ through
+``onnxruntime.quantization`` on the timbral convolutions only, calibrated on catalogue patches that
+``research-job export-model --precision int8`` supplies and installed at :func:`int8_model`, where the encoder
+loads it (never exported implicitly: calibration needs the catalogue's audio).
+
 The log-mel front end stays in PyTorch (it is a small share of the time and keeps the two runtimes' inputs
 bit-identical); only the network changes runtime. Parity with the PyTorch network is a test
 (``tests/unit/test_onnx_runtime.py``: per-track cosine >= 0.99999 on every layer).
