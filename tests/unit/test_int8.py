@@ -17,10 +17,11 @@ from research_job import schema
 from research_job.config import CommonConfig
 from research_job.errors import ConfigError, ModelError
 from research_job.incremental import same_model
-from research_job.models import musicnn, musicnn_weights, onnx_runtime
+from research_job.models import musicnn, onnx_runtime
 from research_job.models.registry import check_spec, load_model
 from research_job.steps import export_model
 from research_job.steps.export_model import ExportModelConfig
+from tests.helpers.weights import linked_weights
 
 pytest.importorskip("onnxruntime")
 REF = Path(__file__).resolve().parents[1] / "data" / "musicnn_ref"
@@ -68,12 +69,7 @@ def _tracks(folder: Path, n: int, seed: int = 0) -> list[Path]:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """An int8 MSD_musicnn calibrated on 5 test tracks (+1 undecodable file), checked on 3 others, installed into
     a weights folder of this test (never the shared cache)."""
-    try:
-        _, files = musicnn_weights.checkpoint_files("MSD_musicnn")
-    except ModelError as exc:
-        pytest.skip(f"musicnn weights missing ({exc})")
-    root = tmp_path_factory.mktemp("weights")
-    (root / "MSD_musicnn").symlink_to(Path(files[0]).resolve().parent, target_is_directory=True)
+    root = linked_weights(tmp_path_factory.mktemp("weights"))
     audio = tmp_path_factory.mktemp("catalogue")
     _tracks(audio / "album", 10)
     (audio / "album" / "broken.flac").write_bytes(b"fLaC not really")
@@ -140,10 +136,7 @@ def test_int8_is_its_own_model_and_runs_never_mix(installed: dict[str, Any]) -> 
 
 
 def test_missing_tampered_and_wrong_runtime_are_refused(installed: dict[str, Any], tmp_path: Path) -> None:
-    _, files = musicnn_weights.checkpoint_files("MSD_musicnn")
-    empty = tmp_path / "weights"
-    empty.mkdir()
-    (empty / "MSD_musicnn").symlink_to(Path(files[0]).resolve().parent, target_is_directory=True)
+    empty = linked_weights(tmp_path / "weights")
     with pytest.raises(
         ModelError, match=r"No int8 model of musicnn-msd is installed .*export-model .*--precision int8"
     ):
@@ -158,9 +151,8 @@ def test_missing_tampered_and_wrong_runtime_are_refused(installed: dict[str, Any
     installed_file = onnx_runtime.int8_model(
         "MSD_musicnn", load_model("musicnn-msd").weights_sha256, installed["root"]
     )
-    copy_root = tmp_path / "copy"
-    (copy_root / "onnx").mkdir(parents=True)
-    (copy_root / "MSD_musicnn").symlink_to(Path(files[0]).resolve().parent, target_is_directory=True)
+    copy_root = linked_weights(tmp_path / "copy")
+    (copy_root / "onnx").mkdir()
     dest = copy_root / "onnx" / installed_file.name
     dest.write_bytes(installed_file.read_bytes()[:-1] + b"\0")
     record = json.loads(installed_file.with_suffix(".json").read_text())

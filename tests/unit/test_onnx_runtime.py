@@ -12,8 +12,9 @@ import torch
 
 from research_job.errors import ModelError
 from research_job.incremental import same_model
-from research_job.models import musicnn, musicnn_weights
+from research_job.models import musicnn
 from research_job.models.registry import check_spec, load_model
+from tests.helpers.weights import linked_weights
 
 pytest.importorskip("onnxruntime")
 REF = Path(__file__).resolve().parents[1] / "data" / "musicnn_ref"
@@ -25,12 +26,7 @@ def encoders(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[musicnn.MusicnnEncoder, musicnn.MusicnnEncoder]:
     """(PyTorch, ONNX) encoders of MSD_musicnn; the ONNX file is exported into a folder of this test."""
-    try:
-        _, files = musicnn_weights.checkpoint_files("MSD_musicnn")
-    except ModelError as exc:
-        pytest.skip(f"musicnn weights missing ({exc})")
-    root = tmp_path_factory.mktemp("weights")
-    (root / "MSD_musicnn").symlink_to(Path(files[0]).resolve().parent, target_is_directory=True)
+    root = linked_weights(tmp_path_factory.mktemp("weights"))
     torch.set_num_threads(2)
     return musicnn.load("MSD_musicnn", batch_size=3), musicnn.load(
         "MSD_musicnn", batch_size=3, weights_dir=root, runtime="onnx"
