@@ -369,7 +369,6 @@ class MusicnnEncoder:
     ):
         prefix, files = checkpoint_files(checkpoint, weights_root)
         self.checkpoint = checkpoint
-        self.weights_root = weights_root
         self.layer = layer
         self.dim = LAYERS[layer]
         self.batch_size = batch_size
@@ -388,11 +387,14 @@ class MusicnnEncoder:
         self.precision = precision
         self.onnx: Any = None
         self.int8: dict[str, Any] | None = None
+        from research_job.models.musicnn_weights import weights_dir
+
+        #: the checkpoints' folder, where the ONNX and int8 files of this checkpoint are kept
+        self.weights_folder = Path(weights_root) if weights_root is not None else weights_dir()
         if runtime == "onnx":
             from research_job.models import onnx_runtime
-            from research_job.models.musicnn_weights import weights_dir
 
-            root = Path(weights_root) if weights_root is not None else weights_dir()
+            root = self.weights_folder
             if precision == "int8":
                 path = onnx_runtime.int8_model(checkpoint, self.weights_sha256, root)
                 self.int8 = _int8_record(path, self.name)
@@ -400,13 +402,14 @@ class MusicnnEncoder:
                 path = onnx_runtime.cached_model(self.net, checkpoint, self.weights_sha256, root)
             self.onnx = onnx_runtime.OnnxNet(path, torch.get_num_threads(), device)
 
-    def patch_outputs_from_logmel(self, patches_: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the network on log-mel patches [n, 187, 96]; per-patch outputs of every layer (float32)."""
+    def patch_outputs_from_logmel(self, patches_: np.ndarray, port: bool = False) -> dict[str, np.ndarray]:
+        """Run the network on log-mel patches [n, 187, 96]; per-patch outputs of every layer (float32).
+        ``port``: the PyTorch port whatever the runtime (what exported files are checked against)."""
         outs: dict[str, list[np.ndarray]] = {}
         with torch.inference_mode():
             for start in range(0, len(patches_), self.batch_size):
                 chunk = np.ascontiguousarray(patches_[start : start + self.batch_size], np.float32)
-                if self.onnx is not None:
+                if self.onnx is not None and not port:
                     for key, arr in self.onnx(chunk).items():
                         outs.setdefault(key, []).append(arr)
                     continue

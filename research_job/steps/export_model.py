@@ -204,12 +204,9 @@ def _quantize(cfg: ExportModelConfig, enc: Any, path: Path) -> tuple[dict[str, A
         raise ModelError(
             f"int8 calibration: none of the {len(cal_files)} files under {cfg.calibrate_from} decoded"
         )
-    fp32 = path.with_name(path.stem + ".fp32.onnx")
-    try:
-        onnx_runtime.export(enc.net, fp32)
-        record = onnx_runtime.quantize_int8(fp32, path, np.concatenate(cal))
-    finally:
-        fp32.unlink(missing_ok=True)
+    # the float32 file runtime=onnx caches beside the weights (exported here when absent)
+    fp32 = onnx_runtime.cached_model(enc.net, enc.checkpoint, enc.weights_sha256, enc.weights_folder)
+    record = onnx_runtime.quantize_int8(fp32, path, np.concatenate(cal))
     digest = sha256_bytes("".join(sha256_file(f) for f in kept).encode())
     root = Path(cfg.calibrate_from)
     record["calibration"] = {
@@ -227,7 +224,7 @@ def _quantize(cfg: ExportModelConfig, enc: Any, path: Path) -> tuple[dict[str, A
     from research_job.models.onnx_runtime import OnnxNet
 
     net = OnnxNet(path, threads=2)
-    reference = [port_outputs(enc, p) for p in checks]
+    reference = [enc.patch_outputs_from_logmel(p, port=True) for p in checks]
     got = [net(p) for p in checks]
     parity_ = {
         "n_patches": int(sum(len(p) for p in checks)),
@@ -248,10 +245,8 @@ def install_int8(enc: Any, path: Path, meta: dict[str, Any]) -> Path:
     import shutil
 
     from research_job.models import onnx_runtime
-    from research_job.models.musicnn_weights import weights_dir
 
-    root = Path(enc.weights_root) if enc.weights_root is not None else weights_dir()
-    dest = onnx_runtime.int8_model(enc.checkpoint, enc.weights_sha256, root)
+    dest = onnx_runtime.int8_model(enc.checkpoint, enc.weights_sha256, enc.weights_folder)
     dest.parent.mkdir(parents=True, exist_ok=True)
     record = dest.with_suffix(".json")
     record.unlink(missing_ok=True)
@@ -267,28 +262,12 @@ def install_int8(enc: Any, path: Path, meta: dict[str, Any]) -> Path:
     return dest
 
 
-def port_outputs(enc: Any, patches_: np.ndarray) -> dict[str, np.ndarray]:
-    """The PyTorch port's per-patch outputs (``enc.net``, whatever runtime ``enc`` embeds with: a spec with
-    ``runtime=onnx`` must still be checked against the port, not against its own cached ONNX file)."""
-    import torch
-
-    outs: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for start in range(0, len(patches_), enc.batch_size):
-            chunk = torch.from_numpy(
-                np.ascontiguousarray(patches_[start : start + enc.batch_size], np.float32)
-            )
-            for key, val in enc.net(chunk.to(enc.device)).items():
-                outs.setdefault(key, []).append(val.float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in outs.items()}
-
-
 def _output_dims(enc: Any) -> dict[str, int]:
     """Each exported output's width (the port on one seeded patch)."""
     from research_job.models.onnx_runtime import OUTPUTS
 
     one = np.random.default_rng(PARITY_SEED).standard_normal((1, 187, 96)).astype(np.float32)
-    outs = port_outputs(enc, one)
+    outs = enc.patch_outputs_from_logmel(one, port=True)
     return {k: int(outs[k].shape[1]) for k in OUTPUTS}
 
 
@@ -401,7 +380,7 @@ def run(cfg: ExportModelConfig) -> dict[str, Any]:
         patches = (
             np.random.default_rng(PARITY_SEED).standard_normal((PARITY_PATCHES, 187, 96)).astype(np.float32)
         )
-        reference = port_outputs(enc, patches)
+        reference = enc.patch_outputs_from_logmel(patches, port=True)
         got, runtime = _run_file(cfg.format, path, patches)
         figures = parity({k: reference[k] for k in onnx_runtime.OUTPUTS}, got)
         worst = min(v["min_cosine"] for v in figures.values())
