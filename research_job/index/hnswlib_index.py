@@ -7,14 +7,13 @@ API) take them from. hnswlib's ``ip`` distance is ``1 - <a, b>``; :meth:`search`
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from research_job.index.base import as_f32
-from research_job.io.atomic import write_bytes
+from research_job.io.atomic import atomic_path
 
 
 def _hnswlib() -> Any:
@@ -58,16 +57,9 @@ class HnswlibIndex:
         return cls(index)
 
     def save(self, path: Path) -> None:
-        # hnswlib writes to a path; write to a temp file in the same folder, then move atomically
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".hnswtmp")
-        os.close(fd)
-        try:
-            self.index.save_index(tmp)
-            write_bytes(path, Path(tmp).read_bytes())
-        finally:
-            os.unlink(tmp)
+        # hnswlib writes to a path: a temp file in the same folder, renamed onto ``path`` when complete
+        with atomic_path(path) as tmp:
+            self.index.save_index(os.fspath(tmp))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = as_f32(queries)

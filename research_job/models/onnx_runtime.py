@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from research_job.errors import ModelError
+from research_job.io.atomic import atomic_path
 
 LOG = logging.getLogger(__name__)
 
@@ -89,24 +89,19 @@ def export(net: Any, path: Path, max_batch: int = 4096) -> Path:
     """
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        example = torch.zeros(2, 187, 96)
-        batch = torch.export.Dim("batch", min=1, max=max_batch)
-        torch.onnx.export(
-            outputs_module(net), (example,), tmp, input_names=["patches"], output_names=list(OUTPUTS),
-            dynamic_shapes={"patches": {0: batch}}, dynamo=True, optimize=True, opset_version=OPSET,
-            external_data=False, verbose=False,
-        )  # fmt: skip
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            example = torch.zeros(2, 187, 96)
+            batch = torch.export.Dim("batch", min=1, max=max_batch)
+            torch.onnx.export(
+                outputs_module(net), (example,), os.fspath(tmp), input_names=["patches"],
+                output_names=list(OUTPUTS), dynamic_shapes={"patches": {0: batch}}, dynamo=True, optimize=True,
+                opset_version=OPSET, external_data=False, verbose=False,
+            )  # fmt: skip
     except ImportError as e:
         raise ModelError(f"Exporting musicnn to ONNX needs onnx and onnxscript: {e}") from e
     except Exception as e:  # the exporter raises its own error types
         raise ModelError(f"Exporting musicnn to ONNX failed: {type(e).__name__}: {e}") from e
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -188,25 +183,21 @@ def quantize_int8(fp32_path: Path, path: Path, patches: np.ndarray) -> dict[str,
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     quiet = _CountScaleNotes()
     root_logger = logging.getLogger()
     root_logger.addFilter(quiet)
     try:
-        quantize_static(
-            os.fspath(fp32_path), tmp, _Patches(), quant_format=QuantFormat.QDQ, per_channel=True,
-            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv"], nodes_to_quantize=nodes,
-            calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHOD),
-        )  # fmt: skip
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            quantize_static(
+                os.fspath(fp32_path), os.fspath(tmp), _Patches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                op_types_to_quantize=["Conv"], nodes_to_quantize=nodes,
+                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHOD),
+            )  # fmt: skip
     except Exception as e:  # onnxruntime.quantization raises its own error types
         raise ModelError(f"int8 quantisation of {fp32_path} failed: {type(e).__name__}: {e}") from e
     finally:
         root_logger.removeFilter(quiet)
-        Path(tmp).unlink(missing_ok=True)
     if quiet.count:
         LOG.info(
             "int8: %d weight channels (near-zero filters) got a larger scale to keep their bias", quiet.count

@@ -35,7 +35,7 @@ import numpy as np
 from research_job import schema
 from research_job.config import CommonConfig, option
 from research_job.errors import ConfigError, ModelError
-from research_job.io.atomic import write_text
+from research_job.io.atomic import write_bytes, write_json, write_text
 from research_job.provenance import code_version, sha256_bytes, sha256_file, utc_now
 from research_job.steps import Step
 
@@ -241,23 +241,18 @@ def install_int8(enc: Any, path: Path, meta: dict[str, Any]) -> Path:
     """Copy the int8 file where ``<model>?runtime=onnx&precision=int8`` loads it (the checkpoint's weights
     folder, :func:`~research_job.models.onnx_runtime.int8_model`), its record (sha256, calibration, parity)
     beside it; the file first, the record last, so a half-done install is never taken for one."""
-    import json
-    import shutil
-
     from research_job.models import onnx_runtime
 
     dest = onnx_runtime.int8_model(enc.checkpoint, enc.weights_sha256, enc.weights_folder)
     dest.parent.mkdir(parents=True, exist_ok=True)
     record = dest.with_suffix(".json")
     record.unlink(missing_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.copyfile(path, tmp)
-    tmp.replace(dest)
+    write_bytes(dest, path.read_bytes())
     q = meta["quantization"]
     calibration = {k: q["calibration"][k] for k in ("source", "n_tracks", "sha256")}
     calibration["n_patches"] = q["n_patches"]
     body = {"sha256": meta["sha256"], "calibration": calibration, "quantization": q, "parity": meta["parity"]}
-    write_text(record, json.dumps(body, indent=2) + "\n")
+    write_json(record, body)
     LOG.info("int8 model installed for %s?runtime=onnx&precision=int8: %s", enc.name.split("?")[0], dest)
     return dest
 
