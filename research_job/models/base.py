@@ -69,6 +69,36 @@ class FrameEncoder(Encoder, Protocol):
         ...
 
 
+@runtime_checkable
+class StagedEncoder(FrameEncoder, Protocol):
+    """A frame encoder in three stages (front end, network, pooling), so that the members of a fusion that share a
+    stage run it once per batch (:mod:`research_job.models.fusion`): both musicnn checkpoints take the same log-mel
+    patches, and two layers of one checkpoint the same forward pass. Members whose ``front_end_key`` are equal
+    must compute identical inputs from the same waveforms, and those whose ``network_key`` are equal identical
+    outputs from the same inputs; ``embed_frames(b, layers)`` is ``pool(network(x), bounds, layers)`` with
+    ``x, bounds = front_end(b)``."""
+
+    #: equal for encoders whose front ends give the same inputs for the same waveforms
+    front_end_key: tuple[Any, ...]
+    #: equal for encoders whose networks give the same outputs for the same inputs
+    network_key: tuple[Any, ...]
+
+    def front_end(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The network inputs of the whole batch, concatenated, and the bounds of each waveform's rows
+        (``bounds[i]:bounds[i + 1]``)."""
+        ...
+
+    def network(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's outputs for the rows of :meth:`front_end`, by layer name."""
+        ...
+
+    def pool(
+        self, outputs: dict[str, np.ndarray], bounds: np.ndarray, layers: Sequence[str]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`embed_frames`'s answer from :meth:`network`'s outputs and :meth:`front_end`'s bounds."""
+        ...
+
+
 def tag_blocks_of(encoder: Encoder) -> list[dict[str, Any]]:
     """The tag blocks of an encoder's ``taggram`` frame layer, in column order: ``[{"model", "vocabulary",
     "tags"}]`` (one per tagging model; a fusion has one per member); empty when the encoder gives no tags.

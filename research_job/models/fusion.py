@@ -2,8 +2,12 @@
 
 ``fusion:musicnn-msd+musicnn-mtt`` embeds every track with both musicnn checkpoints and concatenates the two
 pooled vectors, each L2-normalised first (every block weighs the same before the corpus post-processing).
-``fusion:musicnn-msd+musicnn-msd?layer=max_pool`` fuses two layers of one checkpoint: sub-models that share a
-checkpoint share one loaded network and one forward pass when they are musicnn models.
+``fusion:musicnn-msd+musicnn-msd?layer=max_pool`` fuses two layers of one checkpoint. Members that run in stages
+(:class:`~research_job.models.base.StagedEncoder`, the musicnn models) share what they have in common, once per
+batch: the front end when their ``front_end_key`` match (both musicnn checkpoints take the same log-mel patches,
+so the default fusion computes them once, not once per member), the forward pass when their ``network_key``
+match (two layers of one checkpoint, same runtime and precision: one pass). Each member still loads its own
+network.
 
 The blocks' sizes are recorded (``info()['params']['blocks']``), so the post-processing ``block_standardize``
 (:mod:`research_job.embeddings`) can z-score every dimension over the corpus and then scale each block to the
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from research_job.errors import ModelError, unknown_choice
-from research_job.models.base import TAG_LAYER, Encoder, FrameEncoder, tag_blocks_of
+from research_job.models.base import TAG_LAYER, Encoder, FrameEncoder, StagedEncoder, tag_blocks_of
 
 PREFIX = "fusion:"
 
@@ -85,9 +89,34 @@ class FusionEncoder:
             else []
         )
 
+    def _members_frames(
+        self, batch: Sequence[np.ndarray], layers: Sequence[str]
+    ) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+        """Each member's ``embed_frames(batch, layers)``, a front end or forward pass that members share run once
+        (by ``front_end_key`` / ``network_key``); a member that is not staged runs alone (``layers`` empty: its
+        frames are not asked for, so any encoder can be a member)."""
+        fronts: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+        nets: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+        out = []
+        for m in self.members:
+            if isinstance(m, StagedEncoder) and len(batch):
+                if m.front_end_key not in fronts:
+                    fronts[m.front_end_key] = m.front_end(list(batch))
+                inputs, bounds = fronts[m.front_end_key]
+                key = (m.front_end_key, m.network_key)
+                if key not in nets:
+                    nets[key] = m.network(inputs)
+                out.append(m.pool(nets[key], bounds, layers))
+            elif layers:
+                assert isinstance(m, FrameEncoder)
+                out.append(m.embed_frames(list(batch), layers))
+            else:
+                out.append((np.asarray(m.embed(list(batch))), []))
+        return out
+
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """[n, sum of the members' dims]: each member's pooled vector, L2-normalised, side by side."""
-        return _join([np.asarray(m.embed(list(batch)), dtype=np.float64) for m in self.members])
+        return _join([np.asarray(p, dtype=np.float64) for p, _ in self._members_frames(batch, ())])
 
     def embed_frames(
         self, batch: Sequence[np.ndarray], layers: Sequence[str]
@@ -102,12 +131,12 @@ class FusionEncoder:
         for name in layers:
             if name not in self.frame_layers:
                 raise ModelError(unknown_choice(f"frame layer of {self.name}", name, list(self.frame_layers)))
+        if layers:
+            assert all(isinstance(m, FrameEncoder) for m in self.members)
         pooled, per_member = [], []
-        for m in self.members:
-            assert isinstance(m, FrameEncoder)
-            p, f = m.embed_frames(list(batch), layers)
+        for m, (p, f) in zip(self.members, self._members_frames(batch, layers), strict=True):
             pooled.append(np.asarray(p, dtype=np.float64))
-            cuts = np.cumsum([int(m.frame_layers[n]) for n in layers])[:-1]
+            cuts = np.cumsum([int(m.frame_layers[n]) for n in layers])[:-1]  # type: ignore[attr-defined]
             per_member.append([np.split(np.asarray(x), cuts, axis=1) for x in f])
         joined = []
         for i in range(len(batch)):

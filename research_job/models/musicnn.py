@@ -439,11 +439,48 @@ class MusicnnEncoder:
     frame_sec = PATCH_FRAMES * HOP / SAMPLE_RATE
     hop_sec = PATCH_FRAMES * HOP / SAMPLE_RATE
 
-    def _per_patch(self, batch: Sequence[np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Every layer's per-patch outputs of the whole batch, and the patch bounds of each waveform."""
+    @property
+    def front_end_key(self) -> tuple[Any, ...]:
+        """Every musicnn checkpoint takes the same log-mel patches (the StagedEncoder protocol)."""
+        return ("musicnn-logmel", SAMPLE_RATE, N_FFT, HOP, N_MELS, PATCH_FRAMES, str(self.device))
+
+    @property
+    def network_key(self) -> tuple[Any, ...]:
+        """One checkpoint, runtime and precision (and batching) give one set of outputs, whatever the layer."""
+        int8 = self.int8["sha256"] if self.int8 is not None else None
+        return (
+            "musicnn",
+            self.weights_sha256,
+            self.runtime,
+            self.precision,
+            int8,
+            self.batch_size,
+            str(self.device),
+        )
+
+    def front_end(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The log-mel patches [n, 187, 96] of the whole batch and the patch bounds of each waveform."""
         cut = [patches(self.logmel(w)) for w in batch]
         bounds = np.cumsum([0, *(len(p) for p in cut)])
-        return self.patch_outputs_from_logmel(np.concatenate(cut)), bounds
+        return np.concatenate(cut), bounds
+
+    def network(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's per-patch outputs (:meth:`patch_outputs_from_logmel`)."""
+        return self.patch_outputs_from_logmel(inputs)
+
+    def pool(
+        self, outputs: dict[str, np.ndarray], bounds: np.ndarray, layers: Sequence[str]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The embedding layer mean-pooled over each waveform's patches, and the chosen layers per patch."""
+        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+        pooled = np.stack([outputs[self.layer][a:b].mean(axis=0) for a, b in spans]).astype(np.float32)
+        frames = [
+            np.concatenate([outputs[name][a:b] for name in layers], axis=1).astype(np.float32)
+            if layers
+            else np.zeros((b - a, 0), np.float32)
+            for a, b in spans
+        ]
+        return pooled, frames
 
     def embed(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         """One vector per waveform: the chosen layer per patch, mean-pooled over the track's patches."""
@@ -458,21 +495,11 @@ class MusicnnEncoder:
         Raises:
             ModelError: an unknown layer, naming the known ones.
         """
-        for name in layers:
-            if name not in LAYERS:
-                raise ModelError(unknown_choice("musicnn frame layer", name, LAYERS))
+        check_layers(layers)
         if not len(batch):
             return np.zeros((0, self.dim), dtype=np.float32), []
-        outs, bounds = self._per_patch(batch)
-        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
-        pooled = np.stack([outs[self.layer][a:b].mean(axis=0) for a, b in spans]).astype(np.float32)
-        frames = [
-            np.concatenate([outs[name][a:b] for name in layers], axis=1).astype(np.float32)
-            if layers
-            else np.zeros((b - a, 0), np.float32)
-            for a, b in spans
-        ]
-        return pooled, frames
+        inputs, bounds = self.front_end(batch)
+        return self.pool(self.network(inputs), bounds, layers)
 
     def info(self) -> dict[str, Any]:
         """Facts for ``embeddings_meta.json['model']``."""
@@ -536,6 +563,13 @@ def _int8_record(path: Path, name: str) -> dict[str, Any]:
             f"{path} is not the int8 file its record {record_path.name} describes (sha256 differs)"
         )
     return {"sha256": sha, "calibration": calibration}
+
+
+def check_layers(layers: Sequence[str]) -> None:
+    """Raises ModelError for a layer musicnn has not, naming the ones it has."""
+    for name in layers:
+        if name not in LAYERS:
+            raise ModelError(unknown_choice("musicnn frame layer", name, LAYERS))
 
 
 def default_batch_patches(device: torch.device) -> int:

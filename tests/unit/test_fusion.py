@@ -124,3 +124,36 @@ def test_a_fusion_has_only_the_frame_layers_every_member_has() -> None:
 
     assert FusionEncoder([_Framer(1.0), _Framer(2.0, {"a": 2})]).frame_layers == {"a": 4}
     assert FusionEncoder([_Framer(1.0), load_model("random?dim=3")]).frame_layers == {}
+
+
+def test_musicnn_members_share_the_log_mel_and_one_checkpoints_forward_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both checkpoints take the same log-mel patches (computed once per batch) and two layers of one checkpoint
+    the same forward pass; the fused vectors and frames are those of each member run alone."""
+    from research_job.models.musicnn import MusicnnEncoder
+
+    enc = load_model("fusion:musicnn-msd+musicnn-mtt+musicnn-msd?layer=max_pool")
+    rng = np.random.default_rng(3)
+    waves = [(0.1 * rng.standard_normal(16000 * s)).astype(np.float32) for s in (7, 4)]
+    alone = [m.embed_frames(waves, ["taggram"]) for m in enc.members]
+    calls = {"front_end": 0, "network": 0}
+    for name in calls:
+        original = getattr(MusicnnEncoder, name)
+
+        def counted(self, x, _name=name, _original=original):  # noqa: ANN001, ANN202
+            calls[_name] += 1
+            return _original(self, x)
+
+        monkeypatch.setattr(MusicnnEncoder, name, counted)
+    pooled, frames = enc.embed_frames(waves, ["taggram"])
+    assert calls == {"front_end": 1, "network": 2}
+    blocks = np.cumsum([0, *enc.blocks])
+    for i, (p, _) in enumerate(alone):
+        p64 = p.astype(np.float64)  # the fusion's block normalisation (float64, then float32)
+        want = (p64 / np.linalg.norm(p64, axis=1, keepdims=True)).astype(np.float32)
+        np.testing.assert_array_equal(pooled[:, blocks[i] : blocks[i + 1]], want)
+    for w in range(len(waves)):
+        np.testing.assert_array_equal(frames[w], np.concatenate([f[w] for _, f in alone], axis=1))
+    np.testing.assert_array_equal(enc.embed(waves), pooled)
+    assert calls == {"front_end": 2, "network": 4}
