@@ -46,9 +46,11 @@ export interface ArtifactSource {
   /**
    * Read the whole file into `target` (exactly `target.length` bytes, checked before a byte is read): one read
    * pass straight into memory the caller owns (the embeddings into the SIMD kernel's wasm memory, no copy).
+   * `onChunk(start, end)`, when given, is called for each part as it lands, in order, while the next part is
+   * being read: the caller hashes and checks the bytes it has while the disk (or page cache) delivers the rest.
    * Sources without it are read with `read` and copied.
    */
-  readInto?(file: ArtifactFile, target: Uint8Array, why?: string): Promise<void>;
+  readInto?(file: ArtifactFile, target: Uint8Array, why?: string, onChunk?: ChunkHandler): Promise<void>;
   /**
    * The sha256 (hex) of the file, checked as `read` checks, read in parts through one small buffer: for a file
    * only its digest is needed of (a staleness guard), without holding it in memory. Sources without it are read
@@ -66,6 +68,15 @@ export interface ArtifactSource {
 
 /** Bytes per read call: well under the 2 GiB a single read may return. */
 const READ_CHUNK = 64 << 20;
+
+/**
+ * Bytes per read call when the caller consumes parts as they land (`readInto`'s `onChunk`): small enough that the
+ * last part, consumed after the read ends, is a small share of the file, large enough to keep the calls few.
+ */
+const PIPELINE_CHUNK = 8 << 20;
+
+/** Called with the byte range `[start, end)` of the target that has just been read (see `readInto`). */
+export type ChunkHandler = (start: number, end: number) => void;
 
 /** Bytes per read of `sha256`: the one buffer it reads through. */
 const HASH_CHUNK = 4 << 20;
@@ -127,8 +138,8 @@ export class LocalDirSource implements ArtifactSource {
     return (await this.readFile(file, limit, null)) as Buffer;
   }
 
-  async readInto(file: ArtifactFile, target: Uint8Array, why?: string): Promise<void> {
-    await this.readFile(file, { exactBytes: target.length, ...(why === undefined ? {} : { why }) }, target);
+  async readInto(file: ArtifactFile, target: Uint8Array, why?: string, onChunk?: ChunkHandler): Promise<void> {
+    await this.readFile(file, { exactBytes: target.length, ...(why === undefined ? {} : { why }) }, target, onChunk);
   }
 
   async sha256(file: ArtifactFile, limit: ReadLimit = { maxBytes: DEFAULT_MAX_BYTES }): Promise<string> {
@@ -146,8 +157,11 @@ export class LocalDirSource implements ArtifactSource {
     return hash.digest('hex');
   }
 
-  /** `read`, into `into` when given (its length is then the exact size allowed). */
-  private async readFile(file: ArtifactFile, limit: ReadLimit, into: Uint8Array | null): Promise<Uint8Array> {
+  /**
+   * `read`, into `into` when given (its length is then the exact size allowed). With `onChunk`, part k + 1 is
+   * requested before `onChunk` sees part k, so the consumer's work overlaps the read.
+   */
+  private async readFile(file: ArtifactFile, limit: ReadLimit, into: Uint8Array | null, onChunk?: ChunkHandler): Promise<Uint8Array> {
     return this.withFile(file, limit, async (fh, size) => {
       let buf: Uint8Array;
       try {
@@ -155,11 +169,23 @@ export class LocalDirSource implements ArtifactSource {
       } catch {
         throw new ArtifactError(file, `is ${size} bytes, more than this process can hold in memory; not read`);
       }
+      const step = onChunk ? PIPELINE_CHUNK : READ_CHUNK;
+      const readAt = (at: number) => fh.read(buf, at, Math.min(step, size - at), at);
       let at = 0;
-      while (at < size) {
-        const { bytesRead } = await fh.read(buf, at, Math.min(READ_CHUNK, size - at), at);
+      let pending = size > 0 ? readAt(0) : null;
+      while (pending !== null) {
+        const { bytesRead } = await pending;
         if (bytesRead === 0) throw new ArtifactError(file, `ended after ${at} of ${size} bytes (changed while reading)`);
+        const start = at;
         at += bytesRead;
+        pending = at < size ? readAt(at) : null;
+        try {
+          onChunk?.(start, at);
+        } catch (err) {
+          // let the read in flight settle before the file is closed (withFile closes it)
+          await pending?.catch(() => undefined);
+          throw err;
+        }
       }
       return buf;
     });
