@@ -25,7 +25,8 @@ STEP_ARGS   = --config $(CONFIG) --model $(MODEL)
 NODE_STAMP  := node_api/node_modules/.installed
 NODE_BUILT  := node_api/dist/src/server.js
 NODE_SRC    := $(shell find node_api/src node_api/web -type f \( -name '*.ts' -o -name '*.html' -o -name '*.css' \) 2>/dev/null) \
-               node_api/tsconfig.json node_api/tsconfig.build.json node_api/tsconfig.web.json node_api/scripts/web-assets.mjs
+               node_api/tsconfig.json node_api/tsconfig.build.json node_api/tsconfig.web.json node_api/scripts/web-assets.mjs \
+               node_api/scripts/compile-schemas.mjs $(wildcard artifact_schema/*.schema.json)
 
 .PHONY: help install install-dev weights node-install node-build demo demo-corpus run export-metadata pull-audio \
         standardize-audio embed build-index evaluate report previews export-interactions train-recs validate publish compare-models serve \

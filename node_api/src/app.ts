@@ -19,7 +19,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import { HttpError, localPathRedactor } from './lib/errors.js';
 import type { LoadOptions } from './lib/loader.js';
 import { redact } from './lib/redact.js';
-import { SchemaRegistry, type TrackIdSchema } from './lib/schemas.js';
+import { PRECOMPILED_DIR, SchemaRegistry, type TrackIdSchema } from './lib/schemas.js';
 import type { ArtifactSource } from './lib/source.js';
 import artifactStore from './plugins/artifactStore.js';
 import env, { type AppConfig } from './plugins/env.js';
@@ -249,7 +249,7 @@ function answerUnrouted(app: FastifyInstance): void {
  */
 export async function buildApp(opts: BuildOptions): Promise<FastifyInstance> {
   const { config } = opts;
-  const schemas = new SchemaRegistry(config.artifactSchemaDir);
+  const schemas = new SchemaRegistry(config.artifactSchemaDir, config.precompiledValidators ? PRECOMPILED_DIR : null);
   const trackId = schemas.trackIdSchema();
   const app = createFastify(config, opts.logger, trackId);
   useSchemas(app, trackIdShared(trackId));

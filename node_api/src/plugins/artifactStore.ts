@@ -224,7 +224,7 @@ export default fp<StorePluginOptions>(
 
     app.log.info({ source: provider.description }, 'loading artifacts');
     const loaded = store.loadFrom(provider, schemas, loadOptions).then((state) => {
-      app.log.info({ artifact_version: state.artifactVersion, release: state.release, count: state.count, dim: state.dim, backend: state.backend.kind, load_sec: state.loadSec }, 'artifacts loaded');
+      app.log.info({ artifact_version: state.artifactVersion, release: state.release, count: state.count, dim: state.dim, backend: state.backend.kind, load_sec: state.loadSec, schema_validators: { ...schemas.made } }, 'artifacts loaded');
       return state;
     });
     // whoever awaits artifactsLoaded sees the rejection; keep it from going unhandled meanwhile

@@ -44,6 +44,8 @@ export interface AppConfig {
   neighborsTable: NeighborsTableMode;
   /** candidates per model of /recommend/user's content and hybrid with an approximate backend; 0: exact scans */
   recsCandidates: number;
+  /** use the validators `npm run build` precompiled for schema files of the same bytes (off: compile each here) */
+  precompiledValidators: boolean;
 }
 
 /** node_api/ (the folder holding package.json), from this compiled or source file. */
@@ -154,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     recallTarget,
     neighborsTable: oneOf(env, 'NEIGHBORS_TABLE', NEIGHBORS_TABLE_MODES, 'auto'),
     recsCandidates: int(env, 'RECS_CANDIDATES', 200, 0, 100000)!,
+    precompiledValidators: oneOf(env, 'PRECOMPILED_VALIDATORS', ['on', 'off'] as const, 'on') === 'on',
   };
 }
 
