@@ -285,12 +285,15 @@ def _extract(name: str, spec: str, files: list[Path], passes: int, workers: int,
 
 
 def scale(tracks: int, passes: int) -> int:
-    """The three extraction configurations the 2x and 1.8x targets compare, on ``tracks`` demo tracks."""
+    """The extraction configurations the 2x and 1.8x targets compare, and embed's auto layout, on ``tracks`` demo
+    tracks."""
     files = demo_files(tracks)
     configs = [
         ("fp32 torch, 1 process x 2 threads (reference)", FP32_DEFAULT, 1, 2, None),
         ("int8, 2 processes x 1 thread", INT8_DEFAULT, 2, 1, None),
         ("int8, one core (1 process x 1 thread, pinned)", INT8_DEFAULT, 1, 1, [0]),
+        # what `embed` now does by default on 2 cores for >= AUTO_MIN_TRACKS tracks (processes = 0, auto)
+        ("fp32 torch, embed's default here (auto: 2 processes x 1 thread)", FP32_DEFAULT, 2, 1, None),
     ]
     runs = [_extract(n, s, files, passes, w, t, c) for n, s, w, t, c in configs]
     x = [r.get("x_realtime", {}).get("median") for r in runs]
@@ -298,7 +301,10 @@ def scale(tracks: int, passes: int) -> int:
         "benchmark": "runtime_scale", "created_at": utc_now(), "machine": machine_facts({}), "extract": runs,
         "summary": {"fp32_torch_x_realtime": x[0], "default_int8_x_realtime": x[1], "one_core_x_realtime": x[2],
                     "vs_fp32_torch": x[1] / x[0] if x[0] and x[1] else None,
-                    "two_cores_vs_one": x[1] / x[2] if x[1] and x[2] else None},
+                    "two_cores_vs_one": x[1] / x[2] if x[1] and x[2] else None,
+                    "fp32_torch_auto_x_realtime": x[3],
+                    "fp32_auto_vs_fp32_one_process": x[3] / x[0] if x[0] and x[3] else None,
+                    "int8_vs_fp32_auto": x[1] / x[3] if x[1] and x[3] else None},
     }  # fmt: skip
     path = RESULTS_DIR / "runtime_scale.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,14 @@ LOG = logging.getLogger(__name__)
 #: where the embed step can run (``local``: this process or ``processes`` worker processes)
 ENGINES = ("local", "ray")
 
+#: ``processes = 0`` (auto) starts workers only for at least this many tracks to embed: on the 2-core VM, the
+#: default fusion on 64 demo tracks ran at 57.7x / 58.4x real time with 2 single-thread workers against 50.2x /
+#: 51.4x in this process with 2 threads (alternating runs, worker start-up included); below that the ~5 s start-up
+#: eats the gain
+AUTO_MIN_TRACKS = 64
+#: and at most this many: each worker holds its own copy of the model (and of torch's runtime)
+AUTO_MAX_PROCESSES = 8
+
 
 @dataclass(frozen=True)
 class EmbedConfig:
@@ -97,8 +105,13 @@ class EmbedConfig:
     #: +1.4 % in two quiet runs); it pays with spare cores or slow storage
     decode_ahead: int = option(0, "tracks a background thread decodes ahead while the model runs; 0 = inline")
     #: not called ``workers``, whose environment variable the download steps share. Start-up costs ~3-5 s
-    #: (spawn, import torch, load the weights), so it pays on catalogue-sized runs; see bench/findings.md
-    processes: int = option(1, "worker processes, each with its own model copy (CPU only); 1 = this process")
+    #: (spawn, import torch, load the weights), so auto waits for a run of AUTO_MIN_TRACKS; see bench/findings.md
+    processes: int = option(
+        0,
+        "worker processes, each with its own model copy (CPU only); 1 = this process; 0 = auto: one per usable "
+        f"CPU (at most {AUTO_MAX_PROCESSES}) when at least {AUTO_MIN_TRACKS} tracks are to be embedded on CPU by the local engine without "
+        "decode_ahead, else this process",
+    )
     threads_per_process: int | None = option(
         None, "torch threads per worker process; unset = usable CPUs // processes (at least 1)"
     )
@@ -190,8 +203,10 @@ def check(cfg: EmbedConfig) -> None:
         )
     if cfg.decode_ahead < 0:
         raise ConfigError(f"decode_ahead must be >= 0 (0 = decode inline), got {cfg.decode_ahead}")
-    if cfg.processes < 1:
-        raise ConfigError(f"processes must be >= 1 (1 = embed in this process), got {cfg.processes}")
+    if cfg.processes < 0:
+        raise ConfigError(
+            f"processes must be >= 0 (0 = auto, 1 = embed in this process, N = N workers), got {cfg.processes}"
+        )
     if cfg.threads_per_process is not None and cfg.threads_per_process < 1:
         raise ConfigError(f"threads_per_process must be >= 1 or unset, got {cfg.threads_per_process}")
     if cfg.processes > 1:
@@ -373,6 +388,19 @@ def _worker_init(factory: Callable[[], Encoder], threads: int, parent_pid: int |
 def _worker_batch(reader: TrackAudio, rows: Sequence[TrackRow], spec: FrameSpec) -> dict[str, Any]:
     """Decode, check and embed ``rows`` in a worker process (:func:`research_job.embed_work.embed_rows`)."""
     return embed_rows(_WORKER["encoder"], rows, reader.load, spec)
+
+
+def effective_processes(cfg: EmbedConfig, todo: int, *, loaded_encoder_only: bool) -> int:
+    """The worker processes the local engine runs: ``cfg.processes`` when set; for 0 (auto), one per usable CPU
+    (at most AUTO_MAX_PROCESSES) when the run embeds at least AUTO_MIN_TRACKS tracks on CPU without decode_ahead
+    and the model can be loaded in each worker (``loaded_encoder_only``: the caller passed a loaded encoder and no
+    factory), else 1."""
+    if cfg.processes:
+        return cfg.processes
+    cpus = min(_usable_cpus(), AUTO_MAX_PROCESSES)
+    if cfg.engine != "local" or cfg.device != "cpu" or cfg.decode_ahead or loaded_encoder_only:
+        return 1
+    return cpus if cpus > 1 and todo >= AUTO_MIN_TRACKS else 1
 
 
 def _usable_cpus() -> int:
@@ -651,7 +679,8 @@ def run(
         ConfigError: bad postprocess/batch size; ArtifactError: no tracks, or every track failed.
     """
     check(cfg)
-    if cfg.processes > 1 and encoder is not None and encoder_factory is None:
+    loaded_encoder_only = encoder is not None and encoder_factory is None
+    if cfg.processes > 1 and loaded_encoder_only:
         raise ConfigError(
             "processes > 1 loads the model in each worker process: pass encoder_factory (a picklable callable), "
             "not a loaded encoder"
@@ -700,6 +729,7 @@ def run(
     if resumed:
         LOG.info("Resuming: %d tracks already done, %d to go", len(resumed), len(todo))
     engine: dict[str, Any] = {"source": {"kind": reader.kind, "url": reader.url}}
+    cfg = replace(cfg, processes=effective_processes(cfg, len(todo), loaded_encoder_only=loaded_encoder_only))
     if cfg.engine == "ray":
         engine.update(embed_on_ray(ray_settings(cfg), todo, encoder_factory, reader, FrameSpec.of(cfg), ckpt))
     elif cfg.processes > 1:

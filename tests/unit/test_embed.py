@@ -260,10 +260,48 @@ def test_worker_processes_resume_an_interrupted_run(tmp_path: Path) -> None:
     assert common.layout.track_ids_json.read_bytes() == ref.layout.track_ids_json.read_bytes()
 
 
+def test_auto_processes_start_one_worker_per_cpu_only_for_a_catalogue_sized_cpu_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(embed, "_usable_cpus", lambda: 2)
+    auto = EmbedConfig()
+    assert auto.processes == 0
+    n = embed.AUTO_MIN_TRACKS
+    assert embed.effective_processes(auto, n, loaded_encoder_only=False) == 2
+    assert embed.effective_processes(auto, n - 1, loaded_encoder_only=False) == 1
+    assert embed.effective_processes(auto, n, loaded_encoder_only=True) == 1
+    for kw in ({"device": "cuda"}, {"decode_ahead": 4}, {"engine": "ray"}):
+        assert embed.effective_processes(EmbedConfig(**kw), n, loaded_encoder_only=False) == 1, kw
+    assert embed.effective_processes(EmbedConfig(processes=1), n, loaded_encoder_only=False) == 1
+    assert embed.effective_processes(EmbedConfig(processes=3), 1, loaded_encoder_only=False) == 3
+    monkeypatch.setattr(embed, "_usable_cpus", lambda: 1)
+    assert embed.effective_processes(auto, 10 * n, loaded_encoder_only=False) == 1
+    monkeypatch.setattr(embed, "_usable_cpus", lambda: 64)
+    assert embed.effective_processes(auto, n, loaded_encoder_only=False) == embed.AUTO_MAX_PROCESSES
+
+
+def test_auto_processes_run_workers_and_give_the_rows_of_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embed, "AUTO_MIN_TRACKS", 6)
+    monkeypatch.setattr(embed, "_usable_cpus", lambda: 2)
+    one = make_corpus(tmp_path / "one", SR, n=7)
+    meta1 = embed.run(_cfg(one, processes=1), encoder=FakeEncoder())
+    auto = make_corpus(tmp_path / "auto", SR, n=7)
+    meta2 = embed.run(_cfg(auto), encoder_factory=FakeEncoder)
+    assert meta1["engine"]["name"] == "inline"
+    assert meta2["engine"]["name"] == "processes" and meta2["engine"]["workers"] == 2
+    assert meta2["engine"]["threads_per_worker"] == 1
+    assert auto.layout.embeddings_f32.read_bytes() == one.layout.embeddings_f32.read_bytes()
+    # a loaded encoder (no factory) cannot go to workers: auto embeds in this process
+    again = make_corpus(tmp_path / "again", SR, n=7)
+    assert embed.run(_cfg(again), encoder=FakeEncoder())["engine"]["name"] == "inline"
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"processes": 0}, r"processes must be >= 1 \(1 = embed in this process\), got 0"),
+        ({"processes": -1}, r"processes must be >= 0 \(0 = auto, 1 = embed in this process, N = N workers\), got -1"),
         ({"processes": 2, "threads_per_process": 0}, r"threads_per_process must be >= 1 or unset, got 0"),
         ({"processes": 2, "device": "cuda"}, r"processes = 2 needs device 'cpu' \(got 'cuda'\)"),
         ({"processes": 2, "decode_ahead": 4}, r"decode_ahead = 4 applies to processes = 1 only"),
