@@ -312,6 +312,36 @@ def scale(tracks: int, passes: int) -> int:
     return 0
 
 
+def layout(tracks: int, rounds: int) -> int:
+    """embed's two float32 layouts on 2 cores, alternating (order reversed every round, one pass each): one
+    process with 2 torch threads against 2 single-thread worker processes (what ``processes = 0``, auto, picks for
+    a run of at least AUTO_MIN_TRACKS tracks) -> bench/results/runtime_layout.json."""
+    files = demo_files(tracks)
+    configs = [
+        ("fp32 torch, 1 process x 2 threads", 1, 2),
+        ("fp32 torch, 2 processes x 1 thread (auto)", 2, 1),
+    ]
+    runs: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    for r in range(rounds):
+        for name, w, t in configs if r % 2 == 0 else configs[::-1]:
+            x = (
+                _extract(f"{name} round {r}", FP32_DEFAULT, files, 1, w, t)
+                .get("x_realtime", {})
+                .get("median")
+            )
+            if x is not None:
+                runs[name].append(float(x))
+    med = {k: float(np.median(v)) if v else None for k, v in runs.items()}
+    one, two = med[configs[0][0]], med[configs[1][0]]
+    result = {
+        "benchmark": "runtime_layout", "created_at": utc_now(), "machine": machine_facts({}), "tracks": len(files),
+        "rounds": rounds, "x_realtime": runs, "median": med, "auto_vs_one_process": two / one if one and two else None,
+    }  # fmt: skip
+    (RESULTS_DIR / "runtime_layout.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    log(f"runtime layout: {json.dumps(med)}; auto / one process = {result['auto_vs_one_process']}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tracks", type=int, default=32, help="demo-corpus tracks the extraction runs on")
@@ -325,6 +355,11 @@ def main() -> int:
     ap.add_argument(
         "--pair", action="store_true", help="only the network alone vs two at once (1 thread each)"
     )
+    ap.add_argument(
+        "--layout", action="store_true",
+        help="only embed's float32 layouts (1 process x 2 threads vs 2 processes x 1 thread), --rounds alternating "
+        "rounds on --tracks -> bench/results/runtime_layout.json",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.pair:
         res = {k: pair(v) for k, v in MODEL_SPECS.items() if k != "onnx fp32"}
@@ -333,6 +368,8 @@ def main() -> int:
         return 0
     if args.scale:
         return scale(args.tracks, args.passes)
+    if args.layout:
+        return layout(args.tracks, args.rounds)
     result: dict[str, Any] = {"benchmark": "runtime", "created_at": utc_now(), "machine": machine_facts({}),
                               "targets": TARGETS}  # fmt: skip
     path = RESULTS_DIR / "runtime.json"
