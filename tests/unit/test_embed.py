@@ -301,7 +301,10 @@ def test_auto_processes_run_workers_and_give_the_rows_of_one_process(
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"processes": -1}, r"processes must be >= 0 \(0 = auto, 1 = embed in this process, N = N workers\), got -1"),
+        (
+            {"processes": -1},
+            r"processes must be >= 0 \(0 = auto, 1 = embed in this process, N = N workers\), got -1",
+        ),
         ({"processes": 2, "threads_per_process": 0}, r"threads_per_process must be >= 1 or unset, got 0"),
         ({"processes": 2, "device": "cuda"}, r"processes = 2 needs device 'cpu' \(got 'cuda'\)"),
         ({"processes": 2, "decode_ahead": 4}, r"decode_ahead = 4 applies to processes = 1 only"),
